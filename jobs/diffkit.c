@@ -1,0 +1,36 @@
+/* diffkit.c — the `diffkit` command: small tools around the pipeline, one subcommand each.
+ *
+ * Each subcommand lives in its own cmd_*.c file and is listed in the table below; this file only
+ * dispatches. The pipeline stages themselves are separate executables (diff_preprocess, ...), so that
+ * SLURM scripts and mpirun launch exactly one job each. */
+#include "commands.h"
+
+#include "core/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const dk_command commands[] = {
+    {"config", cmd_config, "print the resolved configuration: diffkit config [group=NAME ...] [key=value ...]"},
+    {"resolve", cmd_resolve, "print the local folder of a model id: diffkit resolve ID [--revision R] [--require FILE]"},
+    {"version", cmd_version, "print the version and the build's features"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: diffkit COMMAND [ARGS...]\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`diffkit COMMAND --help` describes one command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? DK_EXIT_USAGE : DK_EXIT_OK;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "diffkit: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return DK_EXIT_USAGE;
+}
