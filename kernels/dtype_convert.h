@@ -1,7 +1,9 @@
 /* dtype_convert.h — scalar bf16/f16 <-> f32 conversions, the same code for C host code and CUDA kernels.
  *
  * Semantics (checked exhaustively in tests/unit/test_dtype.c against ml_dtypes and the compiler's _Float16):
- *   - widening (bf16/f16 -> f32) is exact, subnormals included; NaN payloads are kept.
+ *   - widening (bf16/f16 -> f32) is exact, subnormals included. NaN stays NaN with its payload; f16 NaNs
+ *     come out quiet (the quiet bit set), as IEEE conversions, F16C and libgcc do; bf16 is a plain shift,
+ *     as in ml_dtypes and torch.
  *   - narrowing (f32 -> bf16/f16) rounds to nearest, ties to even; overflow gives +-Inf; f16 subnormals are
  *     produced exactly; NaN stays NaN with its sign. bf16: NaN becomes the canonical quiet NaN 0x7FC0|sign
  *     (what torch and ml_dtypes give); f16: the quiet bit is set and the top 10 payload bits are kept (what
@@ -46,7 +48,8 @@ DK_HOST_DEVICE static inline float dk_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exponent = (h >> 10) & 0x1fu;
     uint32_t mantissa = h & 0x3ffu;
-    if (exponent == 0x1f) return dk_bits_f32(sign | 0x7f800000u | (mantissa << 13)); /* Inf, NaN */
+    if (exponent == 0x1f) /* Inf, or NaN made quiet */
+        return dk_bits_f32(sign | 0x7f800000u | (mantissa ? 0x400000u : 0u) | (mantissa << 13));
     if (exponent != 0) return dk_bits_f32(sign | ((exponent + 112u) << 23) | (mantissa << 13));
     if (mantissa == 0) return dk_bits_f32(sign); /* +-0 */
     /* subnormal: value = mantissa * 2^-24; shift until the implicit bit (bit 10) is set */

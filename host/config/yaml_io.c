@@ -19,8 +19,9 @@ static dk_cfg_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *s
     }
     switch (yn->type) {
     case YAML_SCALAR_NODE: {
-        const char *tag = (const char *)yn->tag;
-        bool quoted = yn->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || (tag && strcmp(tag, YAML_STR_TAG) == 0);
+        /* Only the style tells: libyaml's document API gives every untagged scalar the !!str tag, so an
+         * explicit !!str cannot be told apart and is not supported (quote the value instead). */
+        bool quoted = yn->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
         char *text = dk_strndup((const char *)yn->data.scalar.value, yn->data.scalar.length);
         if (strlen(text) != yn->data.scalar.length) {
             free(text);
@@ -172,7 +173,18 @@ static void emit_node(yaml_emitter_t *em, const dk_cfg_node *node) {
         dk_cfg_node plain = *node;
         plain.quoted = false;
         bool force = node->quoted && dk_cfg_node_type(&plain) != DK_CFG_TYPE_STRING;
-        emit_scalar(em, node->text, force);
+        if (node->resolved && strstr(node->text, "${")) {
+            /* a literal ${ left by interpolation (from \${): escape it again so a reload reads the same */
+            dk_strbuf escaped = {0};
+            for (const char *t = node->text; *t; t++) {
+                if (t[0] == '$' && t[1] == '{') dk_strbuf_append(&escaped, "\\");
+                dk_strbuf_append_n(&escaped, t, 1);
+            }
+            emit_scalar(em, escaped.data, force);
+            dk_strbuf_free(&escaped);
+        } else {
+            emit_scalar(em, node->text, force);
+        }
         break;
     }
     case DK_CFG_SEQ:

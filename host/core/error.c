@@ -72,7 +72,7 @@ void dk_check_failed(const char *file, int line, const char *expr, const char *f
     va_start(ap, fmt);
     vsnprintf(hint, sizeof hint, fmt, ap);
     va_end(ap);
-    dk_fatal_at(DK_EXIT_RUNTIME, file, line, "check failed: %s\n  %s", expr, hint);
+    dk_fatal_at(DK_EXIT_RUNTIME, file, line, "check failed: %s: %s", expr, hint);
 }
 
 void *dk_malloc(size_t bytes) {
