@@ -1,7 +1,8 @@
 /* check_hdf5.h — H5_CHECK: a failed HDF5 call (negative herr_t or hid_t) prints HDF5's error stack, then
  * ends the job with the call's text and file:line. In parallel an HDF5 error on one rank would leave the
  * others blocked in the next collective, so every HDF5 error is fatal job-wide. Call dk_hdf5_quiet() once
- * at start-up so HDF5 does not print its stack by itself. */
+ * at start-up so HDF5 does not print its stack by itself. Put the assignment inside, so the message shows
+ * the call:   hid_t file; H5_CHECK(file = H5Fopen(path, H5F_ACC_RDONLY, fapl));                        */
 #ifndef DK_CHECK_HDF5_H
 #define DK_CHECK_HDF5_H
 
