@@ -61,11 +61,9 @@ static bool valid_key(const char *key) {
 
 /* Appends "; did you mean 'X'?" for the path nearest to `key` among all paths of `root`. */
 static void append_suggestion(dk_strbuf *msg, const dk_cfg_node *root, const char *key) {
-    size_t n = 0;
-    char **paths = dk_cfg_all_paths(root, &n);
-    int best = dk_nearest_string(key, (const char *const *)paths, n);
-    if (best >= 0) dk_strbuf_printf(msg, "; did you mean '%s'?", paths[best]);
-    dk_free_strings(paths, n);
+    char *near = dk_cfg_nearest_path(root, key);
+    if (near) dk_strbuf_printf(msg, "; did you mean '%s'?", near);
+    free(near);
 }
 
 /* ---- group files -------------------------------------------------------------------------------- */

@@ -18,11 +18,9 @@ bool dk_cfg_has(const dk_cfg *cfg, const char *path) {
 static int missing(const dk_cfg *cfg, const char *path, dk_err *err) {
     dk_strbuf msg = {0};
     dk_strbuf_printf(&msg, "config key %s is missing", path);
-    size_t n = 0;
-    char **paths = dk_cfg_all_paths(cfg->root, &n);
-    int best = dk_nearest_string(path, (const char *const *)paths, n);
-    if (best >= 0) dk_strbuf_printf(&msg, " (did you mean %s?)", paths[best]);
-    dk_free_strings(paths, n);
+    char *near = dk_cfg_nearest_path(cfg->root, path);
+    if (near) dk_strbuf_printf(&msg, " (did you mean %s?)", near);
+    free(near);
     dk_strbuf_printf(&msg, "; add it to %s/config.yaml or give it as +%s=VALUE",
                      cfg->config_dir[0] ? cfg->config_dir : "the config", path);
     int rc = dk_err_set(err, DK_EXIT_USAGE, "%s", msg.data);

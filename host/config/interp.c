@@ -95,11 +95,9 @@ static dk_cfg_node *evaluate(resolver *r, const dk_cfg_node *at, const char *pat
         if (!target) {
             dk_strbuf msg = {0};
             dk_strbuf_printf(&msg, "${%s} refers to a key that does not exist", expr);
-            size_t n = 0;
-            char **paths = dk_cfg_all_paths(r->root, &n);
-            int best = dk_nearest_string(expr, (const char *const *)paths, n);
-            if (best >= 0) dk_strbuf_printf(&msg, "; did you mean ${%s}?", paths[best]);
-            dk_free_strings(paths, n);
+            char *near = dk_cfg_nearest_path(r->root, expr);
+            if (near) dk_strbuf_printf(&msg, "; did you mean ${%s}?", near);
+            free(near);
             fail(r, at, path, err, "%s%s", msg.data, "");
             dk_strbuf_free(&msg);
         } else {

@@ -292,3 +292,12 @@ char **dk_cfg_all_paths(const dk_cfg_node *root, size_t *count) {
     *count = n;
     return out;
 }
+
+char *dk_cfg_nearest_path(const dk_cfg_node *root, const char *key) {
+    size_t n = 0;
+    char **paths = dk_cfg_all_paths(root, &n);
+    int best = dk_nearest_string(key, (const char *const *)paths, n);
+    char *result = best >= 0 ? dk_strdup(paths[best]) : NULL;
+    dk_free_strings(paths, n);
+    return result;
+}

@@ -69,7 +69,9 @@ dk_cfg_node *dk_cfg_lookup(const dk_cfg_node *root, const char *path);
 /* Deep merge of src into dst (both maps): maps merge key by key, anything else replaces. Takes src. */
 void dk_cfg_merge(dk_cfg_node *dst, dk_cfg_node *src);
 
-/* Every dotted path in the tree (interior maps and leaves), for "did you mean" suggestions. */
+/* Every dotted path in the tree (interior maps and leaves). */
 char **dk_cfg_all_paths(const dk_cfg_node *root, size_t *count);
+/* The existing path nearest to `key` (for "did you mean ...?"), malloc'ed, or NULL when none is close. */
+char *dk_cfg_nearest_path(const dk_cfg_node *root, const char *key);
 
 #endif
