@@ -398,8 +398,8 @@ dk_cfg *dk_cfg_compose(const dk_cfg_options *opt, dk_err *err) {
         override o;
         rc = parse_argument(opt->overrides[i], &o, err);
         if (rc != 0) break;
-        if (o.op == OP_SET && is_group(cfg, o.key)) {
-            dk_cfg_node *v = parse_value(&o, err);
+        if (is_group(cfg, o.key)) { /* group=NAME, +group=NAME, ++group=NAME; ~group leaves it out */
+            dk_cfg_node *v = o.op == OP_DELETE ? dk_cfg_node_new(DK_CFG_NULL, COMMAND_LINE, 0, 0) : parse_value(&o, err);
             if (!v) {
                 rc = -1;
             } else if (v->kind == DK_CFG_SEQ || v->kind == DK_CFG_MAP) {

@@ -7,7 +7,8 @@
  *      are merged; at the end when not listed).
  *   2. A group is a folder of <config_dir>; choice NAME loads <config_dir>/<group>/NAME.yaml under the key
  *      <group>. On the command line `group=NAME` changes a choice (any folder of config_dir is a group;
- *      one not in the defaults list is added at the end); `group=null` leaves the group out.
+ *      one not in the defaults list is added at the end; +group=NAME is accepted as in Hydra);
+ *      `group=null` or `~group` leaves the group out.
  *      `model: auto` picks the first model listed under organism.finetuned_models (the seed's rule).
  *   3. Overrides, in command-line order:  a.b.c=VALUE  sets an existing key (VALUE is parsed as YAML, so
  *      layers=[0.25,0.5], x=null, name='a b' work) and must keep the key's type (an integer stays an

@@ -57,6 +57,12 @@ static void test_defaults_and_auto(void) {
     EXPECT(cfg != NULL, "organism=beta model=m1: %s", err.msg);
     dk_cfg_free(cfg);
 
+    const char *no_org2[] = {"~organism", "+model=m1"};
+    cfg = compose("config/basic", &err, 2, no_org2);
+    EXPECT(cfg && dk_cfg_get(cfg, "organism") == NULL && strcmp(dk_cfg_choice(cfg, "model"), "m1") == 0,
+           "~organism leaves it out, +model=m1 chooses m1: %s", err.msg);
+    dk_cfg_free(cfg);
+
     const char *no_org[] = {"organism=null", "model=m1"};
     cfg = compose("config/basic", &err, 2, no_org);
     EXPECT(cfg && dk_cfg_get(cfg, "organism") == NULL && dk_cfg_choice(cfg, "organism") == NULL, "organism=null leaves it out");
