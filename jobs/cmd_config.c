@@ -1,21 +1,65 @@
-/* cmd_config.c — `diffkit config [overrides...]`: compose the configuration exactly as a job would and
- * print the resolved YAML (the same text every output file stores). Errors exit 2. */
+/* cmd_config.c — `diffkit config [--get KEY] [overrides...]`: compose the configuration exactly as a job
+ * would and print the resolved YAML (the same text every output file stores), or with --get one value
+ * (scripts use this: slurm/run_all.sh reads infrastructure.slurm.* this way). Errors exit 2. */
 #include "commands.h"
 
 #include "config/job_args.h"
+#include "config/yaml_io.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static const char *USAGE =
+    "Prints the resolved configuration: configs/config.yaml, its defaults list, the group\n"
+    "choices and overrides given here, with ${...} interpolations resolved.\n"
+    "  --get KEY   print only the value of KEY (a scalar as plain text, null as an empty line,\n"
+    "              a list or mapping as YAML)\n"
+    "Example: diffkit config model=qwen3_1_7B organism=cake_bake preprocessing.context_len=512";
 
 int cmd_config(int argc, char **argv) {
-    dk_cfg *cfg = dk_job_config("diffkit config",
-                                "Prints the resolved configuration: configs/config.yaml, its defaults list, the group\n"
-                                "choices and overrides given here, with ${...} interpolations resolved.\n"
-                                "Example: diffkit config model=qwen3_1_7B organism=cake_bake preprocessing.context_len=512",
-                                argc, argv);
-    char *yaml = dk_cfg_dump(cfg);
-    fputs(yaml, stdout);
-    free(yaml);
+    /* take --get KEY out of argv; everything else is the shared job command line */
+    const char *get = NULL;
+    char **rest = dk_calloc((size_t)argc + 1, sizeof *rest);
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--get") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "diffkit config: --get needs a key, e.g. --get preprocessing.context_len\n");
+                free(rest);
+                return DK_EXIT_USAGE;
+            }
+            get = argv[++i];
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    dk_cfg *cfg = dk_job_config("diffkit config", USAGE, n, rest);
+    free(rest);
+    if (get) {
+        const dk_cfg_node *node = dk_cfg_get(cfg, get);
+        if (!node) {
+            dk_err err = {0};
+            const char *unused;
+            dk_cfg_try_str(cfg, get, true, &unused, &err); /* the "missing key, did you mean" message */
+            dk_cfg_free(cfg);
+            dk_die(&err);
+        }
+        if (node->kind == DK_CFG_SCALAR) {
+            printf("%s\n", node->text);
+        } else if (node->kind == DK_CFG_NULL) {
+            printf("\n");
+        } else {
+            char *yaml = dk_cfg_to_yaml(node);
+            fputs(yaml, stdout);
+            free(yaml);
+        }
+    } else {
+        char *yaml = dk_cfg_dump(cfg);
+        fputs(yaml, stdout);
+        free(yaml);
+    }
     dk_cfg_free(cfg);
     return 0;
 }

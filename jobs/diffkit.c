@@ -11,9 +11,12 @@
 #include <string.h>
 
 static const dk_command commands[] = {
-    {"config", cmd_config, "print the resolved configuration: diffkit config [group=NAME ...] [key=value ...]"},
+    {"config", cmd_config, "print the resolved configuration: diffkit config [--get KEY] [group=NAME ...] [key=value ...]"},
     {"resolve", cmd_resolve, "print the local folder of a model id: diffkit resolve ID [--revision R] [--require FILE]"},
     {"version", cmd_version, "print the version and the build's features"},
+    {"tokenize", cmd_tokenize, "JSON Lines text -> token ids, exact to HF tokenizers: diffkit tokenize --tokenizer PATH"},
+    {"detokenize", cmd_detokenize, "JSON Lines token ids -> text: diffkit detokenize --tokenizer PATH"},
+    {"chat-template", cmd_chat_template, "JSON Lines chat messages -> rendered chat: diffkit chat-template --tokenizer PATH"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
