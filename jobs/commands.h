@@ -12,5 +12,10 @@ typedef struct dk_command {
 int cmd_config(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

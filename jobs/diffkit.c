@@ -17,6 +17,8 @@ static const dk_command commands[] = {
     {"tokenize", cmd_tokenize, "JSON Lines text -> token ids, exact to HF tokenizers: diffkit tokenize --tokenizer PATH"},
     {"detokenize", cmd_detokenize, "JSON Lines token ids -> text: diffkit detokenize --tokenizer PATH"},
     {"chat-template", cmd_chat_template, "JSON Lines chat messages -> rendered chat: diffkit chat-template --tokenizer PATH"},
+    {"forward", cmd_forward, "token ids -> residual streams and logits (safetensors): diffkit forward --model PATH --tokens IN.jsonl --output OUT"},
+    {"generate", cmd_generate, "generate text with a KV cache: diffkit generate --model PATH --prompt TEXT [--chat] [--temperature T]"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

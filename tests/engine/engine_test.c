@@ -2,38 +2,7 @@
 #include "engine_test.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <unistd.h>
-
-int engine_test_checks;
-int engine_test_failures;
-
-void engine_expect_err_has(const char *file, int line, const dk_err *err, ...) {
-    engine_test_checks++;
-    if (!err || err->code == 0) {
-        engine_test_failures++;
-        fprintf(stderr, "%s:%d: FAILED: expected an error, got none\n", file, line);
-        return;
-    }
-    va_list ap;
-    va_start(ap, err);
-    for (const char *needle; (needle = va_arg(ap, const char *)) != NULL;) {
-        if (!strstr(err->msg, needle)) {
-            engine_test_failures++;
-            fprintf(stderr, "%s:%d: FAILED: error message lacks \"%s\":\n    %s\n", file, line, needle, err->msg);
-        }
-    }
-    va_end(ap);
-}
-
-char *engine_fixture(const char *rel) {
-    const char *root = getenv("DIFFKIT_FIXTURES");
-    if (!root || !*root) {
-        fprintf(stderr, "DIFFKIT_FIXTURES is not set: run the test through ctest, or set it to tests/fixtures\n");
-        exit(2);
-    }
-    return dk_sprintf("%s/engine/%s", root, rel);
-}
 
 static char scratch[4096];
 
@@ -207,9 +176,4 @@ size_t engine_replay_corpus(const char *path, int (*fn)(const uint8_t *data, siz
     }
     free(packed);
     return count;
-}
-
-int engine_test_summary(const char *name) {
-    printf("%s: %d passed, %d failed\n", name, engine_test_checks - engine_test_failures, engine_test_failures);
-    return engine_test_failures == 0 ? 0 : 1;
 }

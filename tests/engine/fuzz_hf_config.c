@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     free(sizes);
     dk_free_strings(names, n_seeds);
     free(dir);
-    return engine_test_summary("fuzz_hf_config");
+    return dk_test_finish("fuzz_hf_config");
 }
 
 #endif

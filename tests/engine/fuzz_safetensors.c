@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n_seeds; i++) free(seeds[i]);
     free(seeds);
     free(sizes);
-    return engine_test_summary("fuzz_safetensors");
+    return dk_test_finish("fuzz_safetensors");
 }
 
 #endif

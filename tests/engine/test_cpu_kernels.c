@@ -347,5 +347,5 @@ int main(void) {
     test_activations();
     test_rope_freqs();
     test_rope_apply();
-    return engine_test_summary("test_cpu_kernels");
+    return dk_test_finish("test_cpu_kernels");
 }

@@ -303,5 +303,5 @@ int main(void) {
     test_fixtures();
     test_errors();
     engine_scratch_cleanup();
-    return engine_test_summary("test_hf_config");
+    return dk_test_finish("test_hf_config");
 }

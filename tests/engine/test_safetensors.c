@@ -452,5 +452,5 @@ int main(void) {
     test_corrupt_files();
     test_bad_sharded();
     engine_scratch_cleanup();
-    return engine_test_summary("test_safetensors");
+    return dk_test_finish("test_safetensors");
 }

@@ -1,0 +1,352 @@
+/* forward.c — see forward.h. Layout: 1. opening a model; 2. the KV cache; 3. checking a batch and a plan;
+ * 4. one decoder block; 5. dk_forward (embedding, blocks with hooks, head). The block follows transformers'
+ * modeling_{llama,qwen2,qwen3,gemma2,gemma3}.py line by line; the per-family switches are config flags
+ * (qkv_bias, qk_norm, gemma_norms, softcaps) rather than separate code paths. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
+#include "model/rope_freq.h"
+
+/* fp32 tile a bf16 weight matrix is widened into: 16M floats (64 MB) keeps sgemm efficient and bounds the
+ * extra memory of a multi-GB model. */
+enum { WEIGHT_TILE_FLOATS = 16 << 20 };
+
+/* ---------------------------------------------------------------------------------------------------
+ * 1. Opening a model */
+
+int dk_model_open(const char *folder, dk_model *m, dk_err *err) {
+    memset(m, 0, sizeof *m);
+    if (dk_hf_config_load(folder, &m->cfg, err) != 0) return -1;
+    if (dk_model_weights_open(&m->cfg, folder, &m->w, err) != 0) {
+        dk_hf_config_free(&m->cfg);
+        return -1;
+    }
+    const dk_hf_config *c = &m->cfg;
+    const int64_t half = c->head_dim / 2;
+    m->inv_freq_full = dk_malloc((size_t)half * sizeof(float));
+    m->inv_freq_sliding = dk_malloc((size_t)half * sizeof(float));
+    dk_rope_inv_freq(&c->rope, c->head_dim, m->inv_freq_full, &m->rope_scaling_full);
+    dk_rope_inv_freq(&c->rope_sliding, c->head_dim, m->inv_freq_sliding, &m->rope_scaling_sliding);
+    /* Gemma: Gemma3TextScaledWordEmbedding / Gemma2's normalizer, a float32 tensor of hidden_size**0.5 */
+    m->embed_scale = c->gemma_norms ? (float)sqrt((double)c->hidden_size) : 1.0f;
+    int64_t largest = m->w.lm_head->numel;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++)
+        for (int k = 0; k < DK_N_MODULES; k++)
+            if (m->w.layers[l].proj[k].weight->numel > largest) largest = m->w.layers[l].proj[k].weight->numel;
+    m->weight_tile_floats = largest < WEIGHT_TILE_FLOATS ? largest : WEIGHT_TILE_FLOATS;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    m->n_threads = cpus > 0 ? (int)cpus : 1;
+    return 0;
+}
+
+void dk_model_close(dk_model *m) {
+    dk_model_weights_close(&m->w);
+    dk_hf_config_free(&m->cfg);
+    free(m->inv_freq_full);
+    free(m->inv_freq_sliding);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 2. KV cache */
+
+void dk_kv_cache_init(dk_kv_cache *c, const dk_model *m, int64_t n_seqs, int64_t capacity) {
+    c->n_layers = m->cfg.num_hidden_layers;
+    c->n_seqs = n_seqs;
+    c->capacity = capacity;
+    c->kv_dim = m->cfg.num_key_value_heads * m->cfg.head_dim;
+    size_t n = (size_t)(c->n_layers * n_seqs * capacity * c->kv_dim);
+    c->k = dk_malloc((n ? n : 1) * sizeof(float));
+    c->v = dk_malloc((n ? n : 1) * sizeof(float));
+    c->length = dk_calloc((size_t)(n_seqs ? n_seqs : 1), sizeof *c->length);
+}
+
+void dk_kv_cache_free(dk_kv_cache *c) {
+    free(c->k);
+    free(c->v);
+    free(c->length);
+    memset(c, 0, sizeof *c);
+}
+
+/* (capacity, kv_dim) rows of one layer and sequence */
+static float *cache_rows(const dk_kv_cache *c, float *base, int64_t layer, int64_t seq) {
+    return base + ((layer * c->n_seqs + seq) * c->capacity) * c->kv_dim;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 3. Checking the input */
+
+static int check_layer(const dk_model *m, int64_t layer, const char *what, dk_err *err) {
+    const int64_t L = m->cfg.num_hidden_layers;
+    if (layer < 0 || layer >= L)
+        return dk_err_set(err, DK_EXIT_USAGE, "%s at layer %lld: %s has %lld layers (valid: 0..%lld)", what,
+                          (long long)layer, m->cfg.path, (long long)L, (long long)L - 1);
+    return 0;
+}
+
+static int check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, const dk_kv_cache *cache,
+                       dk_err *err) {
+    const int64_t V = m->cfg.vocab_size;
+    if (b->n_seqs < 1 || b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens)
+        return dk_err_set(err, DK_EXIT_USAGE, "batch: %lld sequences whose offsets do not cover the %lld tokens",
+                          (long long)b->n_seqs, (long long)b->n_tokens);
+    for (int64_t s = 0; s < b->n_seqs; s++) {
+        if (b->seq_start[s + 1] <= b->seq_start[s])
+            return dk_err_set(err, DK_EXIT_USAGE, "batch: sequence %lld is empty", (long long)s);
+        for (int64_t t = b->seq_start[s]; t < b->seq_start[s + 1]; t++)
+            if (b->ids[t] < 0 || b->ids[t] >= V)
+                return dk_err_set(err, DK_EXIT_USAGE,
+                                  "sequence %lld, position %lld: token id %lld is outside the vocabulary of %s "
+                                  "(vocab_size %lld: ids 0..%lld)",
+                                  (long long)s, (long long)(t - b->seq_start[s]), (long long)b->ids[t], m->cfg.path,
+                                  (long long)V, (long long)V - 1);
+        if (cache && cache->length[s] + (b->seq_start[s + 1] - b->seq_start[s]) > cache->capacity)
+            return dk_err_set(err, DK_EXIT_USAGE, "sequence %lld: %lld cached + %lld new positions exceed the KV "
+                              "cache capacity %lld", (long long)s, (long long)cache->length[s],
+                              (long long)(b->seq_start[s + 1] - b->seq_start[s]), (long long)cache->capacity);
+    }
+    if (cache && cache->n_seqs != b->n_seqs)
+        return dk_err_set(err, DK_EXIT_USAGE, "batch of %lld sequences with a KV cache of %lld", (long long)b->n_seqs,
+                          (long long)cache->n_seqs);
+    for (int64_t i = 0; i < plan->n_capture; i++)
+        if (check_layer(m, plan->capture_layers[i], "capture", err) != 0) return -1;
+    for (int64_t i = 0; i < plan->n_steer; i++)
+        if (check_layer(m, plan->steers[i].layer, "steering", err) != 0) return -1;
+    for (int64_t i = 0; i < plan->n_patch; i++) {
+        if (check_layer(m, plan->patches[i].layer, "patch", err) != 0) return -1;
+        if (plan->patches[i].token < 0 || plan->patches[i].token >= b->n_tokens)
+            return dk_err_set(err, DK_EXIT_USAGE, "patch %lld: token %lld is outside the batch of %lld tokens",
+                              (long long)i, (long long)plan->patches[i].token, (long long)b->n_tokens);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 4. One decoder block */
+
+/* Activations of one forward call: (T, width) buffers sized for the widest projection. */
+typedef struct scratch {
+    float *h;        /* (T, H) normed input of a sub-block */
+    float *q;        /* (T, nh·D) */
+    float *k, *v;    /* (T, nkv·D) */
+    float *attn;     /* (T, nh·D) */
+    float *gate;     /* (T, I) */
+    float *up;       /* (T, I) */
+    float *out;      /* (T, H) output of a sub-block before the residual add */
+    float *lora_tmp; /* (T, r) */
+    float *cos_full, *sin_full;       /* (T, D) */
+    float *cos_sliding, *sin_sliding; /* (T, D) */
+    float *weight_tile;   /* (weight_tile_floats) */
+    float *small;         /* (max(H, I, nh·D)) widened norm weight or bias */
+    dk_attn_segment *segments; /* (n_seqs) */
+} scratch;
+
+static dk_rmsnorm_kind norm_kind(const dk_model *m) { return m->cfg.gemma_norms ? DK_RMSNORM_GEMMA : DK_RMSNORM_LLAMA; }
+
+static void norm(const dk_model *m, float *out, const float *x, const dk_st_tensor *weight, int64_t rows,
+                 int64_t dim, scratch *s) {
+    const float *w = dk_weights_f32(weight, s->small);
+    dk_cpu_rmsnorm(out, x, w, rows, dim, (float)m->cfg.rms_norm_eps, norm_kind(m));
+}
+
+/* y (T, out) = x Wᵀ + b, plus the adapter's term for this (layer, module). */
+static void project(const dk_model *m, const dk_lora_adapter *adapter, int64_t layer, dk_module mod, float *y,
+                    const float *x, int64_t T, scratch *s) {
+    const dk_linear_weight *lin = &m->w.layers[layer].proj[mod];
+    dk_weights_linear(y, x, T, lin, s->weight_tile, m->weight_tile_floats, s->small);
+    if (adapter)
+        dk_lora_apply(y, x, T, dk_lora_at(adapter, layer, mod), adapter->multiplier[layer * DK_N_MODULES + mod],
+                      s->lora_tmp);
+}
+
+static dk_cpu_act cpu_act(dk_activation a) {
+    return a == DK_ACT_SILU ? DK_CPU_ACT_SILU : a == DK_ACT_GELU_TANH ? DK_CPU_ACT_GELU_TANH : DK_CPU_ACT_GELU_ERF;
+}
+
+static void block(const dk_model *m, const dk_lora_adapter *adapter, int64_t l, float *x, const dk_batch *b,
+                  dk_kv_cache *cache, scratch *s) {
+    const dk_hf_config *c = &m->cfg;
+    const dk_layer_weights *lw = &m->w.layers[l];
+    const int64_t T = b->n_tokens, H = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    const int64_t nh = c->num_attention_heads, nkv = c->num_key_value_heads, kv_dim = nkv * D;
+    const bool sliding = dk_hf_layer_is_sliding(c, l);
+
+    /* attention: h = norm(x); q, k, v; q/k norms; RoPE */
+    norm(m, s->h, x, lw->input_norm, T, H, s);
+    project(m, adapter, l, DK_MOD_Q, s->q, s->h, T, s); /* (T, nh, D) */
+    project(m, adapter, l, DK_MOD_K, s->k, s->h, T, s); /* (T, nkv, D) */
+    project(m, adapter, l, DK_MOD_V, s->v, s->h, T, s); /* (T, nkv, D) */
+    if (c->qk_norm) {
+        norm(m, s->q, s->q, lw->q_norm, T * nh, D, s);
+        norm(m, s->k, s->k, lw->k_norm, T * nkv, D, s);
+    }
+    const float *cos = sliding ? s->cos_sliding : s->cos_full, *sin = sliding ? s->sin_sliding : s->sin_full;
+    dk_cpu_rope_apply(s->q, cos, sin, T, nh, D);
+    dk_cpu_rope_apply(s->k, cos, sin, T, nkv, D);
+
+    /* each sequence attends to its own keys: the batch's rows, or its cache rows after appending them */
+    for (int64_t q = 0; q < b->n_seqs; q++) {
+        const int64_t start = b->seq_start[q], n = b->seq_start[q + 1] - start;
+        dk_attn_segment *seg = &s->segments[q];
+        seg->q = s->q + start * nh * D;
+        seg->out = s->attn + start * nh * D;
+        seg->n_q = n;
+        if (cache) {
+            float *kc = cache_rows(cache, cache->k, l, q), *vc = cache_rows(cache, cache->v, l, q);
+            const int64_t past = cache->length[q];
+            memcpy(kc + past * kv_dim, s->k + start * kv_dim, (size_t)(n * kv_dim) * sizeof(float));
+            memcpy(vc + past * kv_dim, s->v + start * kv_dim, (size_t)(n * kv_dim) * sizeof(float));
+            seg->k = kc;
+            seg->v = vc;
+            seg->n_k = past + n;
+        } else {
+            seg->k = s->k + start * kv_dim;
+            seg->v = s->v + start * kv_dim;
+            seg->n_k = n;
+        }
+    }
+    dk_attn_params ap = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = D, .scale = (float)c->attention_scale,
+                         .softcap = (float)c->attn_logit_softcapping, .window = sliding ? c->sliding_window : 0,
+                         .n_threads = m->n_threads};
+    dk_cpu_attention(s->segments, b->n_seqs, &ap);
+    project(m, adapter, l, DK_MOD_O, s->out, s->attn, T, s); /* (T, H) */
+    if (c->gemma_norms) norm(m, s->out, s->out, lw->post_attn_norm, T, H, s); /* sandwich: before the add */
+    for (int64_t i = 0; i < T * H; i++) x[i] += s->out[i];
+
+    /* MLP: h = norm(x); act(gate) ⊙ up; down */
+    norm(m, s->h, x, c->gemma_norms ? lw->pre_ff_norm : lw->post_attn_norm, T, H, s);
+    project(m, adapter, l, DK_MOD_GATE, s->gate, s->h, T, s); /* (T, I) */
+    project(m, adapter, l, DK_MOD_UP, s->up, s->h, T, s);     /* (T, I) */
+    dk_cpu_gated_act(s->gate, s->gate, s->up, (size_t)(T * I), cpu_act(c->activation));
+    project(m, adapter, l, DK_MOD_DOWN, s->out, s->gate, T, s); /* (T, H) */
+    if (c->gemma_norms) norm(m, s->out, s->out, lw->post_ff_norm, T, H, s);
+    for (int64_t i = 0; i < T * H; i++) x[i] += s->out[i];
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 5. dk_forward */
+
+static int64_t deepest_layer(const dk_model *m, const dk_hook_plan *plan) {
+    if (plan->logits != DK_LOGITS_NONE) return m->cfg.num_hidden_layers - 1;
+    int64_t deepest = -1;
+    for (int64_t i = 0; i < plan->n_capture; i++)
+        if (plan->capture_layers[i] > deepest) deepest = plan->capture_layers[i];
+    for (int64_t i = 0; i < plan->n_steer; i++)
+        if (plan->steers[i].layer > deepest) deepest = plan->steers[i].layer;
+    for (int64_t i = 0; i < plan->n_patch; i++)
+        if (plan->patches[i].layer > deepest) deepest = plan->patches[i].layer;
+    return deepest;
+}
+
+/* Steering, patching and capture after block l, in that order. */
+static void after_block(const dk_model *m, int64_t l, float *x, const dk_batch *b, const dk_hook_plan *plan) {
+    const int64_t H = m->cfg.hidden_size, T = b->n_tokens;
+    for (int64_t i = 0; i < plan->n_steer; i++) {
+        const dk_steer *st = &plan->steers[i];
+        if (st->layer != l || (st->prompt_only && !b->is_prompt)) continue;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < H; j++) x[t * H + j] += st->strength * st->vector[j];
+    }
+    for (int64_t i = 0; i < plan->n_patch; i++)
+        if (plan->patches[i].layer == l)
+            memcpy(x + plan->patches[i].token * H, plan->patches[i].vector, (size_t)H * sizeof(float));
+    for (int64_t i = 0; i < plan->n_capture; i++)
+        if (plan->capture_layers[i] == l) memcpy(plan->captures[i], x, (size_t)(T * H) * sizeof(float));
+}
+
+static void head(const dk_model *m, const float *x, const dk_batch *b, const dk_hook_plan *plan, scratch *s) {
+    const dk_hf_config *c = &m->cfg;
+    const int64_t H = c->hidden_size, V = c->vocab_size;
+    int64_t rows = b->n_tokens;
+    const float *src = x;
+    if (plan->logits == DK_LOGITS_LAST) { /* the last position of each sequence, gathered into s->out */
+        rows = b->n_seqs;
+        for (int64_t q = 0; q < b->n_seqs; q++)
+            memcpy(s->out + q * H, x + (b->seq_start[q + 1] - 1) * H, (size_t)H * sizeof(float));
+        src = s->out;
+    }
+    norm(m, s->h, src, m->w.final_norm, rows, H, s);          /* (rows, H) */
+    dk_weights_matmul(plan->logits_out, s->h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats); /* (rows, V) */
+    const float cap = (float)c->final_logit_softcapping;
+    if (cap > 0.0f)
+        for (int64_t i = 0; i < rows * V; i++) plan->logits_out[i] = tanhf(plan->logits_out[i] / cap) * cap;
+}
+
+static void scratch_alloc(scratch *s, const dk_model *m, const dk_batch *b, const dk_lora_adapter *adapter) {
+    const dk_hf_config *c = &m->cfg;
+    const size_t T = (size_t)b->n_tokens, H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const size_t D = (size_t)c->head_dim, q_dim = (size_t)c->num_attention_heads * D;
+    const size_t kv_dim = (size_t)c->num_key_value_heads * D, r = adapter ? (size_t)adapter->r : 1;
+    size_t widest = H > I ? H : I;
+    if (q_dim > widest) widest = q_dim;
+    s->h = dk_malloc(T * H * sizeof(float));
+    s->q = dk_malloc(T * q_dim * sizeof(float));
+    s->k = dk_malloc(T * kv_dim * sizeof(float));
+    s->v = dk_malloc(T * kv_dim * sizeof(float));
+    s->attn = dk_malloc(T * q_dim * sizeof(float));
+    s->gate = dk_malloc(T * I * sizeof(float));
+    s->up = dk_malloc(T * I * sizeof(float));
+    s->out = dk_malloc(T * H * sizeof(float));
+    s->lora_tmp = dk_malloc(T * r * sizeof(float));
+    s->cos_full = dk_malloc(T * D * sizeof(float));
+    s->sin_full = dk_malloc(T * D * sizeof(float));
+    s->cos_sliding = dk_malloc(T * D * sizeof(float));
+    s->sin_sliding = dk_malloc(T * D * sizeof(float));
+    s->weight_tile = dk_malloc((size_t)m->weight_tile_floats * sizeof(float));
+    s->small = dk_malloc(widest * sizeof(float));
+    s->segments = dk_malloc((size_t)b->n_seqs * sizeof *s->segments);
+}
+
+static void scratch_free(scratch *s) {
+    float *bufs[] = {s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->out, s->lora_tmp, s->cos_full,
+                     s->sin_full, s->cos_sliding, s->sin_sliding, s->weight_tile, s->small};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(s->segments);
+}
+
+int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *batch, const dk_hook_plan *plan,
+               dk_kv_cache *cache, dk_err *err) {
+    if (check_input(m, batch, plan, cache, err) != 0) return -1;
+    const dk_hf_config *c = &m->cfg;
+    const int64_t T = batch->n_tokens, H = c->hidden_size, D = c->head_dim;
+    scratch s;
+    scratch_alloc(&s, m, batch, adapter);
+
+    /* positions: 0.. within each sequence, continuing the cache */
+    int64_t *positions = dk_malloc((size_t)T * sizeof *positions); /* (T) */
+    for (int64_t q = 0; q < batch->n_seqs; q++)
+        for (int64_t t = batch->seq_start[q]; t < batch->seq_start[q + 1]; t++)
+            positions[t] = (cache ? cache->length[q] : 0) + (t - batch->seq_start[q]);
+    dk_cpu_rope_tables(s.cos_full, s.sin_full, m->inv_freq_full, positions, T, D, m->rope_scaling_full);
+    dk_cpu_rope_tables(s.cos_sliding, s.sin_sliding, m->inv_freq_sliding, positions, T, D, m->rope_scaling_sliding);
+    free(positions);
+
+    /* embedding: one widened row per token (Gemma: × sqrt(H)) */
+    float *x = dk_malloc((size_t)(T * H) * sizeof(float)); /* (T, H) the residual stream */
+    for (int64_t t = 0; t < T; t++) {
+        dk_weights_rows_f32(m->w.embed, batch->ids[t], 1, x + t * H);
+        if (m->embed_scale != 1.0f)
+            for (int64_t j = 0; j < H; j++) x[t * H + j] *= m->embed_scale;
+    }
+
+    /* with a cache every block runs: a skipped block would leave its cache rows unfilled for later steps */
+    const int64_t last = cache ? c->num_hidden_layers - 1 : deepest_layer(m, plan);
+    for (int64_t l = 0; l <= last; l++) {
+        block(m, adapter, l, x, batch, cache, &s);
+        after_block(m, l, x, batch, plan);
+    }
+    if (plan->logits != DK_LOGITS_NONE) head(m, x, batch, plan, &s);
+    if (cache)
+        for (int64_t q = 0; q < batch->n_seqs; q++) cache->length[q] += batch->seq_start[q + 1] - batch->seq_start[q];
+    free(x);
+    scratch_free(&s);
+    return 0;
+}

@@ -1,0 +1,106 @@
+/* forward.h — the decoder forward pass on the CPU, for every architecture in hf_config.h, with hooks.
+ *
+ * Why this exists: every diffing method reads hidden states of a base model and its finetune, and those
+ * must be the numbers transformers computes (fp32, eager attention; models_formats.md §3 and §7). One
+ * function runs one packed batch: token ids of several sequences back to back (no padding) with their
+ * offsets, causal attention within each sequence. A hook plan says what to read and what to change:
+ *   - capture the residual stream after block l (transformers' hidden_states[l+1]; for the last block the
+ *     raw residual, before the final norm that transformers applies to hidden_states[-1]);
+ *   - steer: add strength · v after block l, at every position (or only during the prompt, which matters
+ *     for generation);
+ *   - patch: replace the residual after block l at one token (patchscope);
+ *   - logits for all positions, the last position of each sequence, or none;
+ * and the pass stops after the deepest block a hook needs when no logits are asked for (and no KV cache is
+ * being filled). Captures are taken
+ * after the block's steering and patching, i.e. they are what block l+1 reads.
+ *
+ * Numerics: fp32 activations, weights widened from bf16/f16 per tile (weights.h), fp32 GEMM accumulation
+ * (OpenBLAS), attention and softmax in fp32. A LoRA adapter (lora.h) is passed per call, so one dk_model
+ * (one mapping of the base weights) serves the base model (adapter NULL, or multiplier 0) and any number of
+ * adapted organisms. With a KV cache (dk_kv_cache) the same function runs prompts and decode steps.
+ *
+ *     dk_model m;  dk_model_open("models/llama", &m, &err);
+ *     int64_t starts[] = {0, 5, 12};                              // two sequences: tokens 0..4 and 5..11
+ *     dk_batch b = {ids, 12, starts, 2};
+ *     float *resid = malloc(12 * H * 4);                         // (T, H)
+ *     dk_hook_plan plan = {.n_capture = 1, .capture_layers = (int64_t[]){3}, .captures = &resid};
+ *     dk_forward(&m, NULL, &b, &plan, NULL, &err);
+ */
+#ifndef DK_MODEL_FORWARD_H
+#define DK_MODEL_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/hf_config.h"
+#include "model/lora.h"
+#include "model/weights.h"
+
+typedef struct dk_model {
+    dk_hf_config cfg;
+    dk_model_weights w;
+    float *inv_freq_full;      /* (D/2) RoPE of full-attention layers */
+    float *inv_freq_sliding;   /* (D/2) RoPE of sliding layers */
+    float rope_scaling_full, rope_scaling_sliding; /* attention_scaling (yarn), else 1 */
+    float embed_scale;         /* Gemma: (float)sqrt(H); 1 otherwise */
+    int64_t weight_tile_floats; /* size of the fp32 tile a bf16 matrix is widened into */
+    int n_threads;             /* attention threads (OpenBLAS has its own) */
+} dk_model;
+
+/* Reads <folder>/config.json and maps the checkpoint. 0, or -1 with err set. */
+int dk_model_open(const char *folder, dk_model *m, dk_err *err);
+void dk_model_close(dk_model *m);
+
+typedef struct dk_batch {
+    const int64_t *ids;        /* (n_tokens) packed */
+    int64_t n_tokens;
+    const int64_t *seq_start;  /* (n_seqs + 1): sequence s is tokens [seq_start[s], seq_start[s+1]) */
+    int64_t n_seqs;
+    bool is_prompt;            /* false for decode steps (prompt-only steering is then off) */
+} dk_batch;
+
+typedef enum { DK_LOGITS_NONE, DK_LOGITS_LAST, DK_LOGITS_ALL } dk_logits_mode;
+
+typedef struct dk_steer {
+    int64_t layer;             /* after block `layer` */
+    float strength;
+    const float *vector;       /* (H) */
+    bool prompt_only;
+} dk_steer;
+
+typedef struct dk_patch {
+    int64_t layer;             /* after block `layer` */
+    int64_t token;             /* index into the packed batch */
+    const float *vector;       /* (H): the new residual */
+} dk_patch;
+
+typedef struct dk_hook_plan {
+    int64_t n_capture;
+    const int64_t *capture_layers; /* (n_capture) */
+    float **captures;              /* (n_capture) buffers of (n_tokens, H) */
+    int64_t n_steer;
+    const dk_steer *steers;
+    int64_t n_patch;
+    const dk_patch *patches;
+    dk_logits_mode logits;
+    float *logits_out;             /* ALL: (n_tokens, V); LAST: (n_seqs, V) */
+} dk_hook_plan;
+
+/* Keys and values of past positions, per layer and sequence, for generation. */
+typedef struct dk_kv_cache {
+    int64_t n_layers, n_seqs, capacity, kv_dim; /* kv_dim = n_kv_heads · D */
+    float *k, *v;              /* (n_layers, n_seqs, capacity, kv_dim) */
+    int64_t *length;           /* (n_seqs) positions already cached */
+} dk_kv_cache;
+
+void dk_kv_cache_init(dk_kv_cache *c, const dk_model *m, int64_t n_seqs, int64_t capacity);
+void dk_kv_cache_free(dk_kv_cache *c);
+
+/* Runs the batch through the model (adapter may be NULL). With a cache, sequence s of the batch continues
+ * cache sequence s (positions start at cache->length[s], which then grows). 0, or -1 with err set for bad
+ * input: a token id outside [0, V), a hook layer outside [0, L), a patch token outside the batch, an empty
+ * sequence, a cache overflow. */
+int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *batch, const dk_hook_plan *plan,
+               dk_kv_cache *cache, dk_err *err);
+
+#endif

@@ -1,0 +1,227 @@
+/* weights.c — see weights.h. Layout: 1. binding names to tensors with shape checks (and comparing two
+ * checkpoints' shapes); 2. widening; 3. the tiled linear. */
+#include "weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/convert.h"
+#include "kernels/cpu/gemm.h"
+
+static const char *const module_names[DK_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                       "gate_proj", "up_proj", "down_proj"};
+
+const char *dk_module_name(dk_module m) { return (m >= 0 && m < DK_N_MODULES) ? module_names[m] : "?"; }
+
+/* ---------------------------------------------------------------------------------------------------
+ * 1. Binding */
+
+/* <prefix><suffix>, required, with this shape (d1 unused when ndim is 1). */
+static const dk_st_tensor *bind(const dk_model_weights *w, const char *suffix, int ndim, int64_t d0, int64_t d1,
+                                dk_err *err) {
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", w->prefix, suffix);
+    int64_t shape[2] = {d0, d1};
+    return dk_st_require(w->ck, name, ndim, shape, err);
+}
+
+/* <prefix>layers.<l>.<suffix>, required, with this shape. */
+static const dk_st_tensor *bind_layer(const dk_model_weights *w, int64_t l, const char *suffix, int ndim, int64_t d0,
+                                      int64_t d1, dk_err *err) {
+    char layer_suffix[192];
+    snprintf(layer_suffix, sizeof layer_suffix, "layers.%lld.%s", (long long)l, suffix);
+    return bind(w, layer_suffix, ndim, d0, d1, err);
+}
+
+/* Which prefix the checkpoint uses for the language model. */
+static int find_prefix(dk_model_weights *w, const dk_hf_config *cfg, dk_err *err) {
+    static const char *const candidates[] = {"model.", "model.language_model.", "language_model.model."};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%sembed_tokens.weight", candidates[i]);
+        if (dk_st_find(w->ck, name)) {
+            snprintf(w->prefix, sizeof w->prefix, "%s", candidates[i]);
+            return 0;
+        }
+    }
+    return dk_err_set(err, DK_EXIT_RUNTIME,
+                      "%s: no embedding tensor found (looked for model.embed_tokens.weight, "
+                      "model.language_model.embed_tokens.weight, language_model.model.embed_tokens.weight); is this "
+                      "a %s checkpoint?",
+                      w->ck->path, cfg->architecture);
+}
+
+static int bind_layer_weights(dk_model_weights *w, const dk_hf_config *cfg, int64_t l, dk_err *err) {
+    dk_layer_weights *lw = &w->layers[l];
+    const int64_t H = cfg->hidden_size, I = cfg->intermediate_size, D = cfg->head_dim;
+    const int64_t q_out = cfg->num_attention_heads * D, kv_out = cfg->num_key_value_heads * D;
+    const int64_t out[DK_N_MODULES] = {q_out, kv_out, kv_out, H, I, I, H};
+    const int64_t in[DK_N_MODULES] = {H, H, H, q_out, H, H, I};
+    const bool has_bias[DK_N_MODULES] = {cfg->qkv_bias, cfg->qkv_bias, cfg->qkv_bias, cfg->o_bias,
+                                         cfg->mlp_bias, cfg->mlp_bias, cfg->mlp_bias};
+    if (!(lw->input_norm = bind_layer(w, l, "input_layernorm.weight", 1, H, 0, err))) return -1;
+    if (!(lw->post_attn_norm = bind_layer(w, l, "post_attention_layernorm.weight", 1, H, 0, err))) return -1;
+    if (cfg->gemma_norms) {
+        if (!(lw->pre_ff_norm = bind_layer(w, l, "pre_feedforward_layernorm.weight", 1, H, 0, err))) return -1;
+        if (!(lw->post_ff_norm = bind_layer(w, l, "post_feedforward_layernorm.weight", 1, H, 0, err))) return -1;
+    }
+    if (cfg->qk_norm) {
+        if (!(lw->q_norm = bind_layer(w, l, "self_attn.q_norm.weight", 1, D, 0, err))) return -1;
+        if (!(lw->k_norm = bind_layer(w, l, "self_attn.k_norm.weight", 1, D, 0, err))) return -1;
+    }
+    for (int m = 0; m < DK_N_MODULES; m++) {
+        const char *block = m <= DK_MOD_O ? "self_attn" : "mlp";
+        char suffix[96];
+        dk_linear_weight *p = &lw->proj[m];
+        p->out_features = out[m];
+        p->in_features = in[m];
+        snprintf(suffix, sizeof suffix, "%s.%s.weight", block, module_names[m]);
+        if (!(p->weight = bind_layer(w, l, suffix, 2, out[m], in[m], err))) return -1;
+        /* biases only where the config announces them: transformers builds nn.Linear(bias=...) from the config
+         * and ignores (warns about) an unexpected bias tensor in the checkpoint */
+        snprintf(suffix, sizeof suffix, "%s.%s.bias", block, module_names[m]);
+        p->bias = has_bias[m] ? bind_layer(w, l, suffix, 1, out[m], 0, err) : NULL;
+        if (has_bias[m] && !p->bias) return -1;
+    }
+    return 0;
+}
+
+int dk_model_weights_open(const dk_hf_config *cfg, const char *folder, dk_model_weights *w, dk_err *err) {
+    memset(w, 0, sizeof *w);
+    w->ck = dk_st_open_dir(folder, err);
+    if (!w->ck) return -1;
+    if (find_prefix(w, cfg, err) != 0) goto fail;
+    const int64_t V = cfg->vocab_size, H = cfg->hidden_size;
+    if (!(w->embed = bind(w, "embed_tokens.weight", 2, V, H, err))) goto fail;
+    if (!(w->final_norm = bind(w, "norm.weight", 1, H, 0, err))) goto fail;
+    if (cfg->tie_word_embeddings) {
+        w->lm_head = w->embed;
+    } else {
+        /* the head sits next to the language model: "lm_head.weight" or "language_model.lm_head.weight" */
+        const char *head = strcmp(w->prefix, "language_model.model.") == 0 ? "language_model.lm_head.weight"
+                                                                           : "lm_head.weight";
+        int64_t shape[2] = {V, H};
+        if (!(w->lm_head = dk_st_require(w->ck, head, 2, shape, err))) goto fail;
+    }
+    w->n_layers = cfg->num_hidden_layers;
+    w->layers = dk_calloc((size_t)w->n_layers, sizeof *w->layers);
+    for (int64_t l = 0; l < w->n_layers; l++)
+        if (bind_layer_weights(w, cfg, l, err) != 0) goto fail;
+    for (size_t i = 0; i < w->ck->n_tensors; i++) w->file_bytes += w->ck->tensors[i].nbytes;
+    return 0;
+fail:
+    dk_err_prefix(err, "loading the weights of %s (%s): ", folder, cfg->architecture);
+    dk_model_weights_close(w);
+    return -1;
+}
+
+void dk_model_weights_close(dk_model_weights *w) {
+    if (w->ck) dk_st_close(w->ck);
+    free(w->layers);
+    memset(w, 0, sizeof *w);
+}
+
+static int same_shape(const dk_st_tensor *a, const dk_st_tensor *b, const dk_model_weights *wa,
+                      const dk_model_weights *wb, dk_err *err) {
+    if (!a && !b) return 0;
+    char sa[96] = "(absent)", sb[96] = "(absent)";
+    if (a) dk_st_format_shape(a->shape, a->ndim, sa, sizeof sa);
+    if (b) dk_st_format_shape(b->shape, b->ndim, sb, sizeof sb);
+    if (a && b && strcmp(sa, sb) == 0) return 0;
+    return dk_err_set(err, DK_EXIT_RUNTIME,
+                      "the organism does not have the base model's shapes: %s is %s in %s but %s is %s in %s; a full "
+                      "finetune must keep every tensor's shape (a resized vocabulary is not supported)",
+                      a ? a->name : b->name, sa, wa->ck->path, b ? b->name : a->name, sb, wb->ck->path);
+}
+
+int dk_model_weights_check_same_shapes(const dk_model_weights *base, const dk_model_weights *other, dk_err *err) {
+    if (base->n_layers != other->n_layers)
+        return dk_err_set(err, DK_EXIT_RUNTIME, "the organism %s has %lld layers, the base model %s %lld",
+                          other->ck->path, (long long)other->n_layers, base->ck->path, (long long)base->n_layers);
+    if (same_shape(base->embed, other->embed, base, other, err) || same_shape(base->lm_head, other->lm_head, base, other, err) ||
+        same_shape(base->final_norm, other->final_norm, base, other, err))
+        return -1;
+    for (int64_t l = 0; l < base->n_layers; l++) {
+        const dk_layer_weights *a = &base->layers[l], *b = &other->layers[l];
+        const dk_st_tensor *pairs[][2] = {{a->input_norm, b->input_norm}, {a->post_attn_norm, b->post_attn_norm},
+                                          {a->pre_ff_norm, b->pre_ff_norm}, {a->post_ff_norm, b->post_ff_norm},
+                                          {a->q_norm, b->q_norm}, {a->k_norm, b->k_norm}};
+        for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+            if (same_shape(pairs[i][0], pairs[i][1], base, other, err)) return -1;
+        for (int m = 0; m < DK_N_MODULES; m++)
+            if (same_shape(a->proj[m].weight, b->proj[m].weight, base, other, err) ||
+                same_shape(a->proj[m].bias, b->proj[m].bias, base, other, err))
+                return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 2. Widening */
+
+void dk_weights_rows_f32(const dk_st_tensor *t, int64_t row0, int64_t n_rows, float *dst) {
+    const int64_t row_len = t->ndim >= 2 ? t->numel / t->shape[0] : t->numel;
+    const size_t n = (size_t)(n_rows * row_len);
+    const size_t elem = t->dtype == DK_DTYPE_F32 ? 4 : 2;
+    const uint8_t *src = (const uint8_t *)t->data + (size_t)(row0 * row_len) * elem;
+    CHECK(row0 >= 0 && row0 + n_rows <= (t->ndim >= 2 ? t->shape[0] : 1), "rows %lld+%lld of %s out of range",
+          (long long)row0, (long long)n_rows, t->name);
+    if (t->dtype == DK_DTYPE_F32) {
+        memcpy(dst, src, n * 4);
+        return;
+    }
+    void (*widen)(float *, const uint16_t *, size_t) = t->dtype == DK_DTYPE_BF16 ? dk_cpu_bf16_to_f32
+                                                                                 : dk_cpu_f16_to_f32;
+    if ((uintptr_t)src % 2 == 0) {
+        widen(dst, (const uint16_t *)(const void *)src, n);
+        return;
+    }
+    enum { CHUNK = 2048 }; /* an odd offset (legal in safetensors): realign through a small buffer */
+    uint16_t tmp[CHUNK];
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t m = n - i < CHUNK ? n - i : CHUNK;
+        memcpy(tmp, src + 2 * i, 2 * m);
+        widen(dst + i, tmp, m);
+    }
+}
+
+static bool usable_in_place(const dk_st_tensor *t) {
+    return t->dtype == DK_DTYPE_F32 && (uintptr_t)t->data % sizeof(float) == 0;
+}
+
+const float *dk_weights_f32(const dk_st_tensor *t, float *scratch) {
+    if (usable_in_place(t)) return (const float *)t->data;
+    dk_weights_rows_f32(t, 0, t->ndim >= 2 ? t->shape[0] : 1, scratch);
+    return scratch;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 3. Tiled linear */
+
+static void tiled_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, const float *bias, int64_t N,
+                         int64_t K, float *scratch, int64_t scratch_floats) {
+    if (usable_in_place(w)) {
+        dk_cpu_linear(y, x, (const float *)w->data, bias, M, N, K);
+        return;
+    }
+    CHECK(scratch_floats >= K, "weight scratch of %lld floats cannot hold one row of %s (%lld)",
+          (long long)scratch_floats, w->name, (long long)K);
+    int64_t tile_rows = scratch_floats / K;
+    for (int64_t n0 = 0; n0 < N; n0 += tile_rows) {
+        int64_t rows = N - n0 < tile_rows ? N - n0 : tile_rows;
+        dk_weights_rows_f32(w, n0, rows, scratch); /* (rows, K) */
+        dk_cpu_linear_strided(y + n0, N, x, scratch, bias ? bias + n0 : NULL, M, rows, K);
+    }
+}
+
+void dk_weights_linear(float *y, const float *x, int64_t M, const dk_linear_weight *lin, float *scratch,
+                       int64_t scratch_floats, float *bias_scratch) {
+    const float *bias = lin->bias ? dk_weights_f32(lin->bias, bias_scratch) : NULL;
+    tiled_matmul(y, x, M, lin->weight, bias, lin->out_features, lin->in_features, scratch, scratch_floats);
+}
+
+void dk_weights_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, float *scratch,
+                       int64_t scratch_floats) {
+    tiled_matmul(y, x, M, w, NULL, w->shape[0], w->shape[1], scratch, scratch_floats);
+}

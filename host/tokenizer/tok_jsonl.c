@@ -1,0 +1,94 @@
+/* tok_jsonl.c — JSON Lines reading and writing for the tokenizer subcommands (see tok_jsonl.h). */
+#include "tokenizer/tok_jsonl.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dk_jsonl_open(dk_jsonl_reader *r, const char *path, dk_err *err) {
+    memset(r, 0, sizeof *r);
+    if (!path || strcmp(path, "-") == 0) {
+        r->f = stdin;
+        r->name = "<stdin>";
+        return 0;
+    }
+    r->f = fopen(path, "rb");
+    r->name = path;
+    if (!r->f) return dk_err_set(err, DK_EXIT_RUNTIME, "cannot open %s: %s", path, strerror(errno));
+    return 0;
+}
+
+void dk_jsonl_close(dk_jsonl_reader *r) {
+    if (r->f && r->f != stdin) fclose(r->f);
+    free(r->line);
+    memset(r, 0, sizeof *r);
+}
+
+bool dk_json_has_nul_escape(const char *s) {
+    for (; *s; s++) {
+        if (*s != '\\') continue;
+        if (s[1] == 'u' && s[2] == '0' && s[3] == '0' && s[4] == '0' && s[5] == '0') return true;
+        if (s[1]) s++; /* skip the escaped char (so "\\\\u0000" is not a NUL) */
+    }
+    return false;
+}
+
+int dk_jsonl_next(dk_jsonl_reader *r, cJSON **obj, dk_err *err) {
+    for (;;) {
+        ssize_t n = getline(&r->line, &r->cap, r->f);
+        if (n < 0) {
+            if (ferror(r->f)) return dk_err_set(err, DK_EXIT_RUNTIME, "%s: read error after line %ld", r->name, r->line_no);
+            return 0;
+        }
+        r->line_no++;
+        while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r')) r->line[--n] = '\0';
+        if (n == 0) continue;
+        if ((size_t)n != strlen(r->line))
+            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: the line holds a NUL byte; JSON Lines text cannot", r->name,
+                              r->line_no);
+        *obj = cJSON_ParseWithLength(r->line, (size_t)n);
+        if (!*obj || !cJSON_IsObject(*obj)) {
+            cJSON_Delete(*obj);
+            *obj = NULL;
+            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: not a JSON object: %.80s%s", r->name, r->line_no, r->line,
+                              n > 80 ? "..." : "");
+        }
+        if (dk_json_has_nul_escape(r->line)) {
+            cJSON_Delete(*obj);
+            *obj = NULL;
+            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: text with U+0000 (\\u0000) is not supported", r->name, r->line_no);
+        }
+        return 1;
+    }
+}
+
+void dk_json_write_string(FILE *out, const char *s, size_t len) {
+    fputc('"', out);
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        fwrite(s + run, 1, i - run, out);
+        run = i + 1;
+        switch (c) {
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\r': fputs("\\r", out); break;
+        case '\t': fputs("\\t", out); break;
+        case '\b': fputs("\\b", out); break;
+        case '\f': fputs("\\f", out); break;
+        default: fprintf(out, "\\u%04x", c);
+        }
+    }
+    fwrite(s + run, 1, len - run, out);
+    fputc('"', out);
+}
+
+FILE *dk_jsonl_open_output(const char *path, dk_err *err) {
+    if (!path || strcmp(path, "-") == 0) return stdout;
+    FILE *f = fopen(path, "wb");
+    if (!f) dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+    return f;
+}

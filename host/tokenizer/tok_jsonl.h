@@ -1,0 +1,38 @@
+/* tok_jsonl.h — the JSON Lines plumbing the tokenizer subcommands share (diffkit tokenize, detokenize,
+ * chat-template): read one line at a time with its number, parse it as a JSON object, and write strings
+ * and id lists back as JSON. Messages name the input and the line. */
+#ifndef DK_TOK_JSONL_H
+#define DK_TOK_JSONL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+
+typedef struct cJSON cJSON;
+
+typedef struct dk_jsonl_reader {
+    FILE *f;
+    const char *name;   /* "<stdin>" or the path, for messages */
+    char *line;         /* getline buffer, [cap] */
+    size_t cap;
+    long line_no;       /* 1-based number of the last line read */
+} dk_jsonl_reader;
+
+/* Opens path ("-" or NULL = stdin). 0, or -1 with err. */
+int dk_jsonl_open(dk_jsonl_reader *r, const char *path, dk_err *err);
+void dk_jsonl_close(dk_jsonl_reader *r);
+/* Next non-empty line parsed as a JSON object: 1 (*obj set, the caller deletes it), 0 at end of input,
+ * -1 with err (code 1) naming the line when it is not a JSON object. */
+int dk_jsonl_next(dk_jsonl_reader *r, cJSON **obj, dk_err *err);
+/* True when the raw JSON text has a \u0000 escape (cJSON strings stop at NUL, so we refuse them). */
+bool dk_json_has_nul_escape(const char *line);
+
+/* Writes s[0..len) as a JSON string literal (UTF-8 kept, control chars escaped). */
+void dk_json_write_string(FILE *out, const char *s, size_t len);
+/* Opens path for writing ("-" or NULL = stdout). NULL with err. */
+FILE *dk_jsonl_open_output(const char *path, dk_err *err);
+
+#endif

@@ -1,0 +1,253 @@
+/* cmd_generate.c — `diffkit generate`: text (or ids) in, a continuation out, with a KV cache.
+ *
+ *   diffkit generate --model PATH [--adapter PATH [--adapter-scale W]] [--chat]
+ *                    (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-p P]
+ *                    [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]
+ *
+ * Greedy when the temperature is 0 (the default), token-for-token what transformers' generate gives.
+ * Generation stops at max-new-tokens or at a stop token: config.json's eos_token_id(s), those of
+ * generation_config.json when present, and the chat end-of-turn token when the tokenizer has one
+ * (<end_of_turn>, <|eot_id|>, <|im_end|>). --chat renders the prompt as one user message with the model's
+ * chat template (host/tokenizer/chat_template.h: recognised from tokenizer_config.json or chat_template.jinja,
+ * or named with --chat-family) and a generation prompt, with the model's own BOS token. --prompt-ids runs models
+ * that come without a tokenizer and prints the generated ids as {"ids": [...]}.
+ */
+#include "commands.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "model/generate.h"
+#include "model/model_path.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+enum { MAX_STOP = 24 };
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: diffkit generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3) [--chat [--chat-family F]]\n"
+            "                        [--adapter PATH [--adapter-scale W]] [--max-new-tokens N] [--temperature T]\n"
+            "                        [--top-p P] [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]\n\n"
+            "Prints the generated continuation. Greedy when --temperature is 0 (default); stops at EOS or the\n"
+            "model's end-of-turn token. --chat wraps the prompt in the model's chat template (recognised from\n"
+            "tokenizer_config.json or chat_template.jinja, or named by --chat-family: gemma3, gemma2, llama3,\n"
+            "llama3_0, qwen3, qwen2.5). --prompt-ids takes\n"
+            "token ids (no tokenizer needed) and prints {\"ids\": [...]}. Defaults: --max-new-tokens 64, --top-p 1,\n"
+            "--top-k 0 (off), --seed 0. The tokenizer is read from the model folder unless --tokenizer is given.\n");
+}
+
+static void add_stop(int64_t *stops, int *n, int64_t id) {
+    if (id < 0 || *n >= MAX_STOP) return;
+    for (int i = 0; i < *n; i++)
+        if (stops[i] == id) return;
+    stops[(*n)++] = id;
+}
+
+/* eos_token_id (a number or a list) of generation_config.json, when the folder has one. */
+static void add_generation_config_stops(const char *model_dir, int64_t *stops, int *n) {
+    char *path = dk_path_join(model_dir, "generation_config.json");
+    dk_err err = {0};
+    size_t size;
+    char *text = dk_is_file(path) ? dk_read_file(path, &size, &err) : NULL;
+    free(path);
+    if (!text) return;
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    if (cJSON_IsNumber(eos)) add_stop(stops, n, (int64_t)eos->valuedouble);
+    const cJSON *v;
+    if (cJSON_IsArray(eos)) cJSON_ArrayForEach(v, eos) if (cJSON_IsNumber(v)) add_stop(stops, n, (int64_t)v->valuedouble);
+    cJSON_Delete(root);
+    free(text);
+}
+
+static int parse_ids(const char *spec, int64_t **out, int64_t *n) {
+    size_t cap = 16;
+    *out = dk_malloc(cap * sizeof **out);
+    *n = 0;
+    for (const char *p = spec; *p;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || (*end != ',' && *end != '\0') || v < 0) return -1;
+        if ((size_t)*n == cap) *out = dk_realloc(*out, (cap *= 2) * sizeof **out);
+        (*out)[(*n)++] = v;
+        p = *end ? end + 1 : end;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+/* The chat family: --chat-family, else recognised from the template, which recent transformers versions save as
+ * chat_template.jinja next to tokenizer_config.json (older files hold it in tokenizer_config.json). */
+static int chat_family(const dk_tokenizer *tok, const char *model_dir, const char *family_name, dk_chat_family *family,
+                       dk_err *err) {
+    if (family_name) return dk_chat_family_from_name(family_name, family, err);
+    const char *config = dk_tokenizer_config_json(tok);
+    cJSON *root = config ? cJSON_Parse(config) : NULL;
+    int rc;
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "chat_template"))) {
+        rc = dk_chat_family_detect(config, family, err);
+    } else {
+        char *path = dk_path_join(model_dir, "chat_template.jinja");
+        size_t size;
+        char *jinja = dk_is_file(path) ? dk_read_file(path, &size, err) : NULL;
+        if (!jinja) {
+            rc = dk_err_set(err, DK_EXIT_USAGE, "--chat: %s has no chat template (tokenizer_config.json "
+                            "\"chat_template\" or chat_template.jinja); pass --chat-family", model_dir);
+        } else { /* the detector reads a tokenizer_config.json text: hand it one holding the template */
+            cJSON *wrapped = cJSON_CreateObject();
+            cJSON_AddStringToObject(wrapped, "chat_template", jinja);
+            char *text = cJSON_PrintUnformatted(wrapped);
+            rc = dk_chat_family_detect(text, family, err);
+            free(text);
+            cJSON_Delete(wrapped);
+        }
+        free(jinja);
+        free(path);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* The prompt's ids through the tokenizer, as a chat turn when `chat`. */
+static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const char *model_dir,
+                         const char *family_name, int64_t **ids, int64_t *n, dk_err *err) {
+    char *rendered = NULL;
+    if (chat) {
+        const char *config = dk_tokenizer_config_json(tok);
+        dk_chat_family family;
+        if (chat_family(tok, model_dir, family_name, &family, err) != 0) return -1;
+        dk_chat_message msg = {"user", prompt, NULL};
+        char *bos = dk_chat_config_bos_token(config); /* the model's own BOS, not the family's usual one */
+        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = -1, .bos_token = bos};
+        rendered = dk_chat_render(family, &msg, 1, &opt, err);
+        free(bos);
+        if (!rendered) return -1;
+    }
+    dk_tok_ids out = {0};
+    const char *text = rendered ? rendered : prompt;
+    /* a rendered chat already holds its BOS: encode it without special tokens */
+    int rc = dk_tokenizer_encode(tok, text, strlen(text), !chat, &out, err);
+    free(rendered);
+    if (rc != 0) return -1;
+    *ids = dk_malloc((out.n ? out.n : 1) * sizeof **ids);
+    for (size_t i = 0; i < out.n; i++) (*ids)[i] = out.ids[i];
+    *n = (int64_t)out.n;
+    dk_tok_ids_free(&out);
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_arg = NULL, *adapter_arg = NULL, *prompt = NULL, *prompt_ids = NULL, *tok_arg = NULL;
+    const char *family_name = NULL;
+    double adapter_scale = 1.0;
+    bool chat = false, print_ids = false;
+    dk_generate_options opt = {.max_new_tokens = 64, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
+        else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
+        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
+        else if (strcmp(argv[i], "--prompt-ids") == 0 && i + 1 < argc) prompt_ids = argv[++i];
+        else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) tok_arg = argv[++i];
+        else if (strcmp(argv[i], "--max-new-tokens") == 0 && i + 1 < argc) opt.max_new_tokens = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--temperature") == 0 && i + 1 < argc) opt.temperature = (float)atof(argv[++i]);
+        else if (strcmp(argv[i], "--top-p") == 0 && i + 1 < argc) opt.top_p = (float)atof(argv[++i]);
+        else if (strcmp(argv[i], "--top-k") == 0 && i + 1 < argc) opt.top_k = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) opt.seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--chat") == 0) chat = true;
+        else if (strcmp(argv[i], "--chat-family") == 0 && i + 1 < argc) family_name = argv[++i];
+        else if (strcmp(argv[i], "--print-ids") == 0) print_ids = true;
+        else {
+            fprintf(stderr, "diffkit generate: unexpected argument '%s'\n\n", argv[i]);
+            usage(stderr);
+            return DK_EXIT_USAGE;
+        }
+    }
+    if (!model_arg || (!prompt == !prompt_ids)) {
+        fprintf(stderr, "diffkit generate: --model and exactly one of --prompt / --prompt-ids are required\n\n");
+        usage(stderr);
+        return DK_EXIT_USAGE;
+    }
+    if (opt.max_new_tokens < 1 || opt.temperature < 0 || opt.top_p <= 0 || opt.top_p > 1 || opt.top_k < 0) {
+        fprintf(stderr, "diffkit generate: need --max-new-tokens >= 1, --temperature >= 0, 0 < --top-p <= 1, "
+                        "--top-k >= 0\n");
+        return DK_EXIT_USAGE;
+    }
+    if (prompt_ids && chat) {
+        fprintf(stderr, "diffkit generate: --chat needs a text --prompt (the template is text)\n");
+        return DK_EXIT_USAGE;
+    }
+
+    dk_err err = {0};
+    char *model_dir = dk_model_folder(model_arg, "config.json", &err);
+    if (!model_dir) dk_die(&err);
+    dk_model m;
+    if (dk_model_open(model_dir, &m, &err) != 0) dk_die(&err);
+    dk_lora_adapter adapter, *ap = NULL;
+    if (adapter_arg) {
+        char *adapter_dir = dk_model_folder(adapter_arg, "adapter_config.json", &err);
+        if (!adapter_dir || dk_lora_load(adapter_dir, &m.cfg, &m.w, &adapter, &err) != 0) dk_die(&err);
+        dk_lora_set_multiplier(&adapter, (float)adapter_scale);
+        ap = &adapter;
+        free(adapter_dir);
+    }
+
+    dk_tokenizer *tok = NULL;
+    if (prompt || !print_ids) { /* ids-only runs need no tokenizer */
+        const char *tok_path = tok_arg ? tok_arg : model_dir;
+        tok = dk_tokenizer_load(tok_path, &err);
+        if (!tok && prompt) dk_die(&err);
+        dk_err_clear(&err);
+    }
+    int64_t *ids = NULL, n_ids = 0;
+    if (prompt_ids) {
+        if (parse_ids(prompt_ids, &ids, &n_ids) != 0) {
+            fprintf(stderr, "diffkit generate: --prompt-ids '%s': expected comma-separated token ids\n", prompt_ids);
+            return DK_EXIT_USAGE;
+        }
+    } else if (encode_prompt(tok, prompt, chat, model_dir, family_name, &ids, &n_ids, &err) != 0) {
+        dk_die(&err);
+    }
+
+    int64_t stops[MAX_STOP];
+    int n_stops = 0;
+    for (int i = 0; i < m.cfg.n_eos_token_ids; i++) add_stop(stops, &n_stops, m.cfg.eos_token_ids[i]);
+    add_generation_config_stops(model_dir, stops, &n_stops);
+    static const char *const end_of_turn[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>"};
+    for (size_t i = 0; tok && i < sizeof end_of_turn / sizeof end_of_turn[0]; i++)
+        add_stop(stops, &n_stops, dk_tokenizer_token_to_id(tok, end_of_turn[i]));
+    opt.stop_ids = stops;
+    opt.n_stop = n_stops;
+
+    int64_t starts[2] = {0, n_ids};
+    dk_batch batch = {ids, n_ids, starts, 1, true};
+    dk_generation gen;
+    if (dk_generate(&m, ap, &batch, &opt, &gen, &err) != 0) dk_die(&err);
+    if (print_ids || !tok) {
+        printf("{\"ids\": [");
+        for (int64_t i = 0; i < gen.n_ids[0]; i++) printf(i ? ", %lld" : "%lld", (long long)gen.ids[0][i]);
+        printf("]}\n");
+    } else {
+        int32_t *ids32 = dk_malloc((size_t)(gen.n_ids[0] + 1) * sizeof *ids32);
+        for (int64_t i = 0; i < gen.n_ids[0]; i++) ids32[i] = (int32_t)gen.ids[0][i];
+        char *text = dk_tokenizer_decode(tok, ids32, (size_t)gen.n_ids[0], true, NULL, &err);
+        if (!text) dk_die(&err);
+        printf("%s\n", text);
+        free(text);
+        free(ids32);
+    }
+    dk_generation_free(&gen);
+    free(ids);
+    if (tok) dk_tokenizer_free(tok);
+    if (ap) dk_lora_free(ap);
+    dk_model_close(&m);
+    free(model_dir);
+    return 0;
+}

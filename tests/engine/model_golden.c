@@ -1,0 +1,78 @@
+/* model_golden.c — see model_golden.h. */
+#include "model_golden.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/file.h"
+
+void golden_tokens_read(const char *path, golden_tokens *t) {
+    dk_err err = {0};
+    size_t size;
+    char *text = dk_read_file(path, &size, &err);
+    if (!text) dk_die(&err);
+    memset(t, 0, sizeof *t);
+    size_t cap_seqs = 16, cap_ids = 256;
+    t->ids = dk_malloc(cap_ids * sizeof *t->ids);
+    t->seq_start = dk_malloc((cap_seqs + 1) * sizeof *t->seq_start);
+    t->seq_start[0] = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *root = cJSON_Parse(line);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+        CHECK(cJSON_IsArray(ids), "%s: a line without \"ids\"", path);
+        const cJSON *id;
+        cJSON_ArrayForEach(id, ids) {
+            if ((size_t)t->n_tokens == cap_ids) t->ids = dk_realloc(t->ids, (cap_ids *= 2) * sizeof *t->ids);
+            t->ids[t->n_tokens++] = (int64_t)id->valuedouble;
+        }
+        if ((size_t)t->n_seqs == cap_seqs)
+            t->seq_start = dk_realloc(t->seq_start, ((cap_seqs *= 2) + 1) * sizeof *t->seq_start);
+        t->seq_start[++t->n_seqs] = t->n_tokens;
+        cJSON_Delete(root);
+    }
+    free(text);
+}
+
+void golden_tokens_free(golden_tokens *t) {
+    free(t->ids);
+    free(t->seq_start);
+    memset(t, 0, sizeof *t);
+}
+
+float *golden_load(const dk_st_checkpoint *golden, const char *name, int64_t expect_numel) {
+    dk_err err = {0};
+    const dk_st_tensor *t = dk_st_get(golden, name, &err);
+    if (!t) dk_die(&err);
+    CHECK(t->numel == expect_numel, "golden %s has %lld values, expected %lld (regenerate the goldens)", name,
+          (long long)t->numel, (long long)expect_numel);
+    float *v = dk_st_load_f32(t, &err);
+    if (!v) dk_die(&err);
+    return v;
+}
+
+double golden_rel_error(const float *got, const float *want, int64_t n) {
+    double max_diff = 0, max_want = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= max_diff)) max_diff = d; /* NaN propagates */
+        if (fabs(want[i]) > max_want) max_want = fabs(want[i]);
+    }
+    return max_want > 0 ? max_diff / max_want : max_diff;
+}
+
+static int64_t argmax(const float *row, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (row[i] > row[best]) best = i;
+    return best;
+}
+
+int64_t golden_argmax_mismatches(const float *got, const float *want, int64_t rows, int64_t cols) {
+    int64_t bad = 0;
+    for (int64_t r = 0; r < rows; r++) bad += argmax(got + r * cols, cols) != argmax(want + r * cols, cols);
+    return bad;
+}

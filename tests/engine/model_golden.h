@@ -1,0 +1,30 @@
+/* model_golden.h — what the forward/LoRA/generation tests share: reading the goldens written by
+ * tools/make_model_goldens.py (tokens.jsonl, golden.safetensors, generate.json) and comparing a result
+ * with a golden tensor (relative error, argmax per row). */
+#ifndef DK_MODEL_GOLDEN_H
+#define DK_MODEL_GOLDEN_H
+
+#include <stdint.h>
+
+#include "io/safetensors.h"
+
+/* A packed batch read from a tokens.jsonl ({"ids": [...]} per line). */
+typedef struct golden_tokens {
+    int64_t *ids;        /* (n_tokens) */
+    int64_t *seq_start;  /* (n_seqs + 1) */
+    int64_t n_tokens, n_seqs;
+} golden_tokens;
+
+void golden_tokens_read(const char *path, golden_tokens *t);
+void golden_tokens_free(golden_tokens *t);
+
+/* The named float tensor of a golden file, widened (the caller frees); exits when absent: fixtures must
+ * be complete. */
+float *golden_load(const dk_st_checkpoint *golden, const char *name, int64_t expect_numel);
+
+/* max |got - want| / max |want| over n values (0 when equal; want all zero gives the absolute error). */
+double golden_rel_error(const float *got, const float *want, int64_t n);
+/* Number of rows (of width cols) whose argmax differs. */
+int64_t golden_argmax_mismatches(const float *got, const float *want, int64_t rows, int64_t cols);
+
+#endif

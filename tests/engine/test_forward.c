@@ -1,0 +1,571 @@
+/* test_forward.c — the CPU forward pass against transformers (fp32, eager) on the tiny random-weight models
+ * of tools/make_model_goldens.py: every architecture, every layer's residual and the logits of 4 sequences
+ * (lengths 1, 6, 13, 19) run as ONE packed batch, so causality within each sequence is checked too (the
+ * goldens ran each sequence alone). Then the hook plan (stop early, last-position logits, steering and
+ * patching against transformers forward hooks), PEFT LoRA adapters at multipliers 0, 1 and 2 and per
+ * (layer, module), Gemma 3's Hub tensor names, the base/organism shape check, and bad input.
+ *
+ * Thresholds. Both sides compute in fp32 from the same bf16-exact weights; they differ only in summation
+ * order (OpenBLAS vs torch's sgemm, our double-accumulated RMSNorm mean, our attention loop vs torch's
+ * batched matmul) and in libm (expf/tanhf/cosf). Each such difference is ~1 ulp (6e-8 relative) per
+ * operation; over 3 blocks of ~10 chained ops with sums of up to 40 terms they stay below ~2e-6 relative
+ * (measured, printed by the test: <= 1.7e-6 for the base models, <= 2.7e-6 with peft adapters at w = 1).
+ * The gate is 5e-5 of the tensor's largest magnitude: 20x the measured noise, and 100x below what a real bug
+ * gives (a wrong norm cast, a missing 1+w, an off-by-one window, a swapped RoPE half: all >= 5e-3 here).
+ * The w = 2 reference is computed differently, not just in another order: transformers runs weights merged
+ * in fp32 (W + 2·scale·BA rounded once per element) while we add the unmerged product; with the rsLoRA
+ * adapter (scale 2.8, amplified twice) this measures 2.3e-5, so that comparison gets 2e-4 (W2_TOL). The argmax must agree at every position; the goldens were
+ * drawn so that the top two logits differ by >= 1e-3 everywhere, far above the noise.
+ */
+#include "engine_test.h"
+#include "model_golden.h"
+
+#include "io/file.h"
+#include "model/forward.h"
+
+#include <math.h>
+
+static const double REL_TOL = 5e-5;
+static const double W2_TOL = 2e-4;
+
+static const char *const MODELS[] = {"llama", "llama_f32", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+                                     "gemma3_mm"};
+
+/* Everything a full run produces: every layer's residual and all logits. */
+typedef struct full_run {
+    int64_t n_layers;
+    float **layers;  /* (L) of (T, H) */
+    float *logits;   /* (T, V) */
+} full_run;
+
+static void run_full(const dk_model *m, const dk_lora_adapter *adapter, const golden_tokens *tok, full_run *r) {
+    const int64_t L = m->cfg.num_hidden_layers, T = tok->n_tokens, H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    r->n_layers = L;
+    r->layers = dk_malloc((size_t)L * sizeof *r->layers);
+    int64_t *which = dk_malloc((size_t)L * sizeof *which);
+    for (int64_t l = 0; l < L; l++) {
+        r->layers[l] = dk_malloc((size_t)(T * H) * sizeof(float));
+        which[l] = l;
+    }
+    r->logits = dk_malloc((size_t)(T * V) * sizeof(float));
+    dk_batch b = {tok->ids, T, tok->seq_start, tok->n_seqs, true};
+    dk_hook_plan plan = {.n_capture = L, .capture_layers = which, .captures = r->layers, .logits = DK_LOGITS_ALL,
+                         .logits_out = r->logits};
+    dk_err err = {0};
+    EXPECT(dk_forward(m, adapter, &b, &plan, NULL, &err) == 0, "forward failed: %s", err.msg);
+    free(which);
+}
+
+static void full_run_free(full_run *r) {
+    for (int64_t l = 0; l < r->n_layers; l++) free(r->layers[l]);
+    free(r->layers);
+    free(r->logits);
+}
+
+/* Compares a full run with `<prefix>seq{i}.layer{l}` / `<prefix>seq{i}.logits` and prints the worst errors. */
+static void compare_run(const char *label, const dk_model *m, const golden_tokens *tok, const full_run *r,
+                        const dk_st_checkpoint *golden, const char *prefix, double tol) {
+    const int64_t H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    double worst_hidden = 0, worst_logits = 0;
+    int64_t argmax_bad = 0;
+    for (int64_t s = 0; s < tok->n_seqs; s++) {
+        const int64_t start = tok->seq_start[s], n = tok->seq_start[s + 1] - start;
+        char name[128];
+        for (int64_t l = 0; l < r->n_layers; l++) {
+            snprintf(name, sizeof name, "%sseq%lld.layer%lld", prefix, (long long)s, (long long)l);
+            float *want = golden_load(golden, name, n * H);
+            double e = golden_rel_error(r->layers[l] + start * H, want, n * H);
+            EXPECT(e <= tol, "%s %s: relative error %.3g > %.1g", label, name, e, tol);
+            if (e > worst_hidden) worst_hidden = e;
+            free(want);
+        }
+        snprintf(name, sizeof name, "%sseq%lld.logits", prefix, (long long)s);
+        float *want = golden_load(golden, name, n * V);
+        double e = golden_rel_error(r->logits + start * V, want, n * V);
+        EXPECT(e <= tol, "%s %s: relative error %.3g > %.1g", label, name, e, tol);
+        if (e > worst_logits) worst_logits = e;
+        int64_t bad = golden_argmax_mismatches(r->logits + start * V, want, n, V);
+        EXPECT(bad == 0, "%s %s: argmax differs at %lld of %lld positions", label, name, (long long)bad, (long long)n);
+        argmax_bad += bad;
+        free(want);
+    }
+    printf("  %-22s max rel error: hidden %.2e, logits %.2e; argmax mismatches %lld\n", label, worst_hidden,
+           worst_logits, (long long)argmax_bad);
+}
+
+static char *model_dir(const char *name) {
+    char *rel = dk_sprintf("models/%s", name);
+    char *p = engine_fixture(rel);
+    free(rel);
+    return p;
+}
+
+static dk_st_checkpoint *open_golden(const char *dir) {
+    char *path = dk_path_join(dir, "golden.safetensors");
+    dk_err err = {0};
+    dk_st_checkpoint *ck = dk_st_open(path, &err);
+    if (!ck) dk_die(&err);
+    free(path);
+    return ck;
+}
+
+static void read_tokens(const char *model_name, golden_tokens *tok) {
+    /* llama_f32 holds the same weights as llama (the bf16 values, stored as F32): same tokens and goldens */
+    char *dir = model_dir(strcmp(model_name, "llama_f32") == 0 ? "llama" : model_name);
+    char *path = dk_path_join(dir, "tokens.jsonl");
+    golden_tokens_read(path, tok);
+    free(path);
+    free(dir);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Every architecture against transformers */
+
+static void test_architectures(void) {
+    printf("forward vs transformers (fp32 eager), 4 sequences packed in one batch:\n");
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
+        char *dir = model_dir(MODELS[i]);
+        char *golden_dir = model_dir(strcmp(MODELS[i], "llama_f32") == 0 ? "llama" : MODELS[i]);
+        dk_model m;
+        dk_err err = {0};
+        if (!EXPECT(dk_model_open(dir, &m, &err) == 0, "%s: %s", MODELS[i], err.msg)) continue;
+        golden_tokens tok;
+        read_tokens(MODELS[i], &tok);
+        dk_st_checkpoint *golden = open_golden(golden_dir);
+        full_run r;
+        run_full(&m, NULL, &tok, &r);
+        compare_run(MODELS[i], &m, &tok, &r, golden, "", REL_TOL);
+        full_run_free(&r);
+        dk_st_close(golden);
+        golden_tokens_free(&tok);
+        dk_model_close(&m);
+        free(dir);
+        free(golden_dir);
+    }
+}
+
+/* The tiny models fit each matrix in one widening tile; big ones (an 8B LM head) are widened a few rows at
+ * a time. A 100-float tile (3 rows of 32, 2 of 40) forces that path everywhere, biases (Qwen2) included. */
+static void test_small_weight_tiles(void) {
+    static const char *const names[] = {"qwen2", "gemma3"};
+    for (size_t i = 0; i < 2; i++) {
+        char *dir = model_dir(names[i]);
+        dk_model m;
+        dk_err err = {0};
+        CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
+        m.weight_tile_floats = 100;
+        golden_tokens tok;
+        read_tokens(names[i], &tok);
+        dk_st_checkpoint *golden = open_golden(dir);
+        full_run r;
+        run_full(&m, NULL, &tok, &r);
+        char label[64];
+        snprintf(label, sizeof label, "%s, 100-float tiles", names[i]);
+        compare_run(label, &m, &tok, &r, golden, "", REL_TOL);
+        full_run_free(&r);
+        dk_st_close(golden);
+        golden_tokens_free(&tok);
+        dk_model_close(&m);
+        free(dir);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Hook plan: stop early, last-position logits, steering, patching */
+
+static void test_hooks(void) {
+    char *dir = model_dir("llama");
+    dk_model m;
+    dk_err err = {0};
+    CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
+    golden_tokens tok;
+    read_tokens("llama", &tok);
+    dk_st_checkpoint *golden = open_golden(dir);
+    const int64_t T = tok.n_tokens, H = m.cfg.hidden_size, V = m.cfg.vocab_size;
+    dk_batch b = {tok.ids, T, tok.seq_start, tok.n_seqs, true};
+
+    /* stop after block 0 (no logits): the capture still matches, and blocks 1.. never ran */
+    float *cap0 = dk_malloc((size_t)(T * H) * sizeof(float));
+    dk_hook_plan early = {.n_capture = 1, .capture_layers = (int64_t[]){0}, .captures = &cap0};
+    EXPECT(dk_forward(&m, NULL, &b, &early, NULL, &err) == 0, "%s", err.msg);
+    for (int64_t s = 0; s < tok.n_seqs; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "seq%lld.layer0", (long long)s);
+        int64_t n = tok.seq_start[s + 1] - tok.seq_start[s];
+        float *want = golden_load(golden, name, n * H);
+        double e = golden_rel_error(cap0 + tok.seq_start[s] * H, want, n * H);
+        EXPECT(e <= REL_TOL, "stop-early capture %s: %.3g", name, e);
+        free(want);
+    }
+
+    /* last-position logits: row s is the golden's last row of sequence s */
+    float *last = dk_malloc((size_t)(tok.n_seqs * V) * sizeof(float));
+    dk_hook_plan lastp = {.logits = DK_LOGITS_LAST, .logits_out = last};
+    EXPECT(dk_forward(&m, NULL, &b, &lastp, NULL, &err) == 0, "%s", err.msg);
+    for (int64_t s = 0; s < tok.n_seqs; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "seq%lld.logits", (long long)s);
+        int64_t n = tok.seq_start[s + 1] - tok.seq_start[s];
+        float *want = golden_load(golden, name, n * V);
+        double e = golden_rel_error(last + s * V, want + (n - 1) * V, V);
+        EXPECT(e <= REL_TOL, "last-position logits of sequence %lld: %.3g", (long long)s, e);
+        free(want);
+    }
+
+    /* steering: 4·v added after block 1 (transformers: a forward hook on layers[1]) */
+    float *steer_vec = golden_load(golden, "steer.vector", H);
+    dk_steer steer = {.layer = 1, .strength = 4.0f, .vector = steer_vec};
+    float *cap2 = dk_malloc((size_t)(T * H) * sizeof(float));
+    float *logits = dk_malloc((size_t)(T * V) * sizeof(float));
+    dk_hook_plan steered = {.n_capture = 1, .capture_layers = (int64_t[]){2}, .captures = &cap2, .n_steer = 1,
+                            .steers = &steer, .logits = DK_LOGITS_ALL, .logits_out = logits};
+    EXPECT(dk_forward(&m, NULL, &b, &steered, NULL, &err) == 0, "%s", err.msg);
+    double worst = 0;
+    for (int64_t s = 0; s < tok.n_seqs; s++) {
+        char name[64];
+        int64_t n = tok.seq_start[s + 1] - tok.seq_start[s];
+        snprintf(name, sizeof name, "steer.seq%lld.layer2", (long long)s);
+        float *want = golden_load(golden, name, n * H);
+        double e = golden_rel_error(cap2 + tok.seq_start[s] * H, want, n * H);
+        EXPECT(e <= REL_TOL, "%s: %.3g", name, e);
+        worst = e > worst ? e : worst;
+        free(want);
+        snprintf(name, sizeof name, "steer.seq%lld.logits", (long long)s);
+        want = golden_load(golden, name, n * V);
+        e = golden_rel_error(logits + tok.seq_start[s] * V, want, n * V);
+        EXPECT(e <= REL_TOL, "%s: %.3g", name, e);
+        EXPECT(golden_argmax_mismatches(logits + tok.seq_start[s] * V, want, n, V) == 0, "%s: argmax differs", name);
+        worst = e > worst ? e : worst;
+        free(want);
+    }
+    /* prompt-only steering is off during decode steps: the batch then equals the unsteered run */
+    steer.prompt_only = true;
+    b.is_prompt = false;
+    float *unsteered = dk_malloc((size_t)(T * V) * sizeof(float));
+    dk_hook_plan plain = {.logits = DK_LOGITS_ALL, .logits_out = unsteered};
+    EXPECT(dk_forward(&m, NULL, &b, &plain, NULL, &err) == 0, "%s", err.msg);
+    EXPECT(dk_forward(&m, NULL, &b, &steered, NULL, &err) == 0, "%s", err.msg);
+    EXPECT(memcmp(logits, unsteered, (size_t)(T * V) * sizeof(float)) == 0,
+           "prompt-only steering changed a decode-step batch");
+    b.is_prompt = true;
+
+    /* patching: the residual after block 0 at position 5 of sequence 3 replaced */
+    float *patch_vec = golden_load(golden, "patch.vector", H);
+    dk_patch patch = {.layer = 0, .token = tok.seq_start[3] + 5, .vector = patch_vec};
+    dk_hook_plan patched = {.n_patch = 1, .patches = &patch, .logits = DK_LOGITS_ALL, .logits_out = logits};
+    EXPECT(dk_forward(&m, NULL, &b, &patched, NULL, &err) == 0, "%s", err.msg);
+    int64_t n3 = tok.seq_start[4] - tok.seq_start[3];
+    float *want = golden_load(golden, "patch.seq3.logits", n3 * V);
+    double e = golden_rel_error(logits + tok.seq_start[3] * V, want, n3 * V);
+    EXPECT(e <= REL_TOL, "patched logits: %.3g", e);
+    EXPECT(golden_argmax_mismatches(logits + tok.seq_start[3] * V, want, n3, V) == 0, "patched argmax differs");
+    worst = e > worst ? e : worst;
+    printf("  hooks (llama)          max rel error: steering/patching %.2e\n", worst);
+
+    free(want);
+    free(patch_vec);
+    free(unsteered);
+    free(steer_vec);
+    free(cap2);
+    free(logits);
+    free(last);
+    free(cap0);
+    dk_st_close(golden);
+    golden_tokens_free(&tok);
+    dk_model_close(&m);
+    free(dir);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * LoRA: multiplier 1 = peft (unmerged), 2 = W + 2·scale·BA merged in fp32, 0 = the base, bit for bit */
+
+static void test_lora(void) {
+    static const char *const adapters[][2] = {{"llama_lora", "llama"}, {"qwen3_rslora", "qwen3"},
+                                              {"gemma3_lora", "gemma3"}};
+    printf("LoRA adapters vs peft:\n");
+    for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++) {
+        char *rel = dk_sprintf("adapters/%s", adapters[i][0]);
+        char *adir = engine_fixture(rel);
+        char *mdir = model_dir(adapters[i][1]);
+        dk_model m;
+        dk_lora_adapter a;
+        dk_err err = {0};
+        CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
+        if (!EXPECT(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s: %s", adapters[i][0], err.msg)) {
+            dk_model_close(&m);
+            continue;
+        }
+        golden_tokens tok;
+        read_tokens(adapters[i][1], &tok);
+        dk_st_checkpoint *golden = open_golden(adir);
+        full_run r1, r2, r0, base;
+        run_full(&m, &a, &tok, &r1);
+        char label[64];
+        snprintf(label, sizeof label, "%s w=1", adapters[i][0]);
+        compare_run(label, &m, &tok, &r1, golden, "", REL_TOL);
+        dk_lora_set_multiplier(&a, 2.0f);
+        run_full(&m, &a, &tok, &r2);
+        snprintf(label, sizeof label, "%s w=2", adapters[i][0]);
+        compare_run(label, &m, &tok, &r2, golden, "w2.", W2_TOL);
+        dk_lora_set_multiplier(&a, 0.0f);
+        run_full(&m, &a, &tok, &r0);
+        run_full(&m, NULL, &tok, &base);
+        const size_t logit_bytes = (size_t)(tok.n_tokens * m.cfg.vocab_size) * sizeof(float);
+        EXPECT(memcmp(r0.logits, base.logits, logit_bytes) == 0, "%s: multiplier 0 differs from the base model",
+               adapters[i][0]);
+        for (int64_t l = 0; l < r0.n_layers; l++)
+            EXPECT(memcmp(r0.layers[l], base.layers[l], (size_t)(tok.n_tokens * m.cfg.hidden_size) * sizeof(float)) == 0,
+                   "%s: multiplier 0 differs from the base at layer %lld", adapters[i][0], (long long)l);
+        full_run_free(&r0);
+        full_run_free(&r1);
+        full_run_free(&r2);
+        full_run_free(&base);
+        dk_st_close(golden);
+        golden_tokens_free(&tok);
+        dk_lora_free(&a);
+        dk_model_close(&m);
+        free(mdir);
+        free(adir);
+        free(rel);
+    }
+}
+
+/* Per-(layer, module) multipliers: llama_lora adapts q/v/down_proj of layers 0 and 2 only. */
+static void test_lora_multiplier_granularity(void) {
+    char *mdir = model_dir("llama"), *adir = engine_fixture("adapters/llama_lora");
+    dk_model m;
+    dk_lora_adapter a;
+    dk_err err = {0};
+    CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
+    CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
+    EXPECT(a.n_adapted == 6, "llama_lora adapts %lld (layer, module) pairs, expected 2 layers x 3 modules",
+           (long long)a.n_adapted);
+    EXPECT(dk_lora_at(&a, 1, DK_MOD_Q)->A == NULL && dk_lora_at(&a, 0, DK_MOD_K)->A == NULL &&
+           dk_lora_at(&a, 2, DK_MOD_DOWN)->A != NULL, "layers_to_transform / target_modules not honoured");
+    golden_tokens tok;
+    read_tokens("llama", &tok);
+    const size_t resid_bytes = (size_t)(tok.n_tokens * m.cfg.hidden_size) * sizeof(float);
+    full_run all, partial;
+    run_full(&m, &a, &tok, &all);
+    /* a multiplier on a pair the adapter does not touch changes nothing; turning layer 2 off leaves layers
+     * 0 and 1 as they were and moves layer 2 */
+    for (int k = 0; k < DK_N_MODULES; k++) a.multiplier[1 * DK_N_MODULES + k] = 5.0f;
+    for (int k = 0; k < DK_N_MODULES; k++) a.multiplier[2 * DK_N_MODULES + k] = 0.0f;
+    run_full(&m, &a, &tok, &partial);
+    EXPECT(memcmp(all.layers[0], partial.layers[0], resid_bytes) == 0 &&
+           memcmp(all.layers[1], partial.layers[1], resid_bytes) == 0,
+           "multipliers of layers 1 and 2 changed the residual before layer 2");
+    EXPECT(memcmp(all.layers[2], partial.layers[2], resid_bytes) != 0, "multiplier 0 on layer 2 changed nothing");
+    full_run_free(&all);
+    full_run_free(&partial);
+    golden_tokens_free(&tok);
+    dk_lora_free(&a);
+    dk_model_close(&m);
+    free(mdir);
+    free(adir);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Bad input: clear errors, never a crash */
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    unsigned char *bytes = engine_read_all(from, &n);
+    engine_write_all(to, bytes, n);
+    free(bytes);
+}
+
+/* A scratch copy of the llama fixture whose config.json and model.safetensors can then be damaged. */
+static char *scratch_model(const char *name) {
+    char *src = model_dir("llama");
+    char *dst = dk_path_join(engine_scratch_dir(), name);
+    dk_err err = {0};
+    CHECK(dk_mkdirs(dst, &err) == 0, "%s", err.msg);
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *a = dk_path_join(src, files[i]), *b = dk_path_join(dst, files[i]);
+        copy_file(a, b);
+        free(a);
+        free(b);
+    }
+    free(src);
+    return dst;
+}
+
+/* Replaces the first occurrence of `from` by `to` (same length) in a file. */
+static void patch_file(const char *dir, const char *file, const char *from, const char *to) {
+    char *path = dk_path_join(dir, file);
+    size_t n;
+    unsigned char *bytes = engine_read_all(path, &n);
+    size_t len = strlen(from);
+    CHECK(strlen(to) == len, "patch_file: lengths differ");
+    for (size_t i = 0; i + len <= n; i++)
+        if (memcmp(bytes + i, from, len) == 0) {
+            memcpy(bytes + i, to, len);
+            break;
+        }
+    engine_write_all(path, bytes, n);
+    free(bytes);
+    free(path);
+}
+
+/* Replaces every occurrence of `from` by `to` (same length) in a file. */
+static void patch_file_all(const char *dir, const char *file, const char *from, const char *to) {
+    char *path = dk_path_join(dir, file);
+    size_t n, len = strlen(from);
+    unsigned char *bytes = engine_read_all(path, &n);
+    CHECK(strlen(to) == len, "patch_file_all: lengths differ");
+    for (size_t i = 0; i + len <= n; i++)
+        if (memcmp(bytes + i, from, len) == 0) memcpy(bytes + i, to, len);
+    engine_write_all(path, bytes, n);
+    free(bytes);
+    free(path);
+}
+
+/* Hub originals of Gemma3ForConditionalGeneration name the language model language_model.model.*, what
+ * transformers >= 4.52 re-saves as model.language_model.* (same length: the header can be patched). */
+static void test_gemma3_hub_prefix(void) {
+    char *src = model_dir("gemma3_mm");
+    char *dst = dk_path_join(engine_scratch_dir(), "gemma3_mm_hub");
+    dk_err err = {0};
+    CHECK(dk_mkdirs(dst, &err) == 0, "%s", err.msg);
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *a = dk_path_join(src, files[i]), *b = dk_path_join(dst, files[i]);
+        copy_file(a, b);
+        free(a);
+        free(b);
+    }
+    patch_file_all(dst, "model.safetensors", "\"model.language_model.", "\"language_model.model.");
+    dk_model m;
+    if (EXPECT(dk_model_open(dst, &m, &err) == 0, "%s", err.msg)) {
+        EXPECT(strcmp(m.w.prefix, "language_model.model.") == 0, "prefix %s", m.w.prefix);
+        golden_tokens tok;
+        read_tokens("gemma3_mm", &tok);
+        dk_st_checkpoint *golden = open_golden(src);
+        full_run r;
+        run_full(&m, NULL, &tok, &r);
+        compare_run("gemma3_mm (hub names)", &m, &tok, &r, golden, "", REL_TOL);
+        full_run_free(&r);
+        dk_st_close(golden);
+        golden_tokens_free(&tok);
+        dk_model_close(&m);
+    }
+    free(dst);
+    free(src);
+}
+
+static void test_organism_shapes(void) {
+    dk_model base, same, other;
+    dk_err err = {0};
+    char *a = model_dir("llama"), *b = model_dir("llama_f32"), *c = model_dir("mistral");
+    CHECK(dk_model_open(a, &base, &err) == 0 && dk_model_open(b, &same, &err) == 0 &&
+          dk_model_open(c, &other, &err) == 0, "%s", err.msg);
+    EXPECT(dk_model_weights_check_same_shapes(&base.w, &same.w, &err) == 0, "bf16 vs f32 copy: %s", err.msg);
+    EXPECT(dk_model_weights_check_same_shapes(&base.w, &other.w, &err) != 0, "llama vs mistral shapes accepted");
+    EXPECT_ERR_HAS(&err, "model.layers.0.self_attn.q_proj.weight", "[48, 32]", "[32, 32]");
+    dk_model_close(&base);
+    dk_model_close(&same);
+    dk_model_close(&other);
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void test_errors(void) {
+    dk_model m;
+    dk_err err = {0};
+
+    char *dir = scratch_model("missing_tensor");
+    patch_file(dir, "model.safetensors", "\"model.norm.weight\"", "\"model.nrm_.weight\"");
+    EXPECT(dk_model_open(dir, &m, &err) != 0, "a missing tensor was accepted");
+    EXPECT_ERR_HAS(&err, "model.norm.weight", "model.nrm_.weight");
+    free(dir);
+
+    dk_err_clear(&err);
+    dir = scratch_model("wrong_shape");
+    patch_file(dir, "config.json", "\"intermediate_size\": 40", "\"intermediate_size\": 48");
+    EXPECT(dk_model_open(dir, &m, &err) != 0, "a wrong shape was accepted");
+    EXPECT_ERR_HAS(&err, "model.layers.0.mlp.gate_proj.weight", "[48, 32]", "[40, 32]");
+    free(dir);
+
+    dk_err_clear(&err);
+    dir = scratch_model("unsupported");
+    patch_file(dir, "config.json", "\"LlamaForCausalLM\"", "\"GPT2LMHeadModelX\"");
+    EXPECT(dk_model_open(dir, &m, &err) != 0, "an unsupported architecture was accepted");
+    EXPECT_ERR_HAS(&err, "GPT2LMHeadModelX", "LlamaForCausalLM", "Gemma3ForConditionalGeneration");
+    free(dir);
+
+    dk_err_clear(&err);
+    dir = scratch_model("truncated");
+    char *st = dk_path_join(dir, "model.safetensors");
+    size_t n;
+    unsigned char *bytes = engine_read_all(st, &n);
+    engine_write_all(st, bytes, n - 100);
+    free(bytes);
+    EXPECT(dk_model_open(dir, &m, &err) != 0, "a truncated checkpoint was accepted");
+    EXPECT_ERR_HAS(&err, "model.safetensors");
+    free(st);
+    free(dir);
+
+    /* token ids, layers, an adapter for another base */
+    dk_err_clear(&err);
+    char *llama = model_dir("llama");
+    CHECK(dk_model_open(llama, &m, &err) == 0, "%s", err.msg);
+    int64_t ids[] = {1, 5, 96}, starts[] = {0, 3};
+    dk_batch b = {ids, 3, starts, 1, true};
+    float logits[3 * 96];
+    dk_hook_plan plan = {.logits = DK_LOGITS_ALL, .logits_out = logits};
+    EXPECT(dk_forward(&m, NULL, &b, &plan, NULL, &err) != 0, "token id 96 >= vocab 96 accepted");
+    EXPECT_ERR_HAS(&err, "token id 96", "vocab_size 96");
+    dk_err_clear(&err);
+    ids[2] = 7;
+    float cap[3 * 32], *caps = cap;
+    dk_hook_plan bad_layer = {.n_capture = 1, .capture_layers = (int64_t[]){3}, .captures = &caps};
+    EXPECT(dk_forward(&m, NULL, &b, &bad_layer, NULL, &err) != 0, "capture at layer 3 of 3 accepted");
+    EXPECT_ERR_HAS(&err, "layer 3", "0..2");
+
+    dk_err_clear(&err);
+    char *qwen3_adapter = engine_fixture("adapters/qwen3_rslora");
+    dk_lora_adapter a;
+    EXPECT(dk_lora_load(qwen3_adapter, &m.cfg, &m.w, &a, &err) != 0, "a qwen3 adapter was accepted on llama");
+    EXPECT_ERR_HAS(&err, "does not fit the base model", "expected");
+    free(qwen3_adapter);
+    dk_model_close(&m);
+    free(llama);
+
+    /* adapter settings we cannot honour */
+    dk_err_clear(&err);
+    char *adir = dk_path_join(engine_scratch_dir(), "dora");
+    CHECK(dk_mkdirs(adir, &err) == 0, "%s", err.msg);
+    char *src = engine_fixture("adapters/llama_lora/adapter_config.json");
+    char *dst = dk_path_join(adir, "adapter_config.json");
+    copy_file(src, dst);
+    patch_file(adir, "adapter_config.json", "\"use_dora\": false", "\"use_dora\": true ");
+    free(src);
+    src = engine_fixture("adapters/llama_lora/adapter_model.safetensors");
+    char *dst2 = dk_path_join(adir, "adapter_model.safetensors");
+    copy_file(src, dst2);
+    CHECK(dk_model_open(llama = model_dir("llama"), &m, &err) == 0, "%s", err.msg);
+    EXPECT(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) != 0, "a DoRA adapter was accepted");
+    EXPECT_ERR_HAS(&err, "use_dora", "DoRA");
+    dk_model_close(&m);
+    free(llama);
+    free(src);
+    free(dst);
+    free(dst2);
+    free(adir);
+    engine_scratch_cleanup();
+}
+
+int main(void) {
+    test_architectures();
+    test_small_weight_tiles();
+    test_hooks();
+    test_lora();
+    test_lora_multiplier_granularity();
+    test_gemma3_hub_prefix();
+    test_organism_shapes();
+    test_errors();
+    return dk_test_finish("test_forward");
+}

@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""make_model_goldens.py — tiny random-weight models of every architecture the engine runs, and what
+transformers (fp32, eager attention) and peft compute with them: the goldens of tests/engine/test_forward.c.
+
+Why: the C forward must equal transformers. The only trustworthy reference is transformers itself, run on
+checkpoints it wrote, so this script builds each model with its transformers class, saves it in HF format
+(bf16 safetensors, as Hub checkpoints ship; one fp32 copy), reloads it in float32 with
+attn_implementation="eager" (the bf16 weights are widened exactly, as the C engine does) and dumps:
+
+  models/<name>/config.json, model.safetensors     the checkpoint (save_pretrained)
+  models/<name>/golden.safetensors                 float32 tensors:
+        seq{i}.layer{l}   [T_i, H]  the residual stream after decoder block l (a forward hook on
+                                    model.layers[l]; equals output_hidden_states[l+1] for l < L-1 — the
+                                    last entry of hidden_states has the final norm applied, the hook's has not)
+        seq{i}.logits     [T_i, V]
+        steer.*, patch.* (llama only) the same with a forward hook adding 4·steer.vector to the output of
+                                    block 1, or replacing the output of block 0 at position 5 of sequence 3
+  models/<name>/tokens.jsonl                       the sequences, {"ids": [...]} per line (diffkit forward input)
+  models/<name>/generate.json                      greedy generations: [{"prompt": [...], "output": [...]}]
+  models/llama_text/                               a Llama with its own small BPE tokenizer (tokenizer.json) and
+                                                   generate_text.json: prompt text -> greedy continuation text
+  models/llama/generate_steer.json                 the same with 4·steer.vector added after block 1 on every
+                                                   token, or during the prompt only ("prompt_only": true)
+  adapters/<name>/adapter_config.json, adapter_model.safetensors   PEFT LoRA adapters (random A and B)
+  adapters/<name>/golden.safetensors               the same dump for the adapted model, at multiplier 1 (peft,
+                                                   unmerged) and at multiplier 2 (`w2.` prefix: weights merged
+                                                   in fp32 as W + 2·scale·B·A, then plain transformers)
+  versions.json                                    library versions and seeds
+
+Odd shapes on purpose: head_dim != hidden/heads, GQA ratios 1, 2 and 4, a Gemma 3 sliding window shorter
+than the test sequences, llama3 RoPE scaling (Llama), yarn (Qwen2: its attention factor scales cos/sin),
+linear scaling on Gemma 3 global layers, tied and untied
+embeddings, Qwen2 biases, Gemma 2 attention and final soft-capping (small caps so that tanh bends).
+Weights are drawn with std 0.15 so that activations are far from zero and argmaxes are not near-ties.
+
+Usage (PyPI only):  python -m venv v && v/bin/pip install torch transformers peft safetensors
+                    v/bin/python tools/make_model_goldens.py [--out tests/fixtures/engine]
+
+The memory check (not a fixture): --big-3b DIR writes a Llama-3.2-3B-shaped bf16 checkpoint with random
+weights (6.4 GB, 2 shards + index, as save_pretrained lays them out) straight to disk, one tensor at a time,
+so that writing it needs little memory; then measure the peak of a forward over it:
+    /usr/bin/time -v build/bin/diffkit forward --model DIR --tokens DIR/tokens.jsonl --output /tmp/o.st \
+        --layers 14 --logits last
+"""
+import argparse
+import json
+import os
+import shutil
+
+import torch
+import transformers as tf
+from safetensors.torch import save_file
+
+SEQ_LENGTHS = [1, 6, 13, 19]
+GEN_PROMPT_LENGTHS = [3, 8]
+GEN_NEW_TOKENS = 10
+VOCAB = 96
+
+
+def common(layers=3, heads=4, kv=2, hidden=32, inter=40, head_dim=None):
+    c = dict(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+             num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=128, rms_norm_eps=1e-6,
+             bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if head_dim is not None:
+        c["head_dim"] = head_dim
+    return c
+
+
+def model_specs():
+    """name -> (model class, config). Each one exercises something the others do not."""
+    s = {}
+    s["llama"] = (tf.LlamaForCausalLM, tf.LlamaConfig(
+        **common(kv=2, head_dim=12), tie_word_embeddings=False, architectures=["LlamaForCausalLM"],
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32}))
+    s["mistral"] = (tf.MistralForCausalLM, tf.MistralConfig(
+        **common(kv=1, head_dim=8), sliding_window=5, tie_word_embeddings=False,
+        architectures=["MistralForCausalLM"]))
+    s["qwen2"] = (tf.Qwen2ForCausalLM, tf.Qwen2Config(
+        **common(kv=4), tie_word_embeddings=True, architectures=["Qwen2ForCausalLM"],
+        rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                         "original_max_position_embeddings": 32}))
+    s["qwen3"] = (tf.Qwen3ForCausalLM, tf.Qwen3Config(
+        **common(kv=2, head_dim=16), tie_word_embeddings=True, architectures=["Qwen3ForCausalLM"]))
+    s["gemma2"] = (tf.Gemma2ForCausalLM, tf.Gemma2Config(
+        **common(kv=2, head_dim=16), sliding_window=4, query_pre_attn_scalar=24, attn_logit_softcapping=3.0,
+        final_logit_softcapping=4.0, architectures=["Gemma2ForCausalLM"]))
+    text = dict(**common(kv=1, head_dim=16), sliding_window=5, query_pre_attn_scalar=24,
+                layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                                 "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+    s["gemma3"] = (tf.Gemma3ForCausalLM, tf.Gemma3TextConfig(**text, architectures=["Gemma3ForCausalLM"]))
+    vision = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    s["gemma3_mm"] = (tf.Gemma3ForConditionalGeneration, tf.Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=90, eoi_token_index=91,
+        image_token_index=92, architectures=["Gemma3ForConditionalGeneration"]))
+    return s
+
+
+def randomize(model, seed):
+    """Every parameter ~ N(0, 0.15²), except RMSNorm weights: 1 + N(0, 0.1²) (Llama style, scale w) or
+    N(0, 0.1²) (Gemma style, scale 1 + w), so that every norm is close to but not exactly the identity."""
+    g = torch.Generator().manual_seed(seed)
+    gemma = "gemma" in model.config.model_type
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and p.dim() == 1:
+                p.copy_((0.0 if gemma else 1.0) + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.15 * torch.randn(p.shape, generator=g))
+
+
+def sequences(seed):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in SEQ_LENGTHS:
+        ids = torch.randint(3, VOCAB, (n,), generator=g).tolist()
+        ids[0] = 1  # BOS first (Gemma needs it; harmless for the others)
+        if n > 3:
+            ids[-1] = VOCAB - 1  # the last id of the vocabulary
+        out.append(ids)
+    return out
+
+
+def decoder_layers(model):
+    if hasattr(model, "get_base_model"):  # a peft model
+        model = model.get_base_model()
+    m = model.model
+    return m.language_model.layers if hasattr(m, "language_model") else m.layers
+
+
+def dump(model, seqs, prefix=""):
+    """Residual after each block (hooks) and logits, one sequence at a time (no padding)."""
+    tensors = {}
+    layers = decoder_layers(model)
+    for i, ids in enumerate(seqs):
+        captured = {}
+        hooks = [layer.register_forward_hook(
+            lambda mod, inp, out, l=l: captured.__setitem__(l, (out[0] if isinstance(out, tuple) else out)[0].clone()))
+            for l, layer in enumerate(layers)]
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        for h in hooks:
+            h.remove()
+        hs = out.hidden_states
+        for l in range(len(layers)):
+            if l + 1 < len(layers):  # the hook sees what hidden_states[l+1] holds
+                assert torch.equal(hs[l + 1][0], captured[l]), f"hook vs hidden_states mismatch at layer {l}"
+            tensors[f"{prefix}seq{i}.layer{l}"] = captured[l].float().contiguous()
+        tensors[f"{prefix}seq{i}.logits"] = out.logits[0].float().contiguous()
+    return tensors
+
+
+def margins(tensors):
+    """Smallest gap between the top two logits over all positions: argmax tests are meaningful if >> 1e-4."""
+    m = float("inf")
+    for k, v in tensors.items():
+        if k.endswith("logits"):
+            top = v.topk(2, dim=-1).values
+            m = min(m, float((top[:, 0] - top[:, 1]).min()))
+    return m
+
+
+def generations(model, seed):
+    g = torch.Generator().manual_seed(seed + 7)
+    res = []
+    for n in GEN_PROMPT_LENGTHS:
+        prompt = [1] + torch.randint(3, VOCAB, (n - 1,), generator=g).tolist()
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, n, dtype=torch.long),
+                                 max_new_tokens=GEN_NEW_TOKENS, do_sample=False, eos_token_id=2, pad_token_id=0)
+        res.append({"prompt": prompt, "output": out[0, n:].tolist()})
+    return res
+
+
+STEER_LAYER, STEER_STRENGTH = 1, 4.0
+PATCH_LAYER, PATCH_SEQ, PATCH_POS = 0, 3, 5
+
+
+def hook_goldens(model, seqs, seed):
+    """What the hook plan must reproduce, done with forward hooks on transformers' decoder layers:
+    steer.vector (H); steer.seq{i}.logits / steer.seq{i}.layer2: strength·v added to the output of block
+    STEER_LAYER at every position; patch.vector (H), patch.seq{PATCH_SEQ}.logits: the output of block
+    PATCH_LAYER replaced at position PATCH_POS of sequence PATCH_SEQ."""
+    g = torch.Generator().manual_seed(seed + 11)
+    H = model.config.hidden_size
+    steer = torch.randn(H, generator=g)
+    patch = 2.0 * torch.randn(H, generator=g)
+    layers = decoder_layers(model)
+    out = {"steer.vector": steer, "patch.vector": patch}
+
+    def add(mod, inp, o):
+        return (o[0] + STEER_STRENGTH * steer,) + tuple(o[1:]) if isinstance(o, tuple) else o + STEER_STRENGTH * steer
+
+    def replace(mod, inp, o):
+        h = (o[0] if isinstance(o, tuple) else o).clone()
+        h[0, PATCH_POS] = patch
+        return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
+
+    for i, ids in enumerate(seqs):
+        seen = {}
+        hk = layers[STEER_LAYER].register_forward_hook(add)
+        hk2 = layers[2].register_forward_hook(lambda mod, inp, o: seen.__setitem__(2, (o[0] if isinstance(o, tuple) else o)[0].clone()))
+        with torch.no_grad():
+            r = model(input_ids=torch.tensor([ids]))
+        hk.remove()
+        hk2.remove()
+        out[f"steer.seq{i}.logits"] = r.logits[0].float().contiguous()
+        out[f"steer.seq{i}.layer2"] = seen[2].float().contiguous()
+    # greedy generation with the same steering, on every token or during the prompt only (the prefill call is
+    # the one whose input has more than one position): generate_steer.json
+    gens = []
+    for prompt_only in (False, True):
+        def add_gen(mod, inp, o, prompt_only=prompt_only):
+            h = o[0] if isinstance(o, tuple) else o
+            if prompt_only and h.shape[1] == 1:
+                return o
+            return add(mod, inp, o)
+        hk = layers[STEER_LAYER].register_forward_hook(add_gen)
+        for g_item in generations(model, seed):
+            gens.append({"prompt_only": prompt_only, **g_item})
+        hk.remove()
+    out["_generate_steer"] = gens
+    hk = layers[PATCH_LAYER].register_forward_hook(replace)
+    with torch.no_grad():
+        r = model(input_ids=torch.tensor([seqs[PATCH_SEQ]]))
+    hk.remove()
+    out[f"patch.seq{PATCH_SEQ}.logits"] = r.logits[0].float().contiguous()
+    return out
+
+
+TEXT_PROMPTS = ["The quick brown fox", "Model diffing compares"]
+TOKENIZER_CORPUS = ["The quick brown fox jumps over the lazy dog.", "Model diffing compares a base model with its "
+                    "finetuned variant.", "Hidden states must equal what transformers computes.",
+                    "Sparse dictionaries find features; steering vectors move them."] * 4
+
+
+def make_text_model(folder, seed):
+    """llama_text: a Llama with a 300-token byte-level BPE tokenizer trained here (tokenizers library), so that
+    `diffkit generate --prompt TEXT` can be checked end to end: text -> ids -> greedy ids -> text, against
+    tokenizer(prompt) -> model.generate -> tokenizer.decode(skip_special_tokens=True) (generate_text.json)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>", "<start_of_turn>",
+                                                                  "<end_of_turn>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    from make_chat_template_goldens import GEMMA2  # Gemma 2's published template: `diffkit generate --chat`
+    fast.chat_template = GEMMA2
+    cfg = tf.LlamaConfig(**{**common(kv=2, head_dim=12), "vocab_size": tok.get_vocab_size()},
+                         tie_word_embeddings=True, architectures=["LlamaForCausalLM"])
+    torch.manual_seed(seed)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    randomize(model, seed)
+    model.to(torch.bfloat16).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    ref = load_fp32(tf.LlamaForCausalLM, folder)
+    res = []
+    end_of_turn = fast.convert_tokens_to_ids("<end_of_turn>")
+    for chat in (False, True):
+        for prompt in TEXT_PROMPTS:
+            if chat:  # the rendered template holds the BOS: no special tokens added again
+                text = fast.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                add_generation_prompt=True)
+                ids = fast(text, add_special_tokens=False, return_tensors="pt").input_ids
+            else:
+                ids = fast(prompt, return_tensors="pt").input_ids
+            with torch.no_grad():
+                out = ref.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=GEN_NEW_TOKENS,
+                                   do_sample=False, eos_token_id=[2, end_of_turn], pad_token_id=0)
+            res.append({"prompt": prompt, "chat": chat, "ids": out[0, ids.shape[1]:].tolist(),
+                        "text": fast.decode(out[0, ids.shape[1]:], skip_special_tokens=True)})
+    with open(os.path.join(folder, "generate_text.json"), "w") as f:
+        json.dump(res, f)
+
+
+def load_fp32(cls, folder):
+    return cls.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def write_tokens(path, seqs):
+    with open(path, "w") as f:
+        for ids in seqs:
+            f.write(json.dumps({"ids": ids}) + "\n")
+
+
+def make_adapter(model, folder, name, seed, **lora):
+    """A PEFT LoRA adapter with random A and B (init_lora_weights=False), saved the way peft saves it."""
+    import peft
+    torch.manual_seed(seed)
+    cfg = peft.LoraConfig(init_lora_weights=False, task_type="CAUSAL_LM", **lora)
+    pm = peft.get_peft_model(model, cfg)
+    with torch.no_grad():  # larger than peft's init so that the adapter visibly moves the logits
+        for n, p in pm.named_parameters():
+            if "lora_" in n:
+                p.mul_(3.0)
+    pm.save_pretrained(os.path.join(folder, name))
+    os.remove(os.path.join(folder, name, "README.md"))  # peft's model card: not needed
+    path = os.path.join(folder, name, "adapter_config.json")
+    cfg_json = json.load(open(path))
+    cfg_json["base_model_name_or_path"] = os.path.basename(model.name_or_path)  # not this machine's path
+    json.dump(cfg_json, open(path, "w"), indent=2)
+    return pm
+
+
+def merged_copy(base_cls, base_folder, peft_model, multiplier):
+    """The base model with W + multiplier·scale·(B @ A) merged in fp32, computed here, not by peft."""
+    merged = load_fp32(base_cls, base_folder)
+    params = dict(merged.named_parameters())
+    for n, mod in peft_model.named_modules():
+        if hasattr(mod, "lora_A") and "default" in getattr(mod, "lora_A", {}):
+            delta = mod.lora_B["default"].weight @ mod.lora_A["default"].weight * mod.scaling["default"]
+            key = n.replace("base_model.model.", "", 1) + ".weight"
+            with torch.no_grad():
+                params[key].add_(multiplier * delta)
+    return merged
+
+
+LLAMA_3B = dict(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                num_attention_heads=24, num_key_value_heads=8, head_dim=128, max_position_embeddings=131072,
+                rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001,
+                rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+
+
+def write_big_3b(folder):
+    """Llama-3.2-3B shapes, random bf16 weights (N(0, 0.02²); norms 1), written tensor by tensor."""
+    import numpy as np
+    os.makedirs(folder, exist_ok=True)
+    cfg = tf.LlamaConfig(**LLAMA_3B, architectures=["LlamaForCausalLM"], dtype="bfloat16")
+    cfg.save_pretrained(folder)
+    H, I, V, L = LLAMA_3B["hidden_size"], LLAMA_3B["intermediate_size"], LLAMA_3B["vocab_size"], LLAMA_3B["num_hidden_layers"]
+    D, nh, nkv = LLAMA_3B["head_dim"], LLAMA_3B["num_attention_heads"], LLAMA_3B["num_key_value_heads"]
+    tensors = [("model.embed_tokens.weight", (V, H)), ("model.norm.weight", (H,))]
+    for l in range(L):
+        p = f"model.layers.{l}."
+        tensors += [(p + "input_layernorm.weight", (H,)), (p + "post_attention_layernorm.weight", (H,)),
+                    (p + "self_attn.q_proj.weight", (nh * D, H)), (p + "self_attn.k_proj.weight", (nkv * D, H)),
+                    (p + "self_attn.v_proj.weight", (nkv * D, H)), (p + "self_attn.o_proj.weight", (H, nh * D)),
+                    (p + "mlp.gate_proj.weight", (I, H)), (p + "mlp.up_proj.weight", (I, H)),
+                    (p + "mlp.down_proj.weight", (H, I))]
+    rng = np.random.default_rng(0)
+    shards = [tensors[: 2 + 9 * 14], tensors[2 + 9 * 14:]]
+    weight_map = {}
+    for k, shard in enumerate(shards):
+        name = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+        header, offset = {"__metadata__": {"format": "pt"}}, 0
+        for tname, shape in shard:
+            n = int(np.prod(shape)) * 2
+            header[tname] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
+            offset += n
+            weight_map[tname] = name
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(len(text).to_bytes(8, "little") + text)
+            for tname, shape in shard:
+                count = int(np.prod(shape))
+                for start in range(0, count, 1 << 24):  # 16M values (32 MB of bf16) at a time
+                    m = min(1 << 24, count - start)
+                    vals = np.ones(m, np.float32) if tname.endswith("norm.weight") else \
+                        (0.02 * rng.standard_normal(m, dtype=np.float32))
+                    f.write((vals.view(np.uint32) >> 16).astype(np.uint16).tobytes())
+    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(int(np.prod(s)) * 2 for _, s in tensors)}, "weight_map": weight_map}, f)
+    with open(os.path.join(folder, "tokens.jsonl"), "w") as f:
+        for n in (64, 33, 17, 1):
+            f.write(json.dumps({"ids": [int(x) for x in rng.integers(0, V, n)]}) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "engine"))
+    ap.add_argument("--big-3b", metavar="DIR", help="write the 3B-shaped memory-check checkpoint there and stop")
+    args = ap.parse_args()
+    if args.big_3b:
+        write_big_3b(args.big_3b)
+        return
+    root_models = os.path.join(args.out, "models")
+    root_adapters = os.path.join(args.out, "adapters")
+    for d in (root_models, root_adapters):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    torch.set_num_threads(2)
+    report = {}
+    for idx, (name, (cls, cfg)) in enumerate(model_specs().items()):
+        seed = 1000 + idx
+        torch.manual_seed(seed)
+        model = cls(cfg).eval()
+        randomize(model, seed)
+        folder = os.path.join(root_models, name)
+        model.to(torch.bfloat16).save_pretrained(folder)
+        if name == "llama":  # one fp32 checkpoint: the engine reads F32 tensors in place
+            model.float().save_pretrained(os.path.join(root_models, "llama_f32"))
+        ref = load_fp32(cls, folder)
+        for attempt in range(20):  # sequences whose top-2 logits are >= 1e-3 apart everywhere (no near-ties)
+            seqs = sequences(seed + 100 * attempt)
+            golden = dump(ref, seqs)
+            if margins(golden) >= 1e-3:
+                break
+        save_file(golden, os.path.join(folder, "golden.safetensors"))
+        write_tokens(os.path.join(folder, "tokens.jsonl"), seqs)
+        with open(os.path.join(folder, "generate.json"), "w") as f:
+            json.dump(generations(ref, seed), f)
+        if name == "llama":
+            golden.update(hook_goldens(ref, seqs, seed))
+            with open(os.path.join(folder, "generate_steer.json"), "w") as f:
+                json.dump(golden.pop("_generate_steer"), f)
+            save_file(golden, os.path.join(folder, "golden.safetensors"))
+        report[name] = {"min_top2_margin": margins(golden)}
+        print(name, report[name], flush=True)
+
+    make_text_model(os.path.join(root_models, "llama_text"), 1500)
+
+    # Adapters: rslora off with a subset of modules and layers_to_transform, and rslora on with every module.
+    adapters = {
+        "llama_lora": ("llama", tf.LlamaForCausalLM,
+                       dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                            layers_to_transform=[0, 2])),
+        "qwen3_rslora": ("qwen3", tf.Qwen3ForCausalLM,
+                         dict(r=2, lora_alpha=4, use_rslora=True,
+                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                              "down_proj"])),
+        "gemma3_lora": ("gemma3", tf.Gemma3ForCausalLM,
+                        dict(r=3, lora_alpha=5, target_modules=["o_proj", "up_proj"])),
+    }
+    for idx, (name, (base, cls, lora)) in enumerate(adapters.items()):
+        base_folder = os.path.join(root_models, base)
+        pm = make_adapter(load_fp32(cls, base_folder), root_adapters, name, 2000 + idx, **lora)
+        seqs = [json.loads(l)["ids"] for l in open(os.path.join(base_folder, "tokens.jsonl"))]
+        golden = dump(pm.eval(), seqs)
+        golden.update(dump(merged_copy(cls, base_folder, pm, 2.0), seqs, prefix="w2."))
+        save_file(golden, os.path.join(root_adapters, name, "golden.safetensors"))
+        report[name] = {"base": base, "min_top2_margin": margins(golden)}
+        print(name, report[name], flush=True)
+
+    import peft
+    import safetensors
+    versions = {"torch": torch.__version__, "transformers": tf.__version__, "peft": peft.__version__,
+                "safetensors": safetensors.__version__, "seq_lengths": SEQ_LENGTHS, "report": report}
+    with open(os.path.join(args.out, "models", "versions.json"), "w") as f:
+        json.dump(versions, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
