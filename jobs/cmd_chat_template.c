@@ -3,7 +3,8 @@
  * rendered natively, as transformers' apply_chat_template(messages, tokenize=False) gives it. The family
  * comes from --family (the names model configs use in `chat_template:`) or is recognized from the
  * tokenizer_config.json next to tokenizer.json. --ids encodes the text without adding special tokens (the
- * template already holds the BOS). */
+ * template already holds the BOS). Tool definitions and tool calls are refused (an error naming the line):
+ * the templates' tool branches are not implemented, and rendering without them would be silently wrong. */
 #include "commands.h"
 
 #include "tokenizer/chat_template.h"
@@ -93,8 +94,14 @@ int cmd_chat_template(int argc, char **argv) {
         dk_chat_message *m = calloc(n + 1, sizeof *m);
         for (const cJSON *x = cJSON_IsArray(msgs) ? msgs->child : NULL; x; x = x->next, i++)
             m[i] = (dk_chat_message){json_str(x, "role"), json_str(x, "content"), json_str(x, "reasoning_content")};
+        bool has_tools = cJSON_GetObjectItemCaseSensitive(obj, "tools") != NULL;
+        for (const cJSON *x = cJSON_IsArray(msgs) ? msgs->child : NULL; x; x = x->next)
+            has_tools = has_tools || cJSON_GetObjectItemCaseSensitive(x, "tool_calls") != NULL;
         char *text = NULL;
-        if (!cJSON_IsArray(msgs) || n == 0)
+        if (has_tools)
+            rc = dk_err_set(&err, DK_EXIT_RUNTIME, "%s:%ld: \"tools\" and \"tool_calls\" are not supported by the native "
+                            "chat templates (tool results as role \"tool\" are)", in.name, in.line_no);
+        else if (!cJSON_IsArray(msgs) || n == 0)
             rc = dk_err_set(&err, DK_EXIT_RUNTIME, "%s:%ld: expected {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}",
                             in.name, in.line_no);
         else if (!(text = dk_chat_render(family, m, n, &opt, &err))) {

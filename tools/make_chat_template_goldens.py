@@ -5,7 +5,8 @@ The C renderer (host/tokenizer/chat_template.c) has no Jinja engine; these golde
 renders with each family's published template, for conversations chosen to hit every branch (system or
 not, multi-turn, whitespace that `trim` removes, <think> blocks, tool results, roles that do not alternate).
 
-    pip install transformers jinja2 tokenizers
+    pip install transformers jinja2 tokenizers     (the committed goldens: transformers 5.24.0, jinja2 3.1.6,
+                                                    tokenizers 0.23.3)
     python3 tools/make_chat_template_goldens.py [--out tests/fixtures/tokenizers/chat]
 
 Templates: gemma3, qwen3 and llama3_0 come from the tokenizer_config.json files in

@@ -1,6 +1,7 @@
 /* chat_template.h — chat templates rendered natively (no Jinja engine), byte for byte what transformers'
  * apply_chat_template(messages, tokenize=False, ...) gives with each family's published template
- * (../shared/reference/models_formats.md §6). Tool definitions and tool calls are not supported (an error).
+ * (../shared/reference/models_formats.md §6). Tool definitions and assistant tool calls cannot be expressed in
+ * dk_chat_message; callers must refuse them (diffkit chat-template does). Tool results (role "tool") render.
  *
  * Families (the names model configs use in `chat_template:`):
  *   gemma3    Gemma 3: a system message becomes the first user turn's prefix; roles must alternate
