@@ -1,7 +1,7 @@
 /* cmd_forward.c — `diffkit forward`: token ids in, residual streams and logits out, as one packed batch.
  *
  *   diffkit forward --model PATH [--adapter PATH [--adapter-scale W]] --tokens IN.jsonl --output OUT.safetensors
- *                   [--layers all|none|L1,L2,...] [--logits all|last|none] [--threads N]
+ *                   [--layers all|none|L1,L2,...] [--logits all|last|none] [--threads N] [--device D]
  *
  * Input: one {"ids": [...]} per line, one sequence each (what `diffkit tokenize` writes). Output: float32
  * tensors seq{i}.layer{L} [T_i, H] (the residual after block L, transformers' hidden_states[L+1]) and
@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "model/backend.h"
 #include "model/forward.h"
 #include "model/model_path.h"
 #include "model/tensor_file.h"
@@ -26,12 +27,14 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: diffkit forward --model PATH --tokens IN.jsonl --output OUT.safetensors\n"
             "                       [--adapter PATH [--adapter-scale W]] [--layers all|none|L1,L2,...]\n"
-            "                       [--logits all|last|none] [--threads N]\n\n"
+            "                       [--logits all|last|none] [--threads N] [--device cpu|cuda|auto]\n\n"
             "Runs every {\"ids\": [...]} line of IN.jsonl through the model as one packed batch (causal within each\n"
             "sequence) and writes float32 tensors seq{i}.layer{L} [T, hidden] (residual after block L) and\n"
             "seq{i}.logits [T, vocab] ([1, vocab] with --logits last). Defaults: --layers all --logits all.\n"
             "PATH: a local folder or a Hugging Face id in the local cache. --adapter: a PEFT LoRA folder, applied\n"
-            "unmerged with multiplier W (default 1; 0 = the base model, > 1 amplifies).\n");
+            "unmerged with multiplier W (default 1; 0 = the base model, > 1 amplifies).\n"
+            "--device: cpu (default, the fp32 reference), cuda (bf16 on the GPU; DIFFKIT_CUDA_FP32=1 for fp32), or\n"
+            "auto (cuda when this build has CUDA and a GPU is present, else cpu).\n");
 }
 
 /* Reads the packed batch; exits through err on a bad line. */
@@ -112,7 +115,7 @@ static int parse_layers(const char *spec, int64_t n_layers, int64_t **out, int64
 
 int cmd_forward(int argc, char **argv) {
     const char *model_arg = NULL, *adapter_arg = NULL, *tokens_path = NULL, *out_path = NULL;
-    const char *layers_spec = "all", *logits_spec = "all";
+    const char *layers_spec = "all", *logits_spec = "all", *device_spec = "cpu";
     double adapter_scale = 1.0;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
@@ -127,6 +130,7 @@ int cmd_forward(int argc, char **argv) {
         else if (strcmp(argv[i], "--layers") == 0 && i + 1 < argc) layers_spec = argv[++i];
         else if (strcmp(argv[i], "--logits") == 0 && i + 1 < argc) logits_spec = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device_spec = argv[++i];
         else {
             fprintf(stderr, "diffkit forward: unexpected argument '%s'\n\n", argv[i]);
             usage(stderr);
@@ -148,6 +152,8 @@ int cmd_forward(int argc, char **argv) {
     }
 
     dk_err err = {0};
+    dk_backend_options backend_opt = {0};
+    if (dk_device_parse(device_spec, &backend_opt.device, &err) != 0) dk_die(&err);
     char *model_dir = dk_model_folder(model_arg, "config.json", &err);
     if (!model_dir) dk_die(&err);
     dk_model m;
@@ -173,7 +179,9 @@ int cmd_forward(int argc, char **argv) {
     dk_batch batch = {ids, n_tokens, starts, n_seqs, true};
     dk_hook_plan plan = {.n_capture = n_layers, .capture_layers = layers, .captures = captures,
                          .logits = logits_mode, .logits_out = logits};
-    if (dk_forward(&m, ap, &batch, &plan, NULL, &err) != 0) {
+    dk_backend backend;
+    if (dk_backend_open(&backend, &m, &backend_opt, &err) != 0) dk_die(&err);
+    if (dk_backend_forward(&backend, ap, &batch, &plan, NULL, &err) != 0) {
         dk_err_prefix(&err, "%s: ", tokens_path);
         dk_die(&err);
     }
@@ -204,6 +212,7 @@ int cmd_forward(int argc, char **argv) {
     free(layers);
     free(ids);
     free(starts);
+    dk_backend_close(&backend);
     if (ap) dk_lora_free(ap);
     dk_model_close(&m);
     free(model_dir);

@@ -3,18 +3,27 @@
 #   1. unpack our C libraries from .debs/ (the machine has CUDA, cmake and python3 with torch, but not
 #      libyaml, cJSON, Oniguruma, utf8proc or OpenBLAS),
 #   2. build the engine-only configuration with CUDA for the machine's own architecture,
-#   3. run the GPU tests (ctest label gpu: every CUDA op against its CPU twin),
-#   4. print a short summary last; full logs go to $OUT (or ./gpu-check-out).
+#   3. run the GPU tests (ctest label gpu: every CUDA op against its CPU twin, the CUDA forward against the
+#      CPU forward on the golden models),
+#   4. benchmark (tools/bench_gpu.py): random-weight Llama-3.2-1B, Qwen3-1.7B and Gemma-3-1B checkpoints
+#      written by torch here, diffkit's tokens/s for middle-layer capture and the full forward, MFU against
+#      a bf16 cuBLASLt GEMM peak measured in the same run, transformers (bf16, sdpa, hooks) on the same
+#      weights and tokens,
+#   5. print a short summary and the benchmark table last; full logs go to $OUT (or ./gpu-check-out).
+# Every step has a hard timeout (configure 40 s, build 200 s, tests 120 s, memcheck 60 s, racecheck 60 s;
+# the benchmark gets what is left of 510 s, at most 210 s), so the whole check ends within ~8.5 minutes,
+# before the device tool's 10; about 5-6 minutes expected. A failed step does not stop the later ones when
+# they can still run.
 # Before the call, on the development machine:
 #     bash ../shared/device/prepare_debs.sh .debs core      # .debs/ is git-ignored; name it in `carry`
 # then run `make gpu-check` through the device tool with carry [".debs"].
-# Later issues add the GPU benchmarks (tokens/s, MFU, transformers side by side) here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$out"
 start=$(date +%s)
 summary=()
+elapsed() { echo $(( $(date +%s) - start )); }
 
 if [ -d .debs ] && ls .debs/*.deb >/dev/null 2>&1; then
   eval "$(bash tools/unpack_debs.sh .debs /opt/dk)"
@@ -26,22 +35,58 @@ gpu=$(head -1 "$out/gpu.txt")
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
 arch=${arch:-90}
 
-if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DDIFFKIT_ENGINE_ONLY=ON -DDIFFKIT_CUDA=ON \
+built=0
+generator=()
+command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+if timeout 40 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDIFFKIT_ENGINE_ONLY=ON -DDIFFKIT_CUDA=ON \
      -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$out/configure.log" 2>&1 &&
-   cmake --build build-gpu -j "$(nproc)" > "$out/build.log" 2>&1; then
-  summary+=("build (engine only, sm_$arch): ok")
+   timeout 200 cmake --build build-gpu -j "$(nproc)" > "$out/build.log" 2>&1; then
+  built=1
+  summary+=("build (engine only, sm_$arch): ok, $(elapsed) s")
 else
   tail -30 "$out/configure.log" "$out/build.log"
-  summary+=("build (engine only, sm_$arch): FAILED (see configure.log, build.log)")
+  summary+=("build (engine only, sm_$arch): FAILED or timed out (see configure.log, build.log)")
 fi
 
-if [ -d build-gpu ]; then
-  (cd build-gpu && ctest -L gpu --output-on-failure) > "$out/ctest-gpu.log" 2>&1
+if [ "$built" = 1 ]; then
+  # -V keeps every check's measured error in the log (the record of the bf16 noise floors)
+  (cd build-gpu && timeout 120 ctest -L gpu -V --timeout 100) > "$out/ctest-gpu.log" 2>&1
   rc=$?
-  summary+=("gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest-gpu.log" | tail -1) (exit $rc)")
-  grep -E '^SKIP|FAIL' "$out/ctest-gpu.log" | head -20
+  summary+=("gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest-gpu.log" | tail -1) (exit $rc), $(elapsed) s")
+  grep -E 'SKIP:|FAIL' "$out/ctest-gpu.log" | head -20
+fi
+
+# out-of-bounds and uninitialised device accesses of every kernel (memcheck; the guard bands of the tests
+# only see writes just past the ends)
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ "$built" = 1 ] && [ -x "$sanitizer" ] && [ -x build-gpu/tests/test_kernels_cuda ]; then
+  (cd build-gpu && DIFFKIT_FIXTURES="$PWD/../tests/fixtures" timeout 60 "$sanitizer" --tool memcheck \
+     --leak-check no --error-exitcode 9 tests/test_kernels_cuda) > "$out/memcheck.log" 2>&1
+  rc=$?
+  summary+=("memcheck test_kernels_cuda: exit $rc ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)), $(elapsed) s")
+  # shared-memory races of the two attention kernels (the only kernels that share data between threads
+  # through shared memory), on the attention cases only
+  (cd build-gpu && DK_TEST_ONLY=attention timeout 60 "$sanitizer" --tool racecheck --error-exitcode 9 \
+     tests/test_kernels_cuda) > "$out/racecheck.log" 2>&1
+  rc=$?
+  summary+=("racecheck attention: exit $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)), $(elapsed) s")
+fi
+
+# the benchmark gets what is left of an 8.5-minute total (the device tool stops a command at 10)
+left=$(( 510 - $(elapsed) ))
+budget=$(( left - 25 < 210 ? left - 25 : 210 ))
+if [ "$built" = 1 ] && [ -x build-gpu/tests/bench_forward_cuda ] && [ "$budget" -ge 60 ]; then
+  timeout $(( budget + 15 )) python3 tools/bench_gpu.py --bench build-gpu/tests/bench_forward_cuda \
+    --work /tmp/dk_bench_gpu --out "$out" --budget "$budget" > "$out/bench.out" 2> "$out/bench.err"
+  rc=$?
+  summary+=("benchmark: exit $rc, $(elapsed) s (bench.json, bench.log, bench.err)")
+  [ $rc -ne 0 ] && tail -15 "$out/bench.err"
+elif [ "$built" = 1 ]; then
+  summary+=("benchmark: skipped, only $left s left")
 fi
 
 echo
-echo "== diffkit gpu-check on ${gpu:-unknown GPU}, $(( $(date +%s) - start )) s =="
+echo "== diffkit gpu-check on ${gpu:-unknown GPU}, $(elapsed) s =="
 for line in "${summary[@]}"; do echo "  $line"; done
+[ -s "$out/bench.out" ] && cat "$out/bench.out"
+exit 0

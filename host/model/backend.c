@@ -1,0 +1,68 @@
+/* backend.c — see backend.h. Without DIFFKIT_HAVE_CUDA every path leads to dk_forward. */
+#include "backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef DIFFKIT_HAVE_CUDA
+#include "model/forward_cuda.h"
+#endif
+
+int dk_device_parse(const char *text, dk_device *out, dk_err *err) {
+    if (strcmp(text, "auto") == 0) *out = DK_DEVICE_AUTO;
+    else if (strcmp(text, "cpu") == 0) *out = DK_DEVICE_CPU;
+    else if (strcmp(text, "cuda") == 0) *out = DK_DEVICE_CUDA;
+    else return dk_err_set(err, DK_EXIT_USAGE, "device \"%s\": expected auto, cpu or cuda", text);
+    return 0;
+}
+
+const char *dk_device_name(dk_device d) {
+    return d == DK_DEVICE_CPU ? "cpu" : d == DK_DEVICE_CUDA ? "cuda" : "auto";
+}
+
+bool dk_backend_cuda_usable(void) {
+#ifdef DIFFKIT_HAVE_CUDA
+    return dk_cuda_available();
+#else
+    return false;
+#endif
+}
+
+int dk_backend_open(dk_backend *be, const dk_model *m, const dk_backend_options *opt, dk_err *err) {
+    memset(be, 0, sizeof *be);
+    be->model = m;
+    dk_device want = opt ? opt->device : DK_DEVICE_AUTO;
+    if (want == DK_DEVICE_AUTO) want = dk_backend_cuda_usable() ? DK_DEVICE_CUDA : DK_DEVICE_CPU;
+    if (want == DK_DEVICE_CPU) {
+        be->device = DK_DEVICE_CPU;
+        return 0;
+    }
+#ifdef DIFFKIT_HAVE_CUDA
+    const char *env = getenv("DIFFKIT_CUDA_FP32");
+    const bool fp32 = (opt && opt->cuda_fp32) || (env && strcmp(env, "1") == 0);
+    dk_cuda_forward *f = NULL;
+    if (dk_cuda_select_device(opt ? opt->cuda_device : 0, err) != 0) return -1;
+    if (dk_cuda_forward_open(m, fp32 ? DK_CUDA_F32 : DK_CUDA_BF16, &f, err) != 0) return -1;
+    be->cuda = f;
+    be->device = DK_DEVICE_CUDA;
+    return 0;
+#else
+    return dk_err_set(err, DK_EXIT_USAGE, "device cuda: this diffkit was built without CUDA (rebuild with nvcc "
+                      "installed, or DIFFKIT_CUDA=ON); use device=cpu or auto");
+#endif
+}
+
+void dk_backend_close(dk_backend *be) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->cuda) dk_cuda_forward_close(be->cuda);
+#endif
+    memset(be, 0, sizeof *be);
+}
+
+int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
+                       const dk_hook_plan *plan, dk_kv_cache *cache, dk_err *err) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->device == DK_DEVICE_CUDA && !cache) return dk_cuda_forward_run(be->cuda, adapter, batch, plan, err);
+#endif
+    return dk_forward(be->model, adapter, batch, plan, cache, err);
+}

@@ -1,0 +1,52 @@
+/* backend.h — where the forward pass runs: the switch device=auto|cpu|cuda, at the level dk_forward is called.
+ *
+ * Why this exists: jobs (diffkit forward, diff_preprocess) should not care which engine computes the
+ * hidden states. A dk_backend wraps an open dk_model and runs dk_backend_forward with dk_forward's exact
+ * API and semantics, either on the CPU (the reference) or on the GPU (forward_cuda.h).
+ *   auto  the GPU when this build has CUDA and a device is present, else the CPU
+ *   cpu   always the CPU reference
+ *   cuda  the GPU; an error when this build has no CUDA or no device is present
+ * Precision on the GPU: bf16 (default) or fp32 (dk_backend_options.cuda_fp32, for parity checks; the
+ * environment variable DIFFKIT_CUDA_FP32=1 sets it too). A call with a KV cache (generation) runs on the
+ * CPU whatever the device: the CUDA forward has no KV cache yet.
+ *
+ *     dk_backend be;
+ *     if (dk_backend_open(&be, &model, &(dk_backend_options){.device = DK_DEVICE_AUTO}, &err) != 0) dk_die(&err);
+ *     dk_backend_forward(&be, NULL, &batch, &plan, NULL, &err);   // as dk_forward
+ *     dk_backend_close(&be);
+ */
+#ifndef DK_MODEL_BACKEND_H
+#define DK_MODEL_BACKEND_H
+
+#include <stdbool.h>
+
+#include "model/forward.h"
+
+typedef enum { DK_DEVICE_AUTO, DK_DEVICE_CPU, DK_DEVICE_CUDA } dk_device;
+
+typedef struct dk_backend_options {
+    dk_device device;
+    bool cuda_fp32;            /* fp32 GPU mode instead of bf16 */
+    int cuda_device;           /* GPU index (one rank per GPU: the node-local MPI rank); 0 by default */
+} dk_backend_options;
+
+typedef struct dk_backend {
+    dk_device device;          /* resolved: DK_DEVICE_CPU or DK_DEVICE_CUDA */
+    const dk_model *model;
+    void *cuda;                /* dk_cuda_forward * when device is CUDA */
+} dk_backend;
+
+/* "auto", "cpu", "cuda" -> *out. 0, or -1 with err set (usage) naming the valid values. */
+int dk_device_parse(const char *text, dk_device *out, dk_err *err);
+const char *dk_device_name(dk_device d);
+/* Whether this build has the CUDA backend (DIFFKIT_HAVE_CUDA) and a device is present. */
+bool dk_backend_cuda_usable(void);
+
+/* m must stay open while the backend is used. 0, or -1 with err set. */
+int dk_backend_open(dk_backend *be, const dk_model *m, const dk_backend_options *opt, dk_err *err);
+void dk_backend_close(dk_backend *be);
+/* dk_forward's contract on the chosen device. */
+int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
+                       const dk_hook_plan *plan, dk_kv_cache *cache, dk_err *err);
+
+#endif

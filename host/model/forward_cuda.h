@@ -1,0 +1,69 @@
+/* forward_cuda.h — the decoder forward pass on one NVIDIA GPU, with the API and the semantics of
+ * dk_forward (forward.h): packed variable-length batches, the same hook plan (capture after block l,
+ * steering, patching, logits none/last/all, stop after the deepest block a hook needs), the same LoRA
+ * adapters applied unmerged with per-(layer, module) multipliers, the same input checks and messages.
+ *
+ * Why this exists: the CPU forward is the reference; diffing real models needs the GPU. Everything the
+ * forward does is a kernels/cuda op whose header states the CPU twin it matches, plus cuBLASLt GEMMs.
+ *
+ * Memory (c_cuda_anchors.md §5): at open, one device allocation holds every weight (bf16 in mode BF16,
+ * fp32 in mode F32; q‖k‖v and gate‖up concatenated so each is one GEMM; norms, biases and RoPE inverse
+ * frequencies fp32). A second allocation, the activation arena, is sized for the largest batch seen (or
+ * reserved up front with dk_cuda_forward_reserve): batches that fit run with no cudaMalloc. The adapter's
+ * A and B are uploaded on first use and kept while the same adapter is passed (multipliers are read at
+ * every call). One compute stream; captures are snapshotted on the device (one D2D copy) and copied to pinned host
+ * memory on a second stream while later blocks run; they land in the caller's buffers when the call
+ * returns (directly when those buffers are pinned, e.g. from dk_cuda_host_alloc).
+ *
+ * Numerics: mode BF16 (the fast path): bf16 weights and activations between kernels, fp32 accumulation
+ * in every GEMM and kernel, fp32 residual stream, fp32 captures and logits. Mode F32: fp32 throughout and
+ * fp32 GEMMs (no TF32), for parity with the CPU reference (tests/gpu/test_forward_cuda.c).
+ *
+ * Attention: kernels/cuda/attention.cu (FFMA, both modes) by default; DIFFKIT_CUDA_ATTN=mma (read at open)
+ * selects the tensor-core variant attention_mma.cu in mode BF16 when head_dim % 16 == 0.
+ *
+ * Not supported here (use the CPU forward): a KV cache (generation). STATUS: compiles for sm_80/sm_90;
+ * untested on hardware until a GPU session runs `make gpu-check`.
+ */
+#ifndef DK_MODEL_FORWARD_CUDA_H
+#define DK_MODEL_FORWARD_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cuda/dtype.h"
+#include "model/forward.h"
+
+typedef struct dk_cuda_forward dk_cuda_forward;
+
+/* Whether a usable CUDA device is present (cudaGetDeviceCount > 0). */
+bool dk_cuda_available(void);
+/* Makes GPU `index` the calling thread's device (one rank per GPU: index = the node-local MPI rank, from
+ * MPI_Comm_split_type(MPI_COMM_TYPE_SHARED), modulo the device count). Call before dk_cuda_forward_open and
+ * use the forward from the same thread. 0, or -1 with err set. */
+int dk_cuda_select_device(int index, dk_err *err);
+
+/* Uploads m's weights to the current device. m must stay open while the returned object is used.
+ * 0, or -1 with err set (no GPU, out of device memory, head_dim > 256). */
+int dk_cuda_forward_open(const dk_model *m, dk_cuda_dtype mode, dk_cuda_forward **out, dk_err *err);
+void dk_cuda_forward_close(dk_cuda_forward *f);
+
+/* Sizes the activation arena for batches of up to max_tokens tokens, max_seqs sequences, n_capture
+ * captures, logits for max_logit_rows rows and an adapter of rank up to max_rank. */
+int dk_cuda_forward_reserve(dk_cuda_forward *f, int64_t max_tokens, int64_t max_seqs, int64_t n_capture,
+                            int64_t max_logit_rows, int64_t max_rank, dk_err *err);
+
+/* dk_forward on the GPU (no KV cache). Synchronous: on return the captures and logits are in the plan's
+ * host buffers. 0, or -1 with err set (the same input errors as dk_forward). */
+int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *batch,
+                        const dk_hook_plan *plan, dk_err *err);
+
+/* Pinned host memory for capture buffers (copied into without a staging step). NULL on failure. */
+void *dk_cuda_host_alloc(size_t bytes);
+void dk_cuda_host_free(void *p);
+
+/* Bytes of device memory held (weights, activation arena). */
+size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f);
+
+#endif

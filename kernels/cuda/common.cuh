@@ -1,0 +1,38 @@
+/* common.cuh — device helpers every .cu file of kernels/cuda shares: bf16/fp32 loads and stores that widen
+ * to fp32 (all arithmetic is fp32), a block-wide sum, and grid sizing. Not a public header: the host sees
+ * only the launchers declared in each op's .cuh. */
+#ifndef DK_CUDA_COMMON_CUH
+#define DK_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+__device__ __forceinline__ float dk_ld(const float *p) { return *p; }
+__device__ __forceinline__ float dk_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void dk_st(float *p, float v) { *p = v; }
+/* round to nearest even, as torch's .to(bfloat16) and kernels/dtype_convert.h */
+__device__ __forceinline__ void dk_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
+ * `shared` holds 32 floats. Two __syncthreads: safe to call repeatedly with the same buffer. */
+__device__ __forceinline__ float dk_block_sum(float v, float *shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    __syncthreads(); /* the previous call's readers are done with `shared` */
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? shared[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static inline unsigned dk_grid_1d(size_t n, unsigned block) {
+    size_t blocks = (n + block - 1) / block;
+    if (blocks > 65535u * 16u) blocks = 65535u * 16u; /* grid-stride loops cover the rest */
+    return (unsigned)(blocks ? blocks : 1);
+}
+
+#endif
