@@ -1,0 +1,523 @@
+/* diff_preprocess.c — cache residual-stream activations of a base model and its finetuned organism.
+ *
+ *     mpirun -n N diff_preprocess [--config-dir DIR] [group=NAME ...] [key=value ...]
+ *
+ * For each configured dataset (chat, pretraining, organism — as the seed, seed_spec §3.1) and split, rank 0
+ * reads and tokenizes the records and broadcasts the token ids; every rank makes the same plan (chunks of
+ * preprocessing.batch_size sequences, fingerprint); then for the base model and the finetuned model the
+ * store {activation_store_dir}/{model}/{dataset}/{split}.h5 is reused (complete, same fingerprint), resumed
+ * (NAME.h5.partial, same fingerprint) or created, and its pending chunks are computed by all ranks and
+ * written collectively (host/io/act_store.h). One rank per device; the CPU backend for now.
+ * Expected errors (missing file, malformed line, mismatched store, ...) are agreed across ranks: every rank
+ * exits with the same non-zero code and rank 0 prints the message once.
+ */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/job_args.h"
+#include "core/format.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "dist/dist.h"
+#include <hdf5.h>
+
+#include "io/act_store.h"
+#include "io/file.h"
+#include "io/hf_cache.h"
+#include "model/forward.h"
+#include "model/model_path.h"
+#include "pipeline/pp_dataset.h"
+#include "pipeline/pp_plan.h"
+#include "pipeline/pp_run.h"
+
+static const char *USAGE =
+    "Caches the residual-stream activations of the base model and its finetuned organism at\n"
+    "preprocessing.layers for the chat, pretraining and organism datasets into HDF5 stores under\n"
+    "preprocessing.activation_store_dir (layout: docs/formats.md). Run one rank per device:\n"
+    "    mpirun -n 2 diff_preprocess organism=NAME model=NAME [key=value ...]\n"
+    "A rerun of the same command resumes an interrupted run; complete stores are reused.\n";
+
+/* Everything the job reads from the configuration, resolved once. */
+typedef struct settings {
+    const char *store_dir, *dtype, *chat_template, *variant;
+    int64_t layers_spec_n;
+    double layers_spec[DK_STORE_MAX_LAYERS];
+    bool layers_relative[DK_STORE_MAX_LAYERS];
+    int64_t max_samples, max_tokens_train, max_tokens_validation, batch_size, context_len;
+    bool overwrite, skip_bad;
+    int threads;
+    char *base_dir, *base_id, *base_snapshot;   /* model folder, model_id, commit or "local" */
+    char *ft_dir, *ft_id;                         /* adapter or full model folder and id */
+    bool ft_is_adapter;
+    char *tokenizer_path;
+    uint64_t tokenizer_hash;
+    char tokenizer_hash_hex[32];
+    char *bos_token;
+    dk_chat_family family;
+    char *config_yaml;
+} settings;
+
+/* One configured dataset: a group of keys under `prefix` (dataset.chat, dataset.pretraining, organism.dataset). */
+typedef struct dataset_cfg {
+    const char *prefix;
+    const char *id;
+    bool is_chat;
+    const char *text_column, *messages_column;
+    char **splits;
+    size_t n_splits;
+} dataset_cfg;
+
+static char *safe_model_name(const char *id) {
+    /* seed: model_id.split('/')[-1]; a trailing slash is ignored */
+    char *copy = dk_strdup(id);
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
+    const char *base = strrchr(copy, '/');
+    char *out = dk_strdup(base ? base + 1 : copy);
+    free(copy);
+    return out;
+}
+
+static uint64_t hash_file(const char *path, dk_err *err) {
+    size_t n = 0;
+    char *data = dk_read_file(path, &n, err);
+    if (!data) return 0;
+    uint64_t h = dk_fnv1a(DK_FNV_OFFSET, data, n);
+    free(data);
+    return h;
+}
+
+/* tokenizer.json (or .gz) of a folder, NULL if none */
+static char *tokenizer_file(const char *folder) {
+    const char *names[] = {"tokenizer.json", "tokenizer.json.gz"};
+    for (int i = 0; i < 2; i++) {
+        char *p = dk_path_join(folder, names[i]);
+        if (dk_is_file(p)) return p;
+        free(p);
+    }
+    return NULL;
+}
+
+static void free_settings(settings *s) {
+    free(s->base_dir);
+    free(s->base_id);
+    free(s->base_snapshot);
+    free(s->ft_dir);
+    free(s->ft_id);
+    free(s->tokenizer_path);
+    free(s->bos_token);
+    free(s->config_yaml);
+}
+
+static int read_layers(const dk_cfg *cfg, settings *s, dk_err *err) {
+    const dk_cfg_node *node = dk_cfg_get(cfg, "preprocessing.layers");
+    if (!node || node->kind != DK_CFG_SEQ || node->n == 0 || node->n > DK_STORE_MAX_LAYERS)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.layers must be a list of 1 to %d layers (fractions like "
+                          "0.5, or absolute indices like 13)", DK_STORE_MAX_LAYERS);
+    s->layers_spec_n = (int64_t)node->n;
+    for (size_t i = 0; i < node->n; i++) {
+        const dk_cfg_node *it = node->items[i];
+        int64_t iv;
+        double fv;
+        if (it->kind == DK_CFG_SCALAR && dk_cfg_parse_int(it->text, &iv)) {
+            s->layers_spec[i] = (double)iv;
+            s->layers_relative[i] = false;
+        } else if (it->kind == DK_CFG_SCALAR && dk_cfg_parse_float(it->text, &fv) && fv >= 0.0 && fv <= 1.0) {
+            s->layers_spec[i] = fv;
+            s->layers_relative[i] = true;
+        } else {
+            return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.layers[%zu] = %s: expected a fraction in [0, 1] or "
+                              "an integer layer index", i, it->text ? it->text : "?");
+        }
+    }
+    return 0;
+}
+
+/* model.*, organism.finetuned_models.<model>.<variant>, tokenizer. */
+static int resolve_models(const dk_cfg *cfg, settings *s, dk_err *err) {
+    const char *model_id = dk_cfg_str(cfg, "model.model_id");
+    const char *revision = dk_cfg_str_or_null(cfg, "model.revision");
+    dk_hf_location loc = {0};
+    if (dk_hf_resolve(model_id, revision, "config.json", &loc, err) != 0) return -1;
+    s->base_dir = dk_strdup(loc.path);
+    s->base_id = dk_strdup(model_id);
+    s->base_snapshot = dk_strdup(loc.commit ? loc.commit : "local");
+    dk_hf_location_free(&loc);
+
+    const char *model_name = dk_cfg_str(cfg, "model.name");
+    char *key = dk_sprintf("organism.finetuned_models.%s.%s", model_name, s->variant);
+    char *adapter_key = dk_sprintf("%s.adapter_id", key), *full_key = dk_sprintf("%s.model_id", key);
+    int rc = 0;
+    if (dk_cfg_has(cfg, adapter_key)) {
+        s->ft_id = dk_strdup(dk_cfg_str(cfg, adapter_key));
+        s->ft_is_adapter = true;
+        s->ft_dir = dk_model_folder(s->ft_id, "adapter_config.json", err);
+    } else if (dk_cfg_has(cfg, full_key)) {
+        s->ft_id = dk_strdup(dk_cfg_str(cfg, full_key));
+        s->ft_dir = dk_model_folder(s->ft_id, "config.json", err);
+    } else {
+        rc = dk_err_set(err, DK_EXIT_USAGE, "%s has neither adapter_id nor model_id: the organism has no finetuned "
+                        "model for model=%s, variant %s", key, model_name, s->variant);
+    }
+    if (rc == 0 && !s->ft_dir) rc = -1;
+    free(key);
+    free(adapter_key);
+    free(full_key);
+    if (rc) return -1;
+
+    const char *tok_id = dk_cfg_str_or_null(cfg, "model.tokenizer_id");
+    char *tok_folder = tok_id ? dk_model_folder(tok_id, NULL, err) : dk_strdup(s->base_dir);
+    if (!tok_folder) return -1;
+    s->tokenizer_path = dk_is_file(tok_folder) ? dk_strdup(tok_folder) : tokenizer_file(tok_folder);
+    free(tok_folder);
+    if (!s->tokenizer_path)
+        return dk_err_set(err, DK_EXIT_USAGE, "no tokenizer.json in %s (set model.tokenizer_id)", s->base_dir);
+    s->tokenizer_hash = hash_file(s->tokenizer_path, err);
+    if (dk_err_is_set(err)) return -1;
+    snprintf(s->tokenizer_hash_hex, sizeof s->tokenizer_hash_hex, "fnv1a64:%016llx",
+             (unsigned long long)s->tokenizer_hash);
+    /* the organism must tokenize as the base does: a tokenizer shipped with it must be the same file */
+    char *ft_tok = tokenizer_file(s->ft_dir);
+    if (ft_tok) {
+        uint64_t h = hash_file(ft_tok, err);
+        if (!dk_err_is_set(err) && h != s->tokenizer_hash)
+            dk_err_set(err, DK_EXIT_USAGE, "the base model and the organism use different tokenizers (%s differs "
+                       "from %s): their activations cannot be compared token by token", ft_tok, s->tokenizer_path);
+        free(ft_tok);
+        if (dk_err_is_set(err)) return -1;
+    }
+    return 0;
+}
+
+static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
+    memset(s, 0, sizeof *s);
+    s->store_dir = dk_cfg_str(cfg, "preprocessing.activation_store_dir");
+    s->dtype = dk_cfg_str(cfg, "preprocessing.dtype");
+    s->max_samples = dk_cfg_int(cfg, "preprocessing.max_samples_per_dataset");
+    s->max_tokens_train = dk_cfg_int(cfg, "preprocessing.max_tokens_per_dataset_train");
+    s->max_tokens_validation = dk_cfg_int(cfg, "preprocessing.max_tokens_per_dataset_validation");
+    s->batch_size = dk_cfg_int(cfg, "preprocessing.batch_size");
+    s->context_len = dk_cfg_int(cfg, "preprocessing.context_len");
+    s->overwrite = dk_cfg_bool(cfg, "preprocessing.overwrite");
+    s->threads = (int)dk_cfg_int(cfg, "threads");
+    if (s->threads <= 0) { /* "all cores available to the rank": mpirun binds ranks, so count the affinity mask */
+        cpu_set_t set;
+        s->threads = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    }
+    s->variant = dk_cfg_str(cfg, "organism_variant");
+    s->chat_template = dk_cfg_str(cfg, "model.chat_template");
+    const char *bad = dk_cfg_str(cfg, "preprocessing.on_bad_record");
+    if (strcmp(bad, "error") != 0 && strcmp(bad, "skip") != 0)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.on_bad_record=%s: expected error or skip", bad);
+    s->skip_bad = strcmp(bad, "skip") == 0;
+    if (strcmp(s->dtype, "bfloat16") != 0)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.dtype=%s: only bfloat16 is supported", s->dtype);
+    if (s->batch_size < 1 || s->context_len < 2 || s->max_samples < 1)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.batch_size, context_len (>= 2) and "
+                          "max_samples_per_dataset must be positive");
+    if (dk_cfg_has(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") &&
+        dk_cfg_int(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") != 0)
+        return dk_err_set(err, DK_EXIT_USAGE, "model.ignore_first_n_tokens_per_sample_during_collection > 0 is not "
+                          "supported yet by diff_preprocess (every model in the seed uses 0)");
+    const char *device = dk_cfg_str(cfg, "device");
+    if (strcmp(device, "cuda") == 0)
+        return dk_err_set(err, DK_EXIT_USAGE, "device=cuda: the CUDA backend of diff_preprocess is not built yet; use "
+                          "device=cpu or device=auto");
+    if (read_layers(cfg, s, err) != 0) return -1;
+    if (dk_chat_family_from_name(s->chat_template, &s->family, err) != 0) return -1;
+    s->config_yaml = dk_cfg_dump(cfg);
+    return resolve_models(cfg, s, err);
+}
+
+static int read_datasets(const dk_cfg *cfg, dataset_cfg *out, int *n_out, dk_err *err) {
+    bool chat_only = dk_cfg_bool(cfg, "preprocessing.chat_only");
+    bool pre_only = dk_cfg_bool(cfg, "preprocessing.pretraining_only");
+    bool train_only = dk_cfg_bool(cfg, "preprocessing.training_only");
+    if ((int)chat_only + (int)pre_only + (int)train_only > 1)
+        return dk_err_set(err, DK_EXIT_USAGE, "at most one of preprocessing.chat_only, pretraining_only and "
+                          "training_only may be true");
+    const char *prefixes[3] = {"dataset.chat", "dataset.pretraining", "organism.dataset"}; /* seed order */
+    bool wanted[3] = {!pre_only && !train_only, !chat_only && !train_only, !chat_only && !pre_only};
+    *n_out = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!wanted[i]) continue;
+        char *k_id = dk_sprintf("%s.id", prefixes[i]);
+        if (!dk_cfg_has(cfg, k_id)) {
+            free(k_id);
+            continue; /* group left out (dataset=null) */
+        }
+        dataset_cfg *d = &out[(*n_out)++];
+        memset(d, 0, sizeof *d);
+        d->prefix = prefixes[i];
+        d->id = dk_cfg_str(cfg, k_id);
+        free(k_id);
+        char *k = dk_sprintf("%s.is_chat", prefixes[i]);
+        d->is_chat = dk_cfg_has(cfg, k) && dk_cfg_bool(cfg, k);
+        free(k);
+        k = dk_sprintf("%s.text_column", prefixes[i]);
+        const char *tc = dk_cfg_has(cfg, k) ? dk_cfg_str_or_null(cfg, k) : NULL;
+        free(k);
+        if (tc) d->is_chat = false; /* seed: a text_column wins over rendering messages */
+        d->text_column = tc ? tc : "text";
+        k = dk_sprintf("%s.messages_column", prefixes[i]);
+        d->messages_column = dk_cfg_has(cfg, k) ? dk_cfg_str(cfg, k) : "messages";
+        free(k);
+        k = dk_sprintf("%s.splits", prefixes[i]);
+        const dk_cfg_node *sp = dk_cfg_get(cfg, k);
+        free(k);
+        if (!sp || sp->kind != DK_CFG_SEQ || sp->n == 0)
+            return dk_err_set(err, DK_EXIT_USAGE, "%s.splits must be a non-empty list", prefixes[i]);
+        d->splits = dk_calloc(sp->n, sizeof(char *));
+        for (size_t j = 0; j < sp->n; j++) d->splits[j] = sp->items[j]->text;
+        d->n_splits = sp->n;
+    }
+    return 0;
+}
+
+/* Rank 0 reads and tokenizes; the result (or the error) reaches every rank. */
+static int load_tokens(const dk_dist *d, const settings *s, const dk_tokenizer *tok, const dataset_cfg *ds,
+                       const char *split, char **path, char **name, uint64_t *data_hash, dk_pp_tokens *t,
+                       dk_err *err) {
+    memset(t, 0, sizeof *t);
+    *path = *name = NULL;
+    if (d->rank == 0) {
+        char *key = dk_sprintf("%s.id", ds->prefix);
+        if (dk_pp_resolve_dataset(ds->id, split, key, path, name, err) == 0) {
+            dk_pp_read_options opt = {.is_chat = ds->is_chat, .text_column = ds->text_column,
+                                      .messages_column = ds->messages_column, .family = s->family,
+                                      .bos_token = s->bos_token, .max_samples = s->max_samples,
+                                      .skip_bad = s->skip_bad};
+            dk_pp_texts texts;
+            if (dk_pp_read_texts(*path, &opt, &texts, err) == 0) {
+                *data_hash = texts.content_hash;
+                int64_t cap = strcmp(split, "train") == 0 ? s->max_tokens_train : s->max_tokens_validation;
+                if (texts.n_chat_skipped)
+                    LOG_INFO("%s: %lld conversations skipped (the chat template refuses them, as in the seed)", *path,
+                             (long long)texts.n_chat_skipped);
+                dk_pp_tokenize(tok, &texts, s->context_len, cap, s->skip_bad, *path, s->threads, t, err);
+                dk_pp_texts_free(&texts);
+            }
+        }
+        free(key);
+    }
+    if (dk_dist_agree(d, err) != 0) return -1;
+    int64_t sizes[2] = {t->n_seqs, t->n_tokens};
+    MPI_Bcast(sizes, 2, MPI_INT64_T, 0, d->comm);
+    MPI_Bcast(data_hash, 1, MPI_UINT64_T, 0, d->comm);
+    if (d->rank != 0) {
+        t->n_seqs = sizes[0];
+        t->n_tokens = sizes[1];
+        t->ids = dk_malloc((size_t)(t->n_tokens ? t->n_tokens : 1) * sizeof(int32_t));
+        t->offsets = dk_malloc((size_t)(t->n_seqs + 1) * sizeof(int64_t));
+    }
+    MPI_Bcast(t->ids, (int)t->n_tokens, MPI_INT32_T, 0, d->comm);
+    MPI_Bcast(t->offsets, (int)(t->n_seqs + 1), MPI_INT64_T, 0, d->comm);
+    int len[2] = {*path ? (int)strlen(*path) + 1 : 0, *name ? (int)strlen(*name) + 1 : 0};
+    MPI_Bcast(len, 2, MPI_INT, 0, d->comm);
+    if (d->rank != 0) {
+        *path = dk_calloc((size_t)len[0], 1);
+        *name = dk_calloc((size_t)len[1], 1);
+    }
+    MPI_Bcast(*path, len[0], MPI_CHAR, 0, d->comm);
+    MPI_Bcast(*name, len[1], MPI_CHAR, 0, d->comm);
+    return 0;
+}
+
+typedef struct job_totals {
+    dk_pp_totals mine;
+    int64_t stores_written, stores_reused;
+} job_totals;
+
+/* One store: probe, reuse / resume / create, compute, finalize. */
+static int do_store(const dk_dist *d, const settings *s, dk_store_layout *layout, const dk_pp_plan *plan,
+                    const dk_pp_tokens *t, const dk_model *m, const dk_lora_adapter *adapter, const char *path,
+                    const char *label, bool is_base, int kill_after, job_totals *jt, dk_err *err) {
+    int state = DK_STORE_ABSENT;
+    char why[1024] = "";
+    if (d->rank == 0) {
+        char *dir = dk_strdup(path);
+        *strrchr(dir, '/') = 0;
+        if (dk_mkdirs(dir, err) == 0) {
+            uint64_t found = 0;
+            state = (int)dk_store_probe(path, layout->fingerprint, &found, why, sizeof why);
+            if (state == DK_STORE_MISMATCH) {
+                if (s->overwrite) {
+                    LOG_WARN("%s; replacing it (preprocessing.overwrite=true)", why);
+                    if (dk_store_remove(path, err) == 0) state = DK_STORE_ABSENT;
+                } else {
+                    dk_err_set(err, DK_EXIT_USAGE, "refusing to touch an existing store: %s. Set "
+                               "preprocessing.overwrite=true to replace it, or choose another "
+                               "preprocessing.activation_store_dir", why);
+                }
+            }
+        }
+        free(dir);
+    }
+    if (dk_dist_agree(d, err) != 0) return -1;
+    MPI_Bcast(&state, 1, MPI_INT, 0, d->comm);
+    if (state == DK_STORE_COMPLETE) {
+        LOG_INFO("%s: %s is complete with the same plan fingerprint %016llx: reused, %s forward skipped", label, path,
+                 (unsigned long long)layout->fingerprint, is_base ? "base model" : "finetuned model");
+        jt->stores_reused++;
+        return 0;
+    }
+    bool resume = state == DK_STORE_PARTIAL;
+    dk_store_writer *w = dk_store_writer_open(d->comm, path, layout, resume, err);
+    if (!w) return -1;
+    LOG_INFO("%s: %s %s.partial (%lld sequences, %lld tokens, %lld chunks of up to %lld sequences)", label,
+             resume ? "resuming" : "writing", path, (long long)layout->n_seqs, (long long)layout->n_tokens,
+             (long long)layout->n_chunks, (long long)s->batch_size);
+    if (dk_pp_run_store(d, w, layout, plan, t, m, adapter, label, kill_after, &jt->mine, err) != 0) return -1;
+    if (dk_store_finalize(w, err) != 0) return -1;
+    jt->stores_written++;
+    LOG_INFO("%s: complete: %s", label, path);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    dk_dist d;
+    dk_dist_init(&argc, &argv, &d);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* HDF5 errors are reported by H5_CHECK and our messages */
+    double t0 = dk_time_now();
+    for (int i = 1; i < argc; i++) /* --help / --print-config: rank 0 prints, the others leave quietly */
+        if ((strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--print-config") == 0) &&
+            d.rank != 0) {
+            dk_dist_finalize(&d);
+            return 0;
+        }
+    dk_cfg *cfg = dk_job_config("diff_preprocess", USAGE, argc, argv);
+    dk_err err = {0};
+    settings s;
+    dataset_cfg datasets[3];
+    int n_datasets = 0;
+    dk_tokenizer *tok = NULL;
+    if (read_settings(cfg, &s, &err) == 0 && read_datasets(cfg, datasets, &n_datasets, &err) == 0 && d.rank == 0) {
+        tok = dk_tokenizer_load(s.tokenizer_path, &err);
+        if (tok && dk_tokenizer_config_json(tok)) s.bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
+    }
+    if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+    int kill_after = getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS") ? atoi(getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS")) : 0;
+
+    /* models: opened once, on first use; the adapter rides on the base mapping */
+    dk_model base = {0}, full_ft = {0};
+    dk_lora_adapter adapter = {0};
+    bool base_open = false, ft_open = false;
+    if (dk_model_open(s.base_dir, &base, &err) == 0) {
+        base_open = true;
+        if (s.threads > 0) base.n_threads = s.threads;
+        if (s.ft_is_adapter) {
+            ft_open = dk_lora_load(s.ft_dir, &base.cfg, &base.w, &adapter, &err) == 0;
+        } else if (dk_model_open(s.ft_dir, &full_ft, &err) == 0) {
+            ft_open = true;
+            if (s.threads > 0) full_ft.n_threads = s.threads;
+            dk_model_weights_check_same_shapes(&base.w, &full_ft.w, &err);
+        }
+    }
+    if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+    int64_t L = base.cfg.num_hidden_layers, H = base.cfg.hidden_size;
+    int64_t layers[DK_STORE_MAX_LAYERS];
+    int n_layers = 0;
+    for (int64_t i = 0; i < s.layers_spec_n; i++) {
+        int64_t l = s.layers_relative[i] ? (int64_t)(s.layers_spec[i] * (double)(L - 1)) : (int64_t)s.layers_spec[i];
+        if (l < 0 || l >= L) {
+            dk_err_set(&err, DK_EXIT_USAGE, "preprocessing.layers[%lld] gives layer %lld, outside [0, %lld) of %s",
+                       (long long)i, (long long)l, (long long)L, s.base_id);
+            break;
+        }
+        bool dup = false;
+        for (int j = 0; j < n_layers; j++) dup |= layers[j] == l;
+        if (!dup) layers[n_layers++] = l;
+    }
+    if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+    char layer_list[256] = "";
+    for (int i = 0; i < n_layers; i++) {
+        size_t u = strlen(layer_list);
+        snprintf(layer_list + u, sizeof layer_list - u, "%s%lld", i ? "," : "", (long long)layers[i]);
+    }
+    LOG_INFO("diff_preprocess: %d rank(s); base %s, organism %s %s; layers [%s] of %lld; d_model %lld",
+             d.nranks, s.base_id, s.ft_is_adapter ? "adapter" : "model", s.ft_id, layer_list, (long long)L,
+             (long long)H);
+
+    job_totals jt = {0};
+    char *base_name = safe_model_name(s.base_id), *ft_name = safe_model_name(s.ft_id);
+    for (int di = 0; di < n_datasets; di++) {
+        const dataset_cfg *ds = &datasets[di];
+        for (size_t si = 0; si < ds->n_splits; si++) {
+            const char *split = ds->splits[si];
+            char *path = NULL, *name = NULL;
+            uint64_t data_hash = 0;
+            dk_pp_tokens t;
+            if (load_tokens(&d, &s, tok, ds, split, &path, &name, &data_hash, &t, &err) != 0) dk_dist_exit(&d, &err);
+            for (int64_t i = 0; i < t.n_tokens && !dk_err_is_set(&err); i++)
+                if (t.ids[i] < 0 || t.ids[i] >= base.cfg.vocab_size)
+                    dk_err_set(&err, DK_EXIT_USAGE, "%s: token id %d is outside the vocabulary of %s (%lld): the "
+                               "tokenizer %s does not belong to this model", path, t.ids[i], s.base_id,
+                               (long long)base.cfg.vocab_size, s.tokenizer_path);
+            if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+            dk_pp_plan plan;
+            dk_pp_plan_make(&t, s.batch_size, &plan);
+            char data_hash_hex[32];
+            snprintf(data_hash_hex, sizeof data_hash_hex, "fnv1a64:%016llx", (unsigned long long)data_hash);
+            for (int which = 0; which < 2; which++) {
+                bool is_base = which == 0;
+                const char *model_name = is_base ? base_name : ft_name;
+                dk_pp_identity ident = {.model_id = s.base_id, .model_snapshot = s.base_snapshot,
+                                        .adapter_id = is_base ? "" : s.ft_id, .dtype = s.dtype, .layers = layers,
+                                        .n_layers = n_layers, .d_model = H, .context_len = s.context_len};
+                dk_store_layout layout = {.n_tokens = t.n_tokens, .n_seqs = t.n_seqs, .n_chunks = plan.n_chunks,
+                                          .d_model = H, .n_layers = n_layers, .seq_offsets = t.offsets,
+                                          .chunk_seq = plan.chunk_seq, .context_len = s.context_len,
+                                          .model_id = is_base || s.ft_is_adapter ? s.base_id : s.ft_id,
+                                          .model_snapshot = s.base_snapshot,
+                                          .adapter_id = is_base || !s.ft_is_adapter ? "" : s.ft_id,
+                                          .dtype = s.dtype, .tokenizer_hash = s.tokenizer_hash_hex,
+                                          .dataset_hash = data_hash_hex, .dataset_path = path, .split = split,
+                                          .config_yaml = s.config_yaml};
+                if (!is_base && !s.ft_is_adapter) ident.model_id = s.ft_id;
+                memcpy(layout.layers, layers, sizeof(int64_t) * (size_t)n_layers);
+                layout.fingerprint = dk_pp_fingerprint(&ident, &t, &plan);
+                char *store = dk_sprintf("%s/%s/%s/%s.h5", s.store_dir, model_name, name, split);
+                char label[128];
+                snprintf(label, sizeof label, "%s/%s/%s", model_name, name, split);
+                const dk_model *m = is_base || s.ft_is_adapter ? &base : &full_ft;
+                const dk_lora_adapter *a = !is_base && s.ft_is_adapter ? &adapter : NULL;
+                if (do_store(&d, &s, &layout, &plan, &t, m, a, store, label, is_base, kill_after, &jt, &err) != 0)
+                    dk_dist_exit(&d, &err);
+                free(store);
+            }
+            dk_pp_plan_free(&plan);
+            dk_pp_tokens_free(&t);
+            free(path);
+            free(name);
+        }
+    }
+
+    /* report: totals over ranks; compute and I/O as the slowest rank saw them */
+    int64_t tokens = dk_dist_sum_i64(&d, jt.mine.tokens), bytes = dk_dist_sum_i64(&d, jt.mine.bytes);
+    double compute = dk_dist_max_f64(&d, jt.mine.compute_s), io = dk_dist_max_f64(&d, jt.mine.io_s);
+    double wall = dk_time_now() - t0;
+    char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
+    double busy = compute + io > 0 ? compute + io : 1;
+    LOG_INFO("diff_preprocess done: %d stores written, %d reused; %s tokens in %s (%s tokens/s); compute %.0f%%, "
+             "I/O %.0f%% (%.2fs / %.2fs); %s written (%s/s)",
+             (int)jt.stores_written, (int)jt.stores_reused, dk_format_count(b1, (double)tokens),
+             dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
+             100 * compute / busy, 100 * io / busy, compute, io, dk_format_bytes(b4, (double)bytes),
+             dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
+    LOG_INFO("stores under %s", s.store_dir);
+    if (ft_open && s.ft_is_adapter) dk_lora_free(&adapter);
+    if (ft_open && !s.ft_is_adapter) dk_model_close(&full_ft);
+    if (base_open) dk_model_close(&base);
+    if (tok) dk_tokenizer_free(tok);
+    free(base_name);
+    free(ft_name);
+    for (int i = 0; i < n_datasets; i++) free(datasets[i].splits);
+    free_settings(&s);
+    dk_cfg_free(cfg);
+    dk_dist_finalize(&d);
+    return 0;
+}

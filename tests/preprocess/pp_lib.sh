@@ -1,0 +1,59 @@
+# pp_lib.sh — shared helpers of the diff_preprocess test scripts (sourced). Needs PP_BIN (build/bin),
+# PP_TOOL (pp_store_tool), MPIEXEC and DIFFKIT_FIXTURES from ctest.
+set -u
+CONFIGS="$DIFFKIT_FIXTURES/preprocess/configs"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dk_pp_test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# run_pp NRANKS OUTDIR LOG [key=value ...]: runs diff_preprocess; each rank prints "rank-exit CODE".
+# orte_abort_on_non_zero_status=0: mpiexec waits for every rank instead of killing the others when the first
+# exits non-zero (so each rank's own exit code is seen), but then returns 0 itself: the status returned
+# here is the largest rank exit code, or mpiexec's when it failed on its own.
+run_pp() {
+  local n=$1 out=$2 log=$3; shift 3
+  DK_PP_OUT="$out" "$MPIEXEC" -n "$n" --oversubscribe --mca orte_abort_on_non_zero_status 0 bash -c \
+    '"$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$PP_BIN/diff_preprocess" --config-dir "$CONFIGS" "$@" \
+    >"$log" 2>&1
+  local rc=$? worst
+  worst=$(sed -n 's/^rank-exit \([0-9]*\)$/\1/p' "$log" | sort -n | tail -1)
+  [ "$rc" != 0 ] && return "$rc"
+  [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99   # a rank vanished without reporting
+  return "${worst:-99}"
+}
+
+# expect_fail NRANKS LOG REGEX: every rank exited non-zero, the message matches, it is printed once.
+expect_fail() {
+  local n=$1 log=$2 re=$3
+  local bad; bad=$(grep -c '^rank-exit [1-9]' "$log" || true)
+  [ "$bad" = "$n" ] || { cat "$log" >&2; fail "expected $n ranks to exit non-zero, got $bad"; }
+  grep -Eq "$re" "$log" || { cat "$log" >&2; fail "no message matching /$re/"; }
+  local times; times=$(grep -Ec "error: .*($re)" "$log" || true)
+  [ "$times" -le 1 ] || { cat "$log" >&2; fail "the message is printed $times times"; }
+}
+
+expect_ok() {
+  local log=$1
+  grep -q '^rank-exit [1-9]' "$log" && { cat "$log" >&2; fail "a rank failed"; }
+  grep -qi 'independent' "$log" && { cat "$log" >&2; fail "a write fell back to independent I/O"; }
+  return 0
+}
+
+# no_complete DIR: no store under DIR is marked complete (final NAME.h5 files exist only when complete)
+no_complete() {
+  local n; n=$(find "$1" -name '*.h5' 2>/dev/null | wc -l)
+  [ "$n" = 0 ] || { find "$1" -name '*.h5' >&2; fail "$n stores marked complete"; }
+}
+
+# compare_trees A B: every store under A equals its twin under B
+compare_trees() {
+  local a=$1 b=$2 n=0
+  for f in $(cd "$a" && find . -name '*.h5' | sort); do
+    "$PP_TOOL" compare "$a/$f" "$b/$f" >/dev/null || fail "$a/$f differs from $b/$f"
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ] || fail "no stores under $a"
+  echo "compared $n stores: equal"
+}
