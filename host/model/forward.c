@@ -92,8 +92,8 @@ static int check_layer(const dk_model *m, int64_t layer, const char *what, dk_er
     return 0;
 }
 
-static int check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, const dk_kv_cache *cache,
-                       dk_err *err) {
+int dk_forward_check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, const dk_kv_cache *cache,
+                           dk_err *err) {
     const int64_t V = m->cfg.vocab_size;
     if (b->n_seqs < 1 || b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens)
         return dk_err_set(err, DK_EXIT_USAGE, "batch: %lld sequences whose offsets do not cover the %lld tokens",
@@ -314,7 +314,7 @@ static void scratch_free(scratch *s) {
 
 int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *batch, const dk_hook_plan *plan,
                dk_kv_cache *cache, dk_err *err) {
-    if (check_input(m, batch, plan, cache, err) != 0) return -1;
+    if (dk_forward_check_input(m, batch, plan, cache, err) != 0) return -1;
     const dk_hf_config *c = &m->cfg;
     const int64_t T = batch->n_tokens, H = c->hidden_size, D = c->head_dim;
     scratch s;

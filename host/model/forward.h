@@ -103,4 +103,10 @@ void dk_kv_cache_free(dk_kv_cache *c);
 int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *batch, const dk_hook_plan *plan,
                dk_kv_cache *cache, dk_err *err);
 
+/* The input checks dk_forward makes (token ids in range, offsets covering the batch, hook layers and patch
+ * tokens in range, cache capacity; cache may be NULL), shared with the CUDA forward so that both backends
+ * refuse the same input with the same message. 0, or -1 with err (code 2). */
+int dk_forward_check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, const dk_kv_cache *cache,
+                           dk_err *err);
+
 #endif

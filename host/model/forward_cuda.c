@@ -437,45 +437,14 @@ static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * 5. Checking the input: forward.c's check_input, word for word (its messages are part of the CLI). */
-
-static int check_layer(const dk_model *m, int64_t layer, const char *what, dk_err *err) {
-    const int64_t L = m->cfg.num_hidden_layers;
-    if (layer < 0 || layer >= L)
-        return dk_err_set(err, DK_EXIT_USAGE, "%s at layer %lld: %s has %lld layers (valid: 0..%lld)", what,
-                          (long long)layer, m->cfg.path, (long long)L, (long long)L - 1);
-    return 0;
-}
+ * 5. Checking the input: the CPU forward's checks (dk_forward_check_input, same messages), plus the CUDA
+ *    forward's own size limit. */
 
 static int check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, dk_err *err) {
-    const int64_t V = m->cfg.vocab_size;
-    if (b->n_seqs < 1 || b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens)
-        return dk_err_set(err, DK_EXIT_USAGE, "batch: %lld sequences whose offsets do not cover the %lld tokens",
-                          (long long)b->n_seqs, (long long)b->n_tokens);
+    if (dk_forward_check_input(m, b, plan, NULL, err) != 0) return -1;
     if (b->n_tokens > 0x3fffffff)
         return dk_err_set(err, DK_EXIT_USAGE, "batch: %lld tokens; the CUDA forward takes at most 2^30 per call",
                           (long long)b->n_tokens);
-    for (int64_t s = 0; s < b->n_seqs; s++) {
-        if (b->seq_start[s + 1] <= b->seq_start[s])
-            return dk_err_set(err, DK_EXIT_USAGE, "batch: sequence %lld is empty", (long long)s);
-        for (int64_t t = b->seq_start[s]; t < b->seq_start[s + 1]; t++)
-            if (b->ids[t] < 0 || b->ids[t] >= V)
-                return dk_err_set(err, DK_EXIT_USAGE,
-                                  "sequence %lld, position %lld: token id %lld is outside the vocabulary of %s "
-                                  "(vocab_size %lld: ids 0..%lld)",
-                                  (long long)s, (long long)(t - b->seq_start[s]), (long long)b->ids[t], m->cfg.path,
-                                  (long long)V, (long long)V - 1);
-    }
-    for (int64_t i = 0; i < plan->n_capture; i++)
-        if (check_layer(m, plan->capture_layers[i], "capture", err) != 0) return -1;
-    for (int64_t i = 0; i < plan->n_steer; i++)
-        if (check_layer(m, plan->steers[i].layer, "steering", err) != 0) return -1;
-    for (int64_t i = 0; i < plan->n_patch; i++) {
-        if (check_layer(m, plan->patches[i].layer, "patch", err) != 0) return -1;
-        if (plan->patches[i].token < 0 || plan->patches[i].token >= b->n_tokens)
-            return dk_err_set(err, DK_EXIT_USAGE, "patch %lld: token %lld is outside the batch of %lld tokens",
-                              (long long)i, (long long)plan->patches[i].token, (long long)b->n_tokens);
-    }
     return 0;
 }
 
