@@ -37,6 +37,23 @@ void golden_tokens_read(const char *path, golden_tokens *t) {
     free(text);
 }
 
+char *golden_model_dir(const char *name) {
+    const char *root = getenv("DIFFKIT_FIXTURES");
+    if (!root) {
+        fprintf(stderr, "DIFFKIT_FIXTURES is not set: run this test through ctest\n");
+        exit(2);
+    }
+    return dk_sprintf("%s/engine/models/%s", root, name);
+}
+
+void golden_tokens_read_model(const char *name, golden_tokens *t) {
+    char *dir = golden_model_dir(strcmp(name, "llama_f32") == 0 ? "llama" : name);
+    char *path = dk_path_join(dir, "tokens.jsonl");
+    golden_tokens_read(path, t);
+    free(path);
+    free(dir);
+}
+
 void golden_tokens_free(golden_tokens *t) {
     free(t->ids);
     free(t->seq_start);

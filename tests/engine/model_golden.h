@@ -16,6 +16,10 @@ typedef struct golden_tokens {
 } golden_tokens;
 
 void golden_tokens_read(const char *path, golden_tokens *t);
+/* $DIFFKIT_FIXTURES/engine/models/<name> (the caller frees); exits when DIFFKIT_FIXTURES is unset. */
+char *golden_model_dir(const char *name);
+/* The tokens.jsonl of golden model `name`; llama_f32 holds llama's weights as F32 and shares its tokens. */
+void golden_tokens_read_model(const char *name, golden_tokens *t);
 void golden_tokens_free(golden_tokens *t);
 
 /* The named float tensor of a golden file, widened (the caller frees); exits when absent: fixtures must

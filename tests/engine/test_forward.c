@@ -93,13 +93,6 @@ static void compare_run(const char *label, const dk_model *m, const golden_token
            worst_logits, (long long)argmax_bad);
 }
 
-static char *model_dir(const char *name) {
-    char *rel = dk_sprintf("models/%s", name);
-    char *p = engine_fixture(rel);
-    free(rel);
-    return p;
-}
-
 static dk_st_checkpoint *open_golden(const char *dir) {
     char *path = dk_path_join(dir, "golden.safetensors");
     dk_err err = {0};
@@ -109,28 +102,19 @@ static dk_st_checkpoint *open_golden(const char *dir) {
     return ck;
 }
 
-static void read_tokens(const char *model_name, golden_tokens *tok) {
-    /* llama_f32 holds the same weights as llama (the bf16 values, stored as F32): same tokens and goldens */
-    char *dir = model_dir(strcmp(model_name, "llama_f32") == 0 ? "llama" : model_name);
-    char *path = dk_path_join(dir, "tokens.jsonl");
-    golden_tokens_read(path, tok);
-    free(path);
-    free(dir);
-}
-
 /* ---------------------------------------------------------------------------------------------------
  * Every architecture against transformers */
 
 static void test_architectures(void) {
     printf("forward vs transformers (fp32 eager), 4 sequences packed in one batch:\n");
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
-        char *dir = model_dir(MODELS[i]);
-        char *golden_dir = model_dir(strcmp(MODELS[i], "llama_f32") == 0 ? "llama" : MODELS[i]);
+        char *dir = golden_model_dir(MODELS[i]);
+        char *golden_dir = golden_model_dir(strcmp(MODELS[i], "llama_f32") == 0 ? "llama" : MODELS[i]);
         dk_model m;
         dk_err err = {0};
         if (!EXPECT(dk_model_open(dir, &m, &err) == 0, "%s: %s", MODELS[i], err.msg)) continue;
         golden_tokens tok;
-        read_tokens(MODELS[i], &tok);
+        golden_tokens_read_model(MODELS[i], &tok);
         dk_st_checkpoint *golden = open_golden(golden_dir);
         full_run r;
         run_full(&m, NULL, &tok, &r);
@@ -149,13 +133,13 @@ static void test_architectures(void) {
 static void test_small_weight_tiles(void) {
     static const char *const names[] = {"qwen2", "gemma3"};
     for (size_t i = 0; i < 2; i++) {
-        char *dir = model_dir(names[i]);
+        char *dir = golden_model_dir(names[i]);
         dk_model m;
         dk_err err = {0};
         CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
         m.weight_tile_floats = 100;
         golden_tokens tok;
-        read_tokens(names[i], &tok);
+        golden_tokens_read_model(names[i], &tok);
         dk_st_checkpoint *golden = open_golden(dir);
         full_run r;
         run_full(&m, NULL, &tok, &r);
@@ -174,12 +158,12 @@ static void test_small_weight_tiles(void) {
  * Hook plan: stop early, last-position logits, steering, patching */
 
 static void test_hooks(void) {
-    char *dir = model_dir("llama");
+    char *dir = golden_model_dir("llama");
     dk_model m;
     dk_err err = {0};
     CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
     golden_tokens tok;
-    read_tokens("llama", &tok);
+    golden_tokens_read_model("llama", &tok);
     dk_st_checkpoint *golden = open_golden(dir);
     const int64_t T = tok.n_tokens, H = m.cfg.hidden_size, V = m.cfg.vocab_size;
     dk_batch b = {tok.ids, T, tok.seq_start, tok.n_seqs, true};
@@ -286,7 +270,7 @@ static void test_lora(void) {
     for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++) {
         char *rel = dk_sprintf("adapters/%s", adapters[i][0]);
         char *adir = engine_fixture(rel);
-        char *mdir = model_dir(adapters[i][1]);
+        char *mdir = golden_model_dir(adapters[i][1]);
         dk_model m;
         dk_lora_adapter a;
         dk_err err = {0};
@@ -296,7 +280,7 @@ static void test_lora(void) {
             continue;
         }
         golden_tokens tok;
-        read_tokens(adapters[i][1], &tok);
+        golden_tokens_read_model(adapters[i][1], &tok);
         dk_st_checkpoint *golden = open_golden(adir);
         full_run r1, r2, r0, base;
         run_full(&m, &a, &tok, &r1);
@@ -332,7 +316,7 @@ static void test_lora(void) {
 
 /* Per-(layer, module) multipliers: llama_lora adapts q/v/down_proj of layers 0 and 2 only. */
 static void test_lora_multiplier_granularity(void) {
-    char *mdir = model_dir("llama"), *adir = engine_fixture("adapters/llama_lora");
+    char *mdir = golden_model_dir("llama"), *adir = engine_fixture("adapters/llama_lora");
     dk_model m;
     dk_lora_adapter a;
     dk_err err = {0};
@@ -343,7 +327,7 @@ static void test_lora_multiplier_granularity(void) {
     EXPECT(dk_lora_at(&a, 1, DK_MOD_Q)->A == NULL && dk_lora_at(&a, 0, DK_MOD_K)->A == NULL &&
            dk_lora_at(&a, 2, DK_MOD_DOWN)->A != NULL, "layers_to_transform / target_modules not honoured");
     golden_tokens tok;
-    read_tokens("llama", &tok);
+    golden_tokens_read_model("llama", &tok);
     const size_t resid_bytes = (size_t)(tok.n_tokens * m.cfg.hidden_size) * sizeof(float);
     full_run all, partial;
     run_full(&m, &a, &tok, &all);
@@ -377,7 +361,7 @@ static void copy_file(const char *from, const char *to) {
 
 /* A scratch copy of the llama fixture whose config.json and model.safetensors can then be damaged. */
 static char *scratch_model(const char *name) {
-    char *src = model_dir("llama");
+    char *src = golden_model_dir("llama");
     char *dst = dk_path_join(engine_scratch_dir(), name);
     dk_err err = {0};
     CHECK(dk_mkdirs(dst, &err) == 0, "%s", err.msg);
@@ -425,7 +409,7 @@ static void patch_file_all(const char *dir, const char *file, const char *from, 
 /* Hub originals of Gemma3ForConditionalGeneration name the language model language_model.model.*, what
  * transformers >= 4.52 re-saves as model.language_model.* (same length: the header can be patched). */
 static void test_gemma3_hub_prefix(void) {
-    char *src = model_dir("gemma3_mm");
+    char *src = golden_model_dir("gemma3_mm");
     char *dst = dk_path_join(engine_scratch_dir(), "gemma3_mm_hub");
     dk_err err = {0};
     CHECK(dk_mkdirs(dst, &err) == 0, "%s", err.msg);
@@ -441,7 +425,7 @@ static void test_gemma3_hub_prefix(void) {
     if (EXPECT(dk_model_open(dst, &m, &err) == 0, "%s", err.msg)) {
         EXPECT(strcmp(m.w.prefix, "language_model.model.") == 0, "prefix %s", m.w.prefix);
         golden_tokens tok;
-        read_tokens("gemma3_mm", &tok);
+        golden_tokens_read_model("gemma3_mm", &tok);
         dk_st_checkpoint *golden = open_golden(src);
         full_run r;
         run_full(&m, NULL, &tok, &r);
@@ -458,7 +442,7 @@ static void test_gemma3_hub_prefix(void) {
 static void test_organism_shapes(void) {
     dk_model base, same, other;
     dk_err err = {0};
-    char *a = model_dir("llama"), *b = model_dir("llama_f32"), *c = model_dir("mistral");
+    char *a = golden_model_dir("llama"), *b = golden_model_dir("llama_f32"), *c = golden_model_dir("mistral");
     CHECK(dk_model_open(a, &base, &err) == 0 && dk_model_open(b, &same, &err) == 0 &&
           dk_model_open(c, &other, &err) == 0, "%s", err.msg);
     EXPECT(dk_model_weights_check_same_shapes(&base.w, &same.w, &err) == 0, "bf16 vs f32 copy: %s", err.msg);
@@ -510,7 +494,7 @@ static void test_errors(void) {
 
     /* token ids, layers, an adapter for another base */
     dk_err_clear(&err);
-    char *llama = model_dir("llama");
+    char *llama = golden_model_dir("llama");
     CHECK(dk_model_open(llama, &m, &err) == 0, "%s", err.msg);
     int64_t ids[] = {1, 5, 96}, starts[] = {0, 3};
     dk_batch b = {ids, 3, starts, 1, true};
@@ -546,7 +530,7 @@ static void test_errors(void) {
     src = engine_fixture("adapters/llama_lora/adapter_model.safetensors");
     char *dst2 = dk_path_join(adir, "adapter_model.safetensors");
     copy_file(src, dst2);
-    CHECK(dk_model_open(llama = model_dir("llama"), &m, &err) == 0, "%s", err.msg);
+    CHECK(dk_model_open(llama = golden_model_dir("llama"), &m, &err) == 0, "%s", err.msg);
     EXPECT(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) != 0, "a DoRA adapter was accepted");
     EXPECT_ERR_HAS(&err, "use_dora", "DoRA");
     dk_model_close(&m);

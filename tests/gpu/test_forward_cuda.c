@@ -99,31 +99,16 @@ static void expect_bitwise(const char *label, const dk_model *m, const golden_to
     EXPECT(diff == 0, "%s: two identical runs differ in %zu tensors (not repeatable)", label, diff);
 }
 
-static char *model_dir(const char *name) {
-    char *rel = dk_sprintf("models/%s", name);
-    char *p = engine_fixture(rel);
-    free(rel);
-    return p;
-}
-
-static void read_tokens(const char *model_name, golden_tokens *tok) {
-    char *dir = model_dir(strcmp(model_name, "llama_f32") == 0 ? "llama" : model_name);
-    char *path = dk_path_join(dir, "tokens.jsonl");
-    golden_tokens_read(path, tok);
-    free(path);
-    free(dir);
-}
-
 /* Every architecture: fp32 mode tight, bf16 mode within its bound, bf16 repeatable bit for bit. */
 static void test_architectures(void) {
     printf("architectures, CUDA vs CPU:\n");
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
-        char *dir = model_dir(MODELS[i]);
+        char *dir = golden_model_dir(MODELS[i]);
         dk_model m;
         dk_err err = {0};
         CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
         golden_tokens tok;
-        read_tokens(MODELS[i], &tok);
+        golden_tokens_read_model(MODELS[i], &tok);
         full_run cpu, g32, g16, g16b;
         run_full(&m, NULL, NULL, &tok, &cpu);
         for (int mode = 0; mode < 2; mode++) {
@@ -159,12 +144,12 @@ static void test_architectures(void) {
 static void test_attention_mma(void) {
     printf("forward with DIFFKIT_CUDA_ATTN=mma (bf16):\n");
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
-        char *dir = model_dir(MODELS[i]);
+        char *dir = golden_model_dir(MODELS[i]);
         dk_model m;
         dk_err err = {0};
         CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
         golden_tokens tok;
-        read_tokens(MODELS[i], &tok);
+        golden_tokens_read_model(MODELS[i], &tok);
         full_run cpu, plain, mma;
         run_full(&m, NULL, NULL, &tok, &cpu);
         dk_cuda_forward *f;
@@ -195,12 +180,12 @@ static void test_hooks(void) {
     printf("hooks (steer, patch, capture, stop early, last logits):\n");
     static const char *const names[] = {"llama", "gemma2", "qwen3"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *dir = model_dir(names[i]);
+        char *dir = golden_model_dir(names[i]);
         dk_model m;
         dk_err err = {0};
         CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
         golden_tokens tok;
-        read_tokens(names[i], &tok);
+        golden_tokens_read_model(names[i], &tok);
         const int64_t T = tok.n_tokens, H = m.cfg.hidden_size, V = m.cfg.vocab_size, L = m.cfg.num_hidden_layers;
         float *v1 = gpu_random((size_t)H, -1, 1), *v2 = gpu_random((size_t)H, -1, 1), *pv = gpu_random((size_t)H, -2, 2);
         dk_steer steers[2] = {{0, 3.0f, v1, false}, {L > 1 ? 1 : 0, -1.5f, v2, true}};
@@ -260,14 +245,14 @@ static void test_lora(void) {
     for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++) {
         char *rel = dk_sprintf("adapters/%s", adapters[i][0]);
         char *adir = engine_fixture(rel);
-        char *mdir = model_dir(adapters[i][1]);
+        char *mdir = golden_model_dir(adapters[i][1]);
         dk_model m;
         dk_lora_adapter a;
         dk_err err = {0};
         CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
         CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
         golden_tokens tok;
-        read_tokens(adapters[i][1], &tok);
+        golden_tokens_read_model(adapters[i][1], &tok);
         dk_cuda_forward *f;
         CHECK(dk_cuda_forward_open(&m, DK_CUDA_F32, &f, &err) == 0, "%s", err.msg);
         const float mults[] = {1.0f, 2.0f, 0.0f};
@@ -311,12 +296,12 @@ static void test_lora(void) {
  * the CPU forward's messages. */
 static void test_backend_and_errors(void) {
     printf("backend switch and errors\n");
-    char *dir = model_dir("llama");
+    char *dir = golden_model_dir("llama");
     dk_model m;
     dk_err err = {0};
     CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
     golden_tokens tok;
-    read_tokens("llama", &tok);
+    golden_tokens_read_model("llama", &tok);
     const int64_t T = tok.n_tokens, H = m.cfg.hidden_size;
     const int64_t layer = 1;
     float *a = dk_malloc((size_t)(T * H) * 4), *b = dk_malloc((size_t)(T * H) * 4);
