@@ -9,6 +9,7 @@
  * when no logits are asked for. Bad input (ids >= vocab size, a layer out of range, a bad line) is an error
  * naming the line or the layer, exit code 2; a bad checkpoint or adapter exits 1.
  */
+#include "cli_numbers.h"
 #include "commands.h"
 
 #include <cjson/cJSON.h>
@@ -124,12 +125,12 @@ int cmd_forward(int argc, char **argv) {
             return 0;
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
-        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = cli_number("forward", "--adapter-scale", argv[++i]);
         else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) tokens_path = argv[++i];
         else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) out_path = argv[++i];
         else if (strcmp(argv[i], "--layers") == 0 && i + 1 < argc) layers_spec = argv[++i];
         else if (strcmp(argv[i], "--logits") == 0 && i + 1 < argc) logits_spec = argv[++i];
-        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = (int)cli_integer("forward", "--threads", argv[++i]);
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device_spec = argv[++i];
         else {
             fprintf(stderr, "diffkit forward: unexpected argument '%s'\n\n", argv[i]);

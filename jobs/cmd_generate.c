@@ -12,6 +12,7 @@
  * or named with --chat-family) and a generation prompt, with the model's own BOS token. --prompt-ids runs models
  * that come without a tokenizer and prints the generated ids as {"ids": [...]}.
  */
+#include "cli_numbers.h"
 #include "commands.h"
 
 #include <cjson/cJSON.h>
@@ -152,15 +153,15 @@ int cmd_generate(int argc, char **argv) {
             return 0;
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
-        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = cli_number("generate", "--adapter-scale", argv[++i]);
         else if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
         else if (strcmp(argv[i], "--prompt-ids") == 0 && i + 1 < argc) prompt_ids = argv[++i];
         else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) tok_arg = argv[++i];
-        else if (strcmp(argv[i], "--max-new-tokens") == 0 && i + 1 < argc) opt.max_new_tokens = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--temperature") == 0 && i + 1 < argc) opt.temperature = (float)atof(argv[++i]);
-        else if (strcmp(argv[i], "--top-p") == 0 && i + 1 < argc) opt.top_p = (float)atof(argv[++i]);
-        else if (strcmp(argv[i], "--top-k") == 0 && i + 1 < argc) opt.top_k = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) opt.seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--max-new-tokens") == 0 && i + 1 < argc) opt.max_new_tokens = cli_integer("generate", "--max-new-tokens", argv[++i]);
+        else if (strcmp(argv[i], "--temperature") == 0 && i + 1 < argc) opt.temperature = (float)cli_number("generate", "--temperature", argv[++i]);
+        else if (strcmp(argv[i], "--top-p") == 0 && i + 1 < argc) opt.top_p = (float)cli_number("generate", "--top-p", argv[++i]);
+        else if (strcmp(argv[i], "--top-k") == 0 && i + 1 < argc) opt.top_k = cli_integer("generate", "--top-k", argv[++i]);
+        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) opt.seed = (uint64_t)cli_integer("generate", "--seed", argv[++i]);
         else if (strcmp(argv[i], "--chat") == 0) chat = true;
         else if (strcmp(argv[i], "--chat-family") == 0 && i + 1 < argc) family_name = argv[++i];
         else if (strcmp(argv[i], "--print-ids") == 0) print_ids = true;

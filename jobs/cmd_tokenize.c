@@ -2,6 +2,7 @@
  * input line, in order, exactly as Hugging Face `tokenizers` encode(text) (special tokens added unless
  * --no-special-tokens). Lines are encoded in chunks on all cores. Bad input (not JSON, no "text", invalid
  * UTF-8) stops with the line number and exit code 1; lines before it have been written. */
+#include "cli_numbers.h"
 #include "commands.h"
 
 #include "tokenizer/tok_jsonl.h"
@@ -52,7 +53,7 @@ int cmd_tokenize(int argc, char **argv) {
         } else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) tok_path = argv[++i];
         else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc) in_path = argv[++i];
         else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) out_path = argv[++i];
-        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = (int)cli_integer("tokenize", "--threads", argv[++i]);
         else if (strcmp(argv[i], "--no-special-tokens") == 0) special = false;
         else {
             fprintf(stderr, "diffkit tokenize: unexpected argument '%s'\n\n", argv[i]);

@@ -1,0 +1,24 @@
+/* cli_numbers.c — see cli_numbers.h. */
+#include "cli_numbers.h"
+
+#include "config/node.h"
+#include "core/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+double cli_number(const char *command, const char *option, const char *text) {
+    double value;
+    int64_t integer;
+    if (dk_cfg_parse_float(text, &value)) return value;
+    if (dk_cfg_parse_int(text, &integer)) return (double)integer;
+    fprintf(stderr, "diffkit %s: %s takes a number, not '%s'\n", command, option, text);
+    exit(DK_EXIT_USAGE);
+}
+
+int64_t cli_integer(const char *command, const char *option, const char *text) {
+    int64_t value;
+    if (dk_cfg_parse_int(text, &value)) return value;
+    fprintf(stderr, "diffkit %s: %s takes an integer, not '%s'\n", command, option, text);
+    exit(DK_EXIT_USAGE);
+}
