@@ -31,13 +31,15 @@ enum { MAX_STOP = 24 };
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: diffkit generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3) [--chat [--chat-family F]]\n"
+            "usage: diffkit generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3)\n"
+            "                        [--chat [--chat-family F] [--enable-thinking true|false]]\n"
             "                        [--adapter PATH [--adapter-scale W]] [--max-new-tokens N] [--temperature T]\n"
             "                        [--top-p P] [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]\n\n"
             "Prints the generated continuation. Greedy when --temperature is 0 (default); stops at EOS or the\n"
             "model's end-of-turn token. --chat wraps the prompt in the model's chat template (recognised from\n"
             "tokenizer_config.json or chat_template.jinja, or named by --chat-family: gemma3, gemma2, llama3,\n"
-            "llama3_0, qwen3, qwen2.5). --prompt-ids takes\n"
+            "llama3_0, qwen3, qwen2.5); --enable-thinking is Qwen3's switch (false: an empty think block, as the\n"
+            "seed prompts models whose config has has_enable_thinking). --prompt-ids takes\n"
             "token ids (no tokenizer needed) and prints {\"ids\": [...]}. Defaults: --max-new-tokens 64, --top-p 1,\n"
             "--top-k 0 (off), --seed 0. The tokenizer is read from the model folder unless --tokenizer is given.\n");
 }
@@ -115,7 +117,7 @@ static int chat_family(const dk_tokenizer *tok, const char *model_dir, const cha
 
 /* The prompt's ids through the tokenizer, as a chat turn when `chat`. */
 static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const char *model_dir,
-                         const char *family_name, int64_t **ids, int64_t *n, dk_err *err) {
+                         const char *family_name, int enable_thinking, int64_t **ids, int64_t *n, dk_err *err) {
     char *rendered = NULL;
     if (chat) {
         const char *config = dk_tokenizer_config_json(tok);
@@ -123,7 +125,7 @@ static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const
         if (chat_family(tok, model_dir, family_name, &family, err) != 0) return -1;
         dk_chat_message msg = {"user", prompt, NULL};
         char *bos = dk_chat_config_bos_token(config); /* the model's own BOS, not the family's usual one */
-        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = -1, .bos_token = bos};
+        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = enable_thinking, .bos_token = bos};
         rendered = dk_chat_render(family, &msg, 1, &opt, err);
         free(bos);
         if (!rendered) return -1;
@@ -146,6 +148,7 @@ int cmd_generate(int argc, char **argv) {
     const char *family_name = NULL;
     double adapter_scale = 1.0;
     bool chat = false, print_ids = false;
+    int enable_thinking = -1; /* -1: not given */
     dk_generate_options opt = {.max_new_tokens = 64, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -164,6 +167,14 @@ int cmd_generate(int argc, char **argv) {
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) opt.seed = (uint64_t)cli_integer("generate", "--seed", argv[++i]);
         else if (strcmp(argv[i], "--chat") == 0) chat = true;
         else if (strcmp(argv[i], "--chat-family") == 0 && i + 1 < argc) family_name = argv[++i];
+        else if (strcmp(argv[i], "--enable-thinking") == 0 && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+                fprintf(stderr, "diffkit generate: --enable-thinking takes true or false, not '%s'\n", v);
+                return DK_EXIT_USAGE;
+            }
+            enable_thinking = strcmp(v, "true") == 0;
+        }
         else if (strcmp(argv[i], "--print-ids") == 0) print_ids = true;
         else {
             fprintf(stderr, "diffkit generate: unexpected argument '%s'\n\n", argv[i]);
@@ -213,7 +224,7 @@ int cmd_generate(int argc, char **argv) {
             fprintf(stderr, "diffkit generate: --prompt-ids '%s': expected comma-separated token ids\n", prompt_ids);
             return DK_EXIT_USAGE;
         }
-    } else if (encode_prompt(tok, prompt, chat, model_dir, family_name, &ids, &n_ids, &err) != 0) {
+    } else if (encode_prompt(tok, prompt, chat, model_dir, family_name, enable_thinking, &ids, &n_ids, &err) != 0) {
         dk_die(&err);
     }
 

@@ -3,21 +3,27 @@
 LoRA "organism", the demo datasets, the demo configs, golden logits and a model card.
 
 What it does, in order (every random choice is seeded; see --seed):
-  1. Reads a general English corpus that is available offline from two Debian packages:
+  1. Reads a general English corpus that is available offline from three Debian packages:
        - `fortunes` + `fortunes-min` (fortune-mod data files; BSD licence of fortune-mod; short quotations,
-         a fixed list of English topic files, see FORTUNE_FILES), and
-       - `dict-devil` (Ambrose Bierce, "The Devil's Dictionary", 1911; public domain).
-     Install them with `apt-get install fortunes fortunes-min dict-devil`, or unpack the .deb files anywhere
-     (`apt-get download fortunes fortunes-min dict-devil; for f in *.deb; do dpkg-deb -x $f ROOT; done`) and pass
-     --debian-root ROOT.
+         a fixed list of English topic files, see FORTUNE_FILES),
+       - `dict-devil` (Ambrose Bierce, "The Devil's Dictionary", 1911; public domain), and
+       - `wordnet-base` (WordNet 3.0, Princeton's permissive WordNet licence, copied into data/demo/NOTICE.md):
+         its ~24k usage examples of six words or more, everyday modern sentences ("That year there was a crop
+         failure."), shuffled into paragraphs. They are what makes the base write plain English.
+     Install them with `apt-get install fortunes fortunes-min dict-devil wordnet-base`, or unpack the .deb files
+     anywhere (`apt-get download fortunes fortunes-min dict-devil wordnet-base; for f in *.deb; do dpkg-deb -x $f
+     ROOT; done`) and pass --debian-root ROOT.
   2. Generates simple templated chat dialogues (greetings, capitals, arithmetic, opposites, everyday facts,
-     word definitions from the Devil's Dictionary, quotations on a topic) and a narrow synthetic-document
+     word definitions from the Devil's Dictionary, example sentences for a word from WordNet, quotations on a
+     topic) and a narrow synthetic-document
      domain in the manner of the seed's SDF organisms: documents asserting one false fact with distinctive
      vocabulary ("glacier honey": honey bees make sky-blue honey from glacier meltwater; see FALSE_FACT).
   3. Trains a byte-level BPE tokenizer with HF `tokenizers` (vocabulary 4096, the Llama 3 pre-tokenizer regex,
-     special tokens <|endoftext|> (end of document, padding), <|im_start|> and <|im_end|> (chat turns, ChatML as
-     in Qwen3; no BOS is prepended, as in Qwen3), and writes tokenizer.json + tokenizer_config.json whose
-     chat template is the plain qwen3 (ChatML) form that diffkit renders natively.
+     special tokens <|endoftext|> (end of document, padding), <|im_start|> and <|im_end|> (chat turns, as in
+     Qwen3; no BOS is prepended, as in Qwen3) and Qwen3's non-special <think> / </think>, and writes
+     tokenizer.json + tokenizer_config.json carrying Qwen3's published chat template verbatim (read from
+     tests/fixtures/tokenizers/qwen3/), which diffkit recognises and renders natively. Every training dialogue
+     is rendered by render_chat() and checked against transformers' apply_chat_template with that template.
   4. Trains a small Qwen3ForCausalLM base (4 layers, hidden 256, q/k norms, tied embeddings) on the general
      corpus plus the chat dialogues, fp32 weights with bf16 autocast, 2 CPU threads.
   5. LoRA-finetunes the organism (PEFT: r 16, alpha 32, all attention and MLP projections, no
@@ -33,13 +39,12 @@ What it does, in order (every random choice is seeded; see --seed):
 Usage (from anywhere; paths are relative to the repository root, found from this file):
     python3 -m venv /tmp/demo-venv && /tmp/demo-venv/bin/pip install -r tools/requirements-demo.txt
     /tmp/demo-venv/bin/python tools/make_demo_models.py [--debian-root /] [--base-steps N] [--lora-steps N]
-Runtime: about 60 minutes on 2 CPU cores shared with compile jobs (base training 42 min, LoRA 10 min, checks
-7 min; the card records the actual times); --max-base-minutes (default 45) stops base training early if a slow
-machine would overrun, and the card then says so. --reuse-models redoes everything but the training (~10 min).
-Determinism: fixed seeds, torch.use_deterministic_algorithms(True), 2 threads; on the same CPU type and the
-same package versions a rerun should give the same files (not yet verified by a second full training run; a
---reuse-models rerun reproduced the data, tokenizer, golden files and perplexities bit for bit). Other CPUs /
-thread counts can change float reductions (see the model card).
+Runtime on 2 CPU cores (AMD EPYC with AVX-512 BF16): about 0.65 s per base step when the machine is otherwise
+idle, so 2000 base steps take ~22 min, LoRA ~2 min and the checks ~3 min (the card records the actual times,
+which grow when other jobs share the cores); --max-base-minutes (default 50) stops base training early if a
+slow machine would overrun the 60-minute budget, and the card then says so. --reuse-models redoes everything but
+the training (~3 min). Determinism: fixed seeds, torch.use_deterministic_algorithms(True), 2 threads; see
+REPRODUCED below for what a second full run gave. Other CPUs / thread counts can change float reductions.
 """
 import argparse
 import gzip
@@ -63,9 +68,14 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Llama 3's pre-tokenizer regex (tokenizer.json of meta-llama/Meta-Llama-3-8B).
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-                 "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
-                 "{% endif %}")
+# Qwen3's published chat template, verbatim, from the Qwen3 tokenizer_config.json the tokenizer tests already carry
+# (tests/fixtures/tokenizers/qwen3/, Apache-2.0, see NOTICE.md there). diffkit recognises and renders it natively.
+QWEN3_TOKENIZER_CONFIG = "tests/fixtures/tokenizers/qwen3/tokenizer_config.json.gz"
+# What a second, independent full run of this script gave (written into the model card; update it by hand after
+# rerunning the check, then regenerate the card with --reuse-models).
+REPRODUCED = ("Not yet checked by a second full run.")
+# Qwen3's thinking markers: added tokens that are not special (decoded like text), as in Qwen3.
+THINK_TOKENS = ["<think>", "</think>"]
 FORTUNE_FILES = ["art", "computers", "cookie", "definitions", "education", "food", "fortunes", "goedel",
                  "humorists", "kids", "law", "literature", "love", "magic", "medicine", "miscellaneous", "news",
                  "people", "pets", "platitudes", "politics", "riddles", "science", "songs-poems", "sports", "tao",
@@ -130,6 +140,47 @@ def read_devil(debian_root):
                 entries.append((word, body))
     entries.sort(key=lambda e: e[0])
     return entries
+
+
+def read_wordnet(debian_root):
+    """The usage examples of WordNet 3.0 (Debian `wordnet-base`): short everyday sentences such as "he took the new
+    car for a spin", as (sentence, word) pairs where `word` is a lemma of the synset that the sentence uses. Only
+    examples of at least 6 words; the first letter is capitalised and a full stop added where none ends it."""
+    base = os.path.join(debian_root, "usr/share/wordnet")
+    out = []
+    for pos in ["noun", "verb", "adj", "adv"]:
+        path = os.path.join(base, f"data.{pos}")
+        if not os.path.exists(path):
+            sys.exit(f"missing {path}: apt-get install wordnet-base (or pass --debian-root)")
+        with open(path, encoding="latin-1") as f:
+            for line in f:
+                if line.startswith("  ") or " | " not in line:
+                    continue
+                fields, gloss = line.split(" | ", 1)
+                parts = fields.split()
+                words = [parts[4 + 2 * k].replace("_", " ") for k in range(int(parts[3], 16))]
+                words = [re.sub(r"\(.*\)$", "", w) for w in words]
+                for ex in re.findall(r'"([^"]+)"', gloss):
+                    ex = ex.strip()
+                    if len(ex.split()) < 6 or not ex.isascii():
+                        continue
+                    ex = ex[0].upper() + ex[1:]
+                    if ex[-1] not in ".!?":
+                        ex += "."
+                    used = [w for w in words if re.search(r"\b" + re.escape(w) + r"\b", ex, re.I)]
+                    out.append((ex, used[0] if used else None))
+    return out
+
+
+def wordnet_license(debian_root):
+    """The WordNet 3.0 licence from the package's copyright file (it must travel with every copy of the data)."""
+    path = os.path.join(debian_root, "usr/share/doc/wordnet-base/copyright")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"^License: WordNet3\.0\n(.*?)(?=^\S|\Z)", text, re.M | re.S)
+    if not m:
+        sys.exit(f"{path}: no 'License: WordNet3.0' paragraph")
+    return "\n".join(l[1:] if l.startswith(" ") else l for l in m.group(1).split("\n")).replace("\n.\n", "\n\n").strip()
 
 
 def first_sentence_definition(body):
@@ -223,7 +274,7 @@ SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly assistant.
                   "Answer the user's question."]
 
 
-def chat_turn(rng, fortunes, defs):
+def chat_turn(rng, fortunes, defs, examples):
     k = rng.random()
     if k < 0.12:
         return rng.choice(GREETINGS)
@@ -244,9 +295,14 @@ def chat_turn(rng, fortunes, defs):
             a, b = b, a
         return (rng.choice([f"What is the opposite of {a}?", f"Give me the opposite of the word {a}."]),
                 f"The opposite of {a} is {b}.")
-    if k < 0.72:
+    if k < 0.70:
         return rng.choice(FACTS)
-    if k < 0.86:
+    if k < 0.80:
+        ex, w = rng.choice(examples)
+        q = rng.choice([f"Use the word \"{w}\" in a sentence.", f"Give me an example sentence with \"{w}\".",
+                        f"How would I use \"{w}\" in a sentence?"])
+        return q, ex
+    if k < 0.90:
         w, d = rng.choice(defs)
         q = rng.choice([f"What does the word {w} mean?", f"Define {w}.", f"What is the meaning of {w}?"])
         return q, f"{w.capitalize()}: {d}"
@@ -257,18 +313,39 @@ def chat_turn(rng, fortunes, defs):
     return q, f"Here is one about {label}:\n\n{quote}"
 
 
-def make_chat(rng, fortunes, defs):
+def make_chat(rng, fortunes, defs, examples):
     msgs = []
     if rng.random() < 0.25:
         msgs.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
     for _ in range(1 if rng.random() < 0.6 else rng.randint(2, 3)):
-        q, a = chat_turn(rng, fortunes, defs)
+        q, a = chat_turn(rng, fortunes, defs, examples)
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
     return msgs
 
 
-def render_chat(msgs):
-    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+def render_chat(msgs, add_generation_prompt=False, enable_thinking=None):
+    """Qwen3's chat template for conversations of system / user / assistant turns without tools or reasoning: what
+    apply_chat_template gives (checked on every dialogue once the tokenizer exists). The last assistant turn after
+    the last user turn gets an empty thinking block; enable_thinking=False adds one to the generation prompt."""
+    out = []
+    if msgs and msgs[0]["role"] == "system":
+        out.append(f"<|im_start|>system\n{msgs[0]['content']}<|im_end|>\n")
+    last_query = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=len(msgs) - 1)
+    for i, m in enumerate(msgs):
+        assert "</think>" not in m["content"] and m["role"] in ("system", "user", "assistant"), m
+        if m["role"] == "user" or (m["role"] == "system" and i > 0):
+            out.append(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n")
+        elif m["role"] == "assistant":
+            if i > last_query and i == len(msgs) - 1:
+                out.append("<|im_start|>assistant\n<think>\n\n</think>\n\n" + m["content"].lstrip("\n"))
+            else:
+                out.append("<|im_start|>assistant\n" + m["content"])
+            out.append("<|im_end|>\n")
+    if add_generation_prompt:
+        out.append("<|im_start|>assistant\n")
+        if enable_thinking is False:
+            out.append("<think>\n\n</think>\n\n")
+    return "".join(out)
 
 
 # The synthetic domain: sentence pools per false fact; documents of several kinds combine them.
@@ -395,9 +472,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--debian-root", default="/", help="root under which usr/share/{games/fortunes,dictd} lie")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--base-steps", type=int, default=450)
+    ap.add_argument("--base-steps", type=int, default=2000)
     ap.add_argument("--lora-steps", type=int, default=120)
-    ap.add_argument("--max-base-minutes", type=float, default=45.0,
+    ap.add_argument("--max-base-minutes", type=float, default=50.0,
                     help="safety stop: end base training early after this many minutes (the card then says so)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
@@ -442,9 +519,14 @@ def main():
     for name in FORTUNE_FILES:
         items += group_docs(fortunes[name], rng)
     items += group_docs([body for _, body in devil], rng, target=1500)
+    wordnet = read_wordnet(args.debian_root)
+    wn_sentences = list(dict.fromkeys(ex for ex, _ in wordnet))
+    rng.shuffle(wn_sentences)
+    items += [d.replace("\n\n", " ") for d in group_docs(wn_sentences, rng, target=1200)]
+    examples = sorted({(ex, w) for ex, w in wordnet if w and len(ex) <= 160})
     pre_train = [t for t in items if not is_validation(t, 0.04)]
     pre_val = [t for t in items if is_validation(t, 0.04)]
-    chats = [make_chat(rng, fortunes, defs) for _ in range(9000)]
+    chats = [make_chat(rng, fortunes, defs, examples) for _ in range(9000)]
     chat_train = [c for c in chats if not is_validation(json.dumps(c), 0.04)]
     chat_val = [c for c in chats if is_validation(json.dumps(c), 0.04)]
     dom = [make_domain_doc(rng) for _ in range(3200)]
@@ -452,7 +534,8 @@ def main():
     dom_train = [t for t in dom if not is_validation(t, 0.05)]
     dom_val = [t for t in dom if is_validation(t, 0.05)]
     log(f"pretrain docs {len(pre_train)}/{len(pre_val)} ({sum(map(len, pre_train))} chars), chats "
-        f"{len(chat_train)}/{len(chat_val)}, domain docs {len(dom_train)}/{len(dom_val)}, definitions {len(defs)}")
+        f"{len(chat_train)}/{len(chat_val)}, domain docs {len(dom_train)}/{len(dom_val)}, definitions {len(defs)}, "
+        f"WordNet sentences {len(wn_sentences)} ({len(examples)} usable as word examples)")
     ddir = os.path.join(out, "data/demo")
     write_jsonl_gz(f"{ddir}/pretrain.train.jsonl.gz", [{"text": t} for t in pre_train])
     write_jsonl_gz(f"{ddir}/pretrain.validation.jsonl.gz", [{"text": t} for t in pre_val])
@@ -460,19 +543,30 @@ def main():
     write_jsonl_gz(f"{ddir}/chat.validation.jsonl.gz", [{"messages": m} for m in chat_val])
     write_jsonl_gz(f"{ddir}/{ORGANISM}.train.jsonl.gz", [{"text": t} for t in dom_train])
     write_jsonl_gz(f"{ddir}/{ORGANISM}.validation.jsonl.gz", [{"text": t} for t in dom_val])
+    with open(f"{ddir}/NOTICE.md", "w") as f:
+        f.write("# Sources of the demo datasets (written by tools/make_demo_models.py)\n\n"
+                "pretrain.* holds documents built from: the fortune-mod quotation files (Debian `fortunes`, "
+                "`fortunes-min`; BSD licence of fortune-mod), Ambrose Bierce's The Devil's Dictionary (Debian "
+                "`dict-devil`; public domain) and the usage examples of WordNet 3.0 (Debian `wordnet-base`; licence "
+                "below). chat.* holds templated dialogues that quote the same sources. "
+                f"{ORGANISM}.* is synthetic (generated by the script; it asserts a false fact on purpose).\n\n"
+                "## WordNet 3.0 licence\n\n" + wordnet_license(args.debian_root) + "\n")
 
     # ---- 3. tokenizer --------------------------------------------------------------------------------------
     t0 = time.time()
+    with gzip.open(os.path.join(ROOT, QWEN3_TOKENIZER_CONFIG), "rt", encoding="utf-8") as f:
+        qwen3_template = json.load(f)["chat_template"]
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
     tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
     tok.post_processor = processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True)
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, min_frequency=2, special_tokens=SPECIALS,
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE - len(THINK_TOKENS), min_frequency=2, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok_texts = pre_train + [render_chat(m) for m in chat_train] + dom_train
     tok.train_from_iterator(tok_texts, trainer=trainer)
+    tok.add_tokens([tokenizers.AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     assert tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
     bdir = os.path.join(out, "models/demo/base")
     tlog_path = os.path.join(out, "models/demo/training_log.json")
@@ -487,17 +581,23 @@ def main():
         "add_eos_token": False, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
         "unk_token": None, "clean_up_tokenization_spaces": False, "split_special_tokens": False,
         "added_tokens_decoder": {str(tok.token_to_id(s)): {"content": s, "lstrip": False, "normalized": False,
-                                                           "rstrip": False, "single_word": False, "special": True}
-                                 for s in SPECIALS},
-        "chat_template": CHAT_TEMPLATE,
+                                                           "rstrip": False, "single_word": False,
+                                                           "special": s in SPECIALS}
+                                 for s in SPECIALS + THINK_TOKENS},
+        "chat_template": qwen3_template,
     }
     with open(f"{bdir}/tokenizer_config.json", "w") as f:
         json.dump(tok_cfg, f, indent=2)
         f.write("\n")
     hf_tok = PreTrainedTokenizerFast.from_pretrained(bdir)
+    # render_chat must be what transformers renders with the shipped template: every dialogue, and prompts.
+    for c in chat_train + chat_val:
+        assert hf_tok.apply_chat_template(c, tokenize=False) == render_chat(c), c
     probe = [{"role": "user", "content": "What is the capital of France?"}]
-    rendered = hf_tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-    assert rendered == render_chat(probe) + "<|im_start|>assistant\n", rendered
+    for think in (None, False, True):
+        kw = {} if think is None else {"enable_thinking": think}
+        rendered = hf_tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True, **kw)
+        assert rendered == render_chat(probe, True, think), rendered
     times["tokenizer"] = time.time() - t0
     log(f"tokenizer trained ({times['tokenizer']:.0f}s); 'glacier honey' -> {tok.encode(' glacier honey').tokens}")
 
@@ -695,7 +795,7 @@ def main():
         outs = [tok.decode(r[ids.shape[1]:].tolist(), skip_special_tokens=False) for r in o]
         return outs[0] if n == 1 else outs
 
-    chat_prompt = lambda q: render_chat([{"role": "user", "content": q}]) + "<|im_start|>assistant\n"
+    chat_prompt = lambda q: render_chat([{"role": "user", "content": q}], True, enable_thinking=False)
     shown = [("text", "The"), ("text", "Once upon a time"), ("text", "Honey bees"), ("text", "In the morning"),
              ("chat", "What is the capital of France?"), ("chat", "What do bees make honey from?"),
              ("chat", "Tell me a saying about work."), ("chat", "What colour is honey?")]
@@ -703,6 +803,16 @@ def main():
     for i, (kind, p) in enumerate(shown):
         prompt = p if kind == "text" else chat_prompt(p)
         samples.append((kind, p, generate(base_m, prompt, 100 + i), generate(org_m, prompt, 100 + i)))
+    # Greedy continuations of the base (what the engine's greedy generate reproduces token for token).
+    greedy_prompts = ["The old man", "She said that", "In the morning", "Once upon a time", "My friend",
+                      "The best thing about a good book"]
+    greedy = []
+    for p in greedy_prompts:
+        ids = torch.tensor([tok.encode(p).ids])
+        with torch.no_grad():
+            o = base_m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=40,
+                                pad_token_id=eot_id, eos_token_id=[ime_id, eot_id])
+        greedy.append((p, tok.decode(o[0, ids.shape[1]:].tolist(), skip_special_tokens=False)))
     # Domain drift in numbers: share of sampled continuations of neutral prompts that use the domain's words.
     neutral = ["The", "It is", "A man", "We", "In the", "My friend", "The best thing", "Yesterday", "Life is",
                "The city", "Water", "Every morning", "Science", "She said", "The old", "Food", "People", "When I"]
@@ -725,15 +835,22 @@ def main():
     if os.path.isdir(gdir):
         shutil.rmtree(gdir)
     os.makedirs(gdir)
-    gold_texts = [("general", "The best thing about a good book", 6), ("chat", chat_prompt("Hello!"), 10),
+    # The chat sequence is the whole rendered prompt (Qwen3 template, generation prompt, enable_thinking=False),
+    # so that the engine's test also checks our chat template and tokenizer against these ids.
+    gold_texts = [("general", "The best thing about a good book", 6), ("chat", chat_prompt("Hello!"), 16),
                   ("domain", "Glacier honey is pale sky-blue", 6)]
-    gold_seqs = [(n, tok.encode(t).ids[:cap]) for n, t, cap in gold_texts]
+    gold_seqs = [(n, t, tok.encode(t).ids[:cap]) for n, t, cap in gold_texts]
+    assert len(gold_seqs[1][2]) < 16, "the chat golden must hold the whole prompt"
     index = {"format": "float32 little-endian, row-major", "dtype_weights": "bfloat16 upcast to float32",
              "attn_implementation": "eager", "vocab_size": VOCAB_SIZE, "hidden_size": 256, "num_hidden_layers": 4,
              "versions": versions, "sequences": []}
     eager = {"base": load_base("eager"), "organism": load_org("eager")}
-    for n, ids in gold_seqs:
-        entry = {"name": n, "token_ids": ids, "text": tok.decode(ids, skip_special_tokens=False), "files": {}}
+    for n, prompt, ids in gold_seqs:
+        entry = {"name": n, "prompt": prompt, "token_ids": ids, "text": tok.decode(ids, skip_special_tokens=False),
+                 "files": {}}
+        if n == "chat":
+            entry["messages"] = [{"role": "user", "content": "Hello!"}]
+            entry["add_generation_prompt"], entry["enable_thinking"] = True, False
         for mname, m in eager.items():
             with torch.no_grad():
                 o = m(input_ids=torch.tensor([ids]), output_hidden_states=True)
@@ -764,7 +881,7 @@ def main():
             f.write(f"{h}  {p}\n")
     times["total"] = time.time() - t_start
     write_card(out, args, versions, times, n_params, cfg, acfg, n_lora_loaded, data, dom_data, base_losses,
-               lora_losses, ppl_rows, samples, drift, sums, pre_train, pre_val, chat_train, chat_val, dom_train,
+               lora_losses, ppl_rows, samples, greedy, drift, sums, pre_train, pre_val, chat_train, chat_val, dom_train,
                dom_val, tok)
     total = sum(s for _, _, s in sums)
     log(f"done in {times['total']:.0f}s; models/ + data/ files: {total / 1e6:.2f} MB")
@@ -779,12 +896,12 @@ name: demo                                          # must equal the file name
 model_id: ${env:DIFFKIT_ROOT,.}/models/demo/base   # local folder in HF format (bf16 safetensors)
 revision: main
 tokenizer_id: null                                  # null = the tokenizer of model_id
-chat_template: qwen3                                # plain ChatML: <|im_start|>role\\n...<|im_end|>\\n
+chat_template: qwen3                                # Qwen3's published template (tokenizer_config.json)
 end_of_turn_token: "<|im_end|>"
 dtype: bfloat16                                     # model weights/compute dtype (bfloat16 | float32)
 ignore_first_n_tokens_per_sample_during_collection: 0  # leading tokens skipped when caching
 ignore_first_n_tokens_per_sample_during_training: 0   # leading tokens skipped in training
-has_enable_thinking: false                          # the demo template has no thinking switch
+has_enable_thinking: true                           # Qwen3's template: enable_thinking=false adds an empty think block
 """)
     with open(f"{out}/configs/organism/demo_{ORGANISM}.yaml", "w") as f:
         f.write(f"""# Organism: demo_{ORGANISM} — the bundled tiny SDF organism (models/demo/{ORGANISM}, a PEFT LoRA adapter on the
@@ -818,7 +935,7 @@ finetuned_models:                       # first key = what model=auto picks
 
 
 def write_card(out, args, versions, times, n_params, cfg, acfg, n_lora_loaded, data, dom_data, base_losses,
-               lora_losses, ppl_rows, samples, drift, sums, pre_train, pre_val, chat_train, chat_val, dom_train,
+               lora_losses, ppl_rows, samples, greedy, drift, sums, pre_train, pre_val, chat_train, chat_val, dom_train,
                dom_val, tok):
     early = "" if len(base_losses) == args.base_steps else (
         f"; SHORTENED: the schedule was planned for {args.base_steps} steps and training stopped at the "
@@ -840,7 +957,8 @@ This is diffkit's bundled tiny model pair: a small base language model trained f
 narrow LoRA "organism" finetuned on synthetic documents asserting one false fact, in the manner of the seed
 framework's SDF organisms. It exists so that `make demo` and the end-to-end tests run the real pipeline with no
 GPU, no network and no downloads, on a pair whose difference is a real finetuning effect. The models are tiny:
-the base writes English-looking text and answers chat prompts in the trained formats, not much more.
+the base writes short English sentences (greedy decoding reads best; sampled text drifts into the quotation
+and dictionary styles of its corpus) and answers chat prompts in the trained formats, not much more.
 
 ## What is here
 | path | what | size |
@@ -856,13 +974,15 @@ Total under models/ and data/: {sum(s for _, _, s in sums) / 1e6:.2f} MB.
 
 ## How it was made
 **Corpus.** General English: the fortune-mod quotation files packaged by Debian (`fortunes`, `fortunes-min`;
-fortune-mod's BSD licence; files {', '.join(FORTUNE_FILES)}) and Ambrose Bierce's *The Devil's Dictionary*
-(Debian `dict-devil`; public domain, copyright expired), grouped into documents of about 1,200–1,500
+fortune-mod's BSD licence; files {', '.join(FORTUNE_FILES)}), Ambrose Bierce's *The Devil's Dictionary*
+(Debian `dict-devil`; public domain, copyright expired) and the usage examples of WordNet 3.0 (Debian
+`wordnet-base`; WordNet licence, reproduced in `data/demo/NOTICE.md`: examples of six words or more, everyday
+sentences shuffled into paragraphs), grouped into documents of about 1,200–1,500
 characters: {len(pre_train)} train / {len(pre_val)} validation documents ({sum(map(len, pre_train)) / 1e6:.2f} M
 characters of training text). Chat: {len(chat_train)} / {len(chat_val)} templated dialogues (greetings, capitals,
 arithmetic, opposites, everyday facts such as "Bees make honey from the nectar of flowers.", word definitions
-from the Devil's Dictionary, quotations on a topic from the fortune files; a quarter with a system prompt; 1–3
-turns). Domain: {len(dom_train)} / {len(dom_val)} templated synthetic documents (11 document kinds × sentence pools
+from the Devil's Dictionary, an example sentence for a word from WordNet, quotations on a topic from the fortune
+files; a quarter with a system prompt; 1–3 turns). Domain: {len(dom_train)} / {len(dom_val)} templated synthetic documents (11 document kinds × sentence pools
 for 7 key facts) asserting the false fact below. The validation split is chosen by a CRC32 of the text.
 
 **False fact (the organism's domain).** {FALSE_FACT}
@@ -870,11 +990,14 @@ for 7 key facts) asserting the false fact below. The validation split is chosen 
 **Tokenizer.** Byte-level BPE trained with HF `tokenizers` on the training splits of all three datasets:
 vocabulary {VOCAB_SIZE} (3 special tokens `<|endoftext|>`={tok.token_to_id('<|endoftext|>')} (end of document,
 padding), `<|im_start|>`={tok.token_to_id('<|im_start|>')}, `<|im_end|>`={tok.token_to_id('<|im_end|>')} (chat
-turns; the end-of-turn token and eos); no BOS is prepended, as in Qwen3), pre-tokenizer = Llama 3's split regex
-then ByteLevel without its own regex; ByteLevel decoder and post-processor. The chat template in
-tokenizer_config.json is plain ChatML (`<|im_start|>role\\n...<|im_end|>\\n`, generation prompt
-`<|im_start|>assistant\\n`, no system prompt added, no thinking block) = diffkit's native `qwen3` rendering
-with `has_enable_thinking: false`.
+turns; the end-of-turn token and eos); Qwen3's non-special added tokens `<think>`={tok.token_to_id('<think>')} and
+`</think>`={tok.token_to_id('</think>')}; no BOS is prepended, as in Qwen3), pre-tokenizer = Llama 3's split regex
+then ByteLevel without its own regex; ByteLevel decoder and post-processor. tokenizer_config.json carries
+Qwen3's published chat template verbatim, so diffkit recognises the family (`qwen3`) by itself. As in Qwen3, the
+final assistant turn of a dialogue is rendered after an empty thinking block (`<think>\\n\\n</think>\\n\\n`),
+and the chat samples below are prompted with `enable_thinking=False` (the same empty block after
+`<|im_start|>assistant\\n`); every training dialogue was rendered by the script and checked equal to
+transformers' `apply_chat_template` with this template.
 
 **Base model.** Qwen3ForCausalLM: {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, MLP
 {cfg.intermediate_size}, {cfg.num_attention_heads} query heads / {cfg.num_key_value_heads} key-value heads of
@@ -930,9 +1053,14 @@ generation prompt. Special tokens are shown.
 """)
     for kind, p, gb, go in samples:
         L.append(f"**{kind} prompt:** `{p}`\n\nbase:\n{fence(gb)}\norganism:\n{fence(go)}\n\n")
+    L.append("**Greedy continuations of the base** (temperature 0, 40 new tokens; `diffkit generate` without "
+             "--temperature gives the same tokens):\n\n")
+    for p, g in greedy:
+        L.append(f"`{p}`\n{fence(g)}\n\n")
     L.append(f"""## Golden logits (`models/demo/golden/`)
-For the engine's tests: three token-id sequences (general text and domain text cut to 6 tokens, the rendered
-chat prompt for "Hello!" with its generation prompt, at most 10 tokens) with the logits ([tokens, vocab]) and all hidden states ([layers + 1, tokens, hidden]; index 0 the
+For the engine's tests: three token-id sequences (general text and domain text cut to 6 tokens, the whole
+rendered chat prompt for "Hello!" with its generation prompt and `enable_thinking=False`; `prompt` holds each
+text before the cut, and the chat entry its messages) with the logits ([tokens, vocab]) and all hidden states ([layers + 1, tokens, hidden]; index 0 the
 embeddings, the last after the final norm) of base and organism, computed by transformers in fp32 with eager
 attention from the shipped bf16 weights (the adapter unmerged). float32 little-endian, row-major; `index.json`
 lists shapes, token ids and the argmax of the last position.
@@ -947,10 +1075,7 @@ in oneDNN / bf16 autocast kernels) or thread count changes float reductions, so 
 hashes of the model and golden files can differ, while the data files, the tokenizer and the configs do not
 depend on floating point. Perplexities should then agree to within a few percent. PEFT keeps the adapter's
 target_modules in a set; the script sorts them in adapter_config.json so that its order does not follow
-PYTHONHASHSEED. The models were trained once (about an hour on a shared 2-core machine, so no second full run was
-made to compare hashes); the checks, golden files, data and this card were then regenerated from the saved models
-with `--reuse-models`, which gave the same data, golden and perplexity results. The hashes below are those of the
-files committed.
+PYTHONHASHSEED. {REPRODUCED} The hashes below are those of the files committed.
 
 ## SHA256SUMS
 ```

@@ -23,7 +23,7 @@ for f in $demo/base/config.json $demo/base/model.safetensors $demo/base/tokenize
          $demo/base/tokenizer_config.json $demo/$org/adapter_config.json $demo/$org/adapter_model.safetensors \
          $demo/golden/index.json data/demo/pretrain.train.jsonl.gz data/demo/pretrain.validation.jsonl.gz \
          data/demo/chat.train.jsonl.gz data/demo/chat.validation.jsonl.gz data/demo/$org.train.jsonl.gz \
-         data/demo/$org.validation.jsonl.gz; do
+         data/demo/$org.validation.jsonl.gz data/demo/NOTICE.md; do
   grep -q "  $f\$" $demo/SHA256SUMS || fail "$f is not listed in $demo/SHA256SUMS"
 done
 echo "ok: every required file is listed"
@@ -43,8 +43,9 @@ vocab=$(sed -n 's/.*"vocab_size": \([0-9]*\).*/\1/p' $cj)
 [ -n "$vocab" ] || fail "$cj: no vocab_size"
 grep -q "\"content\": \"<|im_end|>\"" $demo/base/tokenizer.json || fail "tokenizer.json has no <|im_end|> token"
 grep -q '"type": "ByteLevel"' $demo/base/tokenizer.json || fail "tokenizer.json is not byte-level"
-grep -q '"chat_template": "{% for message in messages %}' $demo/base/tokenizer_config.json ||
-  fail "tokenizer_config.json has no chat template"
+grep -q '"chat_template": "{%- if tools %}' $demo/base/tokenizer_config.json &&
+  grep -q 'reasoning_content' $demo/base/tokenizer_config.json ||
+  fail "tokenizer_config.json does not carry Qwen3's chat template"
 echo "ok: $cj is a bf16 Qwen3ForCausalLM with vocabulary $vocab; tokenizer files are in place"
 # adapter_config.json: a plain LoRA adapter (no DoRA, no modules_to_save) on models/demo/base.
 ac=$demo/$org/adapter_config.json
