@@ -73,7 +73,11 @@ LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
 QWEN3_TOKENIZER_CONFIG = "tests/fixtures/tokenizers/qwen3/tokenizer_config.json.gz"
 # What a second, independent full run of this script gave (written into the model card; update it by hand after
 # rerunning the check, then regenerate the card with --reuse-models).
-REPRODUCED = ("Not yet checked by a second full run.")
+REPRODUCED = ("Checked: a second full run of the script in a fresh clone (same machine, same package versions, 2 "
+              "threads, 2026-11-27) wrote byte-identical files: all 28 files of SHA256SUMS (weights, adapter, golden "
+              "logits, data, tokenizer) and the same per-step training losses; only the recorded times differed "
+              "(base training 27.7 min in the first run, which shared the cores with other jobs, 23.9 min in the "
+              "second, whose times are shown above). No tolerance is needed on this machine type.")
 # Qwen3's thinking markers: added tokens that are not special (decoded like text), as in Qwen3.
 THINK_TOKENS = ["<think>", "</think>"]
 FORTUNE_FILES = ["art", "computers", "cookie", "definitions", "education", "food", "fortunes", "goedel",
