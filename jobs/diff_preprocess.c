@@ -7,9 +7,17 @@
  * preprocessing.batch_size sequences, fingerprint); then for the base model and the finetuned model the
  * store {activation_store_dir}/{model}/{dataset}/{split}.h5 is reused (complete, same fingerprint), resumed
  * (NAME.h5.partial, same fingerprint) or created, and its pending chunks are computed by all ranks and
- * written collectively (host/io/act_store.h). One rank per device; the CPU backend for now.
+ * written collectively (host/io/act_store.h), the write of one round overlapping the forward of the next
+ * (host/pipeline/pp_run.c). One rank per device: device=cuda (or auto with a GPU visible) runs the bf16
+ * CUDA forward on GPU local_rank % n_gpus (local rank from MPI_Comm_split_type), device=cpu the fp32 CPU
+ * reference; every store records which (its `compute` attribute) and never mixes the two.
  * Expected errors (missing file, malformed line, mismatched store, ...) are agreed across ranks: every rank
  * exits with the same non-zero code and rank 0 prints the message once.
+ *
+ * Not done: the GPU path has not run on a GPU yet (tests/preprocess/pp_gpu.sh, label gpu, is its check);
+ * the CUDA forward call is synchronous, so the GPU idles while the CPU narrows the captures to bf16 and
+ * computes the chunk statistics (narrowing and statistics on the GPU, or an asynchronous forward with two
+ * capture sets, would overlap those too); several GPUs per rank, and NCCL, are not used (one rank per GPU).
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <sched.h>
@@ -28,6 +36,7 @@
 #include "io/act_store.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
+#include "model/backend.h"
 #include "model/forward.h"
 #include "model/model_path.h"
 #include "pipeline/pp_dataset.h"
@@ -50,6 +59,7 @@ typedef struct settings {
     int64_t max_samples, max_tokens_train, max_tokens_validation, batch_size, context_len;
     bool overwrite, skip_bad;
     int threads;
+    dk_device device;
     char *base_dir, *base_id, *base_snapshot;   /* model folder, model_id, commit or "local" */
     char *ft_dir, *ft_id;                         /* adapter or full model folder and id */
     bool ft_is_adapter;
@@ -223,10 +233,10 @@ static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
         dk_cfg_int(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") != 0)
         return dk_err_set(err, DK_EXIT_USAGE, "model.ignore_first_n_tokens_per_sample_during_collection > 0 is not "
                           "supported yet by diff_preprocess (every model in the seed uses 0)");
-    const char *device = dk_cfg_str(cfg, "device");
-    if (strcmp(device, "cuda") == 0)
-        return dk_err_set(err, DK_EXIT_USAGE, "device=cuda: the CUDA backend of diff_preprocess is not built yet; use "
-                          "device=cpu or device=auto");
+    if (dk_device_parse(dk_cfg_str(cfg, "device"), &s->device, err) != 0) {
+        dk_err_prefix(err, "configuration key device: ");
+        return -1;
+    }
     if (read_layers(cfg, s, err) != 0) return -1;
     if (dk_chat_family_from_name(s->chat_template, &s->family, err) != 0) return -1;
     s->config_yaml = dk_cfg_dump(cfg);
@@ -334,8 +344,8 @@ typedef struct job_totals {
 
 /* One store: probe, reuse / resume / create, compute, finalize. */
 static int do_store(const dk_dist *d, const settings *s, dk_store_layout *layout, const dk_pp_plan *plan,
-                    const dk_pp_tokens *t, const dk_model *m, const dk_lora_adapter *adapter, const char *path,
-                    const char *label, bool is_base, int kill_after, job_totals *jt, dk_err *err) {
+                    const dk_pp_tokens *t, dk_backend *be, const dk_lora_adapter *adapter, const char *path,
+                    const char *label, bool is_base, const dk_pp_test_hooks *hooks, job_totals *jt, dk_err *err) {
     int state = DK_STORE_ABSENT;
     char why[1024] = "";
     if (d->rank == 0) {
@@ -371,7 +381,7 @@ static int do_store(const dk_dist *d, const settings *s, dk_store_layout *layout
     LOG_INFO("%s: %s %s.partial (%lld sequences, %lld tokens, %lld chunks of up to %lld sequences)", label,
              resume ? "resuming" : "writing", path, (long long)layout->n_seqs, (long long)layout->n_tokens,
              (long long)layout->n_chunks, (long long)s->batch_size);
-    if (dk_pp_run_store(d, w, layout, plan, t, m, adapter, label, kill_after, &jt->mine, err) != 0) return -1;
+    if (dk_pp_run_store(d, w, layout, plan, t, be, adapter, label, hooks, &jt->mine, err) != 0) return -1;
     if (dk_store_finalize(w, err) != 0) return -1;
     jt->stores_written++;
     LOG_INFO("%s: complete: %s", label, path);
@@ -400,7 +410,9 @@ int main(int argc, char **argv) {
         if (tok && dk_tokenizer_config_json(tok)) s.bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
-    int kill_after = getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS") ? atoi(getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS")) : 0;
+    dk_pp_test_hooks hooks = {0}; /* tests only (tests/preprocess) */
+    hooks.kill_after_rounds = getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS") ? atoi(getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS")) : 0;
+    hooks.hold_writes = getenv("DIFFKIT_TEST_HOLD_WRITES") && strcmp(getenv("DIFFKIT_TEST_HOLD_WRITES"), "1") == 0;
 
     /* models: opened once, on first use; the adapter rides on the base mapping */
     dk_model base = {0}, full_ft = {0};
@@ -418,6 +430,32 @@ int main(int argc, char **argv) {
         }
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+
+    /* where the forward runs: one backend per model (the adapter rides on the base's), one GPU per rank */
+    dk_backend base_be = {0}, ft_be = {0};
+    bool base_be_open = false, ft_be_open = false;
+    int n_gpus = dk_backend_cuda_device_count();
+    dk_backend_options bopt = {.device = s.device, .cuda_device = n_gpus > 0 ? d.local_rank % n_gpus : 0};
+    if (dk_backend_open(&base_be, &base, &bopt, &err) == 0) {
+        base_be_open = true;
+        if (!s.ft_is_adapter) ft_be_open = dk_backend_open(&ft_be, &full_ft, &bopt, &err) == 0;
+    }
+    if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+    const char *compute = dk_backend_compute_name(&base_be);
+    /* device=auto resolves per node: every rank must compute the same way, or one store would mix both */
+    int mode = base_be.device == DK_DEVICE_CUDA ? 1 + (int)base_be.cuda_fp32 : 0, lo = 0, hi = 0;
+    MPI_Allreduce(&mode, &lo, 1, MPI_INT, MPI_MIN, d.comm);
+    MPI_Allreduce(&mode, &hi, 1, MPI_INT, MPI_MAX, d.comm);
+    if (lo != hi) {
+        dk_err_set(&err, DK_EXIT_USAGE, "device=%s resolved differently on different ranks (some have a GPU, some "
+                   "not): set device=cpu or device=cuda explicitly", dk_device_name(s.device));
+        dk_dist_exit(&d, &err);
+    }
+    if (base_be.device == DK_DEVICE_CUDA) {
+        int64_t share = d.local_nranks > n_gpus ? (d.local_nranks + n_gpus - 1) / n_gpus : 1;
+        LOG_INFO("diff_preprocess: device cuda (%s): %d GPU(s) on rank 0's node, %d rank(s) there%s", compute,
+                 n_gpus, d.local_nranks, share > 1 ? "; several ranks share a GPU (run one rank per GPU)" : "");
+    }
     int64_t L = base.cfg.num_hidden_layers, H = base.cfg.hidden_size;
     int64_t layers[DK_STORE_MAX_LAYERS];
     int n_layers = 0;
@@ -466,7 +504,8 @@ int main(int argc, char **argv) {
                 bool is_base = which == 0;
                 const char *model_name = is_base ? base_name : ft_name;
                 dk_pp_identity ident = {.model_id = s.base_id, .model_snapshot = s.base_snapshot,
-                                        .adapter_id = is_base ? "" : s.ft_id, .dtype = s.dtype, .layers = layers,
+                                        .adapter_id = is_base ? "" : s.ft_id, .dtype = s.dtype, .compute = compute,
+                                        .layers = layers,
                                         .n_layers = n_layers, .d_model = H, .context_len = s.context_len};
                 dk_store_layout layout = {.n_tokens = t.n_tokens, .n_seqs = t.n_seqs, .n_chunks = plan.n_chunks,
                                           .d_model = H, .n_layers = n_layers, .seq_offsets = t.offsets,
@@ -476,16 +515,16 @@ int main(int argc, char **argv) {
                                           .adapter_id = is_base || !s.ft_is_adapter ? "" : s.ft_id,
                                           .dtype = s.dtype, .tokenizer_hash = s.tokenizer_hash_hex,
                                           .dataset_hash = data_hash_hex, .dataset_path = path, .split = split,
-                                          .config_yaml = s.config_yaml};
+                                          .config_yaml = s.config_yaml, .compute = compute};
                 if (!is_base && !s.ft_is_adapter) ident.model_id = s.ft_id;
                 memcpy(layout.layers, layers, sizeof(int64_t) * (size_t)n_layers);
                 layout.fingerprint = dk_pp_fingerprint(&ident, &t, &plan);
                 char *store = dk_sprintf("%s/%s/%s/%s.h5", s.store_dir, model_name, name, split);
                 char label[128];
                 snprintf(label, sizeof label, "%s/%s/%s", model_name, name, split);
-                const dk_model *m = is_base || s.ft_is_adapter ? &base : &full_ft;
+                dk_backend *be = is_base || s.ft_is_adapter ? &base_be : &ft_be;
                 const dk_lora_adapter *a = !is_base && s.ft_is_adapter ? &adapter : NULL;
-                if (do_store(&d, &s, &layout, &plan, &t, m, a, store, label, is_base, kill_after, &jt, &err) != 0)
+                if (do_store(&d, &s, &layout, &plan, &t, be, a, store, label, is_base, &hooks, &jt, &err) != 0)
                     dk_dist_exit(&d, &err);
                 free(store);
             }
@@ -496,19 +535,25 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* report: totals over ranks; compute and I/O as the slowest rank saw them */
+    /* report: totals over ranks; compute and I/O as the slowest rank saw them; the I/O hidden behind compute
+     * (the writer thread's HDF5 time the compute thread did not wait for) summed over ranks */
     int64_t tokens = dk_dist_sum_i64(&d, jt.mine.tokens), bytes = dk_dist_sum_i64(&d, jt.mine.bytes);
-    double compute = dk_dist_max_f64(&d, jt.mine.compute_s), io = dk_dist_max_f64(&d, jt.mine.io_s);
+    double compute_s = dk_dist_max_f64(&d, jt.mine.compute_s), io = dk_dist_max_f64(&d, jt.mine.io_s);
+    double hidden_mine = jt.mine.io_s * dk_pp_hidden_share(jt.mine.io_s, jt.mine.wait_s), hidden = 0, io_all = 0;
+    MPI_Allreduce(&hidden_mine, &hidden, 1, MPI_DOUBLE, MPI_SUM, d.comm);
+    MPI_Allreduce(&jt.mine.io_s, &io_all, 1, MPI_DOUBLE, MPI_SUM, d.comm);
     double wall = dk_time_now() - t0;
     char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
-    double busy = compute + io > 0 ? compute + io : 1;
-    LOG_INFO("diff_preprocess done: %d stores written, %d reused; %s tokens in %s (%s tokens/s); compute %.0f%%, "
-             "I/O %.0f%% (%.2fs / %.2fs); %s written (%s/s)",
-             (int)jt.stores_written, (int)jt.stores_reused, dk_format_count(b1, (double)tokens),
+    double busy = compute_s + io > 0 ? compute_s + io : 1;
+    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); compute "
+             "%.0f%%, I/O %.0f%% (%.2fs / %.2fs), %.0f%% of the I/O hidden behind compute; %s written (%s/s)",
+             compute, (int)jt.stores_written, (int)jt.stores_reused, dk_format_count(b1, (double)tokens),
              dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
-             100 * compute / busy, 100 * io / busy, compute, io, dk_format_bytes(b4, (double)bytes),
-             dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
+             100 * compute_s / busy, 100 * io / busy, compute_s, io, io_all > 0 ? 100 * hidden / io_all : 0,
+             dk_format_bytes(b4, (double)bytes), dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
     LOG_INFO("stores under %s", s.store_dir);
+    if (ft_be_open) dk_backend_close(&ft_be);
+    if (base_be_open) dk_backend_close(&base_be);
     if (ft_open && s.ft_is_adapter) dk_lora_free(&adapter);
     if (ft_open && !s.ft_is_adapter) dk_model_close(&full_ft);
     if (base_open) dk_model_close(&base);

@@ -5,6 +5,10 @@
 #   2. build the engine-only configuration with CUDA for the machine's own architecture,
 #   3. run the GPU tests (ctest label gpu: every CUDA op against its CPU twin, the CUDA forward against the
 #      CPU forward on the golden models),
+#   3b. only with GPU_CHECK_PREPROCESS=1 and the full package set in .debs/ (prepare_debs.sh .debs full):
+#      a full build (MPI, HDF5) of diff_preprocess and pp_store_tool, then the test preprocess_gpu_vs_cpu
+#      (tests/preprocess/pp_gpu.sh: device=cuda stores against device=cpu stores on the demo pair); it
+#      takes time from the benchmark,
 #   4. benchmark (tools/bench_gpu.py): random-weight Llama-3.2-1B, Qwen3-1.7B and Gemma-3-1B checkpoints
 #      written by torch here, diffkit's tokens/s for middle-layer capture and the full forward, MFU against
 #      a bf16 cuBLASLt GEMM peak measured in the same run, transformers (bf16, sdpa, hooks) on the same
@@ -54,6 +58,21 @@ if [ "$built" = 1 ]; then
   rc=$?
   summary+=("gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest-gpu.log" | tail -1) (exit $rc), $(elapsed) s")
   grep -E 'SKIP:|FAIL' "$out/ctest-gpu.log" | head -20
+fi
+
+# 3b: diff_preprocess on the GPU (needs MPI and parallel HDF5, so a second, full configuration)
+if [ "$built" = 1 ] && [ "${GPU_CHECK_PREPROCESS:-0}" = 1 ] && ls .debs/libhdf5-openmpi-dev*.deb >/dev/null 2>&1; then
+  if timeout 40 cmake -S . -B build-gpu-full "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDIFFKIT_CUDA=ON \
+       -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$out/configure-full.log" 2>&1 &&
+     timeout 240 cmake --build build-gpu-full -j "$(nproc)" --target diff_preprocess pp_store_tool \
+       > "$out/build-full.log" 2>&1; then
+    (cd build-gpu-full && timeout 150 ctest -R preprocess_gpu_vs_cpu -V --timeout 140) > "$out/ctest-preprocess-gpu.log" 2>&1
+    rc=$?
+    summary+=("preprocess gpu vs cpu: $(grep -E 'tests passed|tests failed' "$out/ctest-preprocess-gpu.log" | tail -1) (exit $rc), $(elapsed) s")
+  else
+    tail -30 "$out/configure-full.log" "$out/build-full.log"
+    summary+=("full build for preprocess_gpu_vs_cpu: FAILED or timed out (configure-full.log, build-full.log)")
+  fi
 fi
 
 # out-of-bounds and uninitialised device accesses of every kernel (memcheck; the guard bands of the tests

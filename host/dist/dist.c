@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/check_mpi.h"
 #include "core/log.h"
@@ -22,11 +23,13 @@ static void finalize_at_exit(void) {
 void dk_dist_init(int *argc, char ***argv, dk_dist *d) {
     memset(d, 0, sizeof *d);
     int provided = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    /* SERIALIZED, not FUNNELED: a thread other than main may make MPI calls, never two at once (pp_run.c) */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "diffkit: error: MPI_Init failed (is this run under mpirun/srun?)\n");
         exit(DK_EXIT_RUNTIME);
     }
     atexit(finalize_at_exit);
+    d->thread_level = provided;
     d->comm = MPI_COMM_WORLD;
     MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
     MPI_CHECK(MPI_Comm_rank(d->comm, &d->rank));
@@ -50,6 +53,25 @@ int dk_dist_agree(const dk_dist *d, dk_err *err) {
     int mine = dk_err_is_set(err) ? d->rank : d->nranks;
     int first = d->nranks;
     MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm));
+    if (first == d->nranks) return 0;
+    dk_err shared;
+    if (d->rank == first) shared = *err;
+    MPI_CHECK(MPI_Bcast(&shared, (int)sizeof shared, MPI_BYTE, first, d->comm));
+    *err = shared;
+    return -1;
+}
+
+int dk_dist_agree_idle(const dk_dist *d, dk_err *err) {
+    int mine = dk_err_is_set(err) ? d->rank : d->nranks;
+    int first = d->nranks, done = 0;
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm, &req));
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = 200 * 1000};
+    for (;;) {
+        MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+        if (done) break;
+        nanosleep(&pause, NULL);
+    }
     if (first == d->nranks) return 0;
     dk_err shared;
     if (d->rank == first) shared = *err;

@@ -20,15 +20,22 @@ typedef struct dk_dist {
     int rank, nranks;
     int local_rank;     /* rank among the ranks of this node (MPI_COMM_TYPE_SHARED): picks the device */
     int local_nranks;
+    int thread_level;   /* what MPI_Init_thread provided (MPI_THREAD_SERIALIZED requested; see dist.c) */
 } dk_dist;
 
-/* MPI_Init, logging rank, MPI_Abort as dk_abort handler, local rank. Ends the job if MPI cannot start. */
+/* MPI_Init_thread, logging rank, MPI_Abort as dk_abort handler, local rank. Ends the job if MPI cannot start.
+ * Requests MPI_THREAD_SERIALIZED: diff_preprocess's writer thread makes the MPI (and MPI-IO) calls while
+ * its compute thread runs (host/pipeline/pp_run.c); a job that needs that level checks thread_level. */
 void dk_dist_init(int *argc, char ***argv, dk_dist *d);
 void dk_dist_finalize(dk_dist *d);
 
 /* Collective. 0 when no rank has an error set; else -1 on every rank, with err holding the message (and
  * code) of the lowest failing rank, so rank 0 can print it once. */
 int dk_dist_agree(const dk_dist *d, dk_err *err);
+/* dk_dist_agree for a thread that waits beside a computing thread on the same cores (diff_preprocess's
+ * writer): it waits for the other ranks with MPI_Iallreduce, MPI_Test and 200 us sleeps instead of MPI's
+ * busy polling, which would take the core from the computation it is waiting for. Same result. */
+int dk_dist_agree_idle(const dk_dist *d, dk_err *err);
 /* Prints err once (rank 0), finalizes MPI and exits with err->code on every rank. Call after agree. */
 void dk_dist_exit(dk_dist *d, const dk_err *err) __attribute__((noreturn));
 

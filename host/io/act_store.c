@@ -214,6 +214,7 @@ static void create_layout(dk_store_writer *w) {
     attr_str(w->file, "dataset_hash", L->dataset_hash, 0);
     attr_str(w->file, "dataset_path", L->dataset_path, 0);
     attr_str(w->file, "split", L->split, 0);
+    attr_str(w->file, "compute", L->compute ? L->compute : "cpu-fp32", 0);
     if (yaml_len < 60000) attr_str(w->file, "config_yaml", L->config_yaml ? L->config_yaml : "", 0);
 
     /* plan-known raw data, written by rank 0; chunk flags start at 0 (no fill value: written explicitly) */

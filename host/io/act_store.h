@@ -35,6 +35,7 @@ typedef struct dk_store_layout {
     const char *model_id, *model_snapshot, *adapter_id, *dtype;  /* adapter_id "" for a base model */
     const char *tokenizer_hash, *dataset_hash, *dataset_path, *split;
     const char *config_yaml;              /* resolved configuration */
+    const char *compute;                  /* what computed the rows: "cpu-fp32", "cuda-bf16", "cuda-fp32" */
 } dk_store_layout;
 
 /* What is on disk for a final path (NAME.h5) and its NAME.h5.partial. */

@@ -58,6 +58,11 @@ int dk_act_store_open(dk_act_store *s, const char *path, int64_t layer, bool all
     }
     s->model_id = read_str_attr(f, "model_id");
     s->adapter_id = read_str_attr(f, "adapter_id");
+    s->compute = read_str_attr(f, "compute");
+    if (!s->compute[0]) { /* written before the attribute existed: only the CPU backend wrote stores then */
+        free(s->compute);
+        s->compute = dk_strdup("cpu-fp32");
+    }
     s->d_model = attr_i64(f, "d_model");
     s->n_tokens = attr_i64(f, "n_tokens");
     s->n_seqs = attr_i64(f, "n_sequences");
@@ -110,6 +115,7 @@ void dk_act_store_close(dk_act_store *s) {
     free(s->path);
     free(s->model_id);
     free(s->adapter_id);
+    free(s->compute);
     memset(s, 0, sizeof *s);
     s->file = s->layer_ds = s->bf16 = -1;
 }
@@ -177,6 +183,14 @@ int dk_act_pair_open(dk_act_pair *p, const char *base_path, const char *ft_path,
     if (what) {
         dk_err_set(err, DK_EXIT_RUNTIME, "%s and %s differ in %s: they were not cached from the same dataset with "
                    "the same tokenizer and settings", base_path, ft_path, what);
+        dk_act_pair_close(p);
+        return -1;
+    }
+    /* a difference of rows computed in bf16 and in fp32 would mostly measure the precision, not the finetune */
+    if (strcmp(b->compute, f->compute) != 0) {
+        dk_err_set(err, DK_EXIT_RUNTIME, "%s was computed with %s and %s with %s: their difference would mix "
+                   "numerical precision into the finetuning effect; recompute one of them on the other's device",
+                   base_path, b->compute, ft_path, f->compute);
         dk_act_pair_close(p);
         return -1;
     }

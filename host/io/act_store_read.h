@@ -27,6 +27,7 @@ typedef struct dk_act_store {
     uint64_t fingerprint;
     char *path;
     char *model_id, *adapter_id;
+    char *compute;            /* "cpu-fp32", "cuda-bf16", ... ("cpu-fp32" for stores older than the attribute) */
 } dk_act_store;
 
 /* Opens a complete store for one layer (error naming the layers present otherwise). allow_partial opens an

@@ -44,6 +44,7 @@ int dk_backend_open(dk_backend *be, const dk_model *m, const dk_backend_options 
     if (dk_cuda_select_device(opt ? opt->cuda_device : 0, err) != 0) return -1;
     if (dk_cuda_forward_open(m, fp32 ? DK_CUDA_F32 : DK_CUDA_BF16, &f, err) != 0) return -1;
     be->cuda = f;
+    be->cuda_fp32 = fp32;
     be->device = DK_DEVICE_CUDA;
     return 0;
 #else
@@ -65,4 +66,52 @@ int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_
     if (be->device == DK_DEVICE_CUDA && !cache) return dk_cuda_forward_run(be->cuda, adapter, batch, plan, err);
 #endif
     return dk_forward(be->model, adapter, batch, plan, cache, err);
+}
+
+const char *dk_backend_compute_name(const dk_backend *be) {
+    if (be->device != DK_DEVICE_CUDA) return "cpu-fp32";
+    return be->cuda_fp32 ? "cuda-fp32" : "cuda-bf16";
+}
+
+int dk_backend_cuda_device_count(void) {
+#ifdef DIFFKIT_HAVE_CUDA
+    return dk_cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+int dk_backend_reserve(dk_backend *be, int64_t max_tokens, int64_t max_seqs, int64_t n_capture,
+                       const dk_lora_adapter *adapter, dk_err *err) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->device == DK_DEVICE_CUDA) {
+        int64_t rank = adapter ? (adapter->r + 7) / 8 * 8 : 0; /* the padded rank the forward lays out */
+        return dk_cuda_forward_reserve(be->cuda, max_tokens, max_seqs, n_capture, 0, rank, err);
+    }
+#endif
+    (void)be, (void)max_tokens, (void)max_seqs, (void)n_capture, (void)adapter, (void)err;
+    return 0;
+}
+
+void *dk_backend_host_alloc(const dk_backend *be, size_t bytes) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->device == DK_DEVICE_CUDA) {
+        void *p = dk_cuda_host_alloc(bytes);
+        CHECK(p != NULL, "cannot allocate %zu bytes of pinned host memory", bytes);
+        return p;
+    }
+#endif
+    (void)be;
+    return dk_malloc(bytes ? bytes : 1);
+}
+
+void dk_backend_host_free(const dk_backend *be, void *p) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->device == DK_DEVICE_CUDA) {
+        dk_cuda_host_free(p);
+        return;
+    }
+#endif
+    (void)be;
+    free(p);
 }

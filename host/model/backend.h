@@ -34,6 +34,7 @@ typedef struct dk_backend {
     dk_device device;          /* resolved: DK_DEVICE_CPU or DK_DEVICE_CUDA */
     const dk_model *model;
     void *cuda;                /* dk_cuda_forward * when device is CUDA */
+    bool cuda_fp32;            /* resolved GPU mode (fp32 instead of bf16) */
 } dk_backend;
 
 /* "auto", "cpu", "cuda" -> *out. 0, or -1 with err set (usage) naming the valid values. */
@@ -48,5 +49,18 @@ void dk_backend_close(dk_backend *be);
 /* dk_forward's contract on the chosen device. */
 int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
                        const dk_hook_plan *plan, dk_kv_cache *cache, dk_err *err);
+
+/* What computes the activations, as stores record it: "cpu-fp32" (the reference), "cuda-bf16" or "cuda-fp32". */
+const char *dk_backend_compute_name(const dk_backend *be);
+/* How many GPUs this build can use (0 without CUDA or without a device). */
+int dk_backend_cuda_device_count(void);
+/* On the GPU: sizes the activation arena up front for batches of up to max_tokens tokens and max_seqs
+ * sequences with n_capture captures, no logits, and `adapter` (may be NULL); no-op on the CPU. 0 or -1 + err. */
+int dk_backend_reserve(dk_backend *be, int64_t max_tokens, int64_t max_seqs, int64_t n_capture,
+                       const dk_lora_adapter *adapter, dk_err *err);
+/* Host buffers for captures: pinned (cudaMallocHost) on the GPU, so captures land without a staging copy;
+ * plain malloc on the CPU. Aborts when memory runs out (as dk_malloc). Free with dk_backend_host_free. */
+void *dk_backend_host_alloc(const dk_backend *be, size_t bytes);
+void dk_backend_host_free(const dk_backend *be, void *p);
 
 #endif

@@ -5,6 +5,7 @@
 #include "forward_cuda.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,20 @@ struct dk_cuda_forward {
 bool dk_cuda_available(void) {
     int n = 0;
     return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+int dk_cuda_device_count(void) {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+
+void dk_cuda_device_name(char *buf, size_t cap) {
+    int dev = 0;
+    struct cudaDeviceProp prop;
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+        snprintf(buf, cap, "%s", prop.name);
+    else
+        snprintf(buf, cap, "unknown GPU");
 }
 
 int dk_cuda_select_device(int index, dk_err *err) {

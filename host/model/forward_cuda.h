@@ -39,6 +39,10 @@ typedef struct dk_cuda_forward dk_cuda_forward;
 
 /* Whether a usable CUDA device is present (cudaGetDeviceCount > 0). */
 bool dk_cuda_available(void);
+/* How many CUDA devices are visible (0 when none or the runtime fails). */
+int dk_cuda_device_count(void);
+/* The current device's name ("NVIDIA H100 80GB HBM3"), into buf; "unknown GPU" if it cannot be read. */
+void dk_cuda_device_name(char *buf, size_t cap);
 /* Makes GPU `index` the calling thread's device (one rank per GPU: index = the node-local MPI rank, from
  * MPI_Comm_split_type(MPI_COMM_TYPE_SHARED), modulo the device count). Call before dk_cuda_forward_open and
  * use the forward from the same thread. 0, or -1 with err set. */

@@ -49,5 +49,8 @@ uint64_t dk_pp_fingerprint(const dk_pp_identity *id, const dk_pp_tokens *t, cons
     h = dk_fnv1a(h, t->offsets, (size_t)(t->n_seqs + 1) * sizeof(int64_t));
     h = dk_fnv1a(h, t->ids, (size_t)t->n_tokens * sizeof(int32_t));
     h = dk_fnv1a(h, plan->chunk_seq, (size_t)(plan->n_chunks + 1) * sizeof(int64_t));
+    /* rows from the GPU (bf16 compute) differ from the CPU reference's: another content, another fingerprint,
+     * so a store is never resumed or reused across compute modes */
+    if (id->compute && strcmp(id->compute, "cpu-fp32") != 0) h = hash_str(h, id->compute);
     return h;
 }

@@ -20,9 +20,11 @@ void dk_pp_plan_make(const dk_pp_tokens *t, int64_t batch_size, dk_pp_plan *plan
 void dk_pp_plan_free(dk_pp_plan *plan);
 
 /* What makes two stores' contents equal: the model, its adapter, the captured layers, the dtype, the tokens
- * and their sequence and chunk boundaries. */
+ * and their sequence and chunk boundaries, and what computed the rows (compute: dk_backend_compute_name;
+ * "cpu-fp32" or NULL adds nothing to the hash, so CPU stores keep the fingerprints they had before the GPU
+ * path existed). */
 typedef struct dk_pp_identity {
-    const char *model_id, *model_snapshot, *adapter_id, *dtype;
+    const char *model_id, *model_snapshot, *adapter_id, *dtype, *compute;
     const int64_t *layers;
     int n_layers;
     int64_t d_model, context_len;

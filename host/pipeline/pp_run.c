@@ -1,10 +1,46 @@
-/* pp_run.c — the compute-and-write loop of one store (see pp_run.h). */
+/* pp_run.c — the compute-and-write loop of one store (see pp_run.h), pipelined: the collective write of
+ * round r runs while the forward of round r + 1 computes.
+ *
+ * Two threads, two buffer sets:
+ *   compute (the caller's thread, which owns the backend and, on the GPU, the CUDA device): for round r it
+ *     waits until buffer set r % 2 is free (round r - 2 written), runs the forward into the capture buffers,
+ *     narrows them to bf16 and computes the chunk statistics into set r % 2, then posts round r together
+ *     with its forward error, if any. While the writer lives it makes no MPI and no HDF5 call.
+ *   writer (one pthread per store): for round r it takes the posted set, agrees with every rank whether any
+ *     forward failed (dk_dist_agree_idle: it sleeps rather than spins while slower ranks compute, so it does
+ *     not take the core from this rank's compute thread), writes the round collectively (dk_store_write_round: HDF5 over
+ *     MPI-IO), sums the progress counters (MPI_Allreduce), then frees the set. It makes every MPI and HDF5
+ *     call of the loop, so "one thread makes all HDF5 calls" holds and the MPI-IO of one rank never runs
+ *     beside another MPI call of the same rank.
+ *
+ * MPI threading: dk_dist_init requests MPI_THREAD_SERIALIZED: MPI may be called from any thread but never
+ * from two at once. Here the compute thread makes MPI and HDF5 calls only before pthread_create and after
+ * pthread_join, which order them against the writer's, and the writer is the only caller in between. The
+ * provided level is checked before the writer starts (a clear error, agreed on every rank, if too low).
+ * Alternatives not taken: the compute thread doing the error agreement while the writer does MPI-IO would
+ * need MPI_THREAD_MULTIPLE (not always provided, and slower in Open MPI); agreeing once after the loop
+ * instead of per round would let a rank whose forward failed keep others writing chunks it never computed.
+ * Debian's parallel HDF5 is not built thread-safe; it is only ever entered by one thread at a time.
+ *
+ * Errors: a forward error rides with its round to the writer; every rank's writer agrees on it at that
+ * round, closes the store (the chunks already flushed stay flagged for a rerun; the store is never marked
+ * complete) and stops; a compute thread waiting for a buffer set sees the writer stopped and stops too.
+ * A fatal CHECK on either thread ends the job with MPI_Abort, as before.
+ *
+ * Buffers: one set of fp32 capture buffers (pinned on the GPU, dk_backend_host_alloc): only the compute
+ * thread reads them, so a second set would buy nothing while the forward call is synchronous. The writer
+ * reads the bf16 rows and the statistics, which are double buffered. Tokens are read in place from t.
+ *
+ * Times: compute_s (the compute thread's forward, narrowing, statistics), io_s (the writer's HDF5 time),
+ * wait_s (the compute thread blocked on the writer). io_s - wait_s is the I/O hidden behind compute. */
 #include "pipeline/pp_run.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/format.h"
 #include "core/log.h"
@@ -12,6 +48,9 @@
 #include "core/timer.h"
 #include "dist/shard_plan.h"
 #include "kernels/cpu/convert.h"
+
+/* How long the hold_writes test hook waits for the next round before it calls the pipeline broken. */
+enum { HOLD_TIMEOUT_S = 60 };
 
 /* mean and sum of squared deviations per dimension of x (n, d), two-pass in fp64 (exact enough, and the
  * same bits whichever rank computes the chunk) */
@@ -28,19 +67,159 @@ static void chunk_stats(const float *x, int64_t n, int64_t d, double *mean, doub
         }
 }
 
+double dk_pp_hidden_share(double io_s, double wait_s) {
+    if (io_s <= 0) return 0;
+    double h = (io_s - wait_s) / io_s;
+    return h < 0 ? 0 : h > 1 ? 1 : h;
+}
+
+/* One buffer set: what the writer needs of one round. */
+typedef struct slot {
+    uint16_t *bf16[DK_STORE_MAX_LAYERS];                        /* per layer (T, H) bf16 bits */
+    double *mean[DK_STORE_MAX_LAYERS], *m2[DK_STORE_MAX_LAYERS];/* per layer (H) */
+    dk_store_chunk chunk;                                       /* chunk -1: nothing to write this round */
+    int64_t rows;
+    dk_err err;                                                 /* this rank's forward error of the round */
+} slot;
+
+typedef struct pipeline {
+    /* fixed while the writer runs */
+    const dk_dist *d;
+    dk_store_writer *w;
+    int64_t rounds;
+    const dk_pp_test_hooks *hooks;
+    dk_progress *prog;
+    slot slots[2];
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t posted;         /* rounds the compute thread has handed over */
+    int64_t written;        /* rounds the writer has finished (their set is free again) */
+    bool compute_done;      /* the compute thread posts nothing more */
+    bool writer_done;       /* the writer has stopped: every round written, or an agreed error */
+    /* the writer's results, read after the join */
+    int rc;
+    dk_err err;
+    int64_t tokens, bytes, held;
+} pipeline;
+
+/* wakes every waiter and releases mu (held by the caller) */
+static void broadcast_unlock(pipeline *p) {
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* hold_writes test hook: wait until round r + 1 is posted. 0 when it was, -1 (err set) when it never came:
+ * the compute thread cannot run ahead of the writer. */
+static int hold_for_next_round(pipeline *p, int64_t r, dk_err *err) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += HOLD_TIMEOUT_S;
+    pthread_mutex_lock(&p->mu);
+    int timed_out = 0;
+    while (p->posted <= r + 1 && !p->compute_done && !timed_out)
+        timed_out = pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0;
+    bool ahead = p->posted > r + 1;
+    pthread_mutex_unlock(&p->mu);
+    if (ahead) return 0;
+    return dk_err_set(err, DK_EXIT_RUNTIME, "test hook hold_writes: round %lld was not computed while round %lld "
+                      "waited to be written: the compute thread does not run ahead of the writer",
+                      (long long)r + 2, (long long)r + 1);
+}
+
+static void *writer_main(void *arg) {
+    pipeline *p = arg;
+    int64_t bytes_global = 0;
+    for (int64_t r = 0; r < p->rounds; r++) {
+        pthread_mutex_lock(&p->mu);
+        while (p->posted <= r && !p->compute_done) pthread_cond_wait(&p->cv, &p->mu);
+        bool have = p->posted > r;
+        pthread_mutex_unlock(&p->mu);
+        /* the compute thread stops early only after posting a failed round, which ends the loop there */
+        CHECK(have, "pipeline: the compute thread stopped before round %lld", (long long)r);
+        const slot *s = &p->slots[r % 2];
+        dk_err err = s->err;
+        if (p->hooks->hold_writes && r + 1 < p->rounds && !dk_err_is_set(&err)) {
+            if (hold_for_next_round(p, r, &err) == 0) p->held++;
+        }
+        if (dk_dist_agree_idle(p->d, &err) != 0) {
+            p->rc = -1;
+            p->err = err;
+            dk_store_writer_close(p->w);
+            break;
+        }
+        const bool mine = s->chunk.chunk >= 0;
+        int64_t wrote = dk_store_write_round(p->w, mine ? &s->chunk : NULL);
+        p->tokens += mine ? s->rows : 0;
+        p->bytes += wrote;
+        int64_t round_tokens = dk_dist_sum_i64(p->d, mine ? s->rows : 0);
+        bytes_global += dk_dist_sum_i64(p->d, wrote);
+        char note[96], gib[32];
+        dk_format_bytes(gib, (double)bytes_global);
+        snprintf(note, sizeof note, "%s written", gib);
+        dk_progress_set_note(p->prog, note);
+        dk_progress_add(p->prog, (double)round_tokens);
+        if (p->hooks->kill_after_rounds > 0 && r + 1 == p->hooks->kill_after_rounds && p->d->rank == 0) {
+            fprintf(stderr, "diff_preprocess: test hook: killing rank 0 after round %lld\n", (long long)r + 1);
+            fflush(stderr);
+            raise(SIGKILL);
+        }
+        pthread_mutex_lock(&p->mu);
+        p->written = r + 1;
+        broadcast_unlock(p);
+    }
+    if (p->rc == 0) dk_progress_end(p->prog);
+    pthread_mutex_lock(&p->mu);
+    p->writer_done = true;
+    broadcast_unlock(p);
+    return NULL;
+}
+
+/* Forward of chunk c into the capture buffers, then bf16 rows and statistics into s. 0 or -1 + s->err. */
+static int compute_chunk(const dk_store_layout *layout, const dk_pp_plan *plan, const dk_pp_tokens *t,
+                         dk_backend *be, const dk_lora_adapter *adapter, const char *label, int64_t c,
+                         int64_t *ids, int64_t *starts, float **capture, slot *s) {
+    int64_t H = layout->d_model, nl = layout->n_layers;
+    int64_t s0 = plan->chunk_seq[c], s1 = plan->chunk_seq[c + 1];
+    int64_t row0 = t->offsets[s0];
+    int64_t rows = t->offsets[s1] - row0;
+    for (int64_t i = 0; i < rows; i++) ids[i] = t->ids[row0 + i];
+    for (int64_t q = s0; q <= s1; q++) starts[q - s0] = t->offsets[q] - row0;
+    dk_batch batch = {.ids = ids, .n_tokens = rows, .seq_start = starts, .n_seqs = s1 - s0, .is_prompt = true};
+    dk_hook_plan hooks = {.n_capture = nl, .capture_layers = layout->layers, .captures = capture,
+                          .logits = DK_LOGITS_NONE};
+    if (dk_backend_forward(be, adapter, &batch, &hooks, NULL, &s->err) != 0) {
+        dk_err_prefix(&s->err, "%s, chunk %lld: ", label, (long long)c);
+        return -1;
+    }
+    for (int64_t i = 0; i < nl; i++) {
+        dk_cpu_f32_to_bf16(s->bf16[i], capture[i], (size_t)(rows * H));
+        chunk_stats(capture[i], rows, H, s->mean[i], s->m2[i]);
+        s->chunk.rows[i] = s->bf16[i];
+        s->chunk.mean[i] = s->mean[i];
+        s->chunk.m2[i] = s->m2[i];
+    }
+    s->chunk.chunk = c;
+    s->chunk.tokens = t->ids + row0;
+    s->rows = rows;
+    return 0;
+}
+
 int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout *layout, const dk_pp_plan *plan,
-                    const dk_pp_tokens *t, const dk_model *m, const dk_lora_adapter *adapter, const char *label,
-                    int kill_after_rounds, dk_pp_totals *totals, dk_err *err) {
+                    const dk_pp_tokens *t, dk_backend *be, const dk_lora_adapter *adapter, const char *label,
+                    const dk_pp_test_hooks *test_hooks, dk_pp_totals *totals, dk_err *err) {
     int64_t C = plan->n_chunks, H = layout->d_model, nl = layout->n_layers;
     uint8_t *done = dk_malloc((size_t)C + 1);
     uint8_t *pending = dk_malloc((size_t)C + 1);
     int64_t *mine = dk_malloc((size_t)(C ? C : 1) * sizeof(int64_t));
     dk_store_read_done(w, done);
-    int64_t pending_tokens = 0, n_done = 0;
+    int64_t pending_tokens = 0, n_done = 0, max_seqs = 1;
     for (int64_t c = 0; c < C; c++) {
         pending[c] = !done[c];
         if (pending[c]) pending_tokens += plan->chunk_tokens[c];
         else n_done++;
+        int64_t n = plan->chunk_seq[c + 1] - plan->chunk_seq[c];
+        if (n > max_seqs) max_seqs = n;
     }
     if (n_done) LOG_INFO("%s: resuming, %lld of %lld chunks already written", label, (long long)n_done, (long long)C);
     int64_t n_mine = dk_shard_assign(plan->chunk_tokens, pending, C, d->rank, d->nranks, mine);
@@ -58,16 +237,33 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
               (long long)my_tokens, (long long)my_first);
 
     int64_t T = plan->max_chunk_tokens > 0 ? plan->max_chunk_tokens : 1;
-    int64_t *ids = dk_malloc((size_t)T * sizeof(int64_t));          /* (T) */
+    /* before the writer exists: the MPI thread level, the device arena; agreed on the main thread */
+    if (d->thread_level < MPI_THREAD_SERIALIZED)
+        dk_err_set(err, DK_EXIT_RUNTIME, "this MPI library provides thread level %d, below MPI_THREAD_SERIALIZED "
+                   "(%d), which diff_preprocess's writer thread needs (Open MPI and MPICH provide it)",
+                   d->thread_level, MPI_THREAD_SERIALIZED);
+    else if (n_mine > 0)
+        dk_backend_reserve(be, T, max_seqs, nl, adapter, err);
+    if (dk_dist_agree(d, err) != 0) {
+        free(done);
+        free(pending);
+        free(mine);
+        dk_store_writer_close(w);
+        return -1;
+    }
+
+    int64_t *ids = dk_malloc((size_t)T * sizeof(int64_t));             /* (T) */
     int64_t *starts = dk_malloc((size_t)(t->n_seqs + 1) * sizeof(int64_t));
-    float *capture[DK_STORE_MAX_LAYERS];                               /* per layer (T, H) */
-    uint16_t *bf16[DK_STORE_MAX_LAYERS];                               /* per layer (T, H) */
-    double *mean[DK_STORE_MAX_LAYERS], *m2[DK_STORE_MAX_LAYERS];       /* per layer (H) */
+    float *capture[DK_STORE_MAX_LAYERS];                                  /* per layer (T, H) fp32 */
+    pipeline p;
+    memset(&p, 0, sizeof p);
     for (int64_t i = 0; i < nl; i++) {
-        capture[i] = dk_malloc((size_t)(T * H) * sizeof(float));
-        bf16[i] = dk_malloc((size_t)(T * H) * sizeof(uint16_t));
-        mean[i] = dk_malloc((size_t)H * sizeof(double));
-        m2[i] = dk_malloc((size_t)H * sizeof(double));
+        capture[i] = dk_backend_host_alloc(be, (size_t)(T * H) * sizeof(float));
+        for (int k = 0; k < 2; k++) {
+            p.slots[k].bf16[i] = dk_malloc((size_t)(T * H) * sizeof(uint16_t));
+            p.slots[k].mean[i] = dk_malloc((size_t)H * sizeof(double));
+            p.slots[k].m2[i] = dk_malloc((size_t)H * sizeof(double));
+        }
     }
     double pending_global = (double)dk_dist_sum_i64(d, d->rank == 0 ? pending_tokens : 0);
     dk_progress prog;
@@ -76,74 +272,72 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
     dk_progress_begin(&prog, plabel, pending_global, "tokens");
     dk_timer compute;
     dk_timer_reset(&compute);
-    double io_before = dk_store_io_seconds(w);
-    int64_t bytes_global = 0;
-    int rc = 0;
+    double io_before = dk_store_io_seconds(w), wait_s = 0;
+
+    p.d = d;
+    p.w = w;
+    p.rounds = rounds;
+    p.hooks = test_hooks;
+    p.prog = &prog;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    pthread_t writer;
+    CHECK(pthread_create(&writer, NULL, writer_main, &p) == 0, "cannot start the writer thread");
+    /* from here to the join: no MPI, no HDF5 on this thread */
     for (int64_t r = 0; r < rounds; r++) {
-        dk_store_chunk chunk = {.chunk = -1};
-        int64_t rows = 0;
+        slot *s = &p.slots[r % 2];
+        double t0 = dk_time_now();
+        pthread_mutex_lock(&p.mu);
+        while (!p.writer_done && r - p.written >= 2) pthread_cond_wait(&p.cv, &p.mu);
+        bool stop = p.writer_done;
+        pthread_mutex_unlock(&p.mu);
+        wait_s += dk_time_now() - t0;
+        if (stop) break; /* an agreed error ended the writer */
+        s->chunk = (dk_store_chunk){.chunk = -1};
+        s->rows = 0;
+        dk_err_clear(&s->err);
+        bool failed = false;
         if (r < n_mine) {
-            int64_t c = mine[r];
-            int64_t s0 = plan->chunk_seq[c], s1 = plan->chunk_seq[c + 1];
-            int64_t row0 = t->offsets[s0];
-            rows = t->offsets[s1] - row0;
             dk_timer_start(&compute);
-            for (int64_t i = 0; i < rows; i++) ids[i] = t->ids[row0 + i];
-            for (int64_t s = s0; s <= s1; s++) starts[s - s0] = t->offsets[s] - row0;
-            dk_batch batch = {.ids = ids, .n_tokens = rows, .seq_start = starts, .n_seqs = s1 - s0, .is_prompt = true};
-            dk_hook_plan hooks = {.n_capture = nl, .capture_layers = layout->layers, .captures = capture,
-                                  .logits = DK_LOGITS_NONE};
-            if (dk_forward(m, adapter, &batch, &hooks, NULL, err) != 0) {
-                dk_err_prefix(err, "%s, chunk %lld: ", label, (long long)c);
-                rc = -1;
-            } else {
-                for (int64_t i = 0; i < nl; i++) {
-                    dk_cpu_f32_to_bf16(bf16[i], capture[i], (size_t)(rows * H));
-                    chunk_stats(capture[i], rows, H, mean[i], m2[i]);
-                    chunk.rows[i] = bf16[i];
-                    chunk.mean[i] = mean[i];
-                    chunk.m2[i] = m2[i];
-                }
-                chunk.chunk = c;
-                chunk.tokens = t->ids + row0;
-            }
+            failed = compute_chunk(layout, plan, t, be, adapter, label, mine[r], ids, starts, capture, s) != 0;
             dk_timer_stop(&compute);
         }
-        if (dk_dist_agree(d, err) != 0) {
-            rc = -1;
-            break;
-        }
-        int64_t wrote = dk_store_write_round(w, chunk.chunk >= 0 ? &chunk : NULL);
-        totals->tokens += chunk.chunk >= 0 ? rows : 0;
-        totals->bytes += wrote;
-        int64_t round_tokens = dk_dist_sum_i64(d, chunk.chunk >= 0 ? rows : 0);
-        bytes_global += dk_dist_sum_i64(d, wrote);
-        char note[96];
-        char gib[32];
-        dk_format_bytes(gib, (double)bytes_global);
-        snprintf(note, sizeof note, "%s written", gib);
-        dk_progress_set_note(&prog, note);
-        dk_progress_add(&prog, (double)round_tokens);
-        if (kill_after_rounds > 0 && r + 1 == kill_after_rounds && d->rank == 0) {
-            fprintf(stderr, "diff_preprocess: test hook: killing rank 0 after round %lld\n", (long long)r + 1);
-            fflush(stderr);
-            raise(SIGKILL);
-        }
+        pthread_mutex_lock(&p.mu);
+        p.posted = r + 1;
+        if (failed) p.compute_done = true;
+        broadcast_unlock(&p);
+        if (failed) break; /* the writer agrees on it at this round and stops every rank */
     }
-    if (rc == 0) dk_progress_end(&prog);
+    pthread_mutex_lock(&p.mu);
+    p.compute_done = true;
+    broadcast_unlock(&p);
+    double t0 = dk_time_now();
+    CHECK(pthread_join(writer, NULL) == 0, "cannot join the writer thread");
+    wait_s += dk_time_now() - t0;
+    pthread_cond_destroy(&p.cv);
+    pthread_mutex_destroy(&p.mu);
+
+    if (test_hooks->hold_writes && p.rc == 0)
+        LOG_INFO("%s: test hook hold_writes: %lld rounds written after the next round was computed", label,
+                 (long long)dk_dist_sum_i64(d, p.held));
+    totals->tokens += p.tokens;
+    totals->bytes += p.bytes;
     totals->compute_s += dk_timer_seconds(&compute);
-    totals->io_s += dk_store_io_seconds(w) - io_before;
+    totals->wait_s += wait_s;
+    if (p.rc == 0) totals->io_s += dk_store_io_seconds(w) - io_before; /* w is freed on error */
     for (int64_t i = 0; i < nl; i++) {
-        free(capture[i]);
-        free(bf16[i]);
-        free(mean[i]);
-        free(m2[i]);
+        dk_backend_host_free(be, capture[i]);
+        for (int k = 0; k < 2; k++) {
+            free(p.slots[k].bf16[i]);
+            free(p.slots[k].mean[i]);
+            free(p.slots[k].m2[i]);
+        }
     }
     free(ids);
     free(starts);
     free(done);
     free(pending);
     free(mine);
-    if (rc != 0) dk_store_writer_close(w);
-    return rc;
+    if (p.rc != 0) *err = p.err;
+    return p.rc;
 }

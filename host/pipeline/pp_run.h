@@ -1,28 +1,44 @@
 /* pp_run.h — computing one store: the pending chunks dealt out over the ranks (balanced by tokens), each
  * rank's chunk run through the forward pass with captures at the store's layers, narrowed to bf16 with its
- * per-chunk statistics, and written in collective rounds. Collective over dist. */
+ * per-chunk statistics, and written in collective rounds. The write of round r overlaps the compute of
+ * round r + 1 (a writer thread, two buffer sets; pp_run.c says how MPI and HDF5 stay on one thread).
+ * Collective over dist. */
 #ifndef DK_PP_RUN_H
 #define DK_PP_RUN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dist/dist.h"
 #include "io/act_store.h"
-#include "model/forward.h"
+#include "model/backend.h"
 #include "pipeline/pp_plan.h"
 
 typedef struct dk_pp_totals {
     int64_t tokens;         /* tokens computed by this rank */
     int64_t bytes;          /* bytes this rank wrote */
-    double compute_s;       /* forward + narrowing + statistics */
-    double io_s;            /* HDF5 writes and flushes */
+    double compute_s;       /* forward + narrowing + statistics (the compute thread) */
+    double io_s;            /* HDF5 writes and flushes of the rounds (the writer thread) */
+    double wait_s;          /* the compute thread blocked on the writer: a buffer set not yet written, the
+                             * final join. I/O time not in wait_s was hidden behind compute. */
 } dk_pp_totals;
 
-/* Runs every pending chunk of w's plan with model m (+ adapter, may be NULL). label names the store in
- * progress lines. kill_after_rounds > 0 (tests only) kills this process with SIGKILL after that many rounds
- * on rank 0. 0, or -1 with err agreed on every rank (the writer is then closed). */
+/* Share of io_s hidden behind compute, in [0, 1]: (io_s - wait_s) / io_s, clamped. wait_s also counts
+ * waiting for slower ranks in the per-round agreement, so this is a lower bound. */
+double dk_pp_hidden_share(double io_s, double wait_s);
+
+/* Test hooks, read by the job from the environment (0 = off). */
+typedef struct dk_pp_test_hooks {
+    int kill_after_rounds;  /* SIGKILL on rank 0 once this many rounds are written */
+    bool hold_writes;       /* the writer writes round r only after round r + 1 was computed: proves that
+                             * compute runs ahead of the writer into the other buffer set */
+} dk_pp_test_hooks;
+
+/* Runs every pending chunk of w's plan on backend be (+ adapter, may be NULL). label names the store in
+ * progress lines. Must be called from the thread that opened be. 0, or -1 with err agreed on every rank
+ * (the writer is then closed). */
 int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout *layout, const dk_pp_plan *plan,
-                    const dk_pp_tokens *t, const dk_model *m, const dk_lora_adapter *adapter, const char *label,
-                    int kill_after_rounds, dk_pp_totals *totals, dk_err *err);
+                    const dk_pp_tokens *t, dk_backend *be, const dk_lora_adapter *adapter, const char *label,
+                    const dk_pp_test_hooks *hooks, dk_pp_totals *totals, dk_err *err);
 
 #endif

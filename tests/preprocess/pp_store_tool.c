@@ -2,8 +2,12 @@
  *     pp_store_tool compare A.h5 B.h5        every dataset and statistic bit-equal (exit 1 at the first difference)
  *     pp_store_tool dump A.h5 LAYER ROW0 N   rows as float32, one value per line (%.9g), for the h5py test
  *     pp_store_tool pair BASE.h5 FT.h5 LAYER reader API checks: diff == ft - base by row range and by sequence
+ *     pp_store_tool close REF.h5 B.h5 TOL    B computed another way (the GPU) than REF (the CPU): same tokens,
+ *                                            offsets and layers, rows within relative error TOL, statistics
+ *                                            within the bounds the rows imply (close_layer below)
  * Exit 0 when all is well, 1 with a message otherwise. */
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +70,99 @@ static int compare(const char *pa, const char *pb) {
     return 0;
 }
 
+/* Statistics consistent with the rows, per store and across the two. Let x (fp32, never stored) be a
+ * store's activations, q = bf16(x) its rows (8 significant bits, round to nearest): |q - x| <= 2^-8 |x|, so
+ * |q - x| <= u |q| with u = 2^-8 / (1 - 2^-8) < 1.01 * 2^-8. Per dimension j over the N rows:
+ * |mean(x_j) - mean(q_j)| <= mean|x_j - q_j|, so the stored mean (of x) may differ from the rows' mean by at
+ * most u mean|q_j| (self check). Across stores (x from REF, y from B, e = y - x):
+ * |mean(y_j) - mean(x_j)| <= rms(e_j) and |std(y_j) - std(x_j)| <= rms(e_j) (centering is a projection),
+ * hence ||mean_y - mean_x||_2 and ||std_y - std_x||_2 are at most ||e||_F / sqrt(N), and ||e||_F is at most
+ * ||q_y - q_x||_F plus the two roundings (u (||q_x||_F + ||q_y||_F)). These bounds cannot
+ * fail for correct statistics; statistics of another chunk's rows, or of stale buffers, break them. */
+static int close_layer(const dk_act_store *a, const dk_act_store *b, double tol, int64_t layer) {
+    const int64_t N = a->n_tokens, H = a->d_model;
+    const double u = 1.01 * ldexp(1.0, -8);
+    dk_err err = {0};
+    float *xa = malloc((size_t)(N * H + 1) * sizeof(float)), *xb = malloc((size_t)(N * H + 1) * sizeof(float));
+    double *st = calloc((size_t)(6 * H + 1), sizeof(double)); /* mean, var of a and b; mean|q| of a and b */
+    double *ma = st, *va = st + H, *mb = st + 2 * H, *vb = st + 3 * H, *absa = st + 4 * H, *absb = st + 5 * H;
+    int64_t ca = 0, cb = 0;
+    if (dk_act_store_rows(a, 0, N, xa, &err) || dk_act_store_rows(b, 0, N, xb, &err) ||
+        dk_act_store_stats(a, ma, va, &ca, &err) || dk_act_store_stats(b, mb, vb, &cb, &err)) {
+        fprintf(stderr, "pp_store_tool: %s\n", err.msg);
+        return 1;
+    }
+    double diff2 = 0, na2 = 0, nb2 = 0;
+    for (int64_t i = 0; i < N * H; i++) {
+        double d = (double)xb[i] - xa[i];
+        diff2 += d * d;
+        na2 += (double)xa[i] * xa[i];
+        nb2 += (double)xb[i] * xb[i];
+    }
+    double rel = sqrt(diff2 / (na2 > 0 ? na2 : 1));
+    double e_bound = (sqrt(diff2) + u * (sqrt(na2) + sqrt(nb2))) / sqrt((double)N);
+    /* self checks: stored mean vs the mean of the stored rows */
+    int bad = 0;
+    for (int k = 0; k < 2; k++) {
+        const float *x = k ? xb : xa;
+        const double *m = k ? mb : ma;
+        double *absq = k ? absb : absa;
+        for (int64_t j = 0; j < H; j++) {
+            double s = 0;
+            for (int64_t i = 0; i < N; i++) {
+                s += x[i * H + j];
+                absq[j] += fabs(x[i * H + j]);
+            }
+            absq[j] /= (double)N;
+            if (fabs(s / (double)N - m[j]) > u * absq[j] * 1.001 + 1e-12) bad++;
+        }
+    }
+    double dm2 = 0, ds2 = 0;
+    for (int64_t j = 0; j < H; j++) {
+        dm2 += (mb[j] - ma[j]) * (mb[j] - ma[j]);
+        /* population standard deviations: var is m2 / (N - 1) */
+        double sa = sqrt(va[j] * (double)(N - 1) / (double)N), sb = sqrt(vb[j] * (double)(N - 1) / (double)N);
+        ds2 += (sb - sa) * (sb - sa);
+    }
+    printf("layer %lld: rows rel error %.3g (tol %.3g); ||dmean|| %.3g, ||dstd|| %.3g, bound %.3g; "
+           "stats-vs-rows violations %d\n", (long long)layer, rel, tol, sqrt(dm2), sqrt(ds2), e_bound, bad);
+    int rc = 0;
+    if (ca != N || cb != N) rc = fail("statistics count differs from the rows in %s or %s", a->path, b->path);
+    if (bad) rc = fail("stored means disagree with the stored rows (%s, %s)", a->path, b->path);
+    if (!(rel <= tol)) rc = fail("rows of %s and %s differ beyond the tolerance", a->path, b->path);
+    if (!(sqrt(dm2) <= e_bound * 1.001 + 1e-12) || !(sqrt(ds2) <= e_bound * 1.001 + 1e-12))
+        rc = fail("statistics of %s and %s differ more than their rows allow", a->path, b->path);
+    free(xa);
+    free(xb);
+    free(st);
+    return rc;
+}
+
+static int close_stores(const char *pa, const char *pb, double tol) {
+    int64_t la[64], lb[64], na = 0, nb = 0;
+    if (read_layers(pa, la, &na) || read_layers(pb, lb, &nb)) return fail("cannot open %s or %s", pa, pb);
+    if (na != nb || memcmp(la, lb, (size_t)na * sizeof(int64_t))) return fail("%s and %s hold other layers", pa, pb);
+    int rc = 0;
+    for (int64_t i = 0; i < na && rc == 0; i++) {
+        dk_act_store a, b;
+        dk_err err = {0};
+        if (dk_act_store_open(&a, pa, la[i], false, &err) || dk_act_store_open(&b, pb, la[i], false, &err))
+            return fail("%s%s", err.msg, "");
+        if (a.n_tokens != b.n_tokens || a.n_seqs != b.n_seqs || a.d_model != b.d_model)
+            rc = fail("%s and %s differ in shape", pa, pb);
+        else if (memcmp(a.tokens, b.tokens, (size_t)a.n_tokens * 4))
+            rc = fail("%s and %s differ in tokens", pa, pb);
+        else if (memcmp(a.seq_offsets, b.seq_offsets, (size_t)(a.n_seqs + 1) * 8))
+            rc = fail("%s and %s differ in seq_offsets", pa, pb);
+        else
+            rc = close_layer(&a, &b, tol, la[i]);
+        if (i == 0) printf("compute: %s vs %s\n", a.compute, b.compute);
+        dk_act_store_close(&a);
+        dk_act_store_close(&b);
+    }
+    return rc;
+}
+
 static int dump(const char *path, int64_t layer, int64_t row0, int64_t n) {
     dk_act_store s;
     dk_err err = {0};
@@ -115,6 +212,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "compare") == 0) return compare(argv[2], argv[3]);
     if (argc == 6 && strcmp(argv[1], "dump") == 0) return dump(argv[2], atoll(argv[3]), atoll(argv[4]), atoll(argv[5]));
     if (argc == 5 && strcmp(argv[1], "pair") == 0) return pair(argv[2], argv[3], atoll(argv[4]));
-    fprintf(stderr, "usage: pp_store_tool compare A B | dump A LAYER ROW0 N | pair BASE FT LAYER\n");
+    if (argc == 5 && strcmp(argv[1], "close") == 0) return close_stores(argv[2], argv[3], atof(argv[4]));
+    fprintf(stderr, "usage: pp_store_tool compare A B | dump A LAYER ROW0 N | pair BASE FT LAYER | close REF B TOL\n");
     return 2;
 }
