@@ -535,21 +535,25 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* report: totals over ranks; compute and I/O as the slowest rank saw them; the I/O hidden behind compute
-     * (the writer thread's HDF5 time the compute thread did not wait for) summed over ranks */
+    /* report: totals over ranks; forward, narrowing and I/O as the slowest rank saw them; the writer thread's
+     * time (narrowing + HDF5) hidden behind the forwards, summed over ranks */
     int64_t tokens = dk_dist_sum_i64(&d, jt.mine.tokens), bytes = dk_dist_sum_i64(&d, jt.mine.bytes);
     double compute_s = dk_dist_max_f64(&d, jt.mine.compute_s), io = dk_dist_max_f64(&d, jt.mine.io_s);
-    double hidden_mine = jt.mine.io_s * dk_pp_hidden_share(jt.mine.io_s, jt.mine.wait_s), hidden = 0, io_all = 0;
+    double narrow_s = dk_dist_max_f64(&d, jt.mine.narrow_s);
+    double writer_mine = jt.mine.narrow_s + jt.mine.io_s;
+    double hidden_mine = writer_mine * dk_pp_hidden_share(writer_mine, jt.mine.wait_s), hidden = 0, writer_all = 0;
     MPI_Allreduce(&hidden_mine, &hidden, 1, MPI_DOUBLE, MPI_SUM, d.comm);
-    MPI_Allreduce(&jt.mine.io_s, &io_all, 1, MPI_DOUBLE, MPI_SUM, d.comm);
+    MPI_Allreduce(&writer_mine, &writer_all, 1, MPI_DOUBLE, MPI_SUM, d.comm);
     double wall = dk_time_now() - t0;
     char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
-    double busy = compute_s + io > 0 ? compute_s + io : 1;
-    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); compute "
-             "%.0f%%, I/O %.0f%% (%.2fs / %.2fs), %.0f%% of the I/O hidden behind compute; %s written (%s/s)",
+    double busy = compute_s + narrow_s + io > 0 ? compute_s + narrow_s + io : 1;
+    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); forward "
+             "%.0f%%, narrowing %.0f%%, I/O %.0f%% (%.2fs / %.2fs / %.2fs), %.0f%% of the narrowing and I/O hidden "
+             "behind the forward; %s written (%s/s)",
              compute, (int)jt.stores_written, (int)jt.stores_reused, dk_format_count(b1, (double)tokens),
              dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
-             100 * compute_s / busy, 100 * io / busy, compute_s, io, io_all > 0 ? 100 * hidden / io_all : 0,
+             100 * compute_s / busy, 100 * narrow_s / busy, 100 * io / busy, compute_s, narrow_s, io,
+             writer_all > 0 ? 100 * hidden / writer_all : 0,
              dk_format_bytes(b4, (double)bytes), dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
     LOG_INFO("stores under %s", s.store_dir);
     if (ft_be_open) dk_backend_close(&ft_be);

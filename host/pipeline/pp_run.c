@@ -1,12 +1,14 @@
-/* pp_run.c — the compute-and-write loop of one store (see pp_run.h), pipelined: the collective write of
- * round r runs while the forward of round r + 1 computes.
+/* pp_run.c — the compute-and-write loop of one store (see pp_run.h), pipelined: the narrowing and the
+ * collective write of round r run while the forward of round r + 1 computes.
  *
- * Two threads, two buffer sets:
+ * Two threads, two capture buffer sets:
  *   compute (the caller's thread, which owns the backend and, on the GPU, the CUDA device): for round r it
- *     waits until buffer set r % 2 is free (round r - 2 written), runs the forward into the capture buffers,
- *     narrows them to bf16 and computes the chunk statistics into set r % 2, then posts round r together
- *     with its forward error, if any. While the writer lives it makes no MPI and no HDF5 call.
- *   writer (one pthread per store): for round r it takes the posted set, agrees with every rank whether any
+ *     waits until buffer set r % 2 is free (round r - 2 written), runs the forward into that set's fp32
+ *     capture buffers, then posts round r together with its forward error, if any. While the writer lives
+ *     it makes no MPI and no HDF5 call. On the GPU this keeps the device busy: the host-side work of a
+ *     round (narrowing, statistics, the write) no longer sits between two forwards.
+ *   writer (one pthread per store): for round r it takes the posted set, narrows the captures to bf16 and
+ *     computes the chunk statistics (into its own buffers: only it reads them), agrees with every rank whether any
  *     forward failed (dk_dist_agree_idle: it sleeps rather than spins while slower ranks compute, so it does
  *     not take the core from this rank's compute thread), writes the round collectively (dk_store_write_round: HDF5 over
  *     MPI-IO), sums the progress counters (MPI_Allreduce), then frees the set. It makes every MPI and HDF5
@@ -27,12 +29,13 @@
  * complete) and stops; a compute thread waiting for a buffer set sees the writer stopped and stops too.
  * A fatal CHECK on either thread ends the job with MPI_Abort, as before.
  *
- * Buffers: one set of fp32 capture buffers (pinned on the GPU, dk_backend_host_alloc): only the compute
- * thread reads them, so a second set would buy nothing while the forward call is synchronous. The writer
- * reads the bf16 rows and the statistics, which are double buffered. Tokens are read in place from t.
+ * Buffers: two sets of fp32 capture buffers (pinned on the GPU, dk_backend_host_alloc; the forward of
+ * round r + 1 fills one while the writer narrows the other), one set of bf16 rows and statistics (the
+ * writer's alone). Tokens are read in place from t.
  *
- * Times: compute_s (the compute thread's forward, narrowing, statistics), io_s (the writer's HDF5 time),
- * wait_s (the compute thread blocked on the writer). io_s - wait_s is the I/O hidden behind compute. */
+ * Times: compute_s (the compute thread's forwards), narrow_s and io_s (the writer's narrowing + statistics,
+ * and its HDF5 time), wait_s (the compute thread blocked on the writer). narrow_s + io_s - wait_s is the
+ * writer's time hidden behind the forwards. */
 #include "pipeline/pp_run.h"
 
 #include <pthread.h>
@@ -67,16 +70,15 @@ static void chunk_stats(const float *x, int64_t n, int64_t d, double *mean, doub
         }
 }
 
-double dk_pp_hidden_share(double io_s, double wait_s) {
-    if (io_s <= 0) return 0;
-    double h = (io_s - wait_s) / io_s;
+double dk_pp_hidden_share(double writer_s, double wait_s) {
+    if (writer_s <= 0) return 0;
+    double h = (writer_s - wait_s) / writer_s;
     return h < 0 ? 0 : h > 1 ? 1 : h;
 }
 
 /* One buffer set: what the writer needs of one round. */
 typedef struct slot {
-    uint16_t *bf16[DK_STORE_MAX_LAYERS];                        /* per layer (T, H) bf16 bits */
-    double *mean[DK_STORE_MAX_LAYERS], *m2[DK_STORE_MAX_LAYERS];/* per layer (H) */
+    float *capture[DK_STORE_MAX_LAYERS];                        /* per layer (T, H) fp32, from the forward */
     dk_store_chunk chunk;                                       /* chunk -1: nothing to write this round */
     int64_t rows;
     dk_err err;                                                 /* this rank's forward error of the round */
@@ -89,7 +91,12 @@ typedef struct pipeline {
     int64_t rounds;
     const dk_pp_test_hooks *hooks;
     dk_progress *prog;
+    int64_t n_layers, d_model;
     slot slots[2];
+    /* the writer's own: the narrowed rows and statistics of the round it writes */
+    uint16_t *bf16[DK_STORE_MAX_LAYERS];                        /* per layer (T, H) bf16 bits */
+    double *mean[DK_STORE_MAX_LAYERS], *m2[DK_STORE_MAX_LAYERS];/* per layer (H) */
+    double narrow_s;
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -137,10 +144,23 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&p->mu);
         /* the compute thread stops early only after posting a failed round, which ends the loop there */
         CHECK(have, "pipeline: the compute thread stopped before round %lld", (long long)r);
-        const slot *s = &p->slots[r % 2];
+        slot *s = &p->slots[r % 2];
         dk_err err = s->err;
+        /* the hold comes before the narrowing, so that a forward of round r + 1 into this round's capture
+         * buffers (one set instead of two) would show as a difference in the stores */
         if (p->hooks->hold_writes && r + 1 < p->rounds && !dk_err_is_set(&err)) {
             if (hold_for_next_round(p, r, &err) == 0) p->held++;
+        }
+        if (s->chunk.chunk >= 0 && !dk_err_is_set(&err)) {
+            double t0 = dk_time_now();
+            for (int64_t i = 0; i < p->n_layers; i++) {
+                dk_cpu_f32_to_bf16(p->bf16[i], s->capture[i], (size_t)(s->rows * p->d_model));
+                chunk_stats(s->capture[i], s->rows, p->d_model, p->mean[i], p->m2[i]);
+                s->chunk.rows[i] = p->bf16[i];
+                s->chunk.mean[i] = p->mean[i];
+                s->chunk.m2[i] = p->m2[i];
+            }
+            p->narrow_s += dk_time_now() - t0;
         }
         if (dk_dist_agree_idle(p->d, &err) != 0) {
             p->rc = -1;
@@ -175,29 +195,22 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-/* Forward of chunk c into the capture buffers, then bf16 rows and statistics into s. 0 or -1 + s->err. */
+/* Forward of chunk c into s's capture buffers (the writer narrows them). 0 or -1 + s->err. */
 static int compute_chunk(const dk_store_layout *layout, const dk_pp_plan *plan, const dk_pp_tokens *t,
                          dk_backend *be, const dk_lora_adapter *adapter, const char *label, int64_t c,
-                         int64_t *ids, int64_t *starts, float **capture, slot *s) {
-    int64_t H = layout->d_model, nl = layout->n_layers;
+                         int64_t *ids, int64_t *starts, slot *s) {
+    int64_t nl = layout->n_layers;
     int64_t s0 = plan->chunk_seq[c], s1 = plan->chunk_seq[c + 1];
     int64_t row0 = t->offsets[s0];
     int64_t rows = t->offsets[s1] - row0;
     for (int64_t i = 0; i < rows; i++) ids[i] = t->ids[row0 + i];
     for (int64_t q = s0; q <= s1; q++) starts[q - s0] = t->offsets[q] - row0;
     dk_batch batch = {.ids = ids, .n_tokens = rows, .seq_start = starts, .n_seqs = s1 - s0, .is_prompt = true};
-    dk_hook_plan hooks = {.n_capture = nl, .capture_layers = layout->layers, .captures = capture,
+    dk_hook_plan hooks = {.n_capture = nl, .capture_layers = layout->layers, .captures = s->capture,
                           .logits = DK_LOGITS_NONE};
     if (dk_backend_forward(be, adapter, &batch, &hooks, NULL, &s->err) != 0) {
         dk_err_prefix(&s->err, "%s, chunk %lld: ", label, (long long)c);
         return -1;
-    }
-    for (int64_t i = 0; i < nl; i++) {
-        dk_cpu_f32_to_bf16(s->bf16[i], capture[i], (size_t)(rows * H));
-        chunk_stats(capture[i], rows, H, s->mean[i], s->m2[i]);
-        s->chunk.rows[i] = s->bf16[i];
-        s->chunk.mean[i] = s->mean[i];
-        s->chunk.m2[i] = s->m2[i];
     }
     s->chunk.chunk = c;
     s->chunk.tokens = t->ids + row0;
@@ -254,16 +267,17 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
 
     int64_t *ids = dk_malloc((size_t)T * sizeof(int64_t));             /* (T) */
     int64_t *starts = dk_malloc((size_t)(t->n_seqs + 1) * sizeof(int64_t));
-    float *capture[DK_STORE_MAX_LAYERS];                                  /* per layer (T, H) fp32 */
     pipeline p;
     memset(&p, 0, sizeof p);
+    p.n_layers = nl;
+    p.d_model = H;
     for (int64_t i = 0; i < nl; i++) {
-        capture[i] = dk_backend_host_alloc(be, (size_t)(T * H) * sizeof(float));
         for (int k = 0; k < 2; k++) {
-            p.slots[k].bf16[i] = dk_malloc((size_t)(T * H) * sizeof(uint16_t));
-            p.slots[k].mean[i] = dk_malloc((size_t)H * sizeof(double));
-            p.slots[k].m2[i] = dk_malloc((size_t)H * sizeof(double));
+            p.slots[k].capture[i] = dk_backend_host_alloc(be, (size_t)(T * H) * sizeof(float));
         }
+        p.bf16[i] = dk_malloc((size_t)(T * H) * sizeof(uint16_t));
+        p.mean[i] = dk_malloc((size_t)H * sizeof(double));
+        p.m2[i] = dk_malloc((size_t)H * sizeof(double));
     }
     double pending_global = (double)dk_dist_sum_i64(d, d->rank == 0 ? pending_tokens : 0);
     dk_progress prog;
@@ -299,7 +313,7 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
         bool failed = false;
         if (r < n_mine) {
             dk_timer_start(&compute);
-            failed = compute_chunk(layout, plan, t, be, adapter, label, mine[r], ids, starts, capture, s) != 0;
+            failed = compute_chunk(layout, plan, t, be, adapter, label, mine[r], ids, starts, s) != 0;
             dk_timer_stop(&compute);
         }
         pthread_mutex_lock(&p.mu);
@@ -324,14 +338,13 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
     totals->bytes += p.bytes;
     totals->compute_s += dk_timer_seconds(&compute);
     totals->wait_s += wait_s;
+    totals->narrow_s += p.narrow_s;
     if (p.rc == 0) totals->io_s += dk_store_io_seconds(w) - io_before; /* w is freed on error */
     for (int64_t i = 0; i < nl; i++) {
-        dk_backend_host_free(be, capture[i]);
-        for (int k = 0; k < 2; k++) {
-            free(p.slots[k].bf16[i]);
-            free(p.slots[k].mean[i]);
-            free(p.slots[k].m2[i]);
-        }
+        for (int k = 0; k < 2; k++) dk_backend_host_free(be, p.slots[k].capture[i]);
+        free(p.bf16[i]);
+        free(p.mean[i]);
+        free(p.m2[i]);
     }
     free(ids);
     free(starts);

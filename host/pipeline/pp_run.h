@@ -1,7 +1,8 @@
 /* pp_run.h — computing one store: the pending chunks dealt out over the ranks (balanced by tokens), each
  * rank's chunk run through the forward pass with captures at the store's layers, narrowed to bf16 with its
- * per-chunk statistics, and written in collective rounds. The write of round r overlaps the compute of
- * round r + 1 (a writer thread, two buffer sets; pp_run.c says how MPI and HDF5 stay on one thread).
+ * per-chunk statistics, and written in collective rounds. The narrowing and write of round r overlap the
+ * forward of round r + 1 (a writer thread, two capture buffer sets; pp_run.c says how MPI and HDF5 stay on
+ * one thread).
  * Collective over dist. */
 #ifndef DK_PP_RUN_H
 #define DK_PP_RUN_H
@@ -17,15 +18,17 @@
 typedef struct dk_pp_totals {
     int64_t tokens;         /* tokens computed by this rank */
     int64_t bytes;          /* bytes this rank wrote */
-    double compute_s;       /* forward + narrowing + statistics (the compute thread) */
+    double compute_s;       /* the forward passes (the compute thread) */
+    double narrow_s;        /* bf16 narrowing + statistics of the captures (the writer thread) */
     double io_s;            /* HDF5 writes and flushes of the rounds (the writer thread) */
     double wait_s;          /* the compute thread blocked on the writer: a buffer set not yet written, the
-                             * final join. I/O time not in wait_s was hidden behind compute. */
+                             * final join. Writer time (narrow_s + io_s) not in wait_s was hidden. */
 } dk_pp_totals;
 
-/* Share of io_s hidden behind compute, in [0, 1]: (io_s - wait_s) / io_s, clamped. wait_s also counts
- * waiting for slower ranks in the per-round agreement, so this is a lower bound. */
-double dk_pp_hidden_share(double io_s, double wait_s);
+/* Share of the writer thread's time (writer_s = narrow_s + io_s) hidden behind the forward, in [0, 1]:
+ * (writer_s - wait_s) / writer_s, clamped. wait_s also counts waiting for slower ranks in the per-round
+ * agreement, so this is a lower bound. */
+double dk_pp_hidden_share(double writer_s, double wait_s);
 
 /* Test hooks, read by the job from the environment (0 = off). */
 typedef struct dk_pp_test_hooks {

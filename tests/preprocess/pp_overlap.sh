@@ -13,6 +13,6 @@ run_pp 1 "$WORK/ref" "$WORK/ref.log" "${ARGS[@]}" || { cat "$WORK/ref.log"; fail
 expect_ok "$WORK/h.log"
 held=$(sed -n 's/.*test hook hold_writes: \([0-9]*\) rounds written after the next.*/\1/p' "$WORK/h.log" | head -1)
 [ "${held:-0}" -gt 0 ] || { cat "$WORK/h.log"; fail "the hook held no round (is the store a single round?)"; }
-grep -q '% of the I/O hidden behind compute' "$WORK/h.log" || { cat "$WORK/h.log"; fail "no overlap in the report"; }
+grep -q '% of the narrowing and I/O hidden behind the forward' "$WORK/h.log" || { cat "$WORK/h.log"; fail "no overlap in the report"; }
 compare_trees "$WORK/ref/activations" "$WORK/h/activations"
 echo "PASS ($held rounds held in the first store)"
