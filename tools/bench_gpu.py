@@ -152,8 +152,9 @@ class Stop(Exception):
 
 
 def run_transformers(tf, torch, model_dir, seqs, mid, reps):
+    # dtype= is the transformers >= 4.56 spelling (older versions ignore it and load fp32): .to() makes sure
     model = tf.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16,
-                                                    attn_implementation="sdpa").cuda().eval()
+                                                    attn_implementation="sdpa").to("cuda", torch.bfloat16).eval()
     ids = torch.tensor(seqs, device="cuda")  # equal lengths: no padding, the same tokens as the packed batch
     got = {}
 

@@ -300,6 +300,7 @@ int dk_cuda_forward_open(const dk_model *m, dk_cuda_dtype mode, dk_cuda_forward 
     f->weights.used = 0;
     cudaError_t st = cudaMalloc((void **)&f->weights.base, f->weights.size);
     if (st != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
         size_t need = f->weights.size;
         dk_cuda_forward_close(f);
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB for the weights of %s (%s)",
@@ -383,10 +384,16 @@ static int grow(dk_cuda_forward *f, int64_t tokens, int64_t seqs, int64_t n_capt
     f->act.size = f->act.used;
     f->act.used = 0;
     cudaError_t st = cudaMalloc((void **)&f->act.base, f->act.size);
-    if (st != cudaSuccess)
+    if (st != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
+        const double need = (double)f->act.size / 1e9;
+        /* no arena now: forget the capacities, so that the next call lays one out again instead of taking
+         * the NULL pointers of the counting pass as a fitting arena */
+        f->cap_tokens = f->cap_seqs = f->cap_capture = f->cap_logit_rows = f->cap_rank = f->cap_hook_vectors = 0;
+        memset(&f->act, 0, sizeof f->act);
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB of activations for %lld tokens "
-                          "(%s); use smaller batches", (double)f->act.size / 1e9, (long long)tokens,
-                          cudaGetErrorString(st));
+                          "(%s); use smaller batches", need, (long long)tokens, cudaGetErrorString(st));
+    }
     layout_activations(f);
     /* pinned host memory: per-call uploads and capture landing space */
     const size_t H = (size_t)f->m->cfg.hidden_size;
@@ -443,10 +450,17 @@ static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err
     f->lora.size = f->lora.used;
     f->lora.used = 0;
     cudaError_t st = cudaMalloc((void **)&f->lora.base, f->lora.size ? f->lora.size : ALIGN);
-    if (st != cudaSuccess)
+    if (st != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
+        memset(&f->lora, 0, sizeof f->lora);
+        memset(f->lora_mods, 0, (size_t)(f->m->cfg.num_hidden_layers * DK_N_MODULES) * sizeof *f->lora_mods);
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate the adapter %s (%s)", a->path,
                           cudaGetErrorString(st));
+    }
     layout_lora(f, a);
+    /* the uploads ran on the legacy default stream, which f->stream (cudaStreamNonBlocking) does not wait for,
+     * and a cudaMemcpy from pageable memory (mode F32) may return before its DMA has landed */
+    CUDA_CHECK(cudaDeviceSynchronize());
     f->adapter = a;
     return 0;
 }
