@@ -15,9 +15,9 @@
  * exits with the same non-zero code and rank 0 prints the message once.
  *
  * Not done: the GPU path has not run on a GPU yet (tests/preprocess/pp_gpu.sh, label gpu, is its check);
- * the CUDA forward call is synchronous, so the GPU idles while the CPU narrows the captures to bf16 and
- * computes the chunk statistics (narrowing and statistics on the GPU, or an asynchronous forward with two
- * capture sets, would overlap those too); several GPUs per rank, and NCCL, are not used (one rank per GPU).
+ * the captures travel to the host as fp32 and are narrowed there (on the writer thread, overlapped with the
+ * next forward): narrowing on the GPU would halve the copy; several GPUs per rank, and NCCL, are not used
+ * (one rank per GPU).
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <sched.h>

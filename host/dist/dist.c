@@ -49,16 +49,21 @@ void dk_dist_finalize(dk_dist *d) {
     d->comm = MPI_COMM_NULL;
 }
 
-int dk_dist_agree(const dk_dist *d, dk_err *err) {
-    int mine = dk_err_is_set(err) ? d->rank : d->nranks;
-    int first = d->nranks;
-    MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm));
+/* The lowest failing rank (nranks: none) found, every rank takes its error. */
+static int share_first_error(const dk_dist *d, int first, dk_err *err) {
     if (first == d->nranks) return 0;
     dk_err shared;
     if (d->rank == first) shared = *err;
     MPI_CHECK(MPI_Bcast(&shared, (int)sizeof shared, MPI_BYTE, first, d->comm));
     *err = shared;
     return -1;
+}
+
+int dk_dist_agree(const dk_dist *d, dk_err *err) {
+    int mine = dk_err_is_set(err) ? d->rank : d->nranks;
+    int first = d->nranks;
+    MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm));
+    return share_first_error(d, first, err);
 }
 
 int dk_dist_agree_idle(const dk_dist *d, dk_err *err) {
@@ -72,12 +77,7 @@ int dk_dist_agree_idle(const dk_dist *d, dk_err *err) {
         if (done) break;
         nanosleep(&pause, NULL);
     }
-    if (first == d->nranks) return 0;
-    dk_err shared;
-    if (d->rank == first) shared = *err;
-    MPI_CHECK(MPI_Bcast(&shared, (int)sizeof shared, MPI_BYTE, first, d->comm));
-    *err = shared;
-    return -1;
+    return share_first_error(d, first, err);
 }
 
 void dk_dist_exit(dk_dist *d, const dk_err *err) {
