@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 double cli_number(const char *command, const char *option, const char *text) {
     double value;
@@ -20,5 +21,12 @@ int64_t cli_integer(const char *command, const char *option, const char *text) {
     int64_t value;
     if (dk_cfg_parse_int(text, &value)) return value;
     fprintf(stderr, "diffkit %s: %s takes an integer, not '%s'\n", command, option, text);
+    exit(DK_EXIT_USAGE);
+}
+
+bool cli_bool(const char *command, const char *option, const char *text) {
+    if (strcmp(text, "true") == 0) return true;
+    if (strcmp(text, "false") == 0) return false;
+    fprintf(stderr, "diffkit %s: %s takes true or false, not '%s'\n", command, option, text);
     exit(DK_EXIT_USAGE);
 }

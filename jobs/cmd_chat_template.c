@@ -5,6 +5,7 @@
  * tokenizer_config.json next to tokenizer.json. --ids encodes the text without adding special tokens (the
  * template already holds the BOS). Tool definitions and tool calls are refused (an error naming the line):
  * the templates' tool branches are not implemented, and rendering without them would be silently wrong. */
+#include "cli_numbers.h"
 #include "commands.h"
 
 #include "tokenizer/chat_template.h"
@@ -47,14 +48,9 @@ int cmd_chat_template(int argc, char **argv) {
         else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc) opt.date_string = argv[++i];
         else if (strcmp(argv[i], "--generation-prompt") == 0) opt.add_generation_prompt = true;
         else if (strcmp(argv[i], "--ids") == 0) want_ids = true;
-        else if (strcmp(argv[i], "--enable-thinking") == 0 && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
-                fprintf(stderr, "diffkit chat-template: --enable-thinking takes true or false, not '%s'\n", v);
-                return DK_EXIT_USAGE;
-            }
-            opt.enable_thinking = strcmp(v, "true") == 0;
-        } else {
+        else if (strcmp(argv[i], "--enable-thinking") == 0 && i + 1 < argc)
+            opt.enable_thinking = cli_bool("chat-template", "--enable-thinking", argv[++i]);
+        else {
             fprintf(stderr, "diffkit chat-template: unexpected argument '%s'\n\n", argv[i]);
             usage(stderr);
             return DK_EXIT_USAGE;

@@ -167,14 +167,8 @@ int cmd_generate(int argc, char **argv) {
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) opt.seed = (uint64_t)cli_integer("generate", "--seed", argv[++i]);
         else if (strcmp(argv[i], "--chat") == 0) chat = true;
         else if (strcmp(argv[i], "--chat-family") == 0 && i + 1 < argc) family_name = argv[++i];
-        else if (strcmp(argv[i], "--enable-thinking") == 0 && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
-                fprintf(stderr, "diffkit generate: --enable-thinking takes true or false, not '%s'\n", v);
-                return DK_EXIT_USAGE;
-            }
-            enable_thinking = strcmp(v, "true") == 0;
-        }
+        else if (strcmp(argv[i], "--enable-thinking") == 0 && i + 1 < argc)
+            enable_thinking = cli_bool("generate", "--enable-thinking", argv[++i]);
         else if (strcmp(argv[i], "--print-ids") == 0) print_ids = true;
         else {
             fprintf(stderr, "diffkit generate: unexpected argument '%s'\n\n", argv[i]);
