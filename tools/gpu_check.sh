@@ -4,7 +4,8 @@
 #      libyaml, cJSON, Oniguruma, utf8proc or OpenBLAS),
 #   2. build the engine-only configuration with CUDA for the machine's own architecture,
 #   3. run the GPU tests (ctest label gpu: every CUDA op against its CPU twin, the CUDA forward against the
-#      CPU forward on the golden models),
+#      CPU forward on the golden models), then compute-sanitizer memcheck and racecheck when the machine allows
+#      them (on sandboxed machines it may answer "Device not supported": reported as "tool unavailable"),
 #   3b. when .debs/ holds the full package set (prepare_debs.sh .debs full; or GPU_CHECK_PREPROCESS=1 on a
 #      machine that has MPI and parallel HDF5; GPU_CHECK_PREPROCESS=0 turns it off): a full build (MPI,
 #      HDF5) of diff_preprocess and pp_store_tool in the background (nice, half the cores) while steps 3-4
@@ -15,53 +16,60 @@
 #      written by torch here, diffkit's tokens/s for middle-layer capture and the full forward, MFU against
 #      a bf16 cuBLASLt GEMM peak measured in the same run, transformers (bf16, sdpa, hooks) on the same
 #      weights and tokens,
-#   5. print a short summary and the benchmark table last; full logs go to $OUT (or ./gpu-check-out).
+#   5. print a short summary and the benchmark table last.
+# What comes back ($OUT, or ./gpu-check-out; the device tool returns at most 8 files): summary.txt (written
+# step by step, so a killed run still says how far it got), ctest-gpu.log (the measured bf16 error floors),
+# ctest-preprocess-gpu.log, bench.json, and gpu-check.tar.gz with every log.
 # Every step has a hard timeout (configure 40 s, build 200 s, tests 120 s, memcheck 60 s, racecheck 60 s;
 # the benchmark gets what is left of 510 s, at most 210 s, less 100 s when 3b runs; the preprocess test
-# ends by 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10; about 5-6
-# minutes expected. A failed step does not stop the later ones when
-# they can still run.
+# ends by 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10.
+# Exit status: 0 when the build and the GPU tests passed, 1 when the build failed, 2 when GPU tests failed.
+# The configure and build steps live in tools/gpu_check_lib.sh, shared with tools/gpu_check_rehearsal.sh,
+# which proves them here on a simulated bare machine (ctest -L gpu-rehearsal).
 # Before the call, on the development machine:
-#     bash ../shared/device/prepare_debs.sh .debs full      # .debs/ is git-ignored; name it in `carry`
-#     (28 MB; `core` (no MPI, HDF5) skips step 3b)
+#     bash tools/prepare_debs.sh .debs full      # .debs/ is git-ignored; name it in `carry`
+#     (`core` (no MPI, HDF5) skips step 3b)
 # then run `make gpu-check` through the device tool with carry [".debs"].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-$PWD/gpu-check-out}
+logs=$(mktemp -d "${TMPDIR:-/tmp}/dk_gpu_check.XXXXXX")
 mkdir -p "$out"
 start=$(date +%s)
-summary=()
 elapsed() { echo $(( $(date +%s) - start )); }
+note() { echo "  $*" >> "$out/summary.txt"; }
+source tools/gpu_check_lib.sh
 
 if [ -d .debs ] && ls .debs/*.deb >/dev/null 2>&1; then
   eval "$(bash tools/unpack_debs.sh .debs /opt/dk)"
 else
   echo "gpu_check: no .debs/ folder; assuming the C libraries are installed" >&2
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
-gpu=$(head -1 "$out/gpu.txt")
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$logs/gpu.txt" 2>&1 \
+  && gpu=$(head -1 "$logs/gpu.txt") || gpu="no GPU seen by nvidia-smi"
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
 arch=${arch:-90}
+echo "== diffkit gpu-check on ${gpu:-unknown GPU} (sm_$arch), $(git rev-parse --short HEAD 2>/dev/null) ==" > "$out/summary.txt"
 
+status=0
 built=0
-generator=()
-command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
-if timeout 40 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDIFFKIT_ENGINE_ONLY=ON -DDIFFKIT_CUDA=ON \
-     -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$out/configure.log" 2>&1 &&
-   timeout 200 cmake --build build-gpu -j "$(nproc)" > "$out/build.log" 2>&1; then
+if gc_build_engine build-gpu "$arch" "$logs"; then
   built=1
-  summary+=("build (engine only, sm_$arch): ok, $(elapsed) s")
+  note "build (engine only, sm_$arch): ok, $(elapsed) s"
 else
-  tail -30 "$out/configure.log" "$out/build.log"
-  summary+=("build (engine only, sm_$arch): FAILED or timed out (see configure.log, build.log)")
+  tail -n 30 "$logs/configure.log" "$logs/build.log" 2>/dev/null
+  note "build (engine only, sm_$arch): FAILED or timed out, $(elapsed) s (configure.log, build.log in the tarball)"
+  status=1
 fi
 
 if [ "$built" = 1 ]; then
   # -V keeps every check's measured error in the log (the record of the bf16 noise floors)
-  (cd build-gpu && timeout 120 ctest -L gpu -V --timeout 100) > "$out/ctest-gpu.log" 2>&1
+  (cd build-gpu && timeout 120 ctest -L gpu -V --timeout 100) > "$logs/ctest-gpu.log" 2>&1
   rc=$?
-  summary+=("gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest-gpu.log" | tail -1) (exit $rc), $(elapsed) s")
-  grep -E 'SKIP:|FAIL' "$out/ctest-gpu.log" | head -20
+  cp "$logs/ctest-gpu.log" "$out/"
+  note "gpu tests: $(grep -E 'tests passed|tests failed' "$logs/ctest-gpu.log" | tail -1) (exit $rc), $(elapsed) s"
+  [ $rc -ne 0 ] && status=2
+  grep -E 'SKIP:|FAIL' "$logs/ctest-gpu.log" | head -20
 fi
 
 # 3b (start): diff_preprocess on the GPU needs MPI and parallel HDF5, so a second, full configuration, built
@@ -74,27 +82,36 @@ fi
 full_pid=
 if [ "$built" = 1 ] && [ "$preprocess" = 1 ]; then
   half=$(( $(nproc) / 2 > 1 ? $(nproc) / 2 : 1 ))
-  ( timeout 40 cmake -S . -B build-gpu-full "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDIFFKIT_CUDA=ON \
-      -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$out/configure-full.log" 2>&1 &&
-    timeout 300 nice -n 19 cmake --build build-gpu-full -j "$half" --target diff_preprocess pp_store_tool \
-      > "$out/build-full.log" 2>&1 ) < /dev/null &
+  gc_build_full build-gpu-full "$arch" "$logs" "$half" < /dev/null &
   full_pid=$!
 fi
 
-# out-of-bounds and uninitialised device accesses of every kernel (memcheck; the guard bands of the tests
-# only see writes just past the ends)
+# run_sanitizer TOOL LOG ARGS...: compute-sanitizer on a GPU test; "tool unavailable" when the machine refuses it
+# (a sandboxed GPU answers "Device not supported" and then fails with error 999: no finding about our kernels)
+run_sanitizer() {
+  local tool=$1 log=$2; shift 2
+  (cd build-gpu && DIFFKIT_FIXTURES="$PWD/../tests/fixtures" timeout 60 "$sanitizer" --tool "$tool" \
+     --error-exitcode 9 "$@") > "$log" 2>&1
+  local rc=$?
+  if grep -qE 'Device not supported|error 999|CUDA_ERROR_UNKNOWN|Target application terminated before first instrumented API call' "$log"; then
+    note "$tool: tool unavailable on this machine ($(grep -oE 'Device not supported|error 999' "$log" | head -1)), $(elapsed) s"
+    return 1
+  fi
+  note "$tool $*: exit $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)), $(elapsed) s"
+  return 0
+}
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ "$built" = 1 ] && [ -x "$sanitizer" ] && [ -x build-gpu/tests/test_kernels_cuda ]; then
-  (cd build-gpu && DIFFKIT_FIXTURES="$PWD/../tests/fixtures" timeout 60 "$sanitizer" --tool memcheck \
-     --leak-check no --error-exitcode 9 tests/test_kernels_cuda) > "$out/memcheck.log" 2>&1
-  rc=$?
-  summary+=("memcheck test_kernels_cuda: exit $rc ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)), $(elapsed) s")
-  # shared-memory races of the two attention kernels (the only kernels that share data between threads
-  # through shared memory), on the attention cases only
-  (cd build-gpu && DK_TEST_ONLY=attention timeout 60 "$sanitizer" --tool racecheck --error-exitcode 9 \
-     tests/test_kernels_cuda) > "$out/racecheck.log" 2>&1
-  rc=$?
-  summary+=("racecheck attention: exit $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)), $(elapsed) s")
+if [ "$built" = 1 ] && [ -x build-gpu/tests/test_kernels_cuda ]; then
+  if [ ! -x "$sanitizer" ]; then
+    note "memcheck, racecheck: tool unavailable (no compute-sanitizer)"
+  # out-of-bounds and uninitialised device accesses of every kernel (memcheck; the guard bands of the tests only
+  # see writes just past the ends); then shared-memory races of the two attention kernels (the only kernels that
+  # share data between threads through shared memory), on the attention cases only
+  elif run_sanitizer memcheck "$logs/memcheck.log" --leak-check no tests/test_kernels_cuda; then
+    export DK_TEST_ONLY=attention
+    run_sanitizer racecheck "$logs/racecheck.log" tests/test_kernels_cuda
+    unset DK_TEST_ONLY
+  fi
 fi
 
 # the benchmark gets what is left of an 8.5-minute total (the device tool stops a command at 10)
@@ -103,37 +120,41 @@ left=$(( 510 - $(elapsed) ))
 budget=$(( left - 25 < 210 ? left - 25 : 210 ))
 if [ "$built" = 1 ] && [ -x build-gpu/tests/bench_forward_cuda ] && [ "$budget" -ge 60 ]; then
   timeout $(( budget + 15 )) python3 tools/bench_gpu.py --bench build-gpu/tests/bench_forward_cuda \
-    --work /tmp/dk_bench_gpu --out "$out" --budget "$budget" > "$out/bench.out" 2> "$out/bench.err"
+    --work /tmp/dk_bench_gpu --out "$logs" --budget "$budget" > "$logs/bench.out" 2> "$logs/bench.err"
   rc=$?
-  summary+=("benchmark: exit $rc, $(elapsed) s (bench.json, bench.log, bench.err)")
-  [ $rc -ne 0 ] && tail -15 "$out/bench.err"
+  [ -f "$logs/bench.json" ] && cp "$logs/bench.json" "$out/"
+  note "benchmark: exit $rc, $(elapsed) s (bench.json; bench.log, bench.err in the tarball)"
+  [ $rc -ne 0 ] && tail -n 15 "$logs/bench.err"
 elif [ "$built" = 1 ]; then
-  summary+=("benchmark: skipped, only $left s left")
+  note "benchmark: skipped, only $left s left"
 fi
 
 # 3b (finish): wait for the background build while time is left, then run the test in what remains
 if [ -n "$full_pid" ]; then
   while kill -0 "$full_pid" 2>/dev/null && [ "$(elapsed)" -lt 440 ]; do sleep 2; done
   if kill -0 "$full_pid" 2>/dev/null; then
-    summary+=("preprocess gpu vs cpu: skipped, the full build was still running at $(elapsed) s (build-full.log)")
+    note "preprocess gpu vs cpu: skipped, the full build was still running at $(elapsed) s (build-full.log)"
   elif ! wait "$full_pid"; then
-    tail -30 "$out/configure-full.log" "$out/build-full.log" 2>/dev/null
-    summary+=("full build for preprocess_gpu_vs_cpu: FAILED or timed out (configure-full.log, build-full.log)")
+    tail -n 30 "$logs/configure-full.log" "$logs/build-full.log" 2>/dev/null
+    note "full build for preprocess_gpu_vs_cpu: FAILED or timed out (configure-full.log, build-full.log)"
   else
     t=$(( 520 - $(elapsed) ))
     if [ "$t" -ge 40 ]; then
       (cd build-gpu-full && timeout "$t" ctest -R preprocess_gpu_vs_cpu -V --timeout $(( t - 5 ))) \
-        > "$out/ctest-preprocess-gpu.log" 2>&1
+        > "$logs/ctest-preprocess-gpu.log" 2>&1
       rc=$?
-      summary+=("preprocess gpu vs cpu: $(grep -E 'tests passed|tests failed' "$out/ctest-preprocess-gpu.log" | tail -1) (exit $rc), $(elapsed) s")
+      cp "$logs/ctest-preprocess-gpu.log" "$out/"
+      note "preprocess gpu vs cpu: $(grep -E 'tests passed|tests failed' "$logs/ctest-preprocess-gpu.log" | tail -1) (exit $rc), $(elapsed) s"
+      [ $rc -ne 0 ] && [ $status = 0 ] && status=2
     else
-      summary+=("preprocess gpu vs cpu: skipped, only $t s left")
+      note "preprocess gpu vs cpu: skipped, only $t s left"
     fi
   fi
 fi
 
+note "exit status $status, $(elapsed) s"
+tar -czf "$out/gpu-check.tar.gz" -C "$logs" . 2>/dev/null
 echo
-echo "== diffkit gpu-check on ${gpu:-unknown GPU}, $(elapsed) s =="
-for line in "${summary[@]}"; do echo "  $line"; done
-[ -s "$out/bench.out" ] && cat "$out/bench.out"
-exit 0
+cat "$out/summary.txt"
+[ -s "$logs/bench.out" ] && cat "$logs/bench.out"
+exit $status

@@ -100,8 +100,8 @@ struct dk_cuda_forward {
     size_t stage_bytes;
     float *captures_host;         /* (n_capture, T, H) */
 
-    /* the adapter uploaded last */
-    const dk_lora_adapter *adapter;
+    /* the adapter uploaded last, by its load_id (0: none); never by address, which a reload can reuse */
+    uint64_t adapter_id;
     bump lora;
     lora_dev *lora_mods;          /* (L, DK_N_MODULES) */
 };
@@ -440,10 +440,13 @@ static void layout_lora(dk_cuda_forward *f, const dk_lora_adapter *a) {
 }
 
 static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err) {
-    if (a == f->adapter) return 0;
+    if (a && a->load_id == 0)
+        return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: adapter %s was not loaded by dk_lora_load (no load id)",
+                          a->path ? a->path : "(unnamed)");
+    if ((a ? a->load_id : 0) == f->adapter_id) return 0;
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     free_arena(&f->lora);
-    f->adapter = NULL;
+    f->adapter_id = 0;
     memset(f->lora_mods, 0, (size_t)(f->m->cfg.num_hidden_layers * DK_N_MODULES) * sizeof *f->lora_mods);
     if (!a) return 0;
     layout_lora(f, a);
@@ -461,7 +464,7 @@ static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err
     /* the uploads ran on the legacy default stream, which f->stream (cudaStreamNonBlocking) does not wait for,
      * and a cudaMemcpy from pageable memory (mode F32) may return before its DMA has landed */
     CUDA_CHECK(cudaDeviceSynchronize());
-    f->adapter = a;
+    f->adapter_id = a->load_id;
     return 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,8 @@ int dk_lora_load(const char *folder, const dk_hf_config *cfg, const dk_model_wei
         dk_err_set(err, DK_EXIT_RUNTIME, "%s holds no LoRA tensors", tensors_path);
         goto done;
     }
+    static atomic_uint_fast64_t next_load_id = 1;
+    a->load_id = atomic_fetch_add(&next_load_id, 1);
     rc = 0;
 done:
     if (ck) dk_st_close(ck);

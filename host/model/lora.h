@@ -36,6 +36,8 @@ typedef struct dk_lora_adapter {
     dk_lora_module *modules;  /* (n_layers, DK_N_MODULES) */
     float *multiplier;        /* (n_layers, DK_N_MODULES), 1 after loading */
     int64_t n_adapted;        /* pairs with an A and a B */
+    uint64_t load_id;         /* unique to this load in the process (never reused, unlike the struct's address):
+                                 what a device backend keys its uploaded copy of A and B by */
 } dk_lora_adapter;
 
 /* Loads <folder>/adapter_config.json and adapter_model.safetensors for the base model described by cfg and

@@ -343,6 +343,12 @@ static void test_lora_multiplier_granularity(void) {
     full_run_free(&all);
     full_run_free(&partial);
     golden_tokens_free(&tok);
+    /* a load into the same struct gets a new load id (device backends key their uploads by it, not the address) */
+    const uint64_t first_id = a.load_id;
+    dk_lora_free(&a);
+    CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
+    EXPECT(first_id != 0 && a.load_id != 0 && a.load_id != first_id, "load ids %llu then %llu: not unique",
+           (unsigned long long)first_id, (unsigned long long)a.load_id);
     dk_lora_free(&a);
     dk_model_close(&m);
     free(mdir);

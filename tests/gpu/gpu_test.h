@@ -13,9 +13,11 @@
  *     measured on each test's own data; we require err ≤ 2·floor + 1e-5: the extra floor covers values
  *     whose fp32 result lands on the other side of a bf16 rounding boundary from the CPU's, the 1e-5 the
  *     fp32 reordering. A kernel that rounded an intermediate to bf16 (or read a wrong element) fails this.
- * Guard bands: every output buffer has GUARD elements before and after filled with 0xA5 bytes; any change
- * there is an out-of-bounds write. Outputs are poisoned (0xA5 pattern, not zeros) before each launch, so an
- * element the kernel forgot to write fails the comparison. */
+ * Poison and guard bands: every device buffer is filled with the poison pattern when it is made (every 16-bit
+ * half is 0x7FA5: a NaN as bf16, and 0x7FA57FA5, a NaN, as f32), so an element a kernel forgets to write reads
+ * as NaN and fails the non-finite check whatever the tolerance (a tiny finite poison such as 0xA5 bytes,
+ * about -2.9e-16, would pass a loose one). GUARD elements before and after each output keep the pattern; any
+ * change there is an out-of-bounds write. */
 #ifndef DK_GPU_TEST_H
 #define DK_GPU_TEST_H
 
@@ -33,6 +35,29 @@
 #include "test.h"
 
 enum { GPU_GUARD = 256, GPU_SKIP = 77 };
+static const uint16_t GPU_POISON16 = 0x7FA5; /* NaN as bf16; two of them, 0x7FA57FA5, NaN as f32 */
+
+/* Fills bytes (even) of host memory with the poison pattern. */
+static inline void gpu_poison_host(void *p, size_t bytes) {
+    uint16_t *h = p;
+    for (size_t i = 0; i < bytes / 2; i++) h[i] = GPU_POISON16;
+}
+
+/* Fills bytes (even) of device memory with the poison pattern. */
+static inline void gpu_poison_device(void *d, size_t bytes) {
+    void *h = malloc(bytes ? bytes : 2);
+    gpu_poison_host(h, bytes);
+    CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    free(h);
+}
+
+/* Whether bytes (even) of host memory all still hold the poison pattern. */
+static inline int gpu_is_poison(const void *p, size_t bytes) {
+    const uint16_t *h = p;
+    for (size_t i = 0; i < bytes / 2; i++)
+        if (h[i] != GPU_POISON16) return 0;
+    return 1;
+}
 
 static inline int gpu_available(void) {
     int count = 0;
@@ -73,7 +98,7 @@ static inline dbuf dbuf_new(size_t n, dk_cuda_dtype dtype) {
     dbuf b = {0};
     b.n = n, b.dtype = dtype, b.esize = dk_cuda_dtype_size(dtype);
     CUDA_CHECK(cudaMalloc((void **)&b.base, (n + 2 * GPU_GUARD) * b.esize));
-    CUDA_CHECK(cudaMemset(b.base, 0xA5, (n + 2 * GPU_GUARD) * b.esize));
+    gpu_poison_device(b.base, (n + 2 * GPU_GUARD) * b.esize);
     b.d = b.base + GPU_GUARD * b.esize;
     return b;
 }
@@ -108,14 +133,13 @@ static inline float *dbuf_download(const dbuf *b) {
     return out;
 }
 
-/* Whether both guard bands still hold 0xA5 bytes. */
+/* Whether both guard bands still hold the poison pattern. */
 static inline int dbuf_guards_ok(const dbuf *b) {
     const size_t g = GPU_GUARD * b->esize;
     unsigned char *lo = malloc(g), *hi = malloc(g);
     CUDA_CHECK(cudaMemcpy(lo, b->base, g, cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(hi, b->base + g + b->n * b->esize, g, cudaMemcpyDeviceToHost));
-    int ok = 1;
-    for (size_t i = 0; i < g; i++) ok &= lo[i] == 0xA5 && hi[i] == 0xA5;
+    const int ok = gpu_is_poison(lo, g) && gpu_is_poison(hi, g);
     free(lo), free(hi);
     return ok;
 }

@@ -1,30 +1,14 @@
 /* test_convert_cuda.c — kernels/cuda/convert.cu against kernels/cpu/convert.c, bit for bit: every bf16 and
  * f16 pattern widened, and 2^20 f32 patterns (all rounding cases around many values, specials, random)
- * narrowed. Output buffers carry guard bands that must be untouched (out-of-bounds writes), and an odd
- * length checks the tail. Without a usable GPU it prints "SKIP: no GPU (...)" and exits 77, which ctest
+ * narrowed. Output buffers are poisoned with NaN patterns and carry guard bands that must be untouched
+ * (out-of-bounds writes; gpu_test.h), and an odd length checks the tail. Without a usable GPU it prints "SKIP: no GPU (...)" and exits 77, which ctest
  * reports as skipped. Label: gpu (run by `make gpu-check` on a GPU machine). */
-#include "test.h"
+#include "gpu_test.h"
 
-#include "core/check_cuda.h"
 #include "kernels/cpu/convert.h"
 #include "kernels/cuda/convert.cuh"
-#include "kernels/dtype_convert.h"
 
-#include <stdint.h>
-
-enum { GUARD = 64, SKIP_CODE = 77 };
-static const uint16_t GUARD16 = 0xA5A5;
-
-static int gpu_available(void) {
-    int count = 0;
-    cudaError_t status = cudaGetDeviceCount(&count);
-    if (status != cudaSuccess || count == 0) {
-        printf("SKIP: no GPU (cudaGetDeviceCount: %s, %d devices)\n",
-               status == cudaSuccess ? "ok" : cudaGetErrorName(status), count);
-        return 0;
-    }
-    return 1;
-}
+enum { GUARD = 64 };
 
 /* widen: all 65,536 patterns of a 16-bit type */
 static void check_widen(const char *name, cudaError_t (*gpu)(float *, const uint16_t *, size_t, cudaStream_t),
@@ -39,17 +23,13 @@ static void check_widen(const char *name, cudaError_t (*gpu)(float *, const uint
     CUDA_CHECK(cudaMalloc((void **)&d_src, n * sizeof *d_src));
     CUDA_CHECK(cudaMalloc((void **)&d_dst, (n + 2 * GUARD) * sizeof *d_dst));
     CUDA_CHECK(cudaMemcpy(d_src, src, n * sizeof *src, cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemset(d_dst, 0xA5, (n + 2 * GUARD) * sizeof *d_dst));
+    gpu_poison_device(d_dst, (n + 2 * GUARD) * sizeof *d_dst);
     CUDA_CHECK(gpu(d_dst + GUARD, d_src, n, 0));
     CUDA_CHECK(cudaMemcpy(got, d_dst, (n + 2 * GUARD) * sizeof *got, cudaMemcpyDeviceToHost));
     size_t bad = 0, guard_bad = 0;
     for (size_t i = 0; i < n; i++) bad += memcmp(&got[GUARD + i], &want[i], 4) != 0;
-    for (size_t i = 0; i < GUARD; i++) {
-        uint32_t lo, hi;
-        memcpy(&lo, &got[i], 4);
-        memcpy(&hi, &got[GUARD + n + i], 4);
-        guard_bad += lo != 0xA5A5A5A5u || hi != 0xA5A5A5A5u;
-    }
+    for (size_t i = 0; i < GUARD; i++)
+        guard_bad += !gpu_is_poison(&got[i], sizeof *got) || !gpu_is_poison(&got[GUARD + n + i], sizeof *got);
     EXPECT(bad == 0, "%s widen: %zu of %zu values differ from the CPU", name, bad, n);
     EXPECT(guard_bad == 0, "%s widen: %zu guard words overwritten", name, guard_bad);
     CUDA_CHECK(cudaFree(d_src));
@@ -80,12 +60,12 @@ static void check_narrow(const char *name, cudaError_t (*gpu)(uint16_t *, const 
     CUDA_CHECK(cudaMalloc((void **)&d_src, n * sizeof *d_src));
     CUDA_CHECK(cudaMalloc((void **)&d_dst, (n + 2 * GUARD) * sizeof *d_dst));
     CUDA_CHECK(cudaMemcpy(d_src, src, n * sizeof *src, cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemset(d_dst, 0xA5, (n + 2 * GUARD) * sizeof *d_dst));
+    gpu_poison_device(d_dst, (n + 2 * GUARD) * sizeof *d_dst);
     CUDA_CHECK(gpu(d_dst + GUARD, d_src, n, 0));
     CUDA_CHECK(cudaMemcpy(got, d_dst, (n + 2 * GUARD) * sizeof *got, cudaMemcpyDeviceToHost));
     size_t bad = 0, guard_bad = 0;
     for (size_t i = 0; i < n; i++) bad += got[GUARD + i] != want[i];
-    for (size_t i = 0; i < GUARD; i++) guard_bad += got[i] != GUARD16 || got[GUARD + n + i] != GUARD16;
+    for (size_t i = 0; i < GUARD; i++) guard_bad += got[i] != GPU_POISON16 || got[GUARD + n + i] != GPU_POISON16;
     EXPECT(bad == 0, "%s narrow: %zu of %zu values differ from the CPU", name, bad, n);
     EXPECT(guard_bad == 0, "%s narrow: %zu guard words overwritten", name, guard_bad);
     CUDA_CHECK(cudaFree(d_src));
@@ -94,7 +74,7 @@ static void check_narrow(const char *name, cudaError_t (*gpu)(uint16_t *, const 
 }
 
 int main(void) {
-    if (!gpu_available()) return SKIP_CODE;
+    if (!gpu_available()) return GPU_SKIP;
     check_widen("bf16", dk_cuda_bf16_to_f32, dk_cpu_bf16_to_f32);
     check_widen("f16", dk_cuda_f16_to_f32, dk_cpu_f16_to_f32);
     check_narrow("bf16", dk_cuda_f32_to_bf16, dk_cpu_f32_to_bf16);

@@ -7,11 +7,15 @@
  *   mode F32:  FP32_TOL = 5e-5 for every capture and the logits, and the argmax of every logits row agrees.
  *              Both sides compute in fp32; they differ in summation order (cuBLASLt vs OpenBLAS, online vs
  *              two-pass softmax) and device cosf/expf ulps, a few 1e-7 per op through a few layers.
- *   mode BF16: BF16_TOL = 6e-2. Every activation is rounded to bf16 (relative 2^-9) at each of the ~10
- *              kernel boundaries of a block, and the golden models are tiny random ones (hidden 32) whose
- *              residuals are not dominated by a few large directions; transformers' own bf16 run of such a
- *              model lands at 1e-2..5e-2 from its fp32 run. This bound is an estimate made without a GPU: the
- *              test prints every measured error so the first GPU run records the real floor (docs/perf.md).
+ *   mode BF16: a tolerance per case (BF16_TOLS below), derived without a GPU by tools/bf16_tolerance_sim.py:
+ *              transformers fp32 with the weights and every activation rounded to bf16 where this CUDA path
+ *              stores one (normed inputs, GEMM outputs, q/k after norm+RoPE, attention output, act(gate)⊙up;
+ *              the residual stays fp32), against plain fp32; tolerance = max(2 × that simulated error, 0.02)
+ *              rounded up to 1 digit (2×: the GPU is a second draw of the same rounding process). Simulated
+ *              errors (2026-12-05): 0.0081–0.0136 on the architectures, 0.041 / 0.32 / 0.019 on llama_lora /
+ *              qwen3_rslora / gemma3_lora (that random rsLoRA drives the residual to ~3e3, where rounding errors
+ *              grow from layer to layer); the "mma" column also rounds the attention probabilities, as
+ *              attention_mma.cu does. Rerun the script after changing a golden model or a rounding point.
  * Repeatability: two runs of the same batch give bit-identical captures and logits (no atomics, fixed
  * reduction trees, cuBLASLt plans cached per shape). */
 #include "gpu_test.h"
@@ -25,7 +29,24 @@
 #include "model/lora.h"
 
 static const double FP32_TOL = 5e-5;
-static const double BF16_TOL = 6e-2;
+
+/* bf16 tolerances per case, pasted from the output of tools/bf16_tolerance_sim.py (see the header) */
+static const struct {
+    const char *name;
+    double tol, tol_mma;
+} BF16_TOLS[] = {
+    {"llama", 0.02, 0.02},     {"llama_f32", 0.02, 0.02},   {"mistral", 0.03, 0.03},
+    {"qwen2", 0.03, 0.03},     {"qwen3", 0.02, 0.02},       {"gemma2", 0.03, 0.03},
+    {"gemma3", 0.02, 0.03},    {"gemma3_mm", 0.03, 0.04},   {"llama_lora", 0.09, 0},
+    {"qwen3_rslora", 0.7, 0},  {"gemma3_lora", 0.04, 0},
+};
+
+static double bf16_tol(const char *name, bool mma) {
+    for (size_t i = 0; i < sizeof BF16_TOLS / sizeof BF16_TOLS[0]; i++)
+        if (strcmp(BF16_TOLS[i].name, name) == 0) return mma ? BF16_TOLS[i].tol_mma : BF16_TOLS[i].tol;
+    CHECK(0, "no bf16 tolerance for %s: run tools/bf16_tolerance_sim.py and add its row to BF16_TOLS", name);
+    return 0;
+}
 
 static const char *const MODELS[] = {"llama", "llama_f32", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
                                      "gemma3_mm"};
@@ -45,11 +66,11 @@ static void run_full(const dk_model *m, dk_cuda_forward *f, const dk_lora_adapte
     int64_t *which = dk_malloc((size_t)L * sizeof *which);
     for (int64_t l = 0; l < L; l++) {
         r->layers[l] = dk_malloc((size_t)(T * H) * sizeof(float));
-        memset(r->layers[l], 0xA5, (size_t)(T * H) * sizeof(float)); /* poison: unwritten values fail */
+        gpu_poison_host(r->layers[l], (size_t)(T * H) * sizeof(float)); /* NaN: unwritten values fail */
         which[l] = l;
     }
     r->logits = dk_malloc((size_t)(T * V) * sizeof(float));
-    memset(r->logits, 0xA5, (size_t)(T * V) * sizeof(float));
+    gpu_poison_host(r->logits, (size_t)(T * V) * sizeof(float));
     dk_batch b = {tok->ids, T, tok->seq_start, tok->n_seqs, true};
     dk_hook_plan plan = {.n_capture = L, .capture_layers = which, .captures = r->layers, .logits = DK_LOGITS_ALL,
                          .logits_out = r->logits};
@@ -125,7 +146,7 @@ static void test_architectures(void) {
             } else {
                 run_full(&m, f, NULL, &tok, &g16);
                 run_full(&m, f, NULL, &tok, &g16b);
-                compare_runs(label, &m, &tok, &g16, &cpu, BF16_TOL, false);
+                compare_runs(label, &m, &tok, &g16, &cpu, bf16_tol(MODELS[i], false), false);
                 expect_bitwise(label, &m, &tok, &g16, &g16b);
                 full_run_free(&g16);
                 full_run_free(&g16b);
@@ -163,7 +184,7 @@ static void test_attention_mma(void) {
         dk_cuda_forward_close(f);
         char label[64];
         snprintf(label, sizeof label, "%s bf16 mma", MODELS[i]);
-        compare_runs(label, &m, &tok, &mma, &cpu, BF16_TOL, false);
+        compare_runs(label, &m, &tok, &mma, &cpu, bf16_tol(MODELS[i], m.cfg.head_dim % 16 == 0), false);
         if (m.cfg.head_dim % 16 != 0) expect_bitwise(label, &m, &tok, &mma, &plain);
         full_run_free(&cpu);
         full_run_free(&plain);
@@ -271,6 +292,25 @@ static void test_lora(void) {
             full_run_free(&gpu);
         }
         full_run_free(&base);
+        /* the adapter freed and loaded again into the same struct (the same address), with other weights (B
+         * negated): the forward must upload the new weights, not reuse the old ones by address */
+        dk_lora_free(&a);
+        CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
+        for (int64_t j = 0; j < a.n_layers * DK_N_MODULES; j++) {
+            const dk_lora_module *mod = &a.modules[j];
+            if (mod->A && mod->B)
+                for (int64_t e = 0; e < mod->out_features * mod->r; e++) mod->B[e] = -mod->B[e];
+        }
+        {
+            full_run cpu, gpu;
+            run_full(&m, NULL, &a, &tok, &cpu);
+            run_full(&m, f, &a, &tok, &gpu);
+            char label[64];
+            snprintf(label, sizeof label, "%s reloaded, B negated", adapters[i][0]);
+            compare_runs(label, &m, &tok, &gpu, &cpu, FP32_TOL, true);
+            full_run_free(&cpu);
+            full_run_free(&gpu);
+        }
         dk_cuda_forward_close(f);
         /* bf16 mode at w = 1: the LoRA GEMMs on bf16 operands (rank r rows: odd pitches) */
         if (EXPECT(dk_cuda_forward_open(&m, DK_CUDA_BF16, &f, &err) == 0, "%s", err.msg)) {
@@ -280,7 +320,7 @@ static void test_lora(void) {
             run_full(&m, f, &a, &tok, &gpu);
             char label[64];
             snprintf(label, sizeof label, "%s w=1 bf16", adapters[i][0]);
-            compare_runs(label, &m, &tok, &gpu, &cpu, BF16_TOL, false);
+            compare_runs(label, &m, &tok, &gpu, &cpu, bf16_tol(adapters[i][0], false), false);
             full_run_free(&cpu);
             full_run_free(&gpu);
             dk_cuda_forward_close(f);
@@ -317,7 +357,7 @@ static void test_backend_and_errors(void) {
     EXPECT(dk_backend_open(&be, &m, &(dk_backend_options){.device = DK_DEVICE_AUTO}, &err) == 0, "%s", err.msg);
     EXPECT(be.device == DK_DEVICE_CUDA, "device=auto with a GPU present must pick cuda");
     EXPECT(dk_backend_forward(&be, NULL, &batch, &plan, NULL, &err) == 0, "%s", err.msg);
-    EXPECT(golden_rel_error(b, a, T * H) <= BF16_TOL, "device=auto (bf16) far from the CPU");
+    EXPECT(golden_rel_error(b, a, T * H) <= bf16_tol("llama", false), "device=auto (bf16) far from the CPU");
 
     /* a bad token id and a bad layer: the CPU forward's messages, exit code 2 */
     int64_t *ids = dk_malloc((size_t)T * sizeof *ids);

@@ -6,19 +6,18 @@
 #   - each store records how it was computed (attribute compute), and a CPU run refuses the GPU's stores
 #     (another fingerprint) instead of resuming or reusing them; the reader refuses a CPU/GPU pair;
 #   - 2 ranks on the GPU give the same bits as 1 (fixed chunks, deterministic kernels).
-# TOL = 5e-2, relative Frobenius error ||gpu - cpu|| / ||cpu|| per layer. The GPU runs bf16 weights and
+# TOL = 2e-2, relative Frobenius error ||gpu - cpu|| / ||cpu|| per layer. The GPU runs bf16 weights and
 # bf16 activations between kernels (fp32 accumulation, fp32 residual stream); the CPU runs fp32 throughout.
-# Each bf16 rounding is at most 2^-8 relative (8 significant bits), ~10 of them per block sit between the
-# residual stream and each block's update: if they added up coherently that is <= 4% of the update per
-# block, if at random ~sqrt(10) * 2^-8 / sqrt(3) ~ 0.7%; the demo stores the residual after block 1 of 4
-# (2 blocks deep), so a correct GPU forward lands near 1e-2 and well under 5e-2. A wrong row (another
-# chunk, a stale buffer, a missing adapter) is off by ~100%. tests/gpu/test_forward_cuda.c bounds the same
-# forward per tensor at 6e-2 (max-abs metric).
+# Derived without a GPU by tools/bf16_tolerance_sim.py: transformers fp32 with weights and activations rounded
+# to bf16 where the CUDA path stores them, on this test's slice (demo pair, 96 organism samples, layer 1), both
+# narrowed to bf16 as the stores are: 0.0044 (base) and 0.0061 (organism) on 2026-12-05; TOL = max(2 x that,
+# 0.02) rounded up (2x: the GPU is a second draw of the same rounding process). A wrong row (another chunk, a
+# stale buffer, a missing adapter) is off by ~100%. Rerun the script when the demo pair changes.
 source "$(dirname "$0")/pp_lib.sh"
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
   echo "SKIP: no GPU (nvidia-smi -L lists none)"; exit 77
 fi
-TOL=5e-2
+TOL=2e-2
 ROOT=$DIFFKIT_SOURCE_DIR
 CONFIGS="$ROOT/configs"   # run_pp reads it: the repository's configs, model=demo
 export DIFFKIT_ROOT=$ROOT
