@@ -1,10 +1,12 @@
 /* cmd_tokenize.c — `diffkit tokenize`: JSON Lines {"text": ...} -> {"ids": [...]}, one output line per
  * input line, in order, exactly as Hugging Face `tokenizers` encode(text) (special tokens added unless
  * --no-special-tokens). Lines are encoded in chunks on all cores. Bad input (not JSON, no "text", invalid
- * UTF-8) stops with the line number and exit code 1; lines before it have been written. */
+ * UTF-8) stops with the line number and exit code 1; on standard output the lines before it have been written,
+ * an --output file is not created. Write errors (a full disk) stop the command with a message and exit 1. */
 #include "cli_numbers.h"
 #include "commands.h"
 
+#include "io/out_file.h"
 #include "tokenizer/tok_jsonl.h"
 #include "tokenizer/tokenizer.h"
 
@@ -70,8 +72,9 @@ int cmd_tokenize(int argc, char **argv) {
     if (!tok) dk_die(&err);
     dk_jsonl_reader in;
     if (dk_jsonl_open(&in, in_path, &err) < 0) dk_die(&err);
-    FILE *out = dk_jsonl_open_output(out_path, &err);
-    if (!out) dk_die(&err);
+    dk_out_file out;
+    const char *inputs[] = {in_path ? in_path : "-"};
+    if (dk_out_open(&out, out_path, inputs, 1, &err) < 0) dk_die(&err);
 
     char **texts = malloc(CHUNK_LINES * sizeof *texts);
     size_t n = 0;
@@ -101,7 +104,7 @@ int cmd_tokenize(int argc, char **argv) {
         texts[n++] = strdup(text->valuestring);
         cJSON_Delete(obj);
         if (n == CHUNK_LINES) {
-            if (flush_chunk(tok, texts, n, special, threads, out, &err) < 0) {
+            if (flush_chunk(tok, texts, n, special, threads, out.f, &err) < 0 || dk_out_check(&out, &err) < 0) {
                 rc = -1;
                 n = 0;
                 break;
@@ -110,14 +113,14 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     dk_err flush_err = {0}; /* lines before a bad line are still written */
-    if (n && flush_chunk(tok, texts, n, special, threads, out, &flush_err) < 0 && rc == 0) {
+    if (n && flush_chunk(tok, texts, n, special, threads, out.f, &flush_err) < 0 && rc == 0) {
         err = flush_err;
         rc = -1;
     }
     free(texts);
     dk_jsonl_close(&in);
-    if (out != stdout) fclose(out);
-    else fflush(stdout);
+    if (rc == 0) rc = dk_out_commit(&out, &err);
+    else dk_out_abort(&out);
     dk_tokenizer_free(tok);
     if (rc < 0) dk_die(&err);
     return 0;

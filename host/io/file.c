@@ -33,6 +33,17 @@ char *dk_read_file(const char *path, size_t *size, dk_err *err) {
         if (n == 0) break;
         dk_strbuf_append_n(&buf, chunk, (size_t)n);
     }
+    /* zlib reads a cut-off gzip stream to its end and reports it only here (so a growing file can be
+     * followed): a truncated file is an I/O error, never data that merely ends early */
+    int zerr = Z_OK;
+    gzerror(f, &zerr);
+    if (zerr == Z_BUF_ERROR) {
+        dk_err_set(err, DK_EXIT_RUNTIME, "cannot read %s: the gzip data ends early after %zu bytes of text (the file "
+                   "is truncated: copy or download it again)", path, buf.len);
+        gzclose(f);
+        dk_strbuf_free(&buf);
+        return NULL;
+    }
     gzclose(f);
     if (size) *size = buf.len;
     return dk_strbuf_take(&buf);

@@ -37,19 +37,45 @@ int dk_err_write(dk_err *err, const char *path, int e) {
     switch (e) {
     case ENOSPC:
         return dk_err_set(err, DK_EXIT_RUNTIME, "no space left on %s (%s): free space on its file system or write "
-                          "the output elsewhere; the incomplete output was not kept", path, strerror(e));
+                          "the output elsewhere", path, strerror(e));
     case EDQUOT:
         return dk_err_set(err, DK_EXIT_RUNTIME, "disk quota exceeded writing %s (%s): free space in your quota or "
-                          "write the output elsewhere; the incomplete output was not kept", path, strerror(e));
+                          "write the output elsewhere", path, strerror(e));
     case EFBIG:
         return dk_err_set(err, DK_EXIT_RUNTIME, "%s grew past the file-size limit (%s): raise the limit (ulimit -f) "
-                          "or write a smaller output; the incomplete output was not kept", path, strerror(e));
+                          "or write a smaller output", path, strerror(e));
     case 0:
-        return dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: a write failed; the incomplete output was not "
-                          "kept", path);
+        return dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: a write failed", path);
     default:
-        return dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s; the incomplete output was not kept", path,
-                          strerror(e));
+        return dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s", path, strerror(e));
+    }
+}
+
+/* ---- temporaries of open outputs, removed when the job ends without committing them ---------------- */
+
+enum { MAX_OPEN_OUTPUTS = 64 };
+static dk_out_file *open_outputs[MAX_OPEN_OUTPUTS];
+
+static void remove_open_temporaries(void) {
+    for (int i = 0; i < MAX_OPEN_OUTPUTS; i++) {
+        if (open_outputs[i] && open_outputs[i]->tmp_path) unlink(open_outputs[i]->tmp_path);
+        open_outputs[i] = NULL;
+    }
+}
+
+static void track(dk_out_file *o, bool open) {
+    static bool registered = false;
+    if (!registered) {
+        atexit(remove_open_temporaries); /* dk_die, exit() */
+        dk_on_abort(remove_open_temporaries); /* dk_abort with MPI_Abort, which never returns */
+        registered = true;
+    }
+    for (int i = 0; i < MAX_OPEN_OUTPUTS; i++) {
+        if (open && !open_outputs[i]) {
+            open_outputs[i] = o;
+            return;
+        }
+        if (!open && open_outputs[i] == o) open_outputs[i] = NULL;
     }
 }
 
@@ -144,6 +170,7 @@ static int open_temporary(dk_out_file *o, dk_err *err) {
     umask(mask);
     fchmod(o->fd, 0666 & ~mask);
     o->tmp_id = dk_file_id_of_fd(o->fd);
+    track(o, true);
     return make_stream(o, err);
 }
 
@@ -179,9 +206,18 @@ int dk_out_open(dk_out_file *o, const char *path, const char *const *inputs, siz
 
 bool dk_out_failed(const dk_out_file *o) { return o->write_errno != 0 || (o->f && ferror(o->f)); }
 
+/* The write error of an output, saying what becomes of it. */
+static int out_write_error(const dk_out_file *o, int e, dk_err *err) {
+    if (!err || dk_err_is_set(err)) return -1;
+    dk_err_write(err, o->is_stdout ? "standard output" : o->path, e);
+    size_t n = strlen(err->msg);
+    if (o->tmp_path) snprintf(err->msg + n, sizeof err->msg - n, "; the incomplete output was not kept");
+    return -1;
+}
+
 int dk_out_check(const dk_out_file *o, dk_err *err) {
     if (!dk_out_failed(o)) return 0;
-    return dk_err_write(err, o->is_stdout ? "standard output" : o->path, o->write_errno);
+    return out_write_error(o, o->write_errno, err);
 }
 
 /* ---- commit / abort --------------------------------------------------------------------------------- */
@@ -209,7 +245,6 @@ static void sync_parent(const char *path) {
 }
 
 int dk_out_commit(dk_out_file *o, dk_err *err) {
-    const char *name = o->is_stdout ? "standard output" : o->path;
     int e = 0;
     if (fflush(o->f) != 0 || ferror(o->f)) e = o->write_errno ? o->write_errno : errno;
     else if (o->write_errno) e = o->write_errno;
@@ -220,7 +255,7 @@ int dk_out_commit(dk_out_file *o, dk_err *err) {
     o->fd = -1;
     int rc = 0;
     if (e) {
-        rc = dk_err_write(err, name, e);
+        rc = out_write_error(o, e, err);
     } else if (o->tmp_path) {
         if (dk_rename_owned(o->tmp_path, o->tmp_id, o->path, err) != 0)
             rc = -1;
@@ -235,6 +270,7 @@ int dk_out_commit(dk_out_file *o, dk_err *err) {
 }
 
 void dk_out_abort(dk_out_file *o) {
+    track(o, false);
     if (o->f) fclose(o->f);
     if (o->fd >= 0) close(o->fd);
     if (o->tmp_path) unlink(o->tmp_path);

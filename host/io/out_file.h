@@ -11,7 +11,8 @@
  *     write's errno is kept ("no space left on OUT.jsonl: No space left on device"), not lost in a later
  *     fclose. dk_out_failed/dk_out_check let a long loop stop at the first failure.
  *   - dk_out_commit = fflush + ferror + fsync + close, each checked, then a check that the temporary is still
- *     the file this call created (same device and inode), then rename. dk_out_abort removes the temporary.
+ *     the file this call created (same device and inode), then rename. dk_out_abort removes the temporary, and
+ *     so does the end of the job (exit, dk_die, dk_abort under MPI) for an output never committed.
  *   - an output that is the same file (same device and inode, so hard links and "./x" vs "x" count) as an
  *     input is refused before anything is written.
  *   - SIGXFSZ is ignored while outputs are open, so a file-size limit (ulimit -f) is a write error (EFBIG)

@@ -30,7 +30,8 @@ typedef struct dk_store_lock {
 } dk_store_lock;
 
 /* Takes the lock of the output at path (the final name, e.g. .../train.h5). 0, or -1 with err (code 1)
- * naming the path and the other holder. */
+ * naming the path and the other holder. lk must stay at its address while held: a job that ends without
+ * releasing it (exit, dk_die, dk_abort) releases it on the way out. */
 int dk_store_lock_take(dk_store_lock *lk, const char *path, dk_err *err);
 /* 0 while lk is still held and its lock file is still in place; -1 with err otherwise. */
 int dk_store_lock_check(const dk_store_lock *lk, dk_err *err);

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "io/act_store.h"
 #include "io/file.h"
+#include "io/json_value.h"
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -162,11 +163,13 @@ int dk_pp_read_texts(const char *path, const dk_pp_read_options *opt, dk_pp_text
         }
         n_records++;
         char why[2048] = "";
-        cJSON *obj = cJSON_Parse(line);
+        char parse_why[256];
+        cJSON *obj = dk_json_parse_one(line, (size_t)((end ? end : data + size) - line), parse_why, sizeof parse_why);
         int r = -1;
         char *text = NULL;
         bool add_special = false;
-        if (!cJSON_IsObject(obj)) snprintf(why, sizeof why, "not a JSON object");
+        if (!obj) snprintf(why, sizeof why, "not a JSON object: %s", parse_why);
+        else if (!cJSON_IsObject(obj)) snprintf(why, sizeof why, "not a JSON object");
         else r = record_text(obj, opt, &text, &add_special, why, sizeof why);
         cJSON_Delete(obj);
         if (r == 1) {
