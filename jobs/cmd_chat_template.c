@@ -70,6 +70,9 @@ int cmd_chat_template(int argc, char **argv) {
         dk_err_prefix(&err, "%s: ", tok_path);
         dk_die(&err);
     }
+    char why[512];
+    if (!dk_chat_family_fits(family, tok, why, sizeof why))
+        fprintf(stderr, "diffkit chat-template: warning: %s: %s\n", tok_path, why);
     char *bos = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
     if (bos && (family == DK_CHAT_GEMMA3 || family == DK_CHAT_GEMMA2 || family == DK_CHAT_LLAMA3 ||
                 family == DK_CHAT_LLAMA3_0))

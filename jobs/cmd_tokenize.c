@@ -26,11 +26,13 @@ static void usage(FILE *out) {
                  "Text must be valid UTF-8 without U+0000. --threads: encoding threads (default: all cores).\n");
 }
 
-/* Encodes and writes texts[0..n); frees them. */
-static int flush_chunk(const dk_tokenizer *tok, char **texts, size_t n, bool special, int threads, FILE *out,
-                       dk_err *err) {
+/* Encodes and writes texts[0..n) (from lines[0..n) of the input `name`); frees them. */
+static int flush_chunk(const dk_tokenizer *tok, char **texts, const long *lines, size_t n, bool special, int threads,
+                       const char *name, FILE *out, dk_err *err) {
     dk_tok_ids *ids = calloc(n ? n : 1, sizeof *ids);
-    int rc = dk_tokenizer_encode_batch(tok, (const char *const *)texts, n, special, threads, ids, err);
+    size_t failed = 0;
+    int rc = dk_tokenizer_encode_batch(tok, (const char *const *)texts, n, special, threads, ids, &failed, err);
+    if (rc != 0) dk_err_prefix(err, "%s:%ld: ", name, lines[failed]);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0) {
             fputs("{\"ids\": [", out);
@@ -77,6 +79,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (dk_out_open(&out, out_path, inputs, 1, &err) < 0) dk_die(&err);
 
     char **texts = malloc(CHUNK_LINES * sizeof *texts);
+    long *lines = malloc(CHUNK_LINES * sizeof *lines);
     size_t n = 0;
     int rc = 0;
     for (;;) {
@@ -101,10 +104,11 @@ int cmd_tokenize(int argc, char **argv) {
             cJSON_Delete(obj);
             break;
         }
+        lines[n] = in.line_no;
         texts[n++] = strdup(text->valuestring);
         cJSON_Delete(obj);
         if (n == CHUNK_LINES) {
-            if (flush_chunk(tok, texts, n, special, threads, out.f, &err) < 0 || dk_out_check(&out, &err) < 0) {
+            if (flush_chunk(tok, texts, lines, n, special, threads, in.name, out.f, &err) < 0 || dk_out_check(&out, &err) < 0) {
                 rc = -1;
                 n = 0;
                 break;
@@ -113,11 +117,12 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     dk_err flush_err = {0}; /* lines before a bad line are still written */
-    if (n && flush_chunk(tok, texts, n, special, threads, out.f, &flush_err) < 0 && rc == 0) {
+    if (n && flush_chunk(tok, texts, lines, n, special, threads, in.name, out.f, &flush_err) < 0 && rc == 0) {
         err = flush_err;
         rc = -1;
     }
     free(texts);
+    free(lines);
     dk_jsonl_close(&in);
     if (rc == 0) rc = dk_out_commit(&out, &err);
     else dk_out_abort(&out);

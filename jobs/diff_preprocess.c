@@ -439,6 +439,11 @@ int main(int argc, char **argv) {
     if (read_settings(cfg, &s, &err) == 0 && read_datasets(cfg, datasets, &n_datasets, &err) == 0 && d.rank == 0) {
         tok = dk_tokenizer_load(s.tokenizer_path, &err);
         if (tok && dk_tokenizer_config_json(tok)) s.bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
+        bool any_chat = false;
+        for (int i = 0; i < n_datasets; i++) any_chat |= datasets[i].is_chat;
+        char why[512];
+        if (tok && any_chat && !dk_chat_family_fits(s.family, tok, why, sizeof why))
+            LOG_WARN("model.chat_template=%s: %s (%s)", s.chat_template, why, s.tokenizer_path);
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     dk_pp_test_hooks hooks = {0}; /* tests only (tests/preprocess) */

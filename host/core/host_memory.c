@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "core/format.h"
 
@@ -45,11 +46,27 @@ static uint64_t cgroup_room(void) {
     return limit > used ? limit - used : 0;
 }
 
+/* What the address-space limit (ulimit -v, RLIMIT_AS) still allows, or UINT64_MAX without one. */
+static uint64_t address_space_room(void) {
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_AS, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
+    uint64_t used = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long long kb;
+        if (sscanf(line, "VmSize: %llu kB", &kb) == 1) used = (uint64_t)kb * 1024;
+    }
+    if (f) fclose(f);
+    return (uint64_t)lim.rlim_cur > used ? (uint64_t)lim.rlim_cur - used : 0;
+}
+
 uint64_t dk_host_memory_available(void) {
     uint64_t avail = meminfo_bytes("MemAvailable");
     uint64_t room = avail ? avail + meminfo_bytes("SwapFree") : UINT64_MAX;
-    uint64_t cg = cgroup_room();
-    return cg < room ? cg : room;
+    uint64_t cg = cgroup_room(), as = address_space_room();
+    if (cg < room) room = cg;
+    return as < room ? as : room;
 }
 
 int dk_host_memory_check(uint64_t need_bytes, const char *what, const char *hint, dk_err *err) {

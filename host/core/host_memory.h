@@ -5,7 +5,8 @@
  * not end in an allocation failure deep inside, or be killed by the OOM killer after minutes of swapping
  * (Linux overcommits: a huge malloc often succeeds and the process dies later when it touches the pages).
  * The limit is the smaller of the machine's MemAvailable + SwapFree (/proc/meminfo) and the job's cgroup
- * limit minus its usage (cgroup v2 memory.max / v1 memory.limit_in_bytes: what SLURM enforces). */
+ * limit minus its usage (cgroup v2 memory.max / v1 memory.limit_in_bytes: what SLURM enforces), and of what
+ * an address-space limit (ulimit -v) leaves. */
 #ifndef DK_HOST_MEMORY_H
 #define DK_HOST_MEMORY_H
 

@@ -230,9 +230,10 @@ int dk_pp_tokenize(const dk_tokenizer *tok, const dk_pp_texts *texts, int64_t co
             }
         if (m == 0) continue;
         memset(outs, 0, (size_t)m * sizeof *outs);
-        rc = dk_tokenizer_encode_batch(tok, batch, (size_t)m, special, n_threads, outs, err);
+        size_t failed = 0;
+        rc = dk_tokenizer_encode_batch(tok, batch, (size_t)m, special, n_threads, outs, &failed, err);
         for (int64_t k = 0; k < m; k++) ids[which[k]] = outs[k];
-        if (rc != 0) dk_err_prefix(err, "%s: ", path);
+        if (rc != 0) dk_err_prefix(err, "%s:%lld: ", path, (long long)texts->line_no[which[failed]]);
     }
     free(batch);
     free(which);
