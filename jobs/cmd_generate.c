@@ -123,6 +123,9 @@ static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const
         const char *config = dk_tokenizer_config_json(tok);
         dk_chat_family family;
         if (chat_family(tok, model_dir, family_name, &family, err) != 0) return -1;
+        char why[512];
+        if (!dk_chat_family_fits(family, tok, why, sizeof why))
+            fprintf(stderr, "diffkit generate: warning: --chat: %s\n", why);
         dk_chat_message msg = {"user", prompt, NULL};
         char *bos = dk_chat_config_bos_token(config); /* the model's own BOS, not the family's usual one */
         dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = enable_thinking, .bos_token = bos};

@@ -7,6 +7,14 @@
 #include <string.h>
 
 static dk_abort_handler abort_handler = NULL;
+static void (*cleanups[8])(void);
+static int n_cleanups = 0;
+
+void dk_on_abort(void (*cleanup)(void)) {
+    for (int i = 0; i < n_cleanups; i++)
+        if (cleanups[i] == cleanup) return;
+    if (n_cleanups < 8) cleanups[n_cleanups++] = cleanup;
+}
 
 int dk_err_setv(dk_err *err, int code, const char *fmt, va_list ap) {
     if (!err || err->code != 0) return -1;
@@ -44,6 +52,7 @@ void dk_err_clear(dk_err *err) {
 void dk_set_abort_handler(dk_abort_handler handler) { abort_handler = handler; }
 
 void dk_abort(int code) {
+    for (int i = 0; i < n_cleanups; i++) cleanups[i]();
     fflush(stdout);
     fflush(stderr);
     if (abort_handler) abort_handler(code);

@@ -42,6 +42,10 @@ void dk_die(const dk_err *err) __attribute__((noreturn));
 void dk_fatal_at(int code, const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
 
+/* Cleanups run by dk_abort before the job ends (e.g. removing temporary output files, io/out_file.c), also when
+ * the abort handler below never returns. At most 8; registering the same function twice is a no-op. */
+void dk_on_abort(void (*cleanup)(void));
+
 /* The dist layer installs MPI_Abort (and ncclCommAbort) here; default: exit(code). */
 typedef void (*dk_abort_handler)(int code);
 void dk_set_abort_handler(dk_abort_handler handler);

@@ -380,11 +380,15 @@ static int parse_layer_kinds(const reader *r, const cJSON *text, const class_def
     }
     bool any_sliding = false;
     for (int64_t i = 0; i < n; i++) any_sliding |= cfg->layer_types[i] == DK_LAYER_SLIDING_ATTENTION;
-    if (any_sliding && window <= 0)
+    if (any_sliding && window <= 0) {
+        const cJSON *given = field(text, "sliding_window");
+        char shown[64];
+        if (!given || cJSON_IsNull(given)) snprintf(shown, sizeof shown, "null or absent");
+        else snprintf(shown, sizeof shown, "%" PRId64 " (it must be positive)", window);
         return dk_err_set(r->err, DK_EXIT_USAGE,
                           "%s: some layers use sliding-window attention but \"%ssliding_window\" is %s: fix "
-                          "config.json",
-                          r->path, r->where, window < 0 ? "null or absent" : "not positive");
+                          "config.json", r->path, r->where, shown);
+    }
     cfg->sliding_window = any_sliding ? window : 0;
     return 0;
 }
@@ -531,6 +535,7 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
         return dk_err_set(err, DK_EXIT_USAGE, "%s: head_dim %" PRId64 " is odd; RoPE pairs dimensions (i, i + D/2)",
                           path, cfg->head_dim);
     if (get_int(&r, text, "max_position_embeddings", d->max_position_embeddings, &cfg->max_position_embeddings) ||
+        require_positive(&r, "max_position_embeddings", cfg->max_position_embeddings) ||
         get_double(&r, text, "rms_norm_eps", d->rms_norm_eps, &cfg->rms_norm_eps))
         return -1;
     if (!(cfg->rms_norm_eps > 0))
