@@ -58,6 +58,7 @@ int dk_act_store_open(dk_act_store *s, const char *path, int64_t layer, bool all
     }
     s->model_id = read_str_attr(f, "model_id");
     s->adapter_id = read_str_attr(f, "adapter_id");
+    s->tokenizer_hash = read_str_attr(f, "tokenizer_hash");
     s->compute = read_str_attr(f, "compute");
     if (!s->compute[0]) { /* written before the attribute existed: only the CPU backend wrote stores then */
         free(s->compute);
@@ -115,6 +116,7 @@ void dk_act_store_close(dk_act_store *s) {
     free(s->path);
     free(s->model_id);
     free(s->adapter_id);
+    free(s->tokenizer_hash);
     free(s->compute);
     memset(s, 0, sizeof *s);
     s->file = s->layer_ds = s->bf16 = -1;

@@ -27,6 +27,7 @@ typedef struct dk_act_store {
     uint64_t fingerprint;
     char *path;
     char *model_id, *adapter_id;
+    char *tokenizer_hash;     /* "fnv1a64:<hex>" of the tokenizer.json that made the tokens */
     char *compute;            /* "cpu-fp32", "cuda-bf16", ... ("cpu-fp32" for stores older than the attribute) */
 } dk_act_store;
 
