@@ -1,0 +1,310 @@
+/* dict_train.c — see dict_train.h. */
+#include "methods/dict_train.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "kernels/cpu/dict_step.h"
+
+/* ---- collectives ----------------------------------------------------------------------------------------- */
+
+void dk_dict_allreduce_f64(const dk_dist *d, double *v, int64_t n) {
+    for (int64_t o = 0; o < n; o += 1 << 28) {
+        int c = (int)(n - o < (1 << 28) ? n - o : (1 << 28));
+        MPI_Allreduce(MPI_IN_PLACE, v + o, c, MPI_DOUBLE, MPI_SUM, d->comm);
+    }
+}
+
+void dk_dict_allreduce_f32(const dk_dist *d, float *v, int64_t n) {
+    for (int64_t o = 0; o < n; o += 1 << 28) {
+        int c = (int)(n - o < (1 << 28) ? n - o : (1 << 28));
+        MPI_Allreduce(MPI_IN_PLACE, v + o, c, MPI_FLOAT, MPI_SUM, d->comm);
+    }
+}
+
+/* ---- schedule -------------------------------------------------------------------------------------------- */
+
+int64_t dk_dict_k_at(const dk_dict_train_cfg *c, int64_t step) {
+    if (c->k_anneal_steps > 0 && c->k_initial != c->k) {
+        if (step >= c->k_anneal_steps) return c->k;
+        const double progress = (double)step / (double)c->k_anneal_steps;
+        const double kf = (double)c->k_initial - (double)(c->k_initial - c->k) * progress;
+        const double r = nearbyint(kf); /* Python's round(): half to even (the default rounding mode) */
+        return r > 1 ? (int64_t)r : 1;
+    }
+    return c->k_anneal_steps == 0 ? c->k_initial : c->k;
+}
+
+double dk_dict_lr_at(const dk_dict_train_cfg *c, int64_t step) {
+    double f = 1.0;
+    if (step < c->warmup_steps) f = (double)step / (double)c->warmup_steps;
+    else if (c->decay_start >= 0 && step >= c->decay_start)
+        f = (double)(c->steps - step) / (double)(c->steps - c->decay_start);
+    return c->lr * f;
+}
+
+/* ---- setup ----------------------------------------------------------------------------------------------- */
+
+void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dict_train_cfg *cfg, dk_dict_model *m,
+                          int64_t max_rows) {
+    memset(tr, 0, sizeof *tr);
+    tr->dist = dist;
+    tr->c = *cfg;
+    tr->m = m;
+    const int64_t P = m->P, D = m->s.D, F = m->s.F, rows = max_rows > 0 ? max_rows : 1;
+    tr->grad = dk_calloc((size_t)P, sizeof(float));
+    tr->adam_m = dk_calloc((size_t)P, sizeof(float));
+    tr->adam_v = dk_calloc((size_t)P, sizeof(float));
+    tr->since_fired = dk_calloc((size_t)F, sizeof(int64_t));
+    tr->cap_rows = rows;
+    tr->u = dk_malloc((size_t)(rows * D) * sizeof(float));
+    tr->pre = dk_malloc((size_t)(rows * F) * sizeof(float));
+    tr->scores = dk_malloc((size_t)(rows * F) * sizeof(float));
+    tr->xhat = dk_malloc((size_t)(rows * D) * sizeof(float));
+    tr->g = dk_malloc((size_t)(rows * D) * sizeof(float));
+    tr->ehat = dk_malloc((size_t)(rows * D) * sizeof(float));
+    tr->w = dk_malloc((size_t)F * sizeof(float));
+    tr->row_ptr = dk_malloc((size_t)(rows + 1) * sizeof(int64_t));
+    tr->aux_ptr = dk_malloc((size_t)(rows + 1) * sizeof(int64_t));
+    /* the selection keeps k·B entries globally; a rank can hold all of them (at most rows·F) */
+    int64_t k_max = cfg->k_initial > cfg->k ? cfg->k_initial : cfg->k;
+    tr->cap_sel = rows * F < k_max * rows * 64 ? rows * F : k_max * rows * 64;
+    tr->idx = dk_malloc((size_t)tr->cap_sel * sizeof(int32_t));
+    tr->fval = dk_malloc((size_t)tr->cap_sel * sizeof(float));
+    const int64_t aux_cap = rows * (cfg->top_k_aux < F ? cfg->top_k_aux : F);
+    tr->aux_idx = dk_malloc((size_t)(aux_cap ? aux_cap : 1) * sizeof(int32_t));
+    tr->aux_val = dk_malloc((size_t)(aux_cap ? aux_cap : 1) * sizeof(float));
+    tr->fired = dk_malloc((size_t)F);
+    tr->dead = dk_malloc((size_t)F);
+}
+
+void dk_dict_trainer_free(dk_dict_trainer *tr) {
+    free(tr->grad), free(tr->adam_m), free(tr->adam_v), free(tr->since_fired);
+    free(tr->u), free(tr->pre), free(tr->scores), free(tr->xhat), free(tr->g), free(tr->ehat), free(tr->w);
+    free(tr->row_ptr), free(tr->aux_ptr), free(tr->idx), free(tr->fval), free(tr->aux_idx), free(tr->aux_val);
+    free(tr->fired), free(tr->dead);
+    memset(tr, 0, sizeof *tr);
+}
+
+/* ---- step 0: the geometric median of the global batch (per layer for the crosscoder) ---------------------- */
+
+static void geometric_median(const dk_dist *dist, const dk_dict_shape *s, const float *x, int64_t n, int64_t B,
+                             float *out) {
+    const int64_t L = s->L, d = s->d, D = s->D;
+    double *acc = dk_calloc((size_t)(D + L), sizeof(double)); /* Σ w·x per layer, then Σ w per layer */
+    float *guess = dk_malloc((size_t)D * sizeof(float)), *prev = dk_malloc((size_t)D * sizeof(float));
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < D; i++) acc[i] += x[r * D + i];
+    dk_dict_allreduce_f64(dist, acc, D);
+    for (int64_t i = 0; i < D; i++) guess[i] = (float)(acc[i] / (double)B);
+    for (int it = 0; it < 100; it++) {
+        memcpy(prev, guess, (size_t)D * sizeof(float));
+        memset(acc, 0, (size_t)(D + L) * sizeof(double));
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t l = 0; l < L; l++) {
+                const float *xr = x + r * D + l * d, *gl = guess + l * d;
+                double ss = 0;
+                for (int64_t i = 0; i < d; i++) ss += ((double)xr[i] - gl[i]) * ((double)xr[i] - gl[i]);
+                const double w = 1.0 / sqrt(ss); /* no guard, as the reference: a point at the guess gives inf */
+                acc[D + l] += w;
+                for (int64_t i = 0; i < d; i++) acc[l * d + i] += w * xr[i];
+            }
+        dk_dict_allreduce_f64(dist, acc, D + L);
+        bool done = true;
+        for (int64_t l = 0; l < L; l++) {
+            double dist2 = 0;
+            for (int64_t i = 0; i < d; i++) {
+                guess[l * d + i] = (float)(acc[l * d + i] / acc[D + l]);
+                const double dv = (double)guess[l * d + i] - prev[l * d + i];
+                dist2 += dv * dv;
+            }
+            done = done && sqrt(dist2) < 1e-5;
+        }
+        if (done) break;
+    }
+    memcpy(out, guess, (size_t)D * sizeof(float));
+    free(acc), free(guess), free(prev);
+}
+
+/* ---- the global BatchTopK threshold ------------------------------------------------------------------------ */
+
+/* The K-th largest positive score over every rank's (n, F) scores: *t and the number of entries equal to t this
+ * rank keeps (*ties); *t = 0 when there are no more than K positive entries (keep them all). */
+static void global_threshold(const dk_dist *dist, const float *scores, int64_t count, int64_t K, float *t,
+                             int64_t *ties) {
+    enum { BINS = 65536 };
+    uint64_t *h = dk_calloc(BINS, sizeof(uint64_t)), *mine = dk_calloc(BINS, sizeof(uint64_t));
+    dk_cpu_hist_hi(scores, count, h);
+    MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
+    uint64_t total = 0;
+    for (int b = 0; b < BINS; b++) total += h[b];
+    *t = 0;
+    *ties = 0;
+    if (total > (uint64_t)K) {
+        uint64_t above = 0;
+        int hb = BINS - 1;
+        while (above + h[hb] < (uint64_t)K) above += h[hb--];
+        dk_cpu_hist_lo(scores, count, (uint32_t)hb, mine);
+        memcpy(h, mine, BINS * sizeof(uint64_t));
+        MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
+        int lb = BINS - 1;
+        while (above + h[lb] < (uint64_t)K) above += h[lb--];
+        const uint32_t bits = ((uint32_t)hb << 16) | (uint32_t)lb;
+        memcpy(t, &bits, sizeof bits);
+        /* ties at t: the lowest global positions first (ranks hold the batch in rank order) */
+        const int64_t need = K - (int64_t)above, local = (int64_t)mine[lb];
+        int64_t before = 0;
+        MPI_Exscan(&local, &before, 1, MPI_INT64_T, MPI_SUM, dist->comm);
+        if (dist->rank == 0) before = 0;
+        int64_t take = need - before;
+        *ties = take < 0 ? 0 : take > local ? local : take;
+    }
+    free(h), free(mine);
+}
+
+/* ---- the step -------------------------------------------------------------------------------------------- */
+
+int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, int64_t n, int64_t B, dk_err *err) {
+    dk_dict_model *m = tr->m;
+    const dk_dict_shape *s = &m->s;
+    const dk_dict_train_cfg *c = &tr->c;
+    const dk_dist *dist = tr->dist;
+    const int64_t D = s->D, F = s->F, d = s->d, L = s->L, step = tr->step;
+    const bool sae = m->kind == DK_DICT_SAE;
+    CHECK(n <= tr->cap_rows, "dict step: %lld rows, scratch for %lld", (long long)n, (long long)tr->cap_rows);
+    float *W_enc = dk_dict_W_enc(m), *b_enc = dk_dict_b_enc(m), *W_dec = dk_dict_W_dec(m), *b_dec = dk_dict_b_dec(m);
+    float *gW_enc = tr->grad, *gb_enc = tr->grad + dk_dict_off_b_enc(s), *gW_dec = tr->grad + dk_dict_off_W_dec(s),
+          *gb_dec = tr->grad + dk_dict_off_b_dec(s);
+
+    if (step == 0) geometric_median(dist, s, sae ? raw : x, n, B, b_dec);
+
+    /* 1. encode, scores, selection */
+    const int64_t k = dk_dict_k_at(c, step), K = k * B;
+    const float *w = NULL;
+    if (!sae) {
+        dk_cpu_dict_code_weights(s, W_dec, tr->w);
+        w = tr->w;
+    }
+    const float *u = sae ? tr->u : x; /* the encoder's input, also the W_enc gradient's */
+    dk_cpu_dict_encode(s, x, n, W_enc, b_enc, sae ? b_dec : NULL, sae ? tr->u : NULL, tr->pre);
+    dk_cpu_dict_scores(tr->pre, n, F, w, tr->scores);
+    float t;
+    int64_t ties;
+    global_threshold(dist, tr->scores, n * F, K, &t, &ties);
+    for (int64_t i = 0; i < n * F; i++) tr->pre[i] = tr->pre[i] > 0 ? tr->pre[i] : 0.0f; /* pre becomes relu(pre) */
+    const float *a = tr->pre;
+    const int64_t n_sel = dk_cpu_select(tr->scores, a, n, F, t, ties, tr->row_ptr, tr->idx, tr->fval, tr->cap_sel);
+
+    /* 2. fired mask and threshold EMA */
+    memset(tr->fired, 0, (size_t)F);
+    float min_sel = INFINITY;
+    for (int64_t e = 0; e < n_sel; e++) {
+        tr->fired[tr->idx[e]] = 1;
+        const float v = w ? tr->fval[e] * w[tr->idx[e]] : tr->fval[e];
+        if (v < min_sel) min_sel = v;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, tr->fired, (int)F, MPI_UNSIGNED_CHAR, MPI_MAX, dist->comm);
+    if (step > c->threshold_start_step) {
+        MPI_Allreduce(MPI_IN_PLACE, &min_sel, 1, MPI_FLOAT, MPI_MIN, dist->comm);
+        const float mn = isinf(min_sel) ? 0.0f : min_sel;
+        if (m->threshold < 0) m->threshold = mn;
+        else m->threshold = (float)c->threshold_beta * m->threshold + (float)(1.0 - c->threshold_beta) * mn;
+    }
+
+    /* 3. decode, residual, loss and its gradient w.r.t. the reconstruction */
+    dk_cpu_dict_decode(s, n, tr->row_ptr, tr->idx, tr->fval, W_dec, b_dec, tr->xhat);
+    float *e = tr->xhat; /* e = x − x̂, in place */
+    double sums[2] = {0, 0}; /* Σ‖e_b‖², Σ_{b,l}‖e_bl‖ */
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t l = 0; l < L; l++) {
+            double ss = 0;
+            for (int64_t i = 0; i < d; i++) {
+                const int64_t o = r * D + l * d + i;
+                e[o] = x[o] - e[o];
+                ss += (double)e[o] * e[o];
+            }
+            sums[0] += ss;
+            const float norm = (float)sqrt(ss);
+            sums[1] += norm;
+            for (int64_t i = 0; i < d; i++) {
+                const int64_t o = r * D + l * d + i;
+                tr->g[o] = sae ? -2.0f / (float)B * e[o] : (norm > 0 ? -e[o] / norm / (float)(B * L) : 0.0f);
+            }
+        }
+    dk_dict_allreduce_f64(dist, sums, 2);
+    dk_dict_step_stats *st = &tr->last;
+    memset(st, 0, sizeof *st);
+    st->mse_loss = sums[0] / (double)(B * (sae ? 1 : L));
+    st->l2_loss = sae ? sums[0] / (double)B : sums[1] / (double)(B * L);
+    st->k = k;
+    st->selected = n_sel;
+
+    /* 4. dead latents (counted after this batch's firing), AuxK */
+    memset(tr->grad, 0, (size_t)m->P * sizeof(float));
+    int64_t n_dead = 0;
+    for (int64_t j = 0; j < F; j++) {
+        tr->since_fired[j] = tr->fired[j] ? 0 : tr->since_fired[j] + B;
+        tr->dead[j] = tr->since_fired[j] >= c->dead_threshold;
+        n_dead += tr->dead[j];
+    }
+    st->dead = n_dead;
+    if (n_dead > 0) {
+        const int64_t k_aux = c->top_k_aux < n_dead ? c->top_k_aux : n_dead;
+        dk_cpu_auxk_select(w ? tr->scores : a, a, n, F, tr->dead, k_aux, tr->aux_ptr, tr->aux_idx, tr->aux_val);
+        dk_cpu_dict_decode(s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, W_dec, NULL, tr->ehat);
+        double *mean_e = dk_calloc((size_t)(D + 2), sizeof(double));
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < D; i++) mean_e[i] += e[r * D + i];
+        dk_dict_allreduce_f64(dist, mean_e, D);
+        for (int64_t i = 0; i < D; i++) mean_e[i] /= (double)B;
+        double nd[2] = {0, 0}; /* Σ‖e − ê‖², Σ‖e − ē‖² */
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < D; i++) {
+                const double dh = (double)e[r * D + i] - tr->ehat[r * D + i], dm = (double)e[r * D + i] - mean_e[i];
+                nd[0] += dh * dh;
+                nd[1] += dm * dm;
+            }
+        dk_dict_allreduce_f64(dist, nd, 2);
+        const double num = nd[0] / (double)B, den = nd[1] / (double)B, aux = num / den;
+        if (isfinite(aux)) {
+            st->auxk_loss = aux;
+            /* h = ∂(α·num/den)/∂ê = −(2α/(B·den)) (e − ê); the residual is detached */
+            const float coef = (float)(-2.0 * c->auxk_alpha / ((double)B * den));
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t i = 0; i < D; i++) tr->ehat[r * D + i] = coef * (e[r * D + i] - tr->ehat[r * D + i]);
+            dk_cpu_dict_backward(s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, tr->ehat, u, W_dec, gW_enc, gb_enc,
+                                 gW_dec);
+        }
+        free(mean_e);
+    }
+    st->loss = st->l2_loss + c->auxk_alpha * st->auxk_loss;
+    int bad = !isfinite(st->loss);
+    if (bad) {
+        dk_err_set(err, DK_EXIT_RUNTIME, "the training loss is not finite at step %lld (reconstruction %g, auxiliary "
+                   "%g): the weights diverged; lower diffing.method.training.lr", (long long)step, st->l2_loss,
+                   st->auxk_loss);
+        return -1;
+    }
+
+    /* 5. backward of the main code, the decoder bias, the encoder's path to b_dec; sums over the ranks */
+    dk_cpu_dict_backward(s, n, tr->row_ptr, tr->idx, tr->fval, tr->g, u, W_dec, gW_enc, gb_enc, gW_dec);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < D; i++) gb_dec[i] += tr->g[r * D + i];
+    if (sae) dk_cpu_dict_bdec_through_encoder(s, W_enc, gb_enc, gb_dec);
+    dk_dict_allreduce_f32(dist, tr->grad, m->P);
+
+    /* 6. projection, clipping, Adam, renormalisation */
+    if (sae) dk_cpu_dict_remove_parallel(s, W_dec, gW_dec);
+    const double norm = sqrt(dk_cpu_sumsq(tr->grad, m->P));
+    const float coef = (float)(c->clip / (norm + 1e-6));
+    st->grad_norm = norm;
+    st->lr = dk_dict_lr_at(c, step);
+    dk_cpu_adam(m->p, tr->grad, tr->adam_m, tr->adam_v, m->P, coef < 1.0f ? coef : 1.0f, st->lr, 0.9, 0.999, 1e-8,
+                step + 1);
+    if (sae) dk_cpu_dict_unit_norm(s, W_dec);
+    tr->step++;
+    return 0;
+}

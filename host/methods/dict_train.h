@@ -1,0 +1,93 @@
+/* dict_train.h — one data-parallel training step of the BatchTopK SAE (BatchTopKTrainer) or the BatchTopK
+ * crosscoder (BatchTopKCrossCoderTrainer), on every rank, in the reference's order (dictionary_spec §1.6, §2.5):
+ *
+ *   0. step 0: b_dec ← geometric median of the batch (Weiszfeld, 100 iterations, tol 1e-5): of the raw rows for
+ *      the SAE (the reference's quirk Q1: before normalisation), of the normalised rows for the crosscoder;
+ *   1. encode (this rank's rows), scores, the global BatchTopK selection of k·B entries (below);
+ *   2. threshold EMA (step > threshold_start_step): θ ← min positive selected score, then 0.999·θ + 0.001·min;
+ *   3. decode, residual, loss: SAE mean_b ‖e_b‖²; crosscoder mean_{b,l} ‖e_bl‖ (non-squared);
+ *   4. dead-latent counters (+B, reset where a latent fired) before the auxiliary loss; AuxK on the dead latents
+ *      (k_aux = min(d/2, #dead) per row), normalised by the batch variance of the detached residual, α = 1/32;
+ *   5. sparse backward of both codes, gradients summed over the ranks (MPI_Allreduce);
+ *   6. SAE: decoder-parallel gradient removal; clipping to global norm 1.0; Adam (lr · warm-up/decay schedule,
+ *      the update of step 0 has lr 0 but moves the moments, as LambdaLR does); SAE: decoder rows back to unit norm.
+ *
+ * Across ranks: rank r holds a contiguous slice of the global batch (rows in batch order). The selection is the
+ * reference's torch.topk over the whole flattened (B, F) score matrix: the exact k·B-th largest positive score t
+ * is found from 16-bit histograms of the scores' float bits summed over the ranks (two rounds: high half, then
+ * the low half within the chosen bin); entries above t are kept, and the entries equal to t are taken in
+ * row-major order of the global batch (an exclusive scan of the ranks' tie counts), so the set is the one a
+ * single rank would select, ties included (torch leaves tie order unspecified; exact ties have measure zero).
+ * Every other cross-row quantity (loss, AuxK's mean residual and denominators, the fired mask, the threshold's
+ * minimum, the geometric median's sums) is reduced over the ranks; the parameter update then runs identically on
+ * every rank. What differs with the rank count is only the order of fp32 additions in the summed gradients
+ * (tests/methods/dict_ranks.sh states the tolerance). */
+#ifndef DK_METHODS_DICT_TRAIN_H
+#define DK_METHODS_DICT_TRAIN_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "dist/dist.h"
+#include "methods/dict_model.h"
+
+typedef struct dk_dict_train_cfg {
+    int64_t steps;                /* the schedule's total steps */
+    double lr;
+    int64_t warmup_steps;
+    int64_t decay_start;          /* < 0: no decay */
+    double auxk_alpha;            /* 1/32 */
+    int64_t dead_threshold;       /* tokens without firing that make a latent dead (10,000,000) */
+    int64_t top_k_aux;            /* d / 2 */
+    double threshold_beta;        /* 0.999 */
+    int64_t threshold_start_step; /* 1000 */
+    int64_t k;                    /* target k */
+    int64_t k_initial;            /* crosscoder: k_max when given, else k (SAE: k) */
+    int64_t k_anneal_steps;       /* crosscoder k-annealing; 0: k stays at k_initial (the reference's Q3) */
+    double clip;                  /* max global gradient norm (1.0) */
+} dk_dict_train_cfg;
+
+typedef struct dk_dict_step_stats {
+    double loss, l2_loss, mse_loss, auxk_loss;   /* the reference's logged losses (normalised units) */
+    double grad_norm;                            /* before clipping */
+    int64_t k, selected, dead;                   /* k of this step, entries kept, dead latents */
+    double lr;
+} dk_dict_step_stats;
+
+typedef struct dk_dict_trainer {
+    const dk_dist *dist;
+    dk_dict_train_cfg c;
+    dk_dict_model *m;
+    float *grad, *adam_m, *adam_v;  /* (P) */
+    int64_t *since_fired;           /* (F) tokens since each latent last fired */
+    int64_t step;                   /* steps done */
+    int64_t cap_rows;               /* rows per rank the scratch holds */
+    float *u, *pre, *scores, *xhat, *g, *w, *ehat;
+    int64_t *row_ptr, *aux_ptr;
+    int32_t *idx, *aux_idx;
+    float *fval, *aux_val;
+    int64_t cap_sel;
+    uint8_t *fired, *dead;
+    dk_dict_step_stats last;
+} dk_dict_trainer;
+
+/* Collective only in the sense that every rank builds the same trainer. max_rows: most rows this rank will hold. */
+void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dict_train_cfg *cfg, dk_dict_model *m,
+                          int64_t max_rows);
+void dk_dict_trainer_free(dk_dict_trainer *tr);
+
+/* The crosscoder's annealed k at a step (the SAE's k when k_initial == k). */
+int64_t dk_dict_k_at(const dk_dict_train_cfg *c, int64_t step);
+/* lr · get_lr_schedule(step). */
+double dk_dict_lr_at(const dk_dict_train_cfg *c, int64_t step);
+
+/* One step on this rank's rows x (n, D), normalised; raw (n, D) the unnormalised rows (used at step 0 by the SAE,
+ * may equal x when there is no normaliser); B the global batch rows. Collective. 0, or -1 with err (agreed) when
+ * the loss is not finite. */
+int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, int64_t n, int64_t B, dk_err *err);
+
+/* Collective helpers shared with evaluation: element-wise sums / minimum over the ranks (in place). */
+void dk_dict_allreduce_f64(const dk_dist *d, double *v, int64_t n);
+void dk_dict_allreduce_f32(const dk_dist *d, float *v, int64_t n);
+
+#endif

@@ -1,0 +1,214 @@
+/* dict_step.c — see dict_step.h. The encoder is one OpenBLAS sgemm; everything after the selection touches only
+ * the selected latents (about B·k of B·F entries), so the sparse loops cost a few percent of the GEMM. */
+#include "kernels/cpu/dict_step.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dk_cpu_dict_encode(const dk_dict_shape *s, const float *x, int64_t n, const float *W_enc, const float *b_enc,
+                        const float *b_dec, float *u, float *pre) {
+    const int64_t D = s->D, F = s->F;
+    const float *in = x;
+    if (b_dec) {
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < D; i++) u[r * D + i] = x[r * D + i] - b_dec[i];
+        in = u;
+    } else if (u && u != x) {
+        memcpy(u, x, (size_t)(n * D) * sizeof(float));
+    }
+    for (int64_t r = 0; r < n; r++) memcpy(pre + r * F, b_enc, (size_t)F * sizeof(float));
+    if (n > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, in, (int)D, W_enc, (int)D,
+                    1.0f, pre, (int)F);
+}
+
+void dk_cpu_dict_code_weights(const dk_dict_shape *s, const float *W_dec, float *w) {
+    for (int64_t j = 0; j < s->F; j++) {
+        float total = 0;
+        for (int64_t l = 0; l < s->L; l++) {
+            const float *v = W_dec + j * s->D + l * s->d;
+            double ss = 0;
+            for (int64_t i = 0; i < s->d; i++) ss += (double)v[i] * v[i];
+            total += (float)sqrt(ss);
+        }
+        w[j] = total;
+    }
+}
+
+void dk_cpu_dict_scores(const float *pre, int64_t n, int64_t F, const float *w, float *scores) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t j = 0; j < F; j++) {
+            const float a = pre[r * F + j] > 0 ? pre[r * F + j] : 0.0f;
+            scores[r * F + j] = w ? a * w[j] : a;
+        }
+}
+
+static inline uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+void dk_cpu_hist_hi(const float *s, int64_t n, uint64_t *hist) {
+    for (int64_t i = 0; i < n; i++)
+        if (s[i] > 0 && s[i] <= FLT_MAX) hist[bits_of(s[i]) >> 16]++;
+}
+
+void dk_cpu_hist_lo(const float *s, int64_t n, uint32_t hi_bin, uint64_t *hist) {
+    for (int64_t i = 0; i < n; i++) {
+        if (!(s[i] > 0 && s[i] <= FLT_MAX)) continue;
+        const uint32_t b = bits_of(s[i]);
+        if ((b >> 16) == hi_bin) hist[b & 0xffffu]++;
+    }
+}
+
+int64_t dk_cpu_select(const float *scores, const float *val, int64_t rows, int64_t F, float t, int64_t ties,
+                      int64_t *row_ptr, int32_t *idx, float *fval, int64_t cap) {
+    int64_t n = 0;
+    row_ptr[0] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *sr = scores + r * F;
+        for (int64_t j = 0; j < F; j++) {
+            const float v = sr[j];
+            bool take = t > 0 ? v > t : v > 0;
+            if (!take && t > 0 && v == t && ties > 0) take = true, ties--;
+            if (!take) continue;
+            if (n >= cap) {
+                fprintf(stderr, "dk_cpu_select: more than %lld entries selected\n", (long long)cap);
+                abort();
+            }
+            idx[n] = (int32_t)j;
+            fval[n] = val[r * F + j];
+            n++;
+        }
+        row_ptr[r + 1] = n;
+    }
+    return n;
+}
+
+typedef struct scored {
+    float s;
+    int32_t j;
+} scored;
+
+/* larger score first, then lower index */
+static int cmp_scored(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return (x->j > y->j) - (x->j < y->j);
+}
+
+int64_t dk_cpu_auxk_select(const float *scores, const float *val, int64_t rows, int64_t F, const uint8_t *dead,
+                           int64_t k_aux, int64_t *row_ptr, int32_t *idx, float *fval) {
+    scored *buf = malloc((size_t)(F ? F : 1) * sizeof *buf);
+    if (!buf) abort();
+    int64_t n = 0;
+    row_ptr[0] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t m = 0;
+        for (int64_t j = 0; j < F; j++)
+            if (dead[j]) buf[m].s = scores[r * F + j], buf[m].j = (int32_t)j, m++;
+        const int64_t k = k_aux < m ? k_aux : m;
+        if (k < m) { /* partial: the k best by a selection, then sorted (small k) */
+            qsort(buf, (size_t)m, sizeof *buf, cmp_scored);
+        }
+        for (int64_t i = 0; i < k; i++) {
+            const float v = val[r * F + buf[i].j];
+            if (!(v > 0)) continue;
+            idx[n] = buf[i].j;
+            fval[n] = v;
+            n++;
+        }
+        row_ptr[r + 1] = n;
+    }
+    free(buf);
+    return n;
+}
+
+void dk_cpu_dict_decode(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
+                        const float *fval, const float *W_dec, const float *b_dec, float *out) {
+    const int64_t D = s->D;
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = out + r * D;
+        if (b_dec) memcpy(o, b_dec, (size_t)D * sizeof(float));
+        else memset(o, 0, (size_t)D * sizeof(float));
+        for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++) {
+            const float f = fval[e], *w = W_dec + (int64_t)idx[e] * D;
+            for (int64_t i = 0; i < D; i++) o[i] += f * w[i];
+        }
+    }
+}
+
+void dk_cpu_dict_backward(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
+                          const float *fval, const float *g, const float *u, const float *W_dec, float *dW_enc,
+                          float *db_enc, float *dW_dec) {
+    const int64_t D = s->D;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gr = g + r * D, *ur = u + r * D;
+        for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++) {
+            const int64_t j = idx[e];
+            const float f = fval[e], *w = W_dec + j * D;
+            float *dwd = dW_dec + j * D, *dwe = dW_enc + j * D;
+            float delta = 0;
+            for (int64_t i = 0; i < D; i++) {
+                delta += w[i] * gr[i];
+                dwd[i] += f * gr[i];
+            }
+            for (int64_t i = 0; i < D; i++) dwe[i] += delta * ur[i];
+            db_enc[j] += delta;
+        }
+    }
+}
+
+void dk_cpu_dict_bdec_through_encoder(const dk_dict_shape *s, const float *W_enc, const float *db_enc, float *db_dec) {
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)s->F, (int)s->D, -1.0f, W_enc, (int)s->D, db_enc, 1, 1.0f, db_dec, 1);
+}
+
+void dk_cpu_dict_remove_parallel(const dk_dict_shape *s, const float *W_dec, float *dW_dec) {
+    const int64_t D = s->D;
+    for (int64_t j = 0; j < s->F; j++) {
+        const float *w = W_dec + j * D;
+        float *g = dW_dec + j * D;
+        double ss = 0;
+        for (int64_t i = 0; i < D; i++) ss += (double)w[i] * w[i];
+        const float inv = 1.0f / ((float)sqrt(ss) + 1e-6f);
+        float dot = 0;
+        for (int64_t i = 0; i < D; i++) dot += g[i] * (w[i] * inv);
+        for (int64_t i = 0; i < D; i++) g[i] -= dot * (w[i] * inv);
+    }
+}
+
+void dk_cpu_dict_unit_norm(const dk_dict_shape *s, float *W_dec) {
+    const int64_t D = s->D;
+    for (int64_t j = 0; j < s->F; j++) {
+        float *w = W_dec + j * D;
+        double ss = 0;
+        for (int64_t i = 0; i < D; i++) ss += (double)w[i] * w[i];
+        const float norm = (float)sqrt(ss) + FLT_EPSILON;
+        for (int64_t i = 0; i < D; i++) w[i] /= norm;
+    }
+}
+
+double dk_cpu_sumsq(const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+void dk_cpu_adam(float *p, const float *g, float *m, float *v, int64_t n, float grad_scale, double lr, double beta1,
+                 double beta2, double eps, int64_t t) {
+    const double bc1 = 1.0 - pow(beta1, (double)t), bc2 = 1.0 - pow(beta2, (double)t);
+    const float step = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), w1 = (float)(1.0 - beta1);
+    const float b2 = (float)beta2, w2 = (float)(1.0 - beta2), e = (float)eps;
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i] * grad_scale;
+        m[i] = m[i] + w1 * (gi - m[i]);
+        v[i] = v[i] * b2 + w2 * gi * gi;
+        const float denom = sqrtf(v[i]) / bc2_sqrt + e;
+        p[i] = p[i] - step * (m[i] / denom);
+    }
+}

@@ -1,0 +1,98 @@
+/* dict_step.h — the pieces of one BatchTopK SAE / crosscoder training step on the CPU (dictionary_spec §1–§2),
+ * the reference for their CUDA twins (kernels/cuda/dict_step.cuh). No MPI here: host/methods/dict_train.c
+ * splits the batch over ranks, makes the selection global and sums the gradients.
+ *
+ * One layout for both models. A row is L stacked layers of d values (L = 1: the SAE's difference; L = 2: the
+ * crosscoder's [base, ft]), D = L·d; F latents. Parameters, gradients and Adam moments are flat fp32 buffers of
+ * P = 2·F·D + F + D values, in this order:
+ *     W_enc (F, D)   row j: latent j's encoder vector        (SAE encoder.weight; crosscoder encoder.weight[l][:, j])
+ *     b_enc (F)
+ *     W_dec (F, D)   row j: latent j's decoder vector(s)     (SAE decoder.weight[:, j]; crosscoder decoder.weight[l][j])
+ *     b_dec (D)                                               (SAE b_dec; crosscoder decoder.bias[l])
+ * Rows are latents so that a sparse code touches whole contiguous rows (gather in the decoder, scatter in the
+ * backward). Sparse codes are CSR by batch row: row_ptr (rows + 1), idx (latent), val.
+ *
+ * The step (the host strings these together):
+ *   encode       pre = u·W_encᵀ + b_enc, u = x − b_dec (SAE) or x (crosscoder); one sgemm
+ *   scores       s = relu(pre)·w, w_j = Σ_l ‖W_dec[j, l]‖ (crosscoder) or 1 (SAE)
+ *   selection    the B·k largest positive scores of the global batch: 16-bit histograms of the float bits give
+ *                the exact k-th value t; entries above t are kept, and ties at t in row-major order (dk_cpu_select)
+ *   decode       x̂ = Σ_j f_j W_dec[j] + b_dec over the selected latents only
+ *   auxk         per row, the k_aux dead latents of largest score (values relu(pre)), decoded without bias
+ *   backward     for a sparse code and the loss gradient g (rows, D) w.r.t. the reconstruction:
+ *                dW_dec[j] += f·g,  δ = W_dec[j]·g,  dW_enc[j] += δ·u,  db_enc[j] += δ   (only touched latents)
+ *   optimizer    decoder-parallel gradient removal (SAE), global-norm clipping, Adam (torch's arithmetic), decoder
+ *                renormalisation (SAE) */
+#ifndef DK_CPU_DICT_STEP_H
+#define DK_CPU_DICT_STEP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct dk_dict_shape {
+    int64_t d;   /* per-layer width */
+    int64_t L;   /* layers stacked in a row */
+    int64_t D;   /* L·d */
+    int64_t F;   /* latents */
+} dk_dict_shape;
+
+static inline int64_t dk_dict_n_params(const dk_dict_shape *s) { return 2 * s->F * s->D + s->F + s->D; }
+static inline int64_t dk_dict_off_b_enc(const dk_dict_shape *s) { return s->F * s->D; }
+static inline int64_t dk_dict_off_W_dec(const dk_dict_shape *s) { return s->F * s->D + s->F; }
+static inline int64_t dk_dict_off_b_dec(const dk_dict_shape *s) { return 2 * s->F * s->D + s->F; }
+
+/* pre (n, F) = u·W_encᵀ + b_enc with u (n, D) = x − b_dec when b_dec is given (SAE), else u = x (u may alias x
+ * only when b_dec is NULL). */
+void dk_cpu_dict_encode(const dk_dict_shape *s, const float *x, int64_t n, const float *W_enc, const float *b_enc,
+                        const float *b_dec, float *u, float *pre);
+
+/* w (F) = Σ_l ‖W_dec[j, l·d : (l+1)·d]‖₂ (fp32, as torch's norm(dim=2).sum(0)). */
+void dk_cpu_dict_code_weights(const dk_dict_shape *s, const float *W_dec, float *w);
+
+/* scores (n, F) = relu(pre) · w_j (w NULL: relu(pre)). */
+void dk_cpu_dict_scores(const float *pre, int64_t n, int64_t F, const float *w, float *scores);
+
+/* Histograms of the positive finite entries of s (n values) by their float bits: hi counts bits >> 16
+ * (65536 bins); lo counts the low 16 bits of the entries whose high half equals `hi_bin`. Added to hist. */
+void dk_cpu_hist_hi(const float *s, int64_t n, uint64_t *hist);
+void dk_cpu_hist_lo(const float *s, int64_t n, uint32_t hi_bin, uint64_t *hist);
+
+/* The selected entries of scores (rows, F): score > t, plus the first `ties` entries equal to t in row-major order;
+ * t <= 0 selects every positive entry. Values come from val (rows, F) (relu(pre): unscaled). CSR out: row_ptr
+ * (rows + 1), idx and fval (capacity cap; CHECKed). Returns the number selected. */
+int64_t dk_cpu_select(const float *scores, const float *val, int64_t rows, int64_t F, float t, int64_t ties,
+                      int64_t *row_ptr, int32_t *idx, float *fval, int64_t cap);
+
+/* AuxK selection: per row, the k_aux latents with dead[j] != 0 of largest score (ties: lower index), keeping those
+ * with a positive value (zeros decode to nothing and pass no gradient). CSR out as above (cap >= rows·k_aux). */
+int64_t dk_cpu_auxk_select(const float *scores, const float *val, int64_t rows, int64_t F, const uint8_t *dead,
+                           int64_t k_aux, int64_t *row_ptr, int32_t *idx, float *fval);
+
+/* out (rows, D) = Σ_j f_j W_dec[j] (+ b_dec when given). */
+void dk_cpu_dict_decode(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
+                        const float *fval, const float *W_dec, const float *b_dec, float *out);
+
+/* Sparse backward of one code against g (rows, D): dW_dec[j] += f·g_b; δ = W_dec[j]·g_b; dW_enc[j] += δ·u_b;
+ * db_enc[j] += δ. Accumulates into the gradient buffers. */
+void dk_cpu_dict_backward(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
+                          const float *fval, const float *g, const float *u, const float *W_dec, float *dW_enc,
+                          float *db_enc, float *dW_dec);
+
+/* SAE: db_dec −= W_encᵀ·db_enc (the encoder's path to b_dec through u = x − b_dec). */
+void dk_cpu_dict_bdec_through_encoder(const dk_dict_shape *s, const float *W_enc, const float *db_enc, float *db_dec);
+
+/* SAE (L = 1): G[j] −= (G[j]·ŵ_j) ŵ_j with ŵ_j = W_dec[j] / (‖W_dec[j]‖ + 1e-6). */
+void dk_cpu_dict_remove_parallel(const dk_dict_shape *s, const float *W_dec, float *dW_dec);
+/* SAE: W_dec[j] /= ‖W_dec[j]‖ + FLT_EPSILON. */
+void dk_cpu_dict_unit_norm(const dk_dict_shape *s, float *W_dec);
+
+/* Σ x² in fp64. */
+double dk_cpu_sumsq(const float *x, int64_t n);
+
+/* torch.optim.Adam (no weight decay, not amsgrad), step t >= 1, on n values, the gradient multiplied by
+ * grad_scale first (torch's clip_grad_norm_ coefficient): m ← lerp(m, g, 1−β1); v ← β2·v + (1−β2)·g²;
+ * p ← p − (lr / (1−β1^t)) · m / (sqrt(v) / sqrt(1−β2^t) + eps). One pass over p, g, m, v. */
+void dk_cpu_adam(float *p, const float *g, float *m, float *v, int64_t n, float grad_scale, double lr, double beta1,
+                 double beta2, double eps, int64_t t);
+
+#endif

@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""make_dict_goldens.py — golden fixtures of the dictionary methods (tests/fixtures/methods/dict/), from
+reference implementations we did not write:
+
+  order       the seed's get_local_shuffled_indices (src/diffing/utils/activations.py), transcribed line by line
+              with torch.randperm replaced by diffkit's permutation (splitmix64 Fisher-Yates from seed, epoch,
+              shard): the shard structure is the seed's, the randomness diffkit's (torch's generator cannot be
+              reproduced in C).
+  ipca        scikit-learn's IncrementalPCA (the algorithm torchdr's IncrementalPCA, which the seed's PCA method
+              uses, adapts) partial_fit on fixed batches, with n_components = d and with fewer components, and
+              scikit-learn's exact PCA of the same rows.
+  sae         the reference BatchTopKTrainer (crosscoder_learning, installed into the venv with
+              `SETUPTOOLS_SCM_PRETEND_VERSION=0.0.0 pip install --no-deps ../shared/seed/crosscoder_learning`; einops is
+              its only import the trainers use) for 50 steps on a synthetic pool of rows, from initial weights and
+              batches the fixture records: the weights after step 1 and step 50, the losses of every step, the
+              inference threshold and the dead-latent counters. Small settings make every path run within 50 steps:
+              warm-up 5 steps, threshold EMA from step 10, latents dead after 128 tokens (AuxK), target_rms 100
+              (clipping active), lr 1e-3.
+  crosscoder  the same for BatchTopKCrossCoderTrainer on stacked [base, ft] rows, with k annealed from 16 to 2 over
+              10 steps and the "crosscoder" code normalisation.
+  pca-job     diff_pca end to end on the tiny test pair's stores (tests/fixtures/preprocess configs; make them
+              with diff_preprocess, then pass --stores DIR/activations): the difference rows (ft - base rounded to
+              bf16, as the seed's DifferenceCache subtracts in bf16), in the seed's local-shuffled order, fitted
+              by scikit-learn's IncrementalPCA in batches of 256 (drop_last), and the top-5 max-activating
+              sequences of the first components from torchdr's transform (fp32).
+
+Run from the repository root with the project venv (numpy, torch, scikit-learn, safetensors):
+    /work/venv/bin/python tools/make_dict_goldens.py ipca
+Fixtures are float32 safetensors (what the C tests read with host/io/safetensors.h)."""
+import argparse
+import os
+import sys
+
+import numpy as np
+from safetensors.numpy import save_file
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "methods", "dict")
+
+
+def f32(d):
+    return {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in d.items()}
+
+
+M64 = (1 << 64) - 1
+
+
+def splitmix_next(state):
+    state = (state + 0x9E3779B97F4A7C15) & M64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return state, z ^ (z >> 31)
+
+
+def rng_below(state, n):
+    limit = M64 - M64 % n
+    while True:
+        state, r = splitmix_next(state)
+        if r < limit:
+            return state, r % n
+
+
+def diffkit_randperm(seed, epoch, shard, n):
+    """The permutation diffkit uses in place of torch.randperm (host/methods/dict_data.c, shard_perm)."""
+    st = (seed ^ 0x6A09E667F3BCC909) & M64
+    st, z = splitmix_next(st)
+    st = z ^ epoch
+    st, z = splitmix_next(st)
+    st = z ^ shard
+    p = list(range(n))
+    for i in range(n - 1, 0, -1):
+        st, j = rng_below(st, i + 1)
+        p[i], p[j] = p[j], p[i]
+    return np.array(p, dtype=np.int64)
+
+
+def local_shuffled_indices(num_samples_per_dataset, shard_size, epochs, seed):
+    """get_local_shuffled_indices of the seed, line by line, randperm replaced."""
+    num_datasets = len(num_samples_per_dataset)
+    cumulative_offsets = [0]
+    for i in range(num_datasets):
+        cumulative_offsets.append(cumulative_offsets[-1] + num_samples_per_dataset[i])
+    max_ds_size = max(num_samples_per_dataset)
+    dataset_weights = [n / max_ds_size for n in num_samples_per_dataset]
+    all_shuffled_indices = []
+    for epoch in range(epochs):
+        epoch_indices = []
+        remaining_samples = list(num_samples_per_dataset)
+        shard = 0
+        while sum(remaining_samples) > 0:
+            shard_indices = []
+            for j in range(num_datasets):
+                samples_for_dataset = min(max(1, int(shard_size * dataset_weights[j])), remaining_samples[j])
+                dataset_start = cumulative_offsets[j] + (num_samples_per_dataset[j] - remaining_samples[j])
+                shard_indices.append(np.arange(samples_for_dataset) + dataset_start)
+                remaining_samples[j] -= samples_for_dataset
+            all_dataset_indices = np.concatenate(shard_indices)
+            epoch_indices.append(all_dataset_indices[diffkit_randperm(seed, epoch, shard, len(all_dataset_indices))])
+            shard += 1
+        all_shuffled_indices.append(np.concatenate(epoch_indices))
+    return np.concatenate(all_shuffled_indices)
+
+
+def make_order():
+    sizes, shard, epochs, seed = [2500, 1000, 300], 1000, 2, 42
+    idx = local_shuffled_indices(sizes, shard, epochs, seed)
+    assert idx.max() < 1 << 24  # exact in float32
+    save_file(f32({"sizes": np.array(sizes), "shard_size": np.array([shard]), "epochs": np.array([epochs]),
+                   "seed": np.array([seed]), "indices": idx}), os.path.join(OUT, "order_golden.safetensors"))
+    print("wrote", os.path.join(OUT, "order_golden.safetensors"), len(idx), "indices")
+
+
+TINY_DATASETS = ["chat", "pretrain", "org"]  # the seed's order: chat, pretraining, organism dataset
+
+
+def tiny_rows(stores, name, split, layer, target="difference_ftb", skip=0):
+    """Rows of one dataset of the tiny pair as the seed's caches give them (torch, bf16 arithmetic)."""
+    import h5py
+    import torch
+    with h5py.File(os.path.join(stores, "llama_text", name, f"{split}.h5")) as fb, \
+         h5py.File(os.path.join(stores, "llama_lora", name, f"{split}.h5")) as ff:
+        base = torch.tensor(fb[f"layer_{layer}"][...]).to(torch.bfloat16)
+        ft = torch.tensor(ff[f"layer_{layer}"][...]).to(torch.bfloat16)
+        offsets = fb["seq_offsets"][...]
+        tokens = fb["tokens"][...]
+    if target == "difference_ftb":
+        x = (ft - base).float()
+    elif target == "difference_bft":
+        x = (base - ft).float()
+    elif target == "stacked":
+        x = torch.stack([base.float(), ft.float()], dim=1)
+    else:
+        raise ValueError(target)
+    keep = np.ones(len(x), dtype=bool)
+    for q in range(len(offsets) - 1):  # skip_first_n_tokens (a mask, as the seed builds it)
+        for i in range(skip):
+            if offsets[q] + i < len(x):
+                keep[offsets[q] + i] = False
+    return x.numpy(), keep, offsets, tokens
+
+
+def make_pca_job(stores):
+    import torch
+    from sklearn.decomposition import IncrementalPCA
+    layer, batch, n_top, seed, shard = 1, 256, 5, 42, 1_000_000
+    per = [tiny_rows(stores, n, "train", layer) for n in TINY_DATASETS]
+    rows = np.concatenate([p[0][p[1]] for p in per])
+    sizes = [int(p[1].sum()) for p in per]
+    order = local_shuffled_indices(sizes, shard, 1, seed)
+    n_batches = len(order) // batch
+    ipca = IncrementalPCA(n_components=rows.shape[1])
+    for b in range(n_batches):
+        ipca.partial_fit(rows[order[b * batch:(b + 1) * batch]].astype(np.float64))
+    out = {"components": ipca.components_, "explained_variance": ipca.explained_variance_,
+           "explained_variance_ratio": ipca.explained_variance_ratio_, "singular_values": ipca.singular_values_,
+           "mean": ipca.mean_, "var": ipca.var_, "n_samples_seen": np.array([ipca.n_samples_seen_])}
+    mean = torch.tensor(ipca.mean_).float()
+    comps = torch.tensor(ipca.components_).float()
+    for k, name in enumerate(TINY_DATASETS):
+        x, _, offsets, _ = per[k]
+        proj = [(torch.tensor(x[offsets[q]:offsets[q + 1]]) - mean) @ comps.T for q in range(len(offsets) - 1)]
+        for c in range(3):
+            for sign, key in ((1, "positive"), (-1, "negative")):
+                scores = np.array([float((sign * p[:, c]).max()) for p in proj])
+                top = sorted(range(len(scores)), key=lambda q: (-scores[q], q))[:n_top]
+                out[f"{key}.{name}.{c}.sequence"] = np.array(top)
+                out[f"{key}.{name}.{c}.score"] = scores[top]
+    save_file(f32(out), os.path.join(OUT, "pca_job_golden.safetensors"))
+    print("wrote", os.path.join(OUT, "pca_job_golden.safetensors"), f"({n_batches} batches of {batch})")
+
+
+def import_reference():
+    """The reference package's trainers. Its package __init__ also imports data-loading helpers (nnsight,
+    datasets, zstandard) that the trainers never call; when they are not installed, empty placeholder modules
+    stand in for them so the import succeeds. The code under comparison is the package's own."""
+    import types
+    for name in ("nnsight", "datasets", "zstandard"):
+        try:
+            __import__(name)
+        except ImportError:
+            m = types.ModuleType(name)
+            m.LanguageModel = m.Dataset = object
+            m.load_dataset = None
+            sys.modules[name] = m
+    import torch
+    torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("highest")
+    from dictionary_learning.trainers.batch_top_k import BatchTopKTrainer
+    from dictionary_learning.trainers.crosscoder import BatchTopKCrossCoderTrainer
+    return BatchTopKTrainer, BatchTopKCrossCoderTrainer
+
+
+def synthetic_pool(rng, n, d, layers):
+    """Rows made of a few of 48 ground-truth directions with positive coefficients, noise and an offset; for two
+    layers the second (the "finetuned" model) adds directions of its own on a third of the rows."""
+    g = rng.standard_normal((48, d))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    rows = np.zeros((n, layers, d))
+    for r in range(n):
+        idx = rng.choice(48, size=3, replace=False)
+        rows[r, 0] = (rng.exponential(2.0, 3)[:, None] * g[idx]).sum(0)
+        if layers == 2:
+            rows[r, 1] = rows[r, 0] * 1.1
+            if r % 3 == 0:
+                rows[r, 1] += 3.0 * g[40 + r % 8]
+    rows += 0.05 * rng.standard_normal(rows.shape) + rng.standard_normal((1, layers, d))
+    return rows.astype(np.float32)
+
+
+SMALL = dict(warmup_steps=5, threshold_start_step=10, lr=1e-3, target_rms=100.0)
+N_POOL, BATCH, STEPS, DEAD_TOKENS = 1024, 64, 50, 128
+
+
+def batch_rows(i):
+    return (i * BATCH + np.arange(BATCH)) % N_POOL
+
+
+def run_reference(trainer, pool, out, prefix, layers):
+    import torch
+    keys = list(trainer.ae.state_dict().keys())
+    params = [k for k in keys if k.startswith(("encoder", "decoder", "b_dec"))]
+    snap = lambda tag: out.update({f"{tag}.{k}": trainer.ae.state_dict()[k].detach().numpy().copy() for k in params})
+    snap("init")
+    losses, deads = [], []
+    for step in range(STEPS):
+        x = torch.tensor(pool[batch_rows(step)])
+        if layers == 1:
+            x = x[:, 0, :]
+        losses.append(trainer.update(step, x.clone()))
+        deads.append(trainer.dead_features if layers == 1 else trainer.running_deads)
+        if step == 0:
+            snap("step1")
+    snap("step50")
+    out["losses"] = np.array(losses)
+    out["deads"] = np.array(deads)
+    out["threshold"] = np.array([float(trainer.ae.threshold)])
+    out["since_fired"] = trainer.num_tokens_since_fired.numpy().astype(np.float64)
+    print(f"{prefix}: loss {losses[0]:.4g} -> {losses[-1]:.4g}, threshold {float(trainer.ae.threshold):.4g}, "
+          f"dead latents per step up to {max(deads)} ({sum(1 for x in deads if x > 0)} steps with AuxK)")
+
+
+def make_sae():
+    import torch
+    BatchTopKTrainer, _ = import_reference()
+    rng = np.random.default_rng(7)
+    d, F, k = 32, 128, 2
+    pool = synthetic_pool(rng, N_POOL, d, 1)
+    flat = pool[:, 0, :].astype(np.float64)
+    mean = flat.mean(0).astype(np.float32).astype(np.float64)
+    std = flat.std(0).astype(np.float32).astype(np.float64)  # population, as RunningStatWelford.std(unbiased=False)
+    torch.manual_seed(0)
+    tr = BatchTopKTrainer(steps=STEPS, activation_dim=d, dict_size=F, k=k, layer=0, lm_name="golden", device="cpu",
+                          warmup_steps=SMALL["warmup_steps"], threshold_start_step=SMALL["threshold_start_step"],
+                          lr=SMALL["lr"], activation_mean=torch.tensor(mean), activation_std=torch.tensor(std),
+                          target_rms=SMALL["target_rms"], encoder_init_norm=1.0)
+    tr.dead_feature_threshold = DEAD_TOKENS
+    tr.ae.to(torch.float32)  # trainSAE: trainer.model.to(dtype)
+    out = {"pool": pool[:, 0, :], "mean": mean, "std": std,
+           "config": np.array([d, F, k, BATCH, STEPS, DEAD_TOKENS, SMALL["warmup_steps"],
+                               SMALL["threshold_start_step"], SMALL["lr"], SMALL["target_rms"]])}
+    run_reference(tr, pool, out, "sae", 1)
+    save_file(f32(out), os.path.join(OUT, "sae_golden.safetensors"))
+    print("wrote", os.path.join(OUT, "sae_golden.safetensors"))
+
+
+def make_crosscoder():
+    import torch
+    _, BatchTopKCrossCoderTrainer = import_reference()
+    rng = np.random.default_rng(11)
+    d, F, k, k_max, anneal = 32, 128, 2, 16, 10
+    pool = synthetic_pool(rng, N_POOL, d, 2)
+    flat = pool.astype(np.float64)
+    mean = flat.mean(0).astype(np.float32).astype(np.float64)  # (2, d)
+    std = flat.std(0).astype(np.float32).astype(np.float64)
+    torch.manual_seed(0)
+    tr = BatchTopKCrossCoderTrainer(
+        steps=STEPS, activation_dim=d, dict_size=F, k=k, layer=0, lm_name="golden", num_layers=2, k_max=k_max,
+        k_annealing_steps=anneal, device="cpu", warmup_steps=SMALL["warmup_steps"],
+        threshold_start_step=SMALL["threshold_start_step"], lr=SMALL["lr"], activation_mean=torch.tensor(mean),
+        activation_std=torch.tensor(std), target_rms=SMALL["target_rms"],
+        dict_class_kwargs={"same_init_for_all_layers": True, "norm_init_scale": 1.0, "init_with_transpose": True,
+                           "encoder_layers": None, "code_normalization": "crosscoder",
+                           "code_normalization_alpha_sae": 1.0, "code_normalization_alpha_cc": 0.1})
+    tr.dead_feature_threshold = DEAD_TOKENS
+    tr.ae.to(torch.float32)
+    out = {"pool": pool, "mean": mean, "std": std,
+           "config": np.array([d, F, k, BATCH, STEPS, DEAD_TOKENS, SMALL["warmup_steps"],
+                               SMALL["threshold_start_step"], SMALL["lr"], SMALL["target_rms"], k_max, anneal])}
+    run_reference(tr, pool, out, "crosscoder", 2)
+    save_file(f32(out), os.path.join(OUT, "crosscoder_golden.safetensors"))
+    print("wrote", os.path.join(OUT, "crosscoder_golden.safetensors"))
+
+
+def make_ipca():
+    from sklearn.decomposition import PCA, IncrementalPCA
+
+    rng = np.random.default_rng(1234)
+    d, n_batches, batch = 12, 6, 100
+    # anisotropic data with well separated variances, a non-zero mean, and a drift of the mean between batches
+    q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    scales = np.array([6.0, 4.5, 3.4, 2.6, 2.0, 1.5, 1.1, 0.8, 0.55, 0.35, 0.2, 0.1])
+    x = (rng.standard_normal((n_batches * batch, d)) * scales) @ q.T + rng.standard_normal(d) * 3.0
+    x += np.repeat(np.arange(n_batches), batch)[:, None] * 0.05
+    x = x.astype(np.float32)  # the C side reads fp32 rows; the reference sees the same values
+    xd = x.astype(np.float64)
+    out = {"x": x, "batch": np.array([batch]), "n_components_small": np.array([4])}
+    full = IncrementalPCA(n_components=d)
+    small = IncrementalPCA(n_components=4)
+    for b in range(n_batches):
+        full.partial_fit(xd[b * batch:(b + 1) * batch])
+        small.partial_fit(xd[b * batch:(b + 1) * batch])
+    for name, m in (("full", full), ("trunc", small)):
+        out[f"{name}.components"] = m.components_
+        out[f"{name}.explained_variance"] = m.explained_variance_
+        out[f"{name}.explained_variance_ratio"] = m.explained_variance_ratio_
+        out[f"{name}.singular_values"] = m.singular_values_
+        out[f"{name}.mean"] = m.mean_
+        out[f"{name}.var"] = m.var_
+        out[f"{name}.noise_variance"] = np.array([m.noise_variance_])
+        out[f"{name}.n_samples_seen"] = np.array([m.n_samples_seen_])
+    exact = PCA(n_components=4, svd_solver="full").fit(xd)
+    # sign convention of the incremental one (largest-|.| entry of each component positive)
+    comps = exact.components_.copy()
+    for i in range(comps.shape[0]):
+        j = np.argmax(np.abs(comps[i]))
+        if comps[i, j] < 0:
+            comps[i] = -comps[i]
+    out["exact.components"] = comps
+    out["exact.explained_variance"] = exact.explained_variance_
+    out["exact.explained_variance_ratio"] = exact.explained_variance_ratio_
+    out["exact.noise_variance"] = np.array([exact.noise_variance_])
+    gap = np.abs(small.explained_variance_ - exact.explained_variance_) / exact.explained_variance_
+    print(f"ipca: truncated incremental vs exact PCA, relative explained-variance gap up to {gap.max():.2e}")
+    save_file(f32(out), os.path.join(OUT, "ipca_golden.safetensors"))
+    print("wrote", os.path.join(OUT, "ipca_golden.safetensors"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["order", "ipca", "sae", "crosscoder", "pca-job"])
+    ap.add_argument("--stores", help="activation stores of the tiny test pair (pca-job, sae-job)")
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    if args.what == "pca-job":
+        make_pca_job(args.stores)
+    else:
+        {"order": make_order, "ipca": make_ipca, "sae": make_sae, "crosscoder": make_crosscoder}[args.what]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
