@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json_value.h"
 #include "model/generate.h"
 #include "model/model_path.h"
 #include "tokenizer/chat_template.h"
@@ -57,9 +58,11 @@ static void add_generation_config_stops(const char *model_dir, int64_t *stops, i
     dk_err err = {0};
     size_t size;
     char *text = dk_is_file(path) ? dk_read_file(path, &size, &err) : NULL;
+    cJSON *root = text ? dk_json_parse_document(text, size, path, DK_EXIT_USAGE, "its eos_token_id is not used",
+                                                &err) : NULL;
+    if (dk_err_is_set(&err)) /* an unreadable file adds no stop token: say so rather than ignore it */
+        fprintf(stderr, "diffkit generate: warning: %s\n", err.msg);
     free(path);
-    if (!text) return;
-    cJSON *root = cJSON_Parse(text);
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
     if (cJSON_IsNumber(eos)) add_stop(stops, n, (int64_t)eos->valuedouble);
     const cJSON *v;

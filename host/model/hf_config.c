@@ -9,6 +9,7 @@
 
 #include "core/strutil.h"
 #include "io/file.h"
+#include "io/json_value.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -626,12 +627,8 @@ static int check_duplicate_keys(const char *path, const cJSON *obj, const char *
 int dk_hf_config_parse(const char *json_text, size_t len, const char *path, dk_hf_config *cfg, dk_err *err) {
     memset(cfg, 0, sizeof *cfg);
     cfg->path = dk_strdup(path ? path : "config.json");
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
+    cJSON *root = dk_json_parse_document(json_text, len, cfg->path, DK_EXIT_USAGE, "fix or download it again", err);
     if (!root) {
-        size_t at = end && end >= json_text && end <= json_text + len ? (size_t)(end - json_text) : 0;
-        dk_err_set(err, DK_EXIT_USAGE, "%s is not valid JSON (error near byte %zu): fix or download it again",
-                   cfg->path, at);
         dk_hf_config_free(cfg);
         return -1;
     }
