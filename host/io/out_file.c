@@ -176,6 +176,8 @@ int dk_out_open(dk_out_file *o, const char *path, const char *const *inputs, siz
         rc = -1;
     else if (exists && !S_ISREG(st.st_mode))
         rc = open_in_place(o, err);
+    else if (exists && access(o->path, W_OK) != 0) /* the rename would replace a write-protected file */
+        rc = dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s", path, strerror(errno));
     else
         rc = open_temporary(o, err);
     if (rc != 0) dk_out_abort(o);
