@@ -139,7 +139,11 @@ case "$case_name" in
     expect 2 "ids.jsonl:1: expected \{\"ids\": \[...\]\}: trailing data" "$DK" forward --model "$MODEL" --tokens "$W/ids.jsonl" \
       --output "$W/a.safetensors"
     printf '{"messages": [{"role": "user", "content": "hi"}]}x\n' >"$W/chat.jsonl"
-    expect 1 "chat.jsonl:1: not a JSON object \(trailing data" "$DK" chat-template --tokenizer "$QWEN" --input "$W/chat.jsonl" ;;
+    expect 1 "chat.jsonl:1: not a JSON object \(trailing data" "$DK" chat-template --tokenizer "$QWEN" --input "$W/chat.jsonl"
+    cp -r "$MODEL" "$W/m"   # JSON files too: a config.json with a second object glued on
+    echo '{"architectures": ["Nope"]}' >>"$W/m/config.json"
+    expect 2 "m/config.json: trailing data after the JSON value near byte [0-9]+, line [0-9]+" "$DK" forward --model "$W/m" \
+      --tokens "$MODEL/tokens.jsonl" --output "$W/a.safetensors" ;;
 
   # ---- 8. YAML: alias bomb, deep nesting ---------------------------------------------------------------------------
   yaml_alias_bomb)
