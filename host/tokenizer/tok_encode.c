@@ -64,6 +64,7 @@ static void encode_plain(dk_tok_worker *w, const char *s, size_t len, bool at_st
     tok_pieces_clear(&w->pieces);
     tok_pieces_add(&w->pieces, s, len, at_start);
     if (tok->pretokenizer) tok_pretokenize(tok->pretokenizer, &w->pieces, &w->pre);
+    if (tok_pattern_failed()) return; /* the text is refused: no BPE over the unsplit rest (millions of bytes) */
     for (size_t i = 0; i < w->pieces.n; i++)
         tok_bpe_word(&tok->bpe, tok_piece_text(&w->pieces, i), w->pieces.items[i].len, w->cache, w->bpe, out);
 }
@@ -79,7 +80,7 @@ int dk_tok_worker_encode(dk_tok_worker *w, const char *text, size_t len, bool ad
     if (add_special_tokens)
         for (size_t i = 0; i < tok->post.n_before; i++) dk_tok_ids_push(out, tok->post.before[i]);
     size_t n = tok_added_split(tok, &tok->trie_raw, text, len, &w->segs, &w->segs_cap);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !tok_pattern_failed(); i++) {
         tok_segment seg = w->segs[i];
         if (seg.token >= 0) {
             dk_tok_ids_push(out, tok->added[seg.token].id);
