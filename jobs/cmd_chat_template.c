@@ -8,6 +8,7 @@
 #include "cli_numbers.h"
 #include "commands.h"
 
+#include "io/out_file.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tok_jsonl.h"
 #include "tokenizer/tokenizer.h"
@@ -69,14 +70,18 @@ int cmd_chat_template(int argc, char **argv) {
         dk_err_prefix(&err, "%s: ", tok_path);
         dk_die(&err);
     }
+    char why[512];
+    if (!dk_chat_family_fits(family, tok, why, sizeof why))
+        fprintf(stderr, "diffkit chat-template: warning: %s: %s\n", tok_path, why);
     char *bos = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
     if (bos && (family == DK_CHAT_GEMMA3 || family == DK_CHAT_GEMMA2 || family == DK_CHAT_LLAMA3 ||
                 family == DK_CHAT_LLAMA3_0))
         opt.bos_token = bos;
     dk_jsonl_reader in;
     if (dk_jsonl_open(&in, in_path, &err) < 0) dk_die(&err);
-    FILE *out = dk_jsonl_open_output(out_path, &err);
-    if (!out) dk_die(&err);
+    dk_out_file out;
+    const char *inputs[] = {in_path ? in_path : "-"};
+    if (dk_out_open(&out, out_path, inputs, 1, &err) < 0) dk_die(&err);
     int rc = 0;
     for (;;) {
         cJSON *obj = NULL;
@@ -115,21 +120,22 @@ int cmd_chat_template(int argc, char **argv) {
                 rc = -1;
                 break;
             }
-            fputs("{\"ids\": [", out);
-            for (size_t k = 0; k < ids.n; k++) fprintf(out, k ? ", %d" : "%d", ids.ids[k]);
-            fputs("]}\n", out);
+            fputs("{\"ids\": [", out.f);
+            for (size_t k = 0; k < ids.n; k++) fprintf(out.f, k ? ", %d" : "%d", ids.ids[k]);
+            fputs("]}\n", out.f);
             dk_tok_ids_free(&ids);
         } else {
-            fputs("{\"text\": ", out);
-            dk_json_write_string(out, text, strlen(text));
-            fputs("}\n", out);
+            fputs("{\"text\": ", out.f);
+            dk_json_write_string(out.f, text, strlen(text));
+            fputs("}\n", out.f);
         }
         free(text);
+        if ((rc = dk_out_check(&out, &err)) < 0) break;
     }
     free(bos);
     dk_jsonl_close(&in);
-    if (out != stdout) fclose(out);
-    else fflush(stdout);
+    if (rc == 0) rc = dk_out_commit(&out, &err);
+    else dk_out_abort(&out);
     dk_tokenizer_free(tok);
     if (rc < 0) dk_die(&err);
     return 0;

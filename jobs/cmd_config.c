@@ -6,6 +6,7 @@
 #include "config/job_args.h"
 #include "config/yaml_io.h"
 #include "core/error.h"
+#include "io/out_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,28 +38,35 @@ int cmd_config(int argc, char **argv) {
     }
     dk_cfg *cfg = dk_job_config("diffkit config", USAGE, n, rest);
     free(rest);
+    dk_err err = {0};
+    dk_out_file out;
+    if (dk_out_open(&out, NULL, NULL, 0, &err) != 0) dk_die(&err);
     if (get) {
         const dk_cfg_node *node = dk_cfg_get(cfg, get);
         if (!node) {
-            dk_err err = {0};
             const char *unused;
             dk_cfg_try_str(cfg, get, true, &unused, &err); /* the "missing key, did you mean" message */
+            dk_out_abort(&out);
             dk_cfg_free(cfg);
             dk_die(&err);
         }
         if (node->kind == DK_CFG_SCALAR) {
-            printf("%s\n", node->text);
+            fprintf(out.f, "%s\n", node->text);
         } else if (node->kind == DK_CFG_NULL) {
-            printf("\n");
+            fputs("\n", out.f);
         } else {
             char *yaml = dk_cfg_to_yaml(node);
-            fputs(yaml, stdout);
+            fputs(yaml, out.f);
             free(yaml);
         }
     } else {
         char *yaml = dk_cfg_dump(cfg);
-        fputs(yaml, stdout);
+        fputs(yaml, out.f);
         free(yaml);
+    }
+    if (dk_out_commit(&out, &err) != 0) {
+        dk_cfg_free(cfg);
+        dk_die(&err);
     }
     dk_cfg_free(cfg);
     return 0;

@@ -3,6 +3,7 @@
  * an integer in the vocabulary stops with the line number and exit code 1. */
 #include "commands.h"
 
+#include "io/out_file.h"
 #include "tokenizer/tok_jsonl.h"
 #include "tokenizer/tokenizer.h"
 
@@ -45,8 +46,9 @@ int cmd_detokenize(int argc, char **argv) {
     if (!tok) dk_die(&err);
     dk_jsonl_reader in;
     if (dk_jsonl_open(&in, in_path, &err) < 0) dk_die(&err);
-    FILE *out = dk_jsonl_open_output(out_path, &err);
-    if (!out) dk_die(&err);
+    dk_out_file out;
+    const char *inputs[] = {in_path ? in_path : "-"};
+    if (dk_out_open(&out, out_path, inputs, 1, &err) < 0) dk_die(&err);
     int32_t *ids = NULL;
     size_t cap = 0;
     int rc = 0;
@@ -89,15 +91,16 @@ int cmd_detokenize(int argc, char **argv) {
             rc = -1;
             break;
         }
-        fputs("{\"text\": ", out);
-        dk_json_write_string(out, text, len);
-        fputs("}\n", out);
+        fputs("{\"text\": ", out.f);
+        dk_json_write_string(out.f, text, len);
+        fputs("}\n", out.f);
         free(text);
+        if ((rc = dk_out_check(&out, &err)) < 0) break;
     }
     free(ids);
     dk_jsonl_close(&in);
-    if (out != stdout) fclose(out);
-    else fflush(stdout);
+    if (rc == 0) rc = dk_out_commit(&out, &err);
+    else dk_out_abort(&out);
     dk_tokenizer_free(tok);
     if (rc < 0) dk_die(&err);
     return 0;

@@ -18,7 +18,12 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/finite.h"
+#include "core/format.h"
+#include "core/host_memory.h"
+#include "core/strutil.h"
 #include "io/file.h"
+#include "io/json_value.h"
 #include "model/backend.h"
 #include "model/forward.h"
 #include "model/model_path.h"
@@ -49,14 +54,20 @@ static int read_tokens(const char *path, int64_t **ids_out, int64_t **starts_out
     int64_t nt = 0, ns = 0, line_no = 0;
     starts[0] = 0;
     int rc = 0;
-    for (char *line = text, *next; line && *line && rc == 0; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = '\0';
+    for (char *line = text, *next; line < text + size && rc == 0; line = next) {
+        char *end = memchr(line, '\n', (size_t)(text + size - line));
+        next = end ? end + 1 : text + size;
+        size_t len = (size_t)((end ? end : text + size) - line);
         line_no++;
-        if (strspn(line, " \t\r") == strlen(line)) continue; /* blank line */
-        cJSON *root = cJSON_Parse(line);
+        size_t blank = 0;
+        while (blank < len && (line[blank] == ' ' || line[blank] == '\t' || line[blank] == '\r')) blank++;
+        if (blank == len) continue;
+        char why[256];
+        cJSON *root = dk_json_parse_one(line, len, why, sizeof why);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "ids");
-        if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0) {
+        if (!root) {
+            rc = dk_err_set(err, DK_EXIT_USAGE, "%s:%lld: expected {\"ids\": [...]}: %s", path, (long long)line_no, why);
+        } else if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0) {
             rc = dk_err_set(err, DK_EXIT_USAGE, "%s:%lld: expected {\"ids\": [at least one token id]}", path,
                             (long long)line_no);
         } else {
@@ -107,11 +118,78 @@ static int parse_layers(const char *spec, int64_t n_layers, int64_t **out, int64
         if (end == p || (*end != ',' && *end != '\0'))
             return dk_err_set(err, DK_EXIT_USAGE, "--layers '%s': expected all, none or a comma-separated list of "
                               "layer indices such as 3,7,12", spec);
+        for (int64_t i = 0; i < *n; i++)
+            if ((*out)[i] == l)
+                return dk_err_set(err, DK_EXIT_USAGE, "--layers '%s': layer %lld is listed twice (each layer is "
+                                  "written once, as seq{i}.layer%lld)", spec, l, l);
         if ((size_t)*n == cap) *out = dk_realloc(*out, (cap *= 2) * sizeof **out);
         (*out)[(*n)++] = l;
         p = *end ? end + 1 : end;
     }
     return 0;
+}
+
+/* The request must fit in host memory: captures, logits and (CPU) the forward's own buffers. */
+static int check_fits(const dk_model *m, const dk_lora_adapter *ap, int64_t n_tokens, int64_t n_seqs,
+                      int64_t n_layers, dk_logits_mode logits_mode, dk_device device, dk_err *err) {
+    const double H = (double)m->cfg.hidden_size, V = (double)m->cfg.vocab_size;
+    const double logit_rows = logits_mode == DK_LOGITS_ALL ? (double)n_tokens
+                              : logits_mode == DK_LOGITS_LAST ? (double)n_seqs : 0;
+    double logits = 4.0 * logit_rows * V, captures = 4.0 * (double)n_layers * (double)n_tokens * H;
+    double need = logits + captures + (device == DK_DEVICE_CUDA ? 0 : (double)dk_forward_host_bytes(m, n_tokens, n_seqs, ap));
+    char what[256], b1[DK_FMT_BUF], b2[DK_FMT_BUF], n_s[DK_FMT_BUF];
+    snprintf(what, sizeof what, "the forward of %s tokens with --logits %s (logits %s, captures of %lld layer(s) %s)",
+             dk_format_count(n_s, (double)n_tokens),
+             logits_mode == DK_LOGITS_ALL ? "all" : logits_mode == DK_LOGITS_LAST ? "last" : "none",
+             dk_format_bytes(b1, logits), (long long)n_layers, dk_format_bytes(b2, captures));
+    const char *hint = logits_mode == DK_LOGITS_ALL
+                           ? "use --logits last (or none), capture fewer --layers, or split the tokens into several files"
+                           : "capture fewer --layers, or split the tokens into several files";
+    return dk_host_memory_check(need >= 1.8e19 ? UINT64_MAX : (uint64_t)need, what, hint, err);
+}
+
+/* A sequence longer than the model's context runs (RoPE has no hard limit, as in transformers), but its later
+ * positions are outside what the model was trained on: say so. */
+static void warn_past_context(const dk_model *m, const int64_t *starts, int64_t n_seqs, const char *path) {
+    int64_t longest = 0, which = 0, ctx = m->cfg.max_position_embeddings;
+    for (int64_t s = 0; s < n_seqs; s++)
+        if (starts[s + 1] - starts[s] > longest) longest = starts[s + 1] - starts[s], which = s;
+    if (ctx > 0 && longest > ctx)
+        fprintf(stderr, "diffkit forward: warning: %s: sequence %lld has %lld tokens, more than the model's context "
+                "(max_position_embeddings %lld); positions past it are outside what the model was trained on\n",
+                path, (long long)which, (long long)longest, (long long)ctx);
+}
+
+/* The numbers about to be written must be finite: NaN or Inf means broken weights or an absurd scale. */
+static int check_finite(const dk_tensor_out *outs, size_t n, const char *model, const char *adapter, double scale,
+                        dk_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        int64_t bad = dk_first_nonfinite_f32(outs[i].data, (size_t)(outs[i].shape[0] * outs[i].shape[1]));
+        if (bad < 0) continue;
+        char via[512] = "";
+        if (adapter) snprintf(via, sizeof via, " with the adapter %s at --adapter-scale %g", adapter, scale);
+        return dk_err_set(err, DK_EXIT_RUNTIME, "%s%s gives non-finite values: %s is %s at token %lld, element %lld; "
+                          "nothing was written (check the weights, the adapter and its scale)", model, via,
+                          outs[i].name, dk_nonfinite_name(outs[i].data[bad]), (long long)(bad / outs[i].shape[1]),
+                          (long long)(bad % outs[i].shape[1]));
+    }
+    return 0;
+}
+
+/* NULL-terminated: the token file, then the model's and the adapter's *.safetensors (the output must be
+ * none of them). Entries after the first are malloc'ed. */
+static const char **weight_files(const char *tokens_path, const char *model_dir, const char *adapter_dir) {
+    size_t n_model = 0, n_adapter = 0;
+    char **model = dk_list_dir(model_dir, ".safetensors", false, &n_model);
+    char **adapter = adapter_dir ? dk_list_dir(adapter_dir, ".safetensors", false, &n_adapter) : NULL;
+    const char **out = dk_calloc(n_model + n_adapter + 2, sizeof *out);
+    size_t k = 0;
+    out[k++] = tokens_path;
+    for (size_t i = 0; i < n_model; i++) out[k++] = dk_path_join(model_dir, model[i]);
+    for (size_t i = 0; i < n_adapter; i++) out[k++] = dk_path_join(adapter_dir, adapter[i]);
+    dk_free_strings(model, n_model);
+    dk_free_strings(adapter, n_adapter);
+    return out;
 }
 
 int cmd_forward(int argc, char **argv) {
@@ -161,18 +239,29 @@ int cmd_forward(int argc, char **argv) {
     if (dk_model_open(model_dir, &m, &err) != 0) dk_die(&err);
     if (threads > 0) m.n_threads = threads;
     dk_lora_adapter adapter, *ap = NULL;
+    char *adapter_dir = NULL;
     if (adapter_arg) {
-        char *adapter_dir = dk_model_folder(adapter_arg, "adapter_config.json", &err);
+        adapter_dir = dk_model_folder(adapter_arg, "adapter_config.json", &err);
         if (!adapter_dir || dk_lora_load(adapter_dir, &m.cfg, &m.w, &adapter, &err) != 0) dk_die(&err);
         dk_lora_set_multiplier(&adapter, (float)adapter_scale);
         ap = &adapter;
-        free(adapter_dir);
     }
+    /* the output first: a path that cannot be written, or that is one of the inputs, fails before the work */
+    dk_out_file out;
+    const char **inputs = weight_files(tokens_path, model_dir, adapter_dir);
+    size_t n_inputs = 0;
+    while (inputs[n_inputs]) n_inputs++;
+    int out_rc = dk_out_open(&out, out_path, inputs, n_inputs, &err);
+    for (size_t i = 1; i < n_inputs; i++) free((char *)inputs[i]);
+    free(inputs);
+    if (out_rc != 0) dk_die(&err);
     int64_t *ids, *starts, n_tokens, n_seqs, *layers, n_layers;
     if (read_tokens(tokens_path, &ids, &starts, &n_tokens, &n_seqs, &err) != 0) dk_die(&err);
     if (parse_layers(layers_spec, m.cfg.num_hidden_layers, &layers, &n_layers, &err) != 0) dk_die(&err);
 
     const int64_t H = m.cfg.hidden_size, V = m.cfg.vocab_size;
+    if (check_fits(&m, ap, n_tokens, n_seqs, n_layers, logits_mode, backend_opt.device, &err) != 0) dk_die(&err);
+    warn_past_context(&m, starts, n_seqs, tokens_path);
     float **captures = dk_malloc((size_t)(n_layers + 1) * sizeof *captures);
     for (int64_t i = 0; i < n_layers; i++) captures[i] = dk_malloc((size_t)(n_tokens * H) * sizeof(float));
     const int64_t logit_rows = logits_mode == DK_LOGITS_ALL ? n_tokens : logits_mode == DK_LOGITS_LAST ? n_seqs : 0;
@@ -201,7 +290,8 @@ int cmd_forward(int argc, char **argv) {
         else if (logits_mode == DK_LOGITS_LAST)
             outs[k++] = (dk_tensor_out){dk_sprintf("seq%lld.logits", (long long)s), 2, {1, V}, logits + s * V};
     }
-    if (dk_write_f32_safetensors(out_path, outs, k, &err) != 0) dk_die(&err);
+    if (check_finite(outs, k, model_arg, adapter_arg, adapter_scale, &err) != 0) dk_die(&err);
+    if (dk_write_f32_safetensors(&out, outs, k, &err) != 0) dk_die(&err);
     fprintf(stderr, "diffkit forward: %lld sequences, %lld tokens -> %s (%zu tensors)\n", (long long)n_seqs,
             (long long)n_tokens, out_path, k);
 
@@ -217,5 +307,6 @@ int cmd_forward(int argc, char **argv) {
     if (ap) dk_lora_free(ap);
     dk_model_close(&m);
     free(model_dir);
+    free(adapter_dir);
     return 0;
 }

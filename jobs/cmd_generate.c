@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json_value.h"
 #include "model/generate.h"
 #include "model/model_path.h"
 #include "tokenizer/chat_template.h"
@@ -57,9 +58,11 @@ static void add_generation_config_stops(const char *model_dir, int64_t *stops, i
     dk_err err = {0};
     size_t size;
     char *text = dk_is_file(path) ? dk_read_file(path, &size, &err) : NULL;
+    cJSON *root = text ? dk_json_parse_document(text, size, path, DK_EXIT_USAGE, "its eos_token_id is not used",
+                                                &err) : NULL;
+    if (dk_err_is_set(&err)) /* an unreadable file adds no stop token: say so rather than ignore it */
+        fprintf(stderr, "diffkit generate: warning: %s\n", err.msg);
     free(path);
-    if (!text) return;
-    cJSON *root = cJSON_Parse(text);
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
     if (cJSON_IsNumber(eos)) add_stop(stops, n, (int64_t)eos->valuedouble);
     const cJSON *v;
@@ -123,6 +126,9 @@ static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const
         const char *config = dk_tokenizer_config_json(tok);
         dk_chat_family family;
         if (chat_family(tok, model_dir, family_name, &family, err) != 0) return -1;
+        char why[512];
+        if (!dk_chat_family_fits(family, tok, why, sizeof why))
+            fprintf(stderr, "diffkit generate: warning: --chat: %s\n", why);
         dk_chat_message msg = {"user", prompt, NULL};
         char *bos = dk_chat_config_bos_token(config); /* the model's own BOS, not the family's usual one */
         dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = enable_thinking, .bos_token = bos};

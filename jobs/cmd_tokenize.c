@@ -1,10 +1,12 @@
 /* cmd_tokenize.c — `diffkit tokenize`: JSON Lines {"text": ...} -> {"ids": [...]}, one output line per
  * input line, in order, exactly as Hugging Face `tokenizers` encode(text) (special tokens added unless
  * --no-special-tokens). Lines are encoded in chunks on all cores. Bad input (not JSON, no "text", invalid
- * UTF-8) stops with the line number and exit code 1; lines before it have been written. */
+ * UTF-8) stops with the line number and exit code 1; on standard output the lines before it have been written,
+ * an --output file is not created. Write errors (a full disk) stop the command with a message and exit 1. */
 #include "cli_numbers.h"
 #include "commands.h"
 
+#include "io/out_file.h"
 #include "tokenizer/tok_jsonl.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,11 +26,13 @@ static void usage(FILE *out) {
                  "Text must be valid UTF-8 without U+0000. --threads: encoding threads (default: all cores).\n");
 }
 
-/* Encodes and writes texts[0..n); frees them. */
-static int flush_chunk(const dk_tokenizer *tok, char **texts, size_t n, bool special, int threads, FILE *out,
-                       dk_err *err) {
+/* Encodes and writes texts[0..n) (from lines[0..n) of the input `name`); frees them. */
+static int flush_chunk(const dk_tokenizer *tok, char **texts, const long *lines, size_t n, bool special, int threads,
+                       const char *name, FILE *out, dk_err *err) {
     dk_tok_ids *ids = calloc(n ? n : 1, sizeof *ids);
-    int rc = dk_tokenizer_encode_batch(tok, (const char *const *)texts, n, special, threads, ids, err);
+    size_t failed = 0;
+    int rc = dk_tokenizer_encode_batch(tok, (const char *const *)texts, n, special, threads, ids, &failed, err);
+    if (rc != 0) dk_err_prefix(err, "%s:%ld: ", name, lines[failed]);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0) {
             fputs("{\"ids\": [", out);
@@ -70,10 +74,12 @@ int cmd_tokenize(int argc, char **argv) {
     if (!tok) dk_die(&err);
     dk_jsonl_reader in;
     if (dk_jsonl_open(&in, in_path, &err) < 0) dk_die(&err);
-    FILE *out = dk_jsonl_open_output(out_path, &err);
-    if (!out) dk_die(&err);
+    dk_out_file out;
+    const char *inputs[] = {in_path ? in_path : "-"};
+    if (dk_out_open(&out, out_path, inputs, 1, &err) < 0) dk_die(&err);
 
     char **texts = malloc(CHUNK_LINES * sizeof *texts);
+    long *lines = malloc(CHUNK_LINES * sizeof *lines);
     size_t n = 0;
     int rc = 0;
     for (;;) {
@@ -98,10 +104,11 @@ int cmd_tokenize(int argc, char **argv) {
             cJSON_Delete(obj);
             break;
         }
+        lines[n] = in.line_no;
         texts[n++] = strdup(text->valuestring);
         cJSON_Delete(obj);
         if (n == CHUNK_LINES) {
-            if (flush_chunk(tok, texts, n, special, threads, out, &err) < 0) {
+            if (flush_chunk(tok, texts, lines, n, special, threads, in.name, out.f, &err) < 0 || dk_out_check(&out, &err) < 0) {
                 rc = -1;
                 n = 0;
                 break;
@@ -110,14 +117,15 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     dk_err flush_err = {0}; /* lines before a bad line are still written */
-    if (n && flush_chunk(tok, texts, n, special, threads, out, &flush_err) < 0 && rc == 0) {
+    if (n && flush_chunk(tok, texts, lines, n, special, threads, in.name, out.f, &flush_err) < 0 && rc == 0) {
         err = flush_err;
         rc = -1;
     }
     free(texts);
+    free(lines);
     dk_jsonl_close(&in);
-    if (out != stdout) fclose(out);
-    else fflush(stdout);
+    if (rc == 0) rc = dk_out_commit(&out, &err);
+    else dk_out_abort(&out);
     dk_tokenizer_free(tok);
     if (rc < 0) dk_die(&err);
     return 0;

@@ -36,6 +36,8 @@
 #include "io/act_store.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
+#include "io/out_file.h"
+#include "io/store_lock.h"
 #include "model/backend.h"
 #include "model/forward.h"
 #include "model/model_path.h"
@@ -226,9 +228,15 @@ static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
     s->skip_bad = strcmp(bad, "skip") == 0;
     if (strcmp(s->dtype, "bfloat16") != 0)
         return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.dtype=%s: only bfloat16 is supported", s->dtype);
-    if (s->batch_size < 1 || s->context_len < 2 || s->max_samples < 1)
-        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.batch_size, context_len (>= 2) and "
-                          "max_samples_per_dataset must be positive");
+    if (s->batch_size < 1)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.batch_size=%lld: it must be at least 1 (sequences per "
+                          "forward pass and per chunk of the store)", (long long)s->batch_size);
+    if (s->context_len < 2)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.context_len=%lld: it must be at least 2 (tokens kept per "
+                          "sequence)", (long long)s->context_len);
+    if (s->max_samples < 1)
+        return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.max_samples_per_dataset=%lld: it must be at least 1",
+                          (long long)s->max_samples);
     if (dk_cfg_has(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") &&
         dk_cfg_int(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") != 0)
         return dk_err_set(err, DK_EXIT_USAGE, "model.ignore_first_n_tokens_per_sample_during_collection > 0 is not "
@@ -342,16 +350,33 @@ typedef struct job_totals {
     int64_t stores_written, stores_reused;
 } job_totals;
 
-/* One store: probe, reuse / resume / create, compute, finalize. */
+static int do_store_locked(const dk_dist *d, const settings *s, dk_store_layout *layout, const dk_pp_plan *plan,
+                           const dk_pp_tokens *t, dk_backend *be, const dk_lora_adapter *adapter, const char *path,
+                           const char *label, bool is_base, const dk_pp_test_hooks *hooks, job_totals *jt,
+                           dk_store_lock *lock, dk_err *err);
+
+/* One store: lock, probe, reuse / resume / create, compute, finalize, unlock. Rank 0 holds the store's lock
+ * (io/store_lock.h) from before the probe until after the rename, so a second job on the same store stops at
+ * once instead of adopting this job's .partial; the kernel drops the lock if the job dies. */
 static int do_store(const dk_dist *d, const settings *s, dk_store_layout *layout, const dk_pp_plan *plan,
                     const dk_pp_tokens *t, dk_backend *be, const dk_lora_adapter *adapter, const char *path,
                     const char *label, bool is_base, const dk_pp_test_hooks *hooks, job_totals *jt, dk_err *err) {
+    dk_store_lock lock = {.fd = -1};
+    int rc = do_store_locked(d, s, layout, plan, t, be, adapter, path, label, is_base, hooks, jt, &lock, err);
+    dk_store_lock_release(&lock);
+    return rc;
+}
+
+static int do_store_locked(const dk_dist *d, const settings *s, dk_store_layout *layout, const dk_pp_plan *plan,
+                           const dk_pp_tokens *t, dk_backend *be, const dk_lora_adapter *adapter, const char *path,
+                           const char *label, bool is_base, const dk_pp_test_hooks *hooks, job_totals *jt,
+                           dk_store_lock *lock, dk_err *err) {
     int state = DK_STORE_ABSENT;
     char why[1024] = "";
     if (d->rank == 0) {
         char *dir = dk_strdup(path);
         *strrchr(dir, '/') = 0;
-        if (dk_mkdirs(dir, err) == 0) {
+        if (dk_mkdirs(dir, err) == 0 && dk_store_lock_take(lock, path, err) == 0) {
             uint64_t found = 0;
             state = (int)dk_store_probe(path, layout->fingerprint, &found, why, sizeof why);
             if (state == DK_STORE_MISMATCH) {
@@ -382,6 +407,11 @@ static int do_store(const dk_dist *d, const settings *s, dk_store_layout *layout
              resume ? "resuming" : "writing", path, (long long)layout->n_seqs, (long long)layout->n_tokens,
              (long long)layout->n_chunks, (long long)s->batch_size);
     if (dk_pp_run_store(d, w, layout, plan, t, be, adapter, label, hooks, &jt->mine, err) != 0) return -1;
+    if (d->rank == 0) dk_store_lock_check(lock, err); /* still ours: then the rename checks the .partial too */
+    if (dk_dist_agree(d, err) != 0) {
+        dk_store_writer_close(w);
+        return -1;
+    }
     if (dk_store_finalize(w, err) != 0) return -1;
     jt->stores_written++;
     LOG_INFO("%s: complete: %s", label, path);
@@ -391,6 +421,7 @@ static int do_store(const dk_dist *d, const settings *s, dk_store_layout *layout
 int main(int argc, char **argv) {
     dk_dist d;
     dk_dist_init(&argc, &argv, &d);
+    dk_stdout_check_at_exit("diff_preprocess"); /* also: past a file-size limit a write fails (EFBIG), no kill */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* HDF5 errors are reported by H5_CHECK and our messages */
     double t0 = dk_time_now();
     for (int i = 1; i < argc; i++) /* --help / --print-config: rank 0 prints, the others leave quietly */
@@ -408,6 +439,11 @@ int main(int argc, char **argv) {
     if (read_settings(cfg, &s, &err) == 0 && read_datasets(cfg, datasets, &n_datasets, &err) == 0 && d.rank == 0) {
         tok = dk_tokenizer_load(s.tokenizer_path, &err);
         if (tok && dk_tokenizer_config_json(tok)) s.bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
+        bool any_chat = false;
+        for (int i = 0; i < n_datasets; i++) any_chat |= datasets[i].is_chat;
+        char why[512];
+        if (tok && any_chat && !dk_chat_family_fits(s.family, tok, why, sizeof why))
+            LOG_WARN("model.chat_template=%s: %s (%s)", s.chat_template, why, s.tokenizer_path);
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     dk_pp_test_hooks hooks = {0}; /* tests only (tests/preprocess) */
@@ -471,6 +507,10 @@ int main(int argc, char **argv) {
         if (!dup) layers[n_layers++] = l;
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
+    if (base.cfg.max_position_embeddings > 0 && s.context_len > base.cfg.max_position_embeddings)
+        LOG_WARN("preprocessing.context_len=%lld is longer than the context of %s (max_position_embeddings %lld): "
+                 "positions past it are outside what the model was trained on", (long long)s.context_len, s.base_id,
+                 (long long)base.cfg.max_position_embeddings);
     char layer_list[256] = "";
     for (int i = 0; i < n_layers; i++) {
         size_t u = strlen(layer_list);

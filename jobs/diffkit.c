@@ -2,10 +2,12 @@
  *
  * Each subcommand lives in its own cmd_*.c file and is listed in the table below; this file only
  * dispatches. The pipeline stages themselves are separate executables (diff_preprocess, ...), so that
- * SLURM scripts and mpirun launch exactly one job each. */
+ * SLURM scripts and mpirun launch exactly one job each. Output files go through io/out_file.h; standard output
+ * written with printf is checked at exit. */
 #include "commands.h"
 
 #include "core/error.h"
+#include "io/out_file.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +31,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    dk_stdout_check_at_exit("diffkit"); /* whatever a command printf's: a failed write is an error, exit 1 */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? DK_EXIT_USAGE : DK_EXIT_OK;

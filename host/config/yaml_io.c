@@ -8,129 +8,225 @@
 #include <string.h>
 #include <yaml.h>
 
-enum { MAX_DEPTH = 64 };
+/* Reading is event-driven (yaml_parser_parse) rather than through libyaml's document API, for two limits
+ * that must hold before any work is spent on a hostile file:
+ *   - depth: libyaml's scanner spends time proportional to the flow depth on every token, so a document
+ *     nested 40,000 levels took minutes to load before our depth check could see it. Events let the check
+ *     stop the parse at level MAX_DEPTH, so loading stays linear in the text read.
+ *   - aliases: an alias is expanded into a copy of its anchored value; a "billion laughs" file (nine levels
+ *     of nine aliases) would expand to 9^9 values and exhaust memory. Every copy is counted, and the total
+ *     (values and bytes) is capped, with a message naming the alias's line. */
+enum { MAX_DEPTH = 64, MAX_ALIAS_VALUES = 20000, MAX_ALIAS_BYTES = 4 << 20 };
 
-static dk_cfg_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *source, int depth, dk_err *err) {
-    int line = (int)yn->start_mark.line + 1, col = (int)yn->start_mark.column + 1;
-    if (depth > MAX_DEPTH) {
-        dk_err_set(err, DK_EXIT_USAGE, "%s:%d:%d: nesting deeper than %d levels (an alias that refers to itself?)",
-                   source, line, col, MAX_DEPTH);
-        return NULL;
-    }
-    switch (yn->type) {
-    case YAML_SCALAR_NODE: {
-        /* Only the style tells: libyaml's document API gives every untagged scalar the !!str tag, so an
-         * explicit !!str cannot be told apart and is not supported (quote the value instead). */
-        bool quoted = yn->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-        char *text = dk_strndup((const char *)yn->data.scalar.value, yn->data.scalar.length);
-        if (strlen(text) != yn->data.scalar.length) {
-            free(text);
-            dk_err_set(err, DK_EXIT_USAGE, "%s:%d:%d: a value contains a NUL character", source, line, col);
-            return NULL;
-        }
-        dk_cfg_node *n = dk_cfg_scalar_new(text, quoted, source, line, col);
-        free(text);
-        if (!quoted && dk_cfg_node_type(n) == DK_CFG_TYPE_NULL) {
-            free(n->text);
-            n->text = NULL;
-            n->kind = DK_CFG_NULL;
-        }
-        return n;
-    }
-    case YAML_SEQUENCE_NODE: {
-        dk_cfg_node *seq = dk_cfg_node_new(DK_CFG_SEQ, source, line, col);
-        for (yaml_node_item_t *it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++) {
-            dk_cfg_node *item = convert(doc, yaml_document_get_node(doc, *it), source, depth + 1, err);
-            if (!item) {
-                dk_cfg_node_free(seq);
-                return NULL;
-            }
-            dk_cfg_seq_append(seq, item);
-        }
-        return seq;
-    }
-    case YAML_MAPPING_NODE: {
-        dk_cfg_node *map = dk_cfg_node_new(DK_CFG_MAP, source, line, col);
-        for (yaml_node_pair_t *p = yn->data.mapping.pairs.start; p < yn->data.mapping.pairs.top; p++) {
-            yaml_node_t *kn = yaml_document_get_node(doc, p->key);
-            int kl = (int)kn->start_mark.line + 1, kc = (int)kn->start_mark.column + 1;
-            if (kn->type != YAML_SCALAR_NODE) {
-                dk_err_set(err, DK_EXIT_USAGE, "%s:%d:%d: a key must be a plain name, not a list or mapping", source,
-                           kl, kc);
-                dk_cfg_node_free(map);
-                return NULL;
-            }
-            char *key = dk_strndup((const char *)kn->data.scalar.value, kn->data.scalar.length);
-            const char *problem = NULL;
-            if (strcmp(key, "<<") == 0) problem = "YAML merge keys (<<) are not supported: write the keys out";
-            else if (dk_cfg_map_get(map, key)) problem = "duplicate key";
-            else if (key[0] == '\0') problem = "empty key";
-            if (problem) {
-                dk_err_set(err, DK_EXIT_USAGE, "%s:%d:%d: %s '%s'", source, kl, kc, problem, key);
-                free(key);
-                dk_cfg_node_free(map);
-                return NULL;
-            }
-            dk_cfg_node *value = convert(doc, yaml_document_get_node(doc, p->value), source, depth + 1, err);
-            if (!value) {
-                free(key);
-                dk_cfg_node_free(map);
-                return NULL;
-            }
-            dk_cfg_map_set(map, key, value);
-            free(key);
-        }
-        return map;
-    }
-    default:
-        dk_err_set(err, DK_EXIT_USAGE, "%s:%d:%d: empty YAML node", source, line, col);
-        return NULL;
+typedef struct anchor {
+    char *name;
+    const dk_cfg_node *node;  /* owned by the tree being built */
+} anchor;
+
+typedef struct loader {
+    yaml_parser_t parser;
+    const char *source;
+    dk_err *err;
+    anchor *anchors;
+    size_t n_anchors, cap_anchors;
+    size_t alias_values, alias_bytes;  /* what alias expansion has copied so far */
+} loader;
+
+static int next_event(loader *L, yaml_event_t *ev) {
+    if (yaml_parser_parse(&L->parser, ev)) return 0;
+    yaml_mark_t mark = L->parser.problem_mark;
+    if (L->parser.context)
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%zu:%zu: malformed YAML: %s %s (line %zu)", L->source, mark.line + 1,
+                   mark.column + 1, L->parser.problem ? L->parser.problem : "error", L->parser.context,
+                   L->parser.context_mark.line + 1);
+    else
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%zu:%zu: malformed YAML: %s", L->source, mark.line + 1, mark.column + 1,
+                   L->parser.problem ? L->parser.problem : "error");
+    return -1;
+}
+
+static void count_values(const dk_cfg_node *n, size_t *values, size_t *bytes) {
+    (*values)++;
+    if (n->text) *bytes += strlen(n->text);
+    for (size_t i = 0; i < n->n; i++) {
+        if (n->keys) *bytes += strlen(n->keys[i]);
+        count_values(n->items[i], values, bytes);
     }
 }
 
+static void remember_anchor(loader *L, const yaml_char_t *name, const dk_cfg_node *node) {
+    if (!name) return;
+    if (L->n_anchors == L->cap_anchors) {
+        L->cap_anchors = L->cap_anchors ? 2 * L->cap_anchors : 16;
+        L->anchors = dk_realloc(L->anchors, L->cap_anchors * sizeof *L->anchors);
+    }
+    L->anchors[L->n_anchors++] = (anchor){dk_strdup((const char *)name), node};
+}
+
+/* A copy of the value anchored as `name` (the latest definition wins, as in YAML), within the caps. */
+static dk_cfg_node *expand_alias(loader *L, const char *name, int line, int col) {
+    const dk_cfg_node *target = NULL;
+    for (size_t i = L->n_anchors; i-- > 0 && !target;)
+        if (strcmp(L->anchors[i].name, name) == 0) target = L->anchors[i].node;
+    if (!target) {
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: alias *%s names no anchor &%s defined before it (an alias "
+                   "inside its own anchored value is not allowed either)", L->source, line, col, name, name);
+        return NULL;
+    }
+    size_t values = 0, bytes = 0;
+    count_values(target, &values, &bytes);
+    if (L->alias_values + values > MAX_ALIAS_VALUES || L->alias_bytes + bytes > (size_t)MAX_ALIAS_BYTES) {
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: the aliases of this file expand to more than %d values or %d MiB "
+                   "(here *%s adds %zu values): a configuration never needs that many; write the values out, or this "
+                   "is an alias bomb", L->source, line, col, MAX_ALIAS_VALUES, MAX_ALIAS_BYTES >> 20, name, values);
+        return NULL;
+    }
+    L->alias_values += values;
+    L->alias_bytes += bytes;
+    return dk_cfg_node_clone(target);
+}
+
+static dk_cfg_node *load_node(loader *L, yaml_event_t *ev, int depth);
+
+static dk_cfg_node *load_scalar(loader *L, const yaml_event_t *ev, int line, int col) {
+    /* Only the style tells: every untagged scalar could be !!str, so an explicit !!str cannot be told apart and
+     * is not supported (quote the value instead). */
+    bool quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    char *text = dk_strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+    if (strlen(text) != ev->data.scalar.length) {
+        free(text);
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: a value contains a NUL character", L->source, line, col);
+        return NULL;
+    }
+    dk_cfg_node *n = dk_cfg_scalar_new(text, quoted, L->source, line, col);
+    free(text);
+    if (!quoted && dk_cfg_node_type(n) == DK_CFG_TYPE_NULL) {
+        free(n->text);
+        n->text = NULL;
+        n->kind = DK_CFG_NULL;
+    }
+    return n;
+}
+
+static dk_cfg_node *load_sequence(loader *L, int depth, int line, int col) {
+    dk_cfg_node *seq = dk_cfg_node_new(DK_CFG_SEQ, L->source, line, col);
+    for (;;) {
+        yaml_event_t item;
+        if (next_event(L, &item) != 0) break;
+        if (item.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&item);
+            return seq;
+        }
+        dk_cfg_node *value = load_node(L, &item, depth + 1);
+        if (!value) break;
+        dk_cfg_seq_append(seq, value);
+    }
+    dk_cfg_node_free(seq);
+    return NULL;
+}
+
+static dk_cfg_node *load_mapping(loader *L, int depth, int line, int col) {
+    dk_cfg_node *map = dk_cfg_node_new(DK_CFG_MAP, L->source, line, col);
+    for (;;) {
+        yaml_event_t k;
+        if (next_event(L, &k) != 0) break;
+        if (k.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&k);
+            return map;
+        }
+        int kl = (int)k.start_mark.line + 1, kc = (int)k.start_mark.column + 1;
+        if (k.type != YAML_SCALAR_EVENT) {
+            dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: a key must be a plain name, not a list, mapping or alias",
+                       L->source, kl, kc);
+            yaml_event_delete(&k);
+            break;
+        }
+        char *key = dk_strndup((const char *)k.data.scalar.value, k.data.scalar.length);
+        yaml_event_delete(&k);
+        const char *problem = NULL;
+        if (strcmp(key, "<<") == 0) problem = "YAML merge keys (<<) are not supported: write the keys out";
+        else if (dk_cfg_map_get(map, key)) problem = "duplicate key";
+        else if (key[0] == '\0') problem = "empty key";
+        yaml_event_t v;
+        dk_cfg_node *value = NULL;
+        if (problem) dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: %s '%s'", L->source, kl, kc, problem, key);
+        else if (next_event(L, &v) == 0) value = load_node(L, &v, depth + 1);
+        if (value) dk_cfg_map_set(map, key, value);
+        free(key);
+        if (!value) break;
+    }
+    dk_cfg_node_free(map);
+    return NULL;
+}
+
+/* The value that starts with *ev (consumed here), or NULL with L->err set. */
+static dk_cfg_node *load_node(loader *L, yaml_event_t *ev, int depth) {
+    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+    dk_cfg_node *node = NULL;
+    const yaml_char_t *anchor_name = NULL;
+    if (depth > MAX_DEPTH) {
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: nesting deeper than %d levels", L->source, line, col, MAX_DEPTH);
+    } else if (ev->type == YAML_ALIAS_EVENT) {
+        node = expand_alias(L, (const char *)ev->data.alias.anchor, line, col);
+    } else if (ev->type == YAML_SCALAR_EVENT) {
+        anchor_name = ev->data.scalar.anchor;
+        node = load_scalar(L, ev, line, col);
+    } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
+        anchor_name = ev->data.sequence_start.anchor;
+        node = load_sequence(L, depth, line, col);
+    } else if (ev->type == YAML_MAPPING_START_EVENT) {
+        anchor_name = ev->data.mapping_start.anchor;
+        node = load_mapping(L, depth, line, col);
+    } else {
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%d:%d: unexpected YAML structure", L->source, line, col);
+    }
+    if (node) remember_anchor(L, anchor_name, node);
+    yaml_event_delete(ev);
+    return node;
+}
+
+/* STREAM-START, then an empty stream (null) or one document; a second document is an error. */
+static dk_cfg_node *load_stream(loader *L) {
+    yaml_event_t ev;
+    if (next_event(L, &ev) != 0) return NULL;
+    yaml_event_delete(&ev); /* STREAM-START */
+    if (next_event(L, &ev) != 0) return NULL;
+    if (ev.type == YAML_STREAM_END_EVENT) {
+        yaml_event_delete(&ev);
+        return dk_cfg_node_new(DK_CFG_NULL, L->source, 1, 1);
+    }
+    yaml_event_delete(&ev); /* DOCUMENT-START */
+    if (next_event(L, &ev) != 0) return NULL;
+    dk_cfg_node *root = load_node(L, &ev, 0);
+    if (!root) return NULL;
+    if (next_event(L, &ev) != 0) goto fail;
+    yaml_event_delete(&ev); /* DOCUMENT-END */
+    if (next_event(L, &ev) != 0) goto fail;
+    if (ev.type == YAML_DOCUMENT_START_EVENT) {
+        dk_err_set(L->err, DK_EXIT_USAGE, "%s:%zu: a second YAML document (---) is not supported", L->source,
+                   ev.start_mark.line + 1);
+        yaml_event_delete(&ev);
+        goto fail;
+    }
+    yaml_event_delete(&ev);
+    return root;
+fail:
+    dk_cfg_node_free(root);
+    return NULL;
+}
+
 dk_cfg_node *dk_cfg_parse_yaml(const char *text, size_t len, const char *source, dk_err *err) {
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) {
+    loader L = {.source = source, .err = err};
+    if (!yaml_parser_initialize(&L.parser)) {
         dk_err_set(err, DK_EXIT_RUNTIME, "%s: cannot initialise the YAML parser (out of memory?)", source);
         return NULL;
     }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_mark_t mark = parser.problem_mark;
-        if (parser.context)
-            dk_err_set(err, DK_EXIT_USAGE, "%s:%zu:%zu: malformed YAML: %s %s (line %zu)", source, mark.line + 1,
-                       mark.column + 1, parser.problem ? parser.problem : "error", parser.context,
-                       parser.context_mark.line + 1);
-        else
-            dk_err_set(err, DK_EXIT_USAGE, "%s:%zu:%zu: malformed YAML: %s", source, mark.line + 1, mark.column + 1,
-                       parser.problem ? parser.problem : "error");
-        yaml_parser_delete(&parser);
-        return NULL;
-    }
-    dk_cfg_node *result;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root) {
-        result = dk_cfg_node_new(DK_CFG_NULL, source, 1, 1);
-    } else {
-        result = convert(&doc, root, source, 0, err);
-    }
-    /* A second document in the same text is a mistake we report rather than ignore. */
-    if (result) {
-        yaml_document_t extra;
-        if (yaml_parser_load(&parser, &extra)) {
-            if (yaml_document_get_root_node(&extra)) {
-                dk_err_set(err, DK_EXIT_USAGE, "%s:%zu: a second YAML document (---) is not supported", source,
-                           extra.start_mark.line + 1);
-                dk_cfg_node_free(result);
-                result = NULL;
-            }
-            yaml_document_delete(&extra);
-        }
-    }
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    return result;
+    yaml_parser_set_input_string(&L.parser, (const unsigned char *)text, len);
+    dk_cfg_node *root = load_stream(&L);
+    for (size_t i = 0; i < L.n_anchors; i++) free(L.anchors[i].name);
+    free(L.anchors);
+    yaml_parser_delete(&L.parser);
+    return root;
 }
 
 dk_cfg_node *dk_cfg_load_file(const char *path, const char *source, dk_err *err) {

@@ -7,6 +7,38 @@
 #include <string.h>
 
 static dk_abort_handler abort_handler = NULL;
+enum { MAX_CLEANUPS = 128 };
+static struct {
+    void (*fn)(void *);
+    void *obj;
+} cleanups[MAX_CLEANUPS];
+
+static void run_cleanups(void) {
+    for (int i = 0; i < MAX_CLEANUPS; i++) {
+        void (*fn)(void *) = cleanups[i].fn;
+        void *obj = cleanups[i].obj;
+        cleanups[i].fn = NULL; /* once only, even if fn exits or the next exit() runs us again */
+        cleanups[i].obj = NULL;
+        if (fn) fn(obj);
+    }
+}
+
+void dk_cleanup_add(void (*fn)(void *obj), void *obj) {
+    static bool registered = false;
+    if (!registered) atexit(run_cleanups); /* dk_abort runs them itself: MPI_Abort never returns */
+    registered = true;
+    for (int i = 0; i < MAX_CLEANUPS; i++)
+        if (!cleanups[i].fn) {
+            cleanups[i].fn = fn;
+            cleanups[i].obj = obj;
+            return;
+        }
+}
+
+void dk_cleanup_remove(void *obj) {
+    for (int i = 0; i < MAX_CLEANUPS; i++)
+        if (cleanups[i].obj == obj) cleanups[i].fn = NULL, cleanups[i].obj = NULL;
+}
 
 int dk_err_setv(dk_err *err, int code, const char *fmt, va_list ap) {
     if (!err || err->code != 0) return -1;
@@ -44,6 +76,7 @@ void dk_err_clear(dk_err *err) {
 void dk_set_abort_handler(dk_abort_handler handler) { abort_handler = handler; }
 
 void dk_abort(int code) {
+    run_cleanups();
     fflush(stdout);
     fflush(stderr);
     if (abort_handler) abort_handler(code);

@@ -42,6 +42,13 @@ void dk_die(const dk_err *err) __attribute__((noreturn));
 void dk_fatal_at(int code, const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
 
+/* Things a job must undo if it ends before it undoes them itself (a temporary output file to remove, a store
+ * lock file, io/out_file.c and io/store_lock.c): dk_cleanup_add(fn, obj) makes exit(), dk_die and dk_abort
+ * (also under MPI, where the abort handler never returns) call fn(obj); dk_cleanup_remove(obj) forgets it once
+ * the owner cleaned up. At most 128 at a time (more are not tracked). */
+void dk_cleanup_add(void (*fn)(void *obj), void *obj);
+void dk_cleanup_remove(void *obj);
+
 /* The dist layer installs MPI_Abort (and ncclCommAbort) here; default: exit(code). */
 typedef void (*dk_abort_handler)(int code);
 void dk_set_abort_handler(dk_abort_handler handler);

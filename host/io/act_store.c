@@ -16,6 +16,8 @@
 #include "core/check_mpi.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "io/out_file.h"
+#include "io/store_lock.h"
 
 #define STATUS_LEN 16
 
@@ -32,7 +34,48 @@ struct dk_store_writer {
     dk_timer io;
     bool warned_independent;
     int64_t unflagged_chunk;        /* chunk written and flushed by this rank, flag not yet set; -1 none */
+    dk_file_id partial_id;          /* rank 0: the .partial this job created or adopted; renamed only if still it */
 };
+
+/* ---- I/O failures ---------------------------------------------------------------------------------------
+ * A failed write or flush of the store is fatal job-wide (the other ranks wait in the same collective), but
+ * its message is for people: "no space left on .../train.h5.partial" rather than an HDF5 error stack. The
+ * cause is errno when the MPI-IO layer left it set, else found in the text of HDF5's error stack (which holds
+ * MPI's error string). The chunks already flagged stay valid: a rerun with more space resumes. */
+
+typedef struct stack_search {
+    int found;  /* an errno value named in the stack, 0 = none */
+} stack_search;
+
+static herr_t search_frame(unsigned n, const H5E_error2_t *e, void *data) {
+    (void)n;
+    stack_search *s = data;
+    static const struct { const char *text; int code; } causes[] = {
+        {"No space left", ENOSPC}, {"File too large", EFBIG}, {"Disk quota", EDQUOT}, {"quota exceeded", EDQUOT},
+        {"Input/output error", EIO}, {"Read-only file system", EROFS}, {"Permission denied", EACCES}};
+    for (size_t i = 0; i < sizeof causes / sizeof causes[0] && !s->found; i++)
+        if (e->desc && strstr(e->desc, causes[i].text)) s->found = causes[i].code;
+    return 0;
+}
+
+static void store_io_failed(const dk_store_writer *w, int saved_errno, const char *what) {
+    stack_search s = {0};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, search_frame, &s);
+    int e = s.found ? s.found : saved_errno;
+    dk_err err = {0};
+    if (e) dk_err_write(&err, w->partial_path, e);
+    else dk_err_set(&err, DK_EXIT_RUNTIME, "cannot write the activation store %s (HDF5 gave no reason; is the disk "
+                    "full or the file system unavailable?)", w->partial_path);
+    dk_log_error_all("%s (while %s); the store is not marked complete and a rerun resumes it", err.msg, what);
+    dk_abort(DK_EXIT_RUNTIME);
+}
+
+/* A store I/O call that must succeed: on failure the job ends with store_io_failed's message. */
+#define STORE_IO(w, expr, what)                                                                               \
+    do {                                                                                                      \
+        errno = 0;                                                                                            \
+        if ((long long)(expr) < 0) store_io_failed((w), errno, (what));                                       \
+    } while (0)
 
 uint64_t dk_fnv1a(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
@@ -101,7 +144,7 @@ static void attr_u64(hid_t obj, const char *name, uint64_t value) {
 
 /* ---- datasets --------------------------------------------------------------------------------------- */
 
-static hid_t create_ds(hid_t file, const char *name, hid_t type, int rank, hsize_t d0, hsize_t d1) {
+static hid_t create_ds(const dk_store_writer *w, const char *name, hid_t type, int rank, hsize_t d0, hsize_t d1) {
     hsize_t dims[2] = {d0, d1};
     hid_t space, dcpl, ds;
     H5_CHECK(space = H5Screate_simple(rank, dims, NULL));
@@ -109,7 +152,7 @@ static hid_t create_ds(hid_t file, const char *name, hid_t type, int rank, hsize
     H5_CHECK(H5Pset_layout(dcpl, H5D_CONTIGUOUS));
     H5_CHECK(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
     H5_CHECK(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY));
-    H5_CHECK(ds = H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    STORE_IO(w, ds = H5Dcreate2(w->file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), "creating a dataset");
     H5Pclose(dcpl);
     H5Sclose(space);
     return ds;
@@ -121,8 +164,18 @@ static hid_t open_ds(hid_t file, const char *name) {
     return ds;
 }
 
+/* "writing layer_13" for a message (a static buffer: only used on the way to the end of the job). */
+static const char *dataset_name(hid_t ds) {
+    static char what[160];
+    char name[128] = "?";
+    H5Iget_name(ds, name, sizeof name);
+    snprintf(what, sizeof what, "writing %s", name[0] == '/' ? name + 1 : name);
+    return what;
+}
+
 /* Collective write of rows [row0, row0 + n) of a 1-D or 2-D dataset; n == 0 selects nothing. */
-static void write_rows(hid_t dxpl, hid_t ds, hid_t type, int64_t row0, int64_t n, hsize_t width, const void *buf) {
+static void write_rows(const dk_store_writer *w, hid_t ds, hid_t type, int64_t row0, int64_t n, hsize_t width,
+                       const void *buf) {
     hid_t fspace, mspace;
     H5_CHECK(fspace = H5Dget_space(ds));
     int rank = H5Sget_simple_extent_ndims(fspace);
@@ -137,7 +190,7 @@ static void write_rows(hid_t dxpl, hid_t ds, hid_t type, int64_t row0, int64_t n
         H5_CHECK(H5Sselect_none(mspace));
     }
     static const char nothing[16];  /* HDF5 wants a buffer even for an empty selection */
-    H5_CHECK(H5Dwrite(ds, type, mspace, fspace, dxpl, buf ? buf : nothing));
+    STORE_IO(w, H5Dwrite(ds, type, mspace, fspace, w->dxpl, buf ? buf : nothing), dataset_name(ds));
     H5Sclose(mspace);
     H5Sclose(fspace);
 }
@@ -161,40 +214,40 @@ static hid_t file_access(MPI_Comm comm) {
 static void create_layout(dk_store_writer *w) {
     const dk_store_layout *L = &w->L;
     hid_t u8 = H5T_STD_U8LE, f64 = H5T_IEEE_F64LE;
-    w->tokens = create_ds(w->file, "tokens", H5T_STD_I32LE, 1, (hsize_t)L->n_tokens, 0);
-    hid_t offsets = create_ds(w->file, "seq_offsets", H5T_STD_I64LE, 1, (hsize_t)L->n_seqs + 1, 0);
+    w->tokens = create_ds(w, "tokens", H5T_STD_I32LE, 1, (hsize_t)L->n_tokens, 0);
+    hid_t offsets = create_ds(w, "seq_offsets", H5T_STD_I64LE, 1, (hsize_t)L->n_seqs + 1, 0);
     hid_t g;
     H5_CHECK(g = H5Gcreate2(w->file, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     H5Gclose(g);
     H5_CHECK(g = H5Gcreate2(w->file, "progress", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     H5Gclose(g);
-    w->chunk_done = create_ds(w->file, "progress/chunk_done", u8, 1, (hsize_t)L->n_chunks, 0);
-    hid_t chunk_seq = create_ds(w->file, "progress/chunk_seq", H5T_STD_I64LE, 1, (hsize_t)L->n_chunks + 1, 0);
+    w->chunk_done = create_ds(w, "progress/chunk_done", u8, 1, (hsize_t)L->n_chunks, 0);
+    hid_t chunk_seq = create_ds(w, "progress/chunk_seq", H5T_STD_I64LE, 1, (hsize_t)L->n_chunks + 1, 0);
     hid_t stats[DK_STORE_MAX_LAYERS][3];
     for (int i = 0; i < L->n_layers; i++) {
         char name[96];
         snprintf(name, sizeof name, "layer_%lld", (long long)L->layers[i]);
-        w->layer[i] = create_ds(w->file, name, w->bf16, 2, (hsize_t)L->n_tokens, (hsize_t)L->d_model);
+        w->layer[i] = create_ds(w, name, w->bf16, 2, (hsize_t)L->n_tokens, (hsize_t)L->d_model);
         attr_str(w->layer[i], "dtype", "bfloat16", 0);
         attr_str(w->layer[i], "encoding", "bf16", 0);
         attr_i64(w->layer[i], "layer", &L->layers[i], 1);
         attr_str(w->layer[i], "site", "resid_post", 0);
         snprintf(name, sizeof name, "progress/layer_%lld_chunk_mean", (long long)L->layers[i]);
-        w->chunk_mean[i] = create_ds(w->file, name, f64, 2, (hsize_t)L->n_chunks, (hsize_t)L->d_model);
+        w->chunk_mean[i] = create_ds(w, name, f64, 2, (hsize_t)L->n_chunks, (hsize_t)L->d_model);
         snprintf(name, sizeof name, "progress/layer_%lld_chunk_m2", (long long)L->layers[i]);
-        w->chunk_m2[i] = create_ds(w->file, name, f64, 2, (hsize_t)L->n_chunks, (hsize_t)L->d_model);
+        w->chunk_m2[i] = create_ds(w, name, f64, 2, (hsize_t)L->n_chunks, (hsize_t)L->d_model);
         snprintf(name, sizeof name, "stats/layer_%lld", (long long)L->layers[i]);
         H5_CHECK(g = H5Gcreate2(w->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
         H5Gclose(g);
         snprintf(name, sizeof name, "stats/layer_%lld/mean", (long long)L->layers[i]);
-        stats[i][0] = create_ds(w->file, name, f64, 1, (hsize_t)L->d_model, 0);
+        stats[i][0] = create_ds(w, name, f64, 1, (hsize_t)L->d_model, 0);
         snprintf(name, sizeof name, "stats/layer_%lld/m2", (long long)L->layers[i]);
-        stats[i][1] = create_ds(w->file, name, f64, 1, (hsize_t)L->d_model, 0);
+        stats[i][1] = create_ds(w, name, f64, 1, (hsize_t)L->d_model, 0);
         snprintf(name, sizeof name, "stats/layer_%lld/count", (long long)L->layers[i]);
-        stats[i][2] = create_ds(w->file, name, H5T_STD_I64LE, 1, 1, 0);
+        stats[i][2] = create_ds(w, name, H5T_STD_I64LE, 1, 1, 0);
     }
     size_t yaml_len = L->config_yaml ? strlen(L->config_yaml) : 0;
-    hid_t yaml = create_ds(w->file, "config_yaml", u8, 1, yaml_len ? yaml_len : 1, 0);
+    hid_t yaml = create_ds(w, "config_yaml", u8, 1, yaml_len ? yaml_len : 1, 0);
 
     /* root attributes */
     int64_t version = DK_STORE_FORMAT_VERSION;
@@ -219,22 +272,22 @@ static void create_layout(dk_store_writer *w) {
 
     /* plan-known raw data, written by rank 0; chunk flags start at 0 (no fill value: written explicitly) */
     bool r0 = w->rank == 0;
-    write_rows(w->dxpl, offsets, H5T_STD_I64LE, 0, r0 ? L->n_seqs + 1 : 0, 0, L->seq_offsets);
-    write_rows(w->dxpl, chunk_seq, H5T_STD_I64LE, 0, r0 ? L->n_chunks + 1 : 0, 0, L->chunk_seq);
+    write_rows(w, offsets, H5T_STD_I64LE, 0, r0 ? L->n_seqs + 1 : 0, 0, L->seq_offsets);
+    write_rows(w, chunk_seq, H5T_STD_I64LE, 0, r0 ? L->n_chunks + 1 : 0, 0, L->chunk_seq);
     uint8_t *zeros = calloc((size_t)L->n_chunks + 1, 1);
-    write_rows(w->dxpl, w->chunk_done, u8, 0, r0 ? L->n_chunks : 0, 0, zeros);
+    write_rows(w, w->chunk_done, u8, 0, r0 ? L->n_chunks : 0, 0, zeros);
     free(zeros);
-    write_rows(w->dxpl, yaml, u8, 0, r0 ? (int64_t)(yaml_len ? yaml_len : 1) : 0, 0,
+    write_rows(w, yaml, u8, 0, r0 ? (int64_t)(yaml_len ? yaml_len : 1) : 0, 0,
                yaml_len ? L->config_yaml : "\n");
     for (int i = 0; i < L->n_layers; i++)
         for (int k = 0; k < 3; k++) H5Dclose(stats[i][k]);
     H5Dclose(yaml);
     H5Dclose(offsets);
     H5Dclose(chunk_seq);
-    H5_CHECK(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
+    STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
     /* last: a file killed while being created has no fingerprint, so the probe treats it as absent */
     attr_u64(w->file, "plan_fingerprint", L->fingerprint);
-    H5_CHECK(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
+    STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
 }
 
 static void open_layout(dk_store_writer *w) {
@@ -286,6 +339,7 @@ dk_store_writer *dk_store_writer_open(MPI_Comm comm, const char *final_path, con
         free(w);
         return NULL;
     }
+    if (w->rank == 0) w->partial_id = dk_file_id_of_path(w->partial_path);
     dk_timer_start(&w->io);
     if (resume) open_layout(w);
     else create_layout(w);
@@ -305,7 +359,7 @@ void dk_store_read_done(dk_store_writer *w, uint8_t *done) {
 static void write_pending_flag(dk_store_writer *w) {
     uint8_t flag = 1;
     int64_t c = w->unflagged_chunk;
-    write_rows(w->dxpl, w->chunk_done, H5T_NATIVE_UINT8, c >= 0 ? c : 0, c >= 0 ? 1 : 0, 0, &flag);
+    write_rows(w, w->chunk_done, H5T_NATIVE_UINT8, c >= 0 ? c : 0, c >= 0 ? 1 : 0, 0, &flag);
     w->unflagged_chunk = -1;
 }
 
@@ -331,17 +385,17 @@ int64_t dk_store_write_round(dk_store_writer *w, const dk_store_chunk *mine) {
     }
     int64_t one = c >= 0 ? 1 : 0, d = L->d_model;
     dk_timer_start(&w->io);
-    write_rows(w->dxpl, w->tokens, H5T_NATIVE_INT32, row0, rows, 0, c >= 0 ? mine->tokens : NULL);
+    write_rows(w, w->tokens, H5T_NATIVE_INT32, row0, rows, 0, c >= 0 ? mine->tokens : NULL);
     for (int i = 0; i < L->n_layers; i++) {
-        write_rows(w->dxpl, w->layer[i], w->bf16, row0, rows, (hsize_t)d, c >= 0 ? mine->rows[i] : NULL);
+        write_rows(w, w->layer[i], w->bf16, row0, rows, (hsize_t)d, c >= 0 ? mine->rows[i] : NULL);
         check_collective(w);
-        write_rows(w->dxpl, w->chunk_mean[i], H5T_NATIVE_DOUBLE, c, one, (hsize_t)d, c >= 0 ? mine->mean[i] : NULL);
-        write_rows(w->dxpl, w->chunk_m2[i], H5T_NATIVE_DOUBLE, c, one, (hsize_t)d, c >= 0 ? mine->m2[i] : NULL);
+        write_rows(w, w->chunk_mean[i], H5T_NATIVE_DOUBLE, c, one, (hsize_t)d, c >= 0 ? mine->mean[i] : NULL);
+        write_rows(w, w->chunk_m2[i], H5T_NATIVE_DOUBLE, c, one, (hsize_t)d, c >= 0 ? mine->m2[i] : NULL);
     }
     /* A flag is set only for data a previous flush made durable: this round flags the previous round's
      * chunk, then one flush covers this round's data and that flag (one fsync per round, not two). */
     write_pending_flag(w);
-    H5_CHECK(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
+    STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
     w->unflagged_chunk = c;
     dk_timer_stop(&w->io);
     return rows * (4 + 2 * d * L->n_layers) + one * 16 * d * L->n_layers;
@@ -383,15 +437,15 @@ static void merge_and_write_stats(dk_store_writer *w, int i) {
     hid_t ds;
     snprintf(name, sizeof name, "stats/layer_%lld/mean", (long long)L->layers[i]);
     ds = open_ds(w->file, name);
-    write_rows(w->dxpl, ds, H5T_NATIVE_DOUBLE, 0, r0 ? d : 0, 0, mean);
+    write_rows(w, ds, H5T_NATIVE_DOUBLE, 0, r0 ? d : 0, 0, mean);
     H5Dclose(ds);
     snprintf(name, sizeof name, "stats/layer_%lld/m2", (long long)L->layers[i]);
     ds = open_ds(w->file, name);
-    write_rows(w->dxpl, ds, H5T_NATIVE_DOUBLE, 0, r0 ? d : 0, 0, m2);
+    write_rows(w, ds, H5T_NATIVE_DOUBLE, 0, r0 ? d : 0, 0, m2);
     H5Dclose(ds);
     snprintf(name, sizeof name, "stats/layer_%lld/count", (long long)L->layers[i]);
     ds = open_ds(w->file, name);
-    write_rows(w->dxpl, ds, H5T_NATIVE_INT64, 0, r0 ? 1 : 0, 0, &count);
+    write_rows(w, ds, H5T_NATIVE_INT64, 0, r0 ? 1 : 0, 0, &count);
     H5Dclose(ds);
     free(mean);
     free(m2);
@@ -407,7 +461,7 @@ static void close_handles(dk_store_writer *w) {
     }
     H5Pclose(w->dxpl);
     H5Tclose(w->bf16);
-    H5_CHECK(H5Fclose(w->file));
+    STORE_IO(w, H5Fclose(w->file), "closing it");
 }
 
 static void free_writer(dk_store_writer *w) {
@@ -419,7 +473,7 @@ static void free_writer(dk_store_writer *w) {
 void dk_store_writer_close(dk_store_writer *w) {
     if (!w) return;
     write_pending_flag(w); /* keep the work already durable for a rerun */
-    H5_CHECK(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
+    STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
     close_handles(w);
     free_writer(w);
 }
@@ -430,7 +484,7 @@ int dk_store_finalize(dk_store_writer *w, dk_err *err) {
     const dk_store_layout *L = &w->L;
     dk_timer_start(&w->io);
     write_pending_flag(w); /* the last round's chunks: their data was flushed by that round */
-    H5_CHECK(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
+    STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
     dk_timer_stop(&w->io);
     uint8_t *done = malloc((size_t)L->n_chunks + 1);
     dk_store_read_done(w, done);
@@ -445,7 +499,7 @@ int dk_store_finalize(dk_store_writer *w, dk_err *err) {
     }
     dk_timer_start(&w->io);
     for (int i = 0; i < L->n_layers; i++) merge_and_write_stats(w, i);
-    H5_CHECK(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
+    STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
     char stamp[32];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -455,11 +509,10 @@ int dk_store_finalize(dk_store_writer *w, dk_err *err) {
     close_handles(w);
     MPI_CHECK(MPI_Barrier(w->comm));
     int rc = 0;
-    if (w->rank == 0 && rename(w->partial_path, w->final_path) != 0) rc = errno;
+    if (w->rank == 0) rc = dk_rename_owned(w->partial_path, w->partial_id, w->final_path, err);
     MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, w->comm));
     dk_timer_stop(&w->io);
-    if (rc) dk_err_set(err, DK_EXIT_RUNTIME, "cannot rename %s to %s: %s", w->partial_path, w->final_path,
-                       strerror(rc));
+    if (rc) dk_err_set(err, DK_EXIT_RUNTIME, "rank 0 could not rename %s to %s", w->partial_path, w->final_path);
     free_writer(w);
     return rc ? -1 : 0;
 }

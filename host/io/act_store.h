@@ -8,7 +8,10 @@
  * type equals the file type (bf16 is an HDF5 custom float, so h5py reads float32), flushes, then sets the
  * chunk's progress flag. A killed run leaves only unflagged chunks half-written; the rerun recomputes them.
  * The file is written as NAME.h5.partial and renamed to NAME.h5 when every chunk is done and the per-layer
- * statistics are merged; only then is its `status` attribute "complete". Layout: docs/formats.md.
+ * statistics are merged; only then is its `status` attribute "complete", and only if NAME.h5.partial is still
+ * the file this job created or adopted (io/store_lock.h: the caller holds the store's lock for the whole write).
+ * A failed write or flush (disk full, quota, file-size limit) ends the job with "no space left on
+ * NAME.h5.partial"-style message on the ranks that saw it. Layout and ownership rule: docs/formats.md.
  *
  * Writer calls are collective over the communicator; the reader is serial (no MPI needed). */
 #ifndef DK_ACT_STORE_H

@@ -122,6 +122,44 @@ static int resolve_in_hub(const char *hub, const char *repo, const char *subfold
     return rc;
 }
 
+/* When the start of id is an existing local folder (models/demo/bas: models/demo exists here), it was most
+ * likely meant as a path: "there is no folder X (did you mean Y?)" helps, a hub download does not. Finds the
+ * first component that does not exist under an existing, non-empty prefix; NULL when the first component
+ * itself does not exist (then id reads as ORG/NAME). */
+static char *local_path_problem(const char *id) {
+    char *path = dk_strdup(id);
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') path[--len] = '\0';
+    char *msg = NULL;
+    for (char *cut = strchr(path + 1, '/'); cut && !msg; cut = strchr(cut + 1, '/')) {
+        *cut = '\0';
+        bool prefix_exists = dk_is_dir(path);
+        *cut = '/';
+        if (!prefix_exists) break;
+        char *next = strchr(cut + 1, '/');
+        if (next) *next = '\0';
+        if (!dk_is_dir(path)) { /* path = existing prefix + "/" + the missing component */
+            *cut = '\0';
+            const char *parent = path[0] ? path : "/", *name = cut + 1;
+            size_t n = 0, best_d = (size_t)-1;
+            char **names = dk_list_dir(parent, NULL, false, &n);
+            const char *best = NULL;
+            for (size_t i = 0; i < n; i++) {
+                size_t d = dk_edit_distance(name, names[i]);
+                if (d < best_d) best_d = d, best = names[i];
+            }
+            if (best && best_d > 0 && best_d <= (strlen(name) > 6 ? 3 : 2))
+                msg = dk_sprintf("there is no folder %s/%s here (did you mean %s/%s?)", path, name, path, best);
+            else
+                msg = dk_sprintf("there is no folder %s/%s here", path, name);
+            dk_free_strings(names, n);
+        }
+        if (next) *next = '/';
+    }
+    free(path);
+    return msg;
+}
+
 int dk_hf_resolve(const char *id, const char *revision, const char *required_file, dk_hf_location *out, dk_err *err) {
     memset(out, 0, sizeof *out);
     if (!id || !*id) return dk_err_set(err, DK_EXIT_USAGE, "empty model id: give a local folder or ORG/NAME");
@@ -134,10 +172,14 @@ int dk_hf_resolve(const char *id, const char *revision, const char *required_fil
     }
     /* ORG/NAME[/SUBFOLDER...] */
     const char *slash = strchr(id, '/');
-    if (!slash || slash == id || slash[1] == '\0' || slash[1] == '/' || id[0] == '.' || id[0] == '/')
-        return dk_err_set(err, DK_EXIT_USAGE,
-                          "model id '%s' is neither an existing local folder nor a Hugging Face id of the form "
-                          "ORG/NAME[/SUBFOLDER]", id);
+    if (!slash || slash == id || slash[1] == '\0' || slash[1] == '/' || id[0] == '.' || id[0] == '/') {
+        char *local = local_path_problem(id);
+        if (local) dk_err_set(err, DK_EXIT_USAGE, "model '%s': %s; give an existing folder", id, local);
+        else dk_err_set(err, DK_EXIT_USAGE, "model id '%s' is neither an existing local folder nor a Hugging Face id of "
+                        "the form ORG/NAME[/SUBFOLDER]", id);
+        free(local);
+        return -1;
+    }
     const char *second = strchr(slash + 1, '/');
     char *repo = second ? dk_strndup(id, (size_t)(second - id)) : dk_strdup(id);
     const char *subfolder = second ? second + 1 : NULL;
@@ -147,7 +189,12 @@ int dk_hf_resolve(const char *id, const char *revision, const char *required_fil
     int rc = 0;
     for (size_t i = 0; i < n_hubs && rc == 0; i++)
         rc = resolve_in_hub(hubs[i], repo, subfolder, revision, required_file, out, err);
-    if (rc == 0) {
+    char *local = rc == 0 ? local_path_problem(id) : NULL;
+    if (local) { /* not in the cache either: a mistyped local path, most likely */
+        rc = dk_err_set(err, DK_EXIT_USAGE, "model '%s': %s, and no Hugging Face model %s is in the local cache; "
+                        "give an existing folder", id, local, repo);
+        free(local);
+    } else if (rc == 0) {
         dk_strbuf where = {0};
         dk_strbuf_printf(&where, "  - ./%s (not a local folder)\n", id);
         for (size_t i = 0; i < n_hubs; i++) {

@@ -69,6 +69,38 @@ void dk_kv_cache_init(dk_kv_cache *c, const dk_model *m, int64_t n_seqs, int64_t
     c->length = dk_calloc((size_t)(n_seqs ? n_seqs : 1), sizeof *c->length);
 }
 
+uint64_t dk_kv_cache_bytes(const dk_model *m, int64_t n_seqs, int64_t capacity) {
+    double floats = (double)m->cfg.num_hidden_layers * (double)n_seqs * (double)capacity *
+                    (double)(m->cfg.num_key_value_heads * m->cfg.head_dim);
+    double bytes = 2.0 * 4.0 * floats; /* keys and values, fp32 */
+    return bytes >= 1.8e19 ? UINT64_MAX : (uint64_t)bytes;
+}
+
+int dk_kv_cache_reserve(dk_kv_cache *c, int64_t capacity, dk_err *err) {
+    if (capacity <= c->capacity) return 0;
+    int64_t grown = c->capacity * 2 > capacity ? c->capacity * 2 : capacity;
+    size_t rows = (size_t)(c->n_layers * c->n_seqs), n = rows * (size_t)grown * (size_t)c->kv_dim;
+    float *k = malloc((n ? n : 1) * sizeof(float)), *v = k ? malloc((n ? n : 1) * sizeof(float)) : NULL;
+    if (!k || !v) {
+        free(k);
+        return dk_err_set(err, DK_EXIT_RUNTIME, "out of host memory growing the KV cache from %lld to %lld positions "
+                          "(%zu MiB): generate fewer tokens", (long long)c->capacity, (long long)grown,
+                          2 * n * sizeof(float) >> 20);
+    }
+    for (size_t r = 0; r < rows; r++) { /* each (layer, sequence) block keeps its rows at the new stride */
+        memcpy(k + r * (size_t)grown * (size_t)c->kv_dim, c->k + r * (size_t)c->capacity * (size_t)c->kv_dim,
+               (size_t)(c->capacity * c->kv_dim) * sizeof(float));
+        memcpy(v + r * (size_t)grown * (size_t)c->kv_dim, c->v + r * (size_t)c->capacity * (size_t)c->kv_dim,
+               (size_t)(c->capacity * c->kv_dim) * sizeof(float));
+    }
+    free(c->k);
+    free(c->v);
+    c->k = k;
+    c->v = v;
+    c->capacity = grown;
+    return 0;
+}
+
 void dk_kv_cache_free(dk_kv_cache *c) {
     free(c->k);
     free(c->v);
@@ -303,6 +335,18 @@ static void scratch_alloc(scratch *s, const dk_model *m, const dk_batch *b, cons
     s->weight_tile = dk_malloc((size_t)m->weight_tile_floats * sizeof(float));
     s->small = dk_malloc(widest * sizeof(float));
     s->segments = dk_malloc((size_t)b->n_seqs * sizeof *s->segments);
+}
+
+uint64_t dk_forward_host_bytes(const dk_model *m, int64_t n_tokens, int64_t n_seqs, const dk_lora_adapter *adapter) {
+    const dk_hf_config *c = &m->cfg;
+    const double H = (double)c->hidden_size, I = (double)c->intermediate_size, D = (double)c->head_dim;
+    const double q_dim = (double)c->num_attention_heads * D, kv_dim = (double)c->num_key_value_heads * D;
+    const double r = adapter ? (double)adapter->r : 1;
+    /* per token, as scratch_alloc: h, out, x (H each), q, attn (q_dim), k, v (kv_dim), gate, up (I), lora_tmp,
+     * four RoPE tables (D); then the positions (8 bytes) */
+    double per_token = 4.0 * (3 * H + 2 * q_dim + 2 * kv_dim + 2 * I + r + 4 * D) + 8.0;
+    double bytes = per_token * (double)n_tokens + 4.0 * (double)m->weight_tile_floats + 64.0 * (double)n_seqs;
+    return bytes >= 1.8e19 ? UINT64_MAX : (uint64_t)bytes;
 }
 
 static void scratch_free(scratch *s) {

@@ -94,7 +94,17 @@ typedef struct dk_kv_cache {
 } dk_kv_cache;
 
 void dk_kv_cache_init(dk_kv_cache *c, const dk_model *m, int64_t n_seqs, int64_t capacity);
+/* Grows the cache (keeping its rows) to hold at least `capacity` positions per sequence: at least doubling, so
+ * a long generation grows it log(n) times, as transformers' DynamicCache grows without a preset size. 0, or -1
+ * with err (code 1) when the memory is not there: what the cache holds and what the growth needs. */
+int dk_kv_cache_reserve(dk_kv_cache *c, int64_t capacity, dk_err *err);
+/* Bytes of a cache of n_seqs x capacity positions. */
+uint64_t dk_kv_cache_bytes(const dk_model *m, int64_t n_seqs, int64_t capacity);
 void dk_kv_cache_free(dk_kv_cache *c);
+
+/* Host bytes dk_forward allocates for a batch of n_tokens (its scratch and residual stream; not the caller's
+ * capture and logits buffers), for a memory check before a large request. */
+uint64_t dk_forward_host_bytes(const dk_model *m, int64_t n_tokens, int64_t n_seqs, const dk_lora_adapter *adapter);
 
 /* Runs the batch through the model (adapter may be NULL). With a cache, sequence s of the batch continues
  * cache sequence s (positions start at cache->length[s], which then grows). 0, or -1 with err set for bad

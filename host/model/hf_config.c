@@ -9,6 +9,7 @@
 
 #include "core/strutil.h"
 #include "io/file.h"
+#include "io/json_value.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -380,11 +381,15 @@ static int parse_layer_kinds(const reader *r, const cJSON *text, const class_def
     }
     bool any_sliding = false;
     for (int64_t i = 0; i < n; i++) any_sliding |= cfg->layer_types[i] == DK_LAYER_SLIDING_ATTENTION;
-    if (any_sliding && window <= 0)
+    if (any_sliding && window <= 0) {
+        const cJSON *given = field(text, "sliding_window");
+        char shown[64];
+        if (!given || cJSON_IsNull(given)) snprintf(shown, sizeof shown, "null or absent");
+        else snprintf(shown, sizeof shown, "%" PRId64 " (it must be positive)", window);
         return dk_err_set(r->err, DK_EXIT_USAGE,
                           "%s: some layers use sliding-window attention but \"%ssliding_window\" is %s: fix "
-                          "config.json",
-                          r->path, r->where, window < 0 ? "null or absent" : "not positive");
+                          "config.json", r->path, r->where, shown);
+    }
     cfg->sliding_window = any_sliding ? window : 0;
     return 0;
 }
@@ -531,6 +536,7 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
         return dk_err_set(err, DK_EXIT_USAGE, "%s: head_dim %" PRId64 " is odd; RoPE pairs dimensions (i, i + D/2)",
                           path, cfg->head_dim);
     if (get_int(&r, text, "max_position_embeddings", d->max_position_embeddings, &cfg->max_position_embeddings) ||
+        require_positive(&r, "max_position_embeddings", cfg->max_position_embeddings) ||
         get_double(&r, text, "rms_norm_eps", d->rms_norm_eps, &cfg->rms_norm_eps))
         return -1;
     if (!(cfg->rms_norm_eps > 0))
@@ -621,12 +627,8 @@ static int check_duplicate_keys(const char *path, const cJSON *obj, const char *
 int dk_hf_config_parse(const char *json_text, size_t len, const char *path, dk_hf_config *cfg, dk_err *err) {
     memset(cfg, 0, sizeof *cfg);
     cfg->path = dk_strdup(path ? path : "config.json");
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
+    cJSON *root = dk_json_parse_document(json_text, len, cfg->path, DK_EXIT_USAGE, "fix or download it again", err);
     if (!root) {
-        size_t at = end && end >= json_text && end <= json_text + len ? (size_t)(end - json_text) : 0;
-        dk_err_set(err, DK_EXIT_USAGE, "%s is not valid JSON (error near byte %zu): fix or download it again",
-                   cfg->path, at);
         dk_hf_config_free(cfg);
         return -1;
     }

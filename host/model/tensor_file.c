@@ -1,7 +1,6 @@
 /* tensor_file.c — see tensor_file.h. */
 #include "tensor_file.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,33 +34,22 @@ static char *header_json(const dk_tensor_out *tensors, size_t n) {
     return h;
 }
 
-int dk_write_f32_safetensors(const char *path, const dk_tensor_out *tensors, size_t n, dk_err *err) {
+int dk_write_f32_safetensors(dk_out_file *out, const dk_tensor_out *tensors, size_t n, dk_err *err) {
+    for (size_t i = 0; i < n; i++) /* a header naming a tensor twice is a file every reader rejects */
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(tensors[i].name, tensors[j].name) == 0) {
+                dk_out_abort(out);
+                return dk_err_set(err, DK_EXIT_USAGE, "the tensor %s would be written twice", tensors[i].name);
+            }
     char *header = header_json(tensors, n);
     size_t len = strlen(header), padded = (len + 7) / 8 * 8;
-    char *tmp = dk_sprintf("%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int rc = -1;
-    if (!f) {
-        dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
     uint8_t size_le[8];
     for (int i = 0; i < 8; i++) size_le[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    bool ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(header, 1, len, f) == len;
-    for (size_t i = len; i < padded && ok; i++) ok = fputc(' ', f) != EOF;
-    for (size_t i = 0; i < n && ok; i++) {
-        size_t count = (size_t)numel(&tensors[i]);
-        ok = fwrite(tensors[i].data, sizeof(float), count, f) == count; /* little-endian hosts only */
-    }
-    if (fclose(f) != 0) ok = false;
-    if (!ok || rename(tmp, path) != 0) {
-        dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s (disk full?)", path, strerror(errno));
-        remove(tmp);
-        goto done;
-    }
-    rc = 0;
-done:
-    free(tmp);
+    fwrite(size_le, 1, 8, out->f);
+    fwrite(header, 1, len, out->f);
+    for (size_t i = len; i < padded; i++) fputc(' ', out->f);
+    for (size_t i = 0; i < n && !dk_out_failed(out); i++)
+        fwrite(tensors[i].data, sizeof(float), (size_t)numel(&tensors[i]), out->f); /* little-endian hosts only */
     free(header);
-    return rc;
+    return dk_out_commit(out, err);
 }

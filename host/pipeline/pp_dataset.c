@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "io/act_store.h"
 #include "io/file.h"
+#include "io/json_value.h"
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -162,11 +163,13 @@ int dk_pp_read_texts(const char *path, const dk_pp_read_options *opt, dk_pp_text
         }
         n_records++;
         char why[2048] = "";
-        cJSON *obj = cJSON_Parse(line);
+        char parse_why[256];
+        cJSON *obj = dk_json_parse_one(line, (size_t)((end ? end : data + size) - line), parse_why, sizeof parse_why);
         int r = -1;
         char *text = NULL;
         bool add_special = false;
-        if (!cJSON_IsObject(obj)) snprintf(why, sizeof why, "not a JSON object");
+        if (!obj) snprintf(why, sizeof why, "not a JSON object: %s", parse_why);
+        else if (!cJSON_IsObject(obj)) snprintf(why, sizeof why, "not a JSON object");
         else r = record_text(obj, opt, &text, &add_special, why, sizeof why);
         cJSON_Delete(obj);
         if (r == 1) {
@@ -227,9 +230,10 @@ int dk_pp_tokenize(const dk_tokenizer *tok, const dk_pp_texts *texts, int64_t co
             }
         if (m == 0) continue;
         memset(outs, 0, (size_t)m * sizeof *outs);
-        rc = dk_tokenizer_encode_batch(tok, batch, (size_t)m, special, n_threads, outs, err);
+        size_t failed = 0;
+        rc = dk_tokenizer_encode_batch(tok, batch, (size_t)m, special, n_threads, outs, &failed, err);
         for (int64_t k = 0; k < m; k++) ids[which[k]] = outs[k];
-        if (rc != 0) dk_err_prefix(err, "%s: ", path);
+        if (rc != 0) dk_err_prefix(err, "%s:%lld: ", path, (long long)texts->line_no[which[failed]]);
     }
     free(batch);
     free(which);

@@ -24,6 +24,9 @@
  * instead of per round would let a rank whose forward failed keep others writing chunks it never computed.
  * Debian's parallel HDF5 is not built thread-safe; it is only ever entered by one thread at a time.
  *
+ * Non-finite activations (a NaN adapter weight, an absurd scale) are caught by the writer from the chunk
+ * statistics it computes anyway (check_finite_chunk) and travel like a forward error.
+ *
  * Errors: a forward error rides with its round to the writer; every rank's writer agrees on it at that
  * round, closes the store (the chunks already flushed stay flagged for a rerun; the store is never marked
  * complete) and stops; a compute thread waiting for a buffer set sees the writer stopped and stops too.
@@ -45,6 +48,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/finite.h"
 #include "core/format.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -88,6 +92,9 @@ typedef struct pipeline {
     /* fixed while the writer runs */
     const dk_dist *d;
     dk_store_writer *w;
+    const dk_store_layout *layout;
+    const dk_pp_tokens *t;
+    const char *label;
     int64_t rounds;
     const dk_pp_test_hooks *hooks;
     dk_progress *prog;
@@ -109,6 +116,25 @@ typedef struct pipeline {
     dk_err err;
     int64_t tokens, bytes, held;
 } pipeline;
+
+/* The guard against non-finite activations (core/finite.h): a NaN or Inf anywhere in the chunk makes its
+ * mean or m2 non-finite, so testing those 2d numbers costs nothing; only then is the chunk searched, to name
+ * the sequence and token. 0, or -1 with err. */
+static int check_finite_chunk(const pipeline *p, const slot *s, int64_t layer_index, const double *mean,
+                              const double *m2, dk_err *err) {
+    size_t d = (size_t)p->d_model;
+    if (dk_first_nonfinite_f64(mean, d) < 0 && dk_first_nonfinite_f64(m2, d) < 0) return 0;
+    int64_t bad = dk_first_nonfinite_f32(s->capture[layer_index], (size_t)s->rows * d);
+    int64_t row = bad >= 0 ? bad / p->d_model : 0, col = bad >= 0 ? bad % p->d_model : 0;
+    int64_t first_row = p->t->offsets[p->layout->chunk_seq[s->chunk.chunk]], seq = p->layout->chunk_seq[s->chunk.chunk];
+    while (p->t->offsets[seq + 1] <= first_row + row) seq++;
+    const char *kind = bad >= 0 ? dk_nonfinite_name(s->capture[layer_index][bad]) : "an overflow in the statistics";
+    return dk_err_set(err, DK_EXIT_RUNTIME, "%s: the model produced non-finite activations (%s) at layer %lld, "
+                      "sequence %lld (token %lld, dimension %lld), chunk %lld: the weights, the adapter or its scale "
+                      "give NaN/Inf on this input; the store is not marked complete", p->label, kind,
+                      (long long)p->layout->layers[layer_index], (long long)seq,
+                      (long long)(first_row + row - p->t->offsets[seq]), (long long)col, (long long)s->chunk.chunk);
+}
 
 /* wakes every waiter and releases mu (held by the caller) */
 static void broadcast_unlock(pipeline *p) {
@@ -153,9 +179,10 @@ static void *writer_main(void *arg) {
         }
         if (s->chunk.chunk >= 0 && !dk_err_is_set(&err)) {
             double t0 = dk_time_now();
-            for (int64_t i = 0; i < p->n_layers; i++) {
+            for (int64_t i = 0; i < p->n_layers && !dk_err_is_set(&err); i++) {
                 dk_cpu_f32_to_bf16(p->bf16[i], s->capture[i], (size_t)(s->rows * p->d_model));
                 chunk_stats(s->capture[i], s->rows, p->d_model, p->mean[i], p->m2[i]);
+                check_finite_chunk(p, s, i, p->mean[i], p->m2[i], &err);
                 s->chunk.rows[i] = p->bf16[i];
                 s->chunk.mean[i] = p->mean[i];
                 s->chunk.m2[i] = p->m2[i];
@@ -290,6 +317,9 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
 
     p.d = d;
     p.w = w;
+    p.layout = layout;
+    p.t = t;
+    p.label = label;
     p.rounds = rounds;
     p.hooks = test_hooks;
     p.prog = &prog;

@@ -2,11 +2,13 @@
  * its family's Jinja template line by line (the template text is quoted above each one, abridged to the
  * branches without tools); Jinja's `trim` is Python's str.strip(). */
 #include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/tok_unicode.h"
 
 #include "core/strutil.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,6 +313,17 @@ const char *dk_chat_family_name(dk_chat_family family) {
     for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
         if (NAMES[i].family == family) return NAMES[i].name;
     return "?";
+}
+
+bool dk_chat_family_fits(dk_chat_family family, const dk_tokenizer *tok, char *why, size_t why_cap) {
+    const char *marker = "<|im_start|>";
+    if (family == DK_CHAT_GEMMA3 || family == DK_CHAT_GEMMA2) marker = "<start_of_turn>";
+    else if (family == DK_CHAT_LLAMA3 || family == DK_CHAT_LLAMA3_0) marker = "<|start_header_id|>";
+    if (dk_tokenizer_token_to_id(tok, marker) >= 0) return true;
+    snprintf(why, why_cap, "the tokenizer has no %s token, which the %s chat template is built from: this is not a "
+             "%s-family tokenizer, and the rendered chats would be text the model never saw; choose the model's own "
+             "chat family", marker, dk_chat_family_name(family), dk_chat_family_name(family));
+    return false;
 }
 
 int dk_chat_family_detect(const char *config_json, dk_chat_family *out, dk_err *err) {

@@ -44,6 +44,13 @@ int dk_chat_family_detect(const char *tokenizer_config_json, dk_chat_family *out
 /* The "bos_token" of a tokenizer_config.json (string or {"content": ...}); malloc'ed, NULL if none. */
 char *dk_chat_config_bos_token(const char *tokenizer_config_json);
 
+typedef struct dk_tokenizer dk_tokenizer;
+/* Whether tok can be this family's: the special token the family's turns are built from (<start_of_turn>,
+ * <|start_header_id|>, <|im_start|>) must be one token of its vocabulary. A template of another family renders
+ * text whose markers the model never saw as tokens, so its activations and generations would be garbage.
+ * true, or false with why filled ("the tokenizer has no <|im_start|> token: ..."). */
+bool dk_chat_family_fits(dk_chat_family family, const dk_tokenizer *tok, char *why, size_t why_cap);
+
 /* Renders the conversation; malloc'ed UTF-8, or NULL with err (code 1) when the family's template would
  * raise (e.g. a system message for gemma2, roles that do not alternate). */
 char *dk_chat_render(dk_chat_family family, const dk_chat_message *messages, size_t n, const dk_chat_options *opt,

@@ -186,6 +186,7 @@ static void decode_chain(const tok_decoder *d, str_list *in, str_list *out) {
 
 char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special_tokens,
                           size_t *len, dk_err *err) {
+    tok_pattern_take_error(NULL, 0);
     str_list tokens = {0};
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
@@ -216,6 +217,13 @@ char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n,
         }
     }
     list_free(&tokens);
+    char why[ONIG_MAX_ERROR_MESSAGE_LEN];
+    if (tok_pattern_take_error(why, sizeof why)) { /* a decoder's Replace regex gave up (see tok_pattern.c) */
+        dk_strbuf_free(&text);
+        dk_err_set(err, DK_EXIT_RUNTIME, "the tokenizer's decoder regex gave up on these ids (Oniguruma: %s): decode "
+                   "fewer ids at once", why);
+        return NULL;
+    }
     if (len) *len = text.len;
     return dk_strbuf_take(&text);
 }

@@ -64,6 +64,7 @@ static void encode_plain(dk_tok_worker *w, const char *s, size_t len, bool at_st
     tok_pieces_clear(&w->pieces);
     tok_pieces_add(&w->pieces, s, len, at_start);
     if (tok->pretokenizer) tok_pretokenize(tok->pretokenizer, &w->pieces, &w->pre);
+    if (tok_pattern_failed()) return; /* the text is refused: no BPE over the unsplit rest (millions of bytes) */
     for (size_t i = 0; i < w->pieces.n; i++)
         tok_bpe_word(&tok->bpe, tok_piece_text(&w->pieces, i), w->pieces.items[i].len, w->cache, w->bpe, out);
 }
@@ -75,10 +76,11 @@ int dk_tok_worker_encode(dk_tok_worker *w, const char *text, size_t len, bool ad
     if (bad != len)
         return dk_err_set(err, DK_EXIT_USAGE, "text is not valid UTF-8 (byte %zu is 0x%02X); encode valid UTF-8 only",
                           bad, (unsigned char)text[bad]);
+    tok_pattern_take_error(NULL, 0);
     if (add_special_tokens)
         for (size_t i = 0; i < tok->post.n_before; i++) dk_tok_ids_push(out, tok->post.before[i]);
     size_t n = tok_added_split(tok, &tok->trie_raw, text, len, &w->segs, &w->segs_cap);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !tok_pattern_failed(); i++) {
         tok_segment seg = w->segs[i];
         if (seg.token >= 0) {
             dk_tok_ids_push(out, tok->added[seg.token].id);
@@ -104,6 +106,11 @@ int dk_tok_worker_encode(dk_tok_worker *w, const char *text, size_t len, bool ad
     }
     if (add_special_tokens)
         for (size_t i = 0; i < tok->post.n_after; i++) dk_tok_ids_push(out, tok->post.after[i]);
+    char why[ONIG_MAX_ERROR_MESSAGE_LEN];
+    if (tok_pattern_take_error(why, sizeof why))
+        return dk_err_set(err, DK_EXIT_RUNTIME, "the tokenizer's regex gave up on this text (Oniguruma: %s); a run of "
+                          "millions of repeated characters such as whitespace causes this, and Hugging Face tokenizers "
+                          "fails on it the same way: shorten or split the text", why);
     return 0;
 }
 
@@ -152,7 +159,7 @@ static void *batch_thread(void *arg) {
 }
 
 int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, size_t n, bool add_special_tokens,
-                              int n_threads, dk_tok_ids *outs, dk_err *err) {
+                              int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err) {
     if (n_threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = cores > 0 ? (int)cores : 1;
@@ -170,7 +177,10 @@ int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts,
     for (int t = 1; t < n_threads; t++) pthread_join(threads[t], NULL);
     free(threads);
     pthread_mutex_destroy(&job.lock);
-    if (job.failed_index < n)
-        return dk_err_set(err, job.first_err.code, "text %zu: %s", job.failed_index, job.first_err.msg);
-    return 0;
+    if (job.failed_index == n) return 0;
+    if (failed) {
+        *failed = job.failed_index;
+        return dk_err_set(err, job.first_err.code, "%s", job.first_err.msg);
+    }
+    return dk_err_set(err, job.first_err.code, "text %zu: %s", job.failed_index, job.first_err.msg);
 }

@@ -1,6 +1,8 @@
 /* tok_jsonl.c — JSON Lines reading and writing for the tokenizer subcommands (see tok_jsonl.h). */
 #include "tokenizer/tok_jsonl.h"
 
+#include "io/json_value.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -44,15 +46,14 @@ int dk_jsonl_next(dk_jsonl_reader *r, cJSON **obj, dk_err *err) {
         r->line_no++;
         while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r')) r->line[--n] = '\0';
         if (n == 0) continue;
-        if ((size_t)n != strlen(r->line))
-            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: the line holds a NUL byte; JSON Lines text cannot", r->name,
-                              r->line_no);
-        *obj = cJSON_ParseWithLength(r->line, (size_t)n);
+        char why[256];
+        *obj = dk_json_parse_one(r->line, (size_t)n, why, sizeof why);
         if (!*obj || !cJSON_IsObject(*obj)) {
+            if (*obj) snprintf(why, sizeof why, "a JSON %s", cJSON_IsArray(*obj) ? "list" : "scalar");
             cJSON_Delete(*obj);
             *obj = NULL;
-            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: not a JSON object: %.80s%s", r->name, r->line_no, r->line,
-                              n > 80 ? "..." : "");
+            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: not a JSON object (%s): %.80s%s", r->name, r->line_no,
+                              why, r->line, n > 80 ? "..." : "");
         }
         if (dk_json_has_nul_escape(r->line)) {
             cJSON_Delete(*obj);
@@ -84,11 +85,4 @@ void dk_json_write_string(FILE *out, const char *s, size_t len) {
     }
     fwrite(s + run, 1, len - run, out);
     fputc('"', out);
-}
-
-FILE *dk_jsonl_open_output(const char *path, dk_err *err) {
-    if (!path || strcmp(path, "-") == 0) return stdout;
-    FILE *f = fopen(path, "wb");
-    if (!f) dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s", path, strerror(errno));
-    return f;
 }

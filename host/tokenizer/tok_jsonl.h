@@ -1,6 +1,7 @@
 /* tok_jsonl.h — the JSON Lines plumbing the tokenizer subcommands share (diffkit tokenize, detokenize,
- * chat-template): read one line at a time with its number, parse it as a JSON object, and write strings
- * and id lists back as JSON. Messages name the input and the line. */
+ * chat-template): read one line at a time with its number, parse it as one JSON object (io/json_value.h: nothing
+ * may follow it on the line), and write strings back as JSON. Messages name the input and the line. Outputs
+ * are opened with io/out_file.h. */
 #ifndef DK_TOK_JSONL_H
 #define DK_TOK_JSONL_H
 
@@ -32,7 +33,5 @@ bool dk_json_has_nul_escape(const char *line);
 
 /* Writes s[0..len) as a JSON string literal (UTF-8 kept, control chars escaped). */
 void dk_json_write_string(FILE *out, const char *s, size_t len);
-/* Opens path for writing ("-" or NULL = stdout). NULL with err. */
-FILE *dk_jsonl_open_output(const char *path, dk_err *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include "core/error.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +160,27 @@ static const char *find_literal(const char *s, size_t n, const char *lit, size_t
     return NULL;
 }
 
+/* The first Oniguruma search failure on this thread since the last tok_pattern_take_error (0 = none).
+ * A search can fail on legal input: Oniguruma gives up after 10,000,000 backtracking steps, which a run of
+ * about ten million whitespace characters reaches with the GPT-2 style patterns. Hugging Face tokenizers
+ * stops at the same point (its onig wrapper panics with "retry-limit-in-match over"). The match loops have
+ * no error path, so the failure is recorded here, the loop ends as if nothing more matched, and the encoder
+ * (dk_tok_worker_encode) turns it into an error for that text. */
+static _Thread_local int search_error;
+
+bool tok_pattern_failed(void) { return search_error != 0; }
+
+int tok_pattern_take_error(char *msg, size_t cap) {
+    int e = search_error;
+    search_error = 0;
+    if (e && msg && cap) {
+        UChar text[ONIG_MAX_ERROR_MESSAGE_LEN];
+        onig_error_code_to_str(text, e);
+        snprintf(msg, cap, "%s", (const char *)text);
+    }
+    return e;
+}
+
 /* Next match at or after `from`: true with [*ms, *me). */
 static bool next_match(const tok_pattern *pat, const char *s, size_t len, size_t from, OnigRegion *region,
                        size_t *ms, size_t *me) {
@@ -174,7 +196,7 @@ static bool next_match(const tok_pattern *pat, const char *s, size_t len, size_t
     onig_region_clear(region);
     int r = onig_search(pat->regex, str, end, str + from, end, region, ONIG_OPTION_NONE);
     if (r < 0) {
-        CHECK(r == ONIG_MISMATCH, "Oniguruma search failed with code %d", r);
+        if (r != ONIG_MISMATCH && !search_error) search_error = r;
         return false;
     }
     *ms = (size_t)region->beg[0];

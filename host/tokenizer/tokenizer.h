@@ -71,9 +71,10 @@ int dk_tokenizer_encode(dk_tokenizer *tok, const char *text, size_t len, bool ad
                         dk_err *err);
 
 /* Encodes texts[0..n) (NUL-terminated) on n_threads threads (<= 0: all cores). outs[i] receives text i's ids
- * (appended). On failure returns -1 with err naming the first failing index (0-based). */
+ * (appended). On failure returns -1 with err; the first failing index (0-based) goes to *failed when failed is
+ * not NULL (the caller names the text, e.g. by its input line), else the message starts "text I: ". */
 int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, size_t n, bool add_special_tokens,
-                              int n_threads, dk_tok_ids *outs, dk_err *err);
+                              int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err);
 
 /* Offset of the first byte of s[0..n) that is not valid UTF-8, or n when all of it is valid. */
 size_t dk_utf8_first_invalid(const char *s, size_t n);

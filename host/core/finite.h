@@ -1,0 +1,23 @@
+/* finite.h — the non-finite guard: find the first NaN or ±Inf in a buffer.
+ *
+ * Why: a NaN adapter weight or an absurd --adapter-scale turns every activation into NaN or Inf, and such
+ * numbers would otherwise be stored as results and marked complete. Every stage that stores or reports
+ * numbers checks them with this before it writes (diff_preprocess per chunk, `diffkit forward`, generate's
+ * logits, each method's results). The scan is one pass over the bit patterns (exponent all ones), blocked so
+ * the compiler vectorizes it: a small cost next to the forward that made the numbers.
+ * Callers that already reduce a buffer (a mean, a sum of squares) can test that one result instead
+ * (dk_first_nonfinite_f64 on the reduced vector) and scan the full buffer only when it is bad, to name the
+ * first bad element. */
+#ifndef DK_FINITE_H
+#define DK_FINITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Index of the first NaN or ±Inf in x[0..n), or -1 when all are finite. */
+int64_t dk_first_nonfinite_f32(const float *x, size_t n);
+int64_t dk_first_nonfinite_f64(const double *x, size_t n);
+/* "NaN", "+Inf" or "-Inf" (or "finite") for a message. */
+const char *dk_nonfinite_name(double v);
+
+#endif
