@@ -274,6 +274,9 @@ static void layout_weights(dk_cuda_forward *f) {
 int dk_cuda_forward_open(const dk_model *m, dk_cuda_dtype mode, dk_cuda_forward **out, dk_err *err) {
     const dk_hf_config *c = &m->cfg;
     if (!dk_cuda_available()) return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: no CUDA device is available");
+    if (c->layer_norm || c->learned_positions || !c->gated_mlp)
+        return dk_err_set(err, DK_EXIT_USAGE, "device cuda: %s (%s) is not supported by the CUDA forward yet; use "
+                          "device=cpu", c->path, c->architecture);
     if (c->head_dim > DK_CUDA_ATTN_MAX_D || c->head_dim % 2 != 0)
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: head_dim %lld of %s is not supported (even, at most %d)",
                           (long long)c->head_dim, c->path, DK_CUDA_ATTN_MAX_D);
@@ -440,6 +443,9 @@ static void layout_lora(dk_cuda_forward *f, const dk_lora_adapter *a) {
 }
 
 static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err) {
+    if (a && (a->embed || a->lm_head))
+        return dk_err_set(err, DK_EXIT_USAGE, "device cuda: the adapter %s saves whole modules (modules_to_save), "
+                          "which the CUDA forward does not apply yet; use device=cpu", a->path);
     if (a == f->adapter) return 0;
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     free_arena(&f->lora);
