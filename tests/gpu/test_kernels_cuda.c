@@ -5,8 +5,10 @@
  * fp32 tolerance table (mode F32, err = ‖got − want‖ / ‖want‖):
  *   embedding, steer, patch              0       bit-identical (the same fp32 operations, no contraction)
  *   rmsnorm, add_rmsnorm                 2e-6    sum of squares in fp32 tree order vs double on the CPU
+ *   layernorm, add_layernorm             2e-6    mean and variance in fp32 tree order vs double on the CPU
+ *   position embedding                   0       one fp32 add, as the CPU
  *   rope tables, qk_norm_rope            2e-6    device cosf/sinf within 2 ulp of libm
- *   gated activation, bias, softcap      2e-6    device expf/tanhf/erff within 2 ulp
+ *   gated / plain activation, bias, softcap  2e-6    device expf/tanhf/erff within 2 ulp
  *   attention                            1e-5    online vs two-pass softmax, summation order over keys
  *   (attention_mma is bf16 only: 3·floor + 1e-4, see test_attention)
  *   GEMM, LoRA (fp32, no TF32)           1e-5    K-term dot products summed in another order
@@ -16,6 +18,7 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation.cuh"
@@ -23,6 +26,7 @@
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/hooks.cuh"
+#include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "model/lora.h"
@@ -68,6 +72,80 @@ static void test_embedding(dk_cuda_dtype mode) {
     dbuf_free(&d_table), dbuf_free(&d_x);
     CUDA_CHECK(cudaFree(d_ids));
     free(table), free(got), free(want);
+}
+
+/* GPT-2's learned positions: x += table[positions] after the token embedding, bit for bit the CPU's add. */
+static void test_position_embedding(dk_cuda_dtype mode) {
+    const int64_t P = 23, H = 45, T = 29;
+    float *table = gpu_random((size_t)(P * H), -2, 2), *x = gpu_random((size_t)(T * H), -2, 2);
+    if (mode == DK_CUDA_BF16) /* the table as the GPU holds it */
+        for (int64_t i = 0; i < P * H; i++) table[i] = dk_bf16_to_f32(dk_f32_to_bf16(table[i]));
+    dbuf d_table = dbuf_new((size_t)(P * H), mode), d_x = dbuf_new((size_t)(T * H), DK_CUDA_F32);
+    dbuf_upload(&d_table, table), dbuf_upload(&d_x, x);
+    int32_t pos[29];
+    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(t < 15 ? t : (t - 15) % P); /* two sequences */
+    int32_t *d_pos;
+    CUDA_CHECK(cudaMalloc((void **)&d_pos, sizeof pos));
+    CUDA_CHECK(cudaMemcpy(d_pos, pos, sizeof pos, cudaMemcpyHostToDevice));
+    CUDA_CHECK(dk_cuda_add_position_embedding(d_x.d, d_pos, d_table.d, mode, T, H, 0));
+    float *got = dbuf_download(&d_x);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < H; j++) x[t * H + j] += table[pos[t] * H + j];
+    char what[64];
+    snprintf(what, sizeof what, "position embedding %s", mode_name(mode));
+    EXPECT(memcmp(got, x, (size_t)(T * H) * 4) == 0, "%s: not bit-identical to the CPU add", what);
+    expect_guards(what, &d_x);
+    printf("  %-48s exact\n", what);
+    dbuf_free(&d_table), dbuf_free(&d_x);
+    CUDA_CHECK(cudaFree(d_pos));
+    free(table), free(x), free(got);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * layernorm (GPT-2) and its fused residual add */
+
+static void test_layernorm(dk_cuda_dtype mode, int64_t rows, int64_t dim) {
+    char what[96];
+    snprintf(what, sizeof what, "layernorm rows %lld dim %lld", (long long)rows, (long long)dim);
+    const float eps = 1e-5f;
+    const size_t n = (size_t)(rows * dim);
+    float *x = gpu_random(n, -3, 3), *w = gpu_random((size_t)dim, -1, 1), *b = gpu_random((size_t)dim, -1, 1);
+    for (int64_t j = 0; j < dim; j++) x[j] += 40.0f; /* a row far from zero mean */
+    dbuf d_x = dbuf_new(n, DK_CUDA_F32), d_w = dbuf_new((size_t)dim, DK_CUDA_F32), d_b = dbuf_new((size_t)dim, DK_CUDA_F32);
+    dbuf d_out = dbuf_new(n, mode);
+    dbuf_upload(&d_x, x), dbuf_upload(&d_w, w), dbuf_upload(&d_b, b);
+    CUDA_CHECK(dk_cuda_layernorm(d_out.d, d_x.d, NULL, d_w.d, d_b.d, rows, dim, eps, mode, 0));
+    float *got = dbuf_download(&d_out), *want = malloc(n * 4);
+    dk_cpu_layernorm(want, x, w, b, rows, dim, eps);
+    gpu_expect_close(what, got, want, n, mode, 2e-6);
+    expect_guards(what, &d_out);
+    /* row_index: the last row alone */
+    int32_t last = (int32_t)(rows - 1), *d_last;
+    CUDA_CHECK(cudaMalloc((void **)&d_last, 4));
+    CUDA_CHECK(cudaMemcpy(d_last, &last, 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(dk_cuda_layernorm(d_out.d, d_x.d, d_last, d_w.d, d_b.d, 1, dim, eps, mode, 0));
+    float *got_last = dbuf_download(&d_out);
+    EXPECT(memcmp(got_last, got + (rows - 1) * dim, (size_t)dim * 4) == 0, "%s: the gathered row differs", what);
+
+    /* fused: x += delta; h = LayerNorm(x) */
+    float *delta = gpu_random(n, -2, 2);
+    dbuf d_delta = dbuf_new(n, mode);
+    dbuf_upload(&d_delta, delta);
+    if (mode == DK_CUDA_BF16)
+        for (size_t i = 0; i < n; i++) delta[i] = dk_bf16_to_f32(dk_f32_to_bf16(delta[i]));
+    CUDA_CHECK(dk_cuda_add_layernorm(d_x.d, d_delta.d, d_out.d, d_w.d, d_b.d, rows, dim, eps, mode, 0));
+    for (size_t i = 0; i < n; i++) x[i] += delta[i];
+    dk_cpu_layernorm(want, x, w, b, rows, dim, eps);
+    float *got_x = dbuf_download(&d_x), *got_h = dbuf_download(&d_out);
+    char w1[112], w2[112];
+    snprintf(w1, sizeof w1, "add_%s: x", what);
+    snprintf(w2, sizeof w2, "add_%s: h", what);
+    gpu_expect_close(w1, got_x, x, n, DK_CUDA_F32, 0.0);
+    gpu_expect_close(w2, got_h, want, n, mode, 2e-6);
+    expect_guards(w1, &d_x);
+    CUDA_CHECK(cudaFree(d_last));
+    dbuf_free(&d_x), dbuf_free(&d_w), dbuf_free(&d_b), dbuf_free(&d_out), dbuf_free(&d_delta);
+    free(x), free(w), free(b), free(got), free(want), free(got_last), free(delta), free(got_x), free(got_h);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -294,6 +372,24 @@ static void test_gated_act(dk_cuda_dtype mode, dk_cuda_act act, int64_t T, int64
     free(gu), free(gate), free(up), free(want), free(got);
 }
 
+/* GPT-2's MLP: act(x) with no gate. */
+static void test_plain_act(dk_cuda_dtype mode, int64_t T, int64_t I) {
+    char what[96];
+    snprintf(what, sizeof what, "plain_act gelu_tanh T %lld I %lld", (long long)T, (long long)I);
+    float *x = gpu_random((size_t)(T * I), -6, 6);
+    dbuf d_x = dbuf_new((size_t)(T * I), mode), d_out = dbuf_new((size_t)(T * I), mode);
+    dbuf_upload(&d_x, x);
+    if (mode == DK_CUDA_BF16)
+        for (int64_t i = 0; i < T * I; i++) x[i] = dk_bf16_to_f32(dk_f32_to_bf16(x[i]));
+    CUDA_CHECK(dk_cuda_plain_act(d_out.d, d_x.d, T, I, DK_CUDA_ACT_GELU_TANH, mode, 0));
+    float *want = malloc((size_t)(T * I) * 4), *got = dbuf_download(&d_out);
+    dk_cpu_plain_act(want, x, (size_t)(T * I), DK_CPU_ACT_GELU_TANH);
+    gpu_expect_close(what, got, want, (size_t)(T * I), mode, 2e-6);
+    expect_guards(what, &d_out);
+    dbuf_free(&d_x), dbuf_free(&d_out);
+    free(x), free(want), free(got);
+}
+
 static void test_bias_softcap(dk_cuda_dtype mode) {
     const int64_t T = 13, ld = 41, n = 37;
     float *y = gpu_random((size_t)(T * ld), -3, 3), *b = gpu_random((size_t)n, -1, 1);
@@ -453,6 +549,11 @@ int main(void) {
         test_add_rmsnorm(mode, false, false, 9, 45);
         test_add_rmsnorm(mode, true, true, 6, 1152);
         test_add_rmsnorm(mode, true, false, 4, 300);
+        test_position_embedding(mode);
+        test_layernorm(mode, 1, 1);
+        test_layernorm(mode, 7, 33);
+        test_layernorm(mode, 5, 768);
+        test_layernorm(mode, 3, 2049);
         test_rope(mode, 11, 3, 8, false, false);
         test_rope(mode, 9, 5, 12, true, false);
         test_rope(mode, 7, 4, 256, true, true);
@@ -480,6 +581,7 @@ int main(void) {
         test_gated_act(mode, DK_CUDA_ACT_SILU, 7, 45);
         test_gated_act(mode, DK_CUDA_ACT_GELU_TANH, 5, 63);
         test_gated_act(mode, DK_CUDA_ACT_GELU_ERF, 3, 17);
+        test_plain_act(mode, 5, 67);
         test_bias_softcap(mode);
         test_gemm_all(mode);
     }
