@@ -297,6 +297,33 @@ def make_text_model(folder, seed):
         json.dump(res, f)
 
 
+def make_full_finetune(base_folder, folder, seed):
+    """llama_ft: a full finetune of `llama` (every weight moved by N(0, 0.03²)), the same shapes, saved bf16; its
+    golden is transformers' run of it on llama's sequences (`diffkit forward --model llama --finetuned-model
+    llama_ft` must reproduce it)."""
+    model = load_fp32(tf.LlamaForCausalLM, base_folder)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.03 * torch.randn(p.shape, generator=g))
+    model.to(torch.bfloat16).save_pretrained(folder)
+    seqs = [json.loads(l)["ids"] for l in open(os.path.join(base_folder, "tokens.jsonl"))]
+    save_file(dump(load_fp32(tf.LlamaForCausalLM, folder), seqs), os.path.join(folder, "golden.safetensors"))
+
+
+def make_text_full_finetune(base_folder, folder, seed):
+    """llama_text_ft: a full finetune of llama_text (every weight moved by N(0, 0.03²)) with its tokenizer files:
+    the full-model organism of the diff_preprocess tests (tests/fixtures/preprocess/configs)."""
+    model = load_fp32(tf.LlamaForCausalLM, base_folder)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.03 * torch.randn(p.shape, generator=g))
+    model.to(torch.bfloat16).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(base_folder, name), folder)
+
+
 def make_gpt2_hub(src, dst):
     """gpt2_hub: the gpt2 checkpoint as the Hub's original GPT-2 files name it (no "transformer." prefix, the
     attention's causal-mask buffer h.N.attn.bias stored beside the weights). transformers must read it as the
@@ -473,6 +500,8 @@ def main():
 
     make_text_model(os.path.join(root_models, "llama_text"), 1500)
     make_gpt2_hub(os.path.join(root_models, "gpt2"), os.path.join(root_models, "gpt2_hub"))
+    make_full_finetune(os.path.join(root_models, "llama"), os.path.join(root_models, "llama_ft"), 1600)
+    make_text_full_finetune(os.path.join(root_models, "llama_text"), os.path.join(root_models, "llama_text_ft"), 1700)
 
     # Adapters: rslora off with a subset of modules and layers_to_transform, and rslora on with every module.
     adapters = {
