@@ -10,6 +10,7 @@
 #   skip_first          ignore_first_n_tokens_per_sample_during_collection=2: rows, tokens and statistics without
 #                       each sequence's first 2 tokens, base and organism alike
 #   replacement         model.token_level_replacement rewrites the input ids
+#   nul_text            texts holding U+0000 give the ids HF tokenizers gives
 #   refusals            a chat dataset without a chat template, an unknown variant, a wrong model.architecture
 source "$(dirname "$0")/pp_lib.sh"
 PRE=(preprocessing.pretraining_only=true)
@@ -82,6 +83,13 @@ case "$1" in
     fives_b=$("$PP_TOOL" dump "$WORK/b/$A/llama_text/pretrain/train.h5" 1 0 -1 | grep -c '^token 5$')
     [ "$before" -gt 0 ] && [ "$after" = 0 ] && [ "$fives_b" = $((fives_a + before)) ] ||
       fail "token 1 -> 5: $before ones before, $after after; fives $fives_a -> $fives_b" ;;
+  nul_text)
+    # texts holding U+0000 are tokenized as HF tokenizers does (ids from tools/make_tokenizer_goldens.py --only nul)
+    D="$DIFFKIT_FIXTURES/preprocess/data"
+    run_pp 2 "$WORK/o" "$WORK/log" preprocessing.training_only=true organism.dataset.id="$D/nul.train.jsonl" \
+      organism.dataset.splits=[train] || { cat "$WORK/log"; fail "texts with U+0000"; }
+    "$PP_TOOL" dump "$WORK/o/$A/llama_text/nul/train.h5" 1 0 -1 | grep '^token ' >"$WORK/tokens"
+    cmp "$WORK/tokens" "$D/nul.train.tokens.txt" || fail "tokens differ from HF's" ;;
   refusals)
     run_pp 2 "$WORK/o" "$WORK/log" model.chat_template=null preprocessing.chat_only=true && fail "chat without template"
     expect_fail 2 "$WORK/log" "dataset.chat .* is a chat dataset, but model.chat_template of model=tiny is null"
