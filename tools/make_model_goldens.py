@@ -297,29 +297,28 @@ def make_text_model(folder, seed):
         json.dump(res, f)
 
 
-def make_full_finetune(base_folder, folder, seed):
-    """llama_ft: a full finetune of `llama` (every weight moved by N(0, 0.03²)), the same shapes, saved bf16; its
-    golden is transformers' run of it on llama's sequences (`diffkit forward --model llama --finetuned-model
-    llama_ft` must reproduce it)."""
+def perturbed_copy(base_folder, folder, seed):
+    """A full finetune of the Llama in base_folder: every weight moved by N(0, 0.03²), the same shapes, saved bf16."""
     model = load_fp32(tf.LlamaForCausalLM, base_folder)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.03 * torch.randn(p.shape, generator=g))
     model.to(torch.bfloat16).save_pretrained(folder)
+
+
+def make_full_finetune(base_folder, folder, seed):
+    """llama_ft: a full finetune of `llama`; its golden is transformers' run of it on llama's sequences
+    (`diffkit forward --model llama --finetuned-model llama_ft` must reproduce it)."""
+    perturbed_copy(base_folder, folder, seed)
     seqs = [json.loads(l)["ids"] for l in open(os.path.join(base_folder, "tokens.jsonl"))]
     save_file(dump(load_fp32(tf.LlamaForCausalLM, folder), seqs), os.path.join(folder, "golden.safetensors"))
 
 
 def make_text_full_finetune(base_folder, folder, seed):
-    """llama_text_ft: a full finetune of llama_text (every weight moved by N(0, 0.03²)) with its tokenizer files:
-    the full-model organism of the diff_preprocess tests (tests/fixtures/preprocess/configs)."""
-    model = load_fp32(tf.LlamaForCausalLM, base_folder)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.03 * torch.randn(p.shape, generator=g))
-    model.to(torch.bfloat16).save_pretrained(folder)
+    """llama_text_ft: a full finetune of llama_text with its tokenizer files: the full-model organism of the
+    diff_preprocess tests (tests/fixtures/preprocess/configs)."""
+    perturbed_copy(base_folder, folder, seed)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(base_folder, name), folder)
 
