@@ -58,7 +58,7 @@ void dk_job_args_free(dk_job_args *args) {
 dk_cfg *dk_job_config(const char *job, const char *usage, int argc, char **argv) {
     dk_job_args args;
     dk_err err = {0};
-    if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die(&err);
+    if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die_identical(&err);
     if (args.help) {
         printf("usage: %s [--config-dir DIR] [--print-config] [group=NAME ...] [key=value ...]\n\n%s\n", job, usage);
         exit(0);
@@ -66,7 +66,7 @@ dk_cfg *dk_job_config(const char *job, const char *usage, int argc, char **argv)
     dk_cfg_options opt = {.config_dir = args.config_dir, .overrides = args.overrides, .n_overrides = args.n_overrides};
     dk_cfg *cfg = dk_cfg_compose(&opt, &err);
     dk_job_args_free(&args);
-    if (!cfg) dk_die(&err);
+    if (!cfg) dk_die_identical(&err);
     if (args.print_config) {
         char *yaml = dk_cfg_dump(cfg);
         fputs(yaml, stdout);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static dk_abort_handler abort_handler = NULL;
 enum { MAX_CLEANUPS = 128 };
@@ -39,6 +40,9 @@ void dk_cleanup_remove(void *obj) {
     for (int i = 0; i < MAX_CLEANUPS; i++)
         if (cleanups[i].obj == obj) cleanups[i].fn = NULL, cleanups[i].obj = NULL;
 }
+
+/* How long a rank other than 0 waits for rank 0 to end the job on an identical error (dk_die_identical). */
+enum { IDENTICAL_ERROR_WAIT_S = 10 };
 
 int dk_err_setv(dk_err *err, int code, const char *fmt, va_list ap) {
     if (!err || err->code != 0) return -1;
@@ -87,6 +91,16 @@ void dk_die(const dk_err *err) {
     int code = (err && err->code) ? err->code : DK_EXIT_RUNTIME;
     dk_log_error_once("%s", (err && err->msg[0]) ? err->msg : "unknown error");
     dk_abort(code);
+}
+
+void dk_die_identical(const dk_err *err) {
+    if (dk_log_rank() != 0) {
+        /* rank 0 meets the same error and aborts every rank: leave it the printing */
+        const struct timespec wait = {.tv_sec = IDENTICAL_ERROR_WAIT_S, .tv_nsec = 0};
+        fflush(stdout);
+        nanosleep(&wait, NULL);
+    }
+    dk_die(err);
 }
 
 void dk_fatal_at(int code, const char *file, int line, const char *fmt, ...) {

@@ -38,6 +38,12 @@ static inline bool dk_err_is_set(const dk_err *err) { return err && err->code !=
 /* Prints "diffkit: error: <msg>" (rank-aware, once under MPI) and ends the job with err->code. */
 void dk_die(const dk_err *err) __attribute__((noreturn));
 
+/* dk_die for an error every rank of an MPI job meets identically, because every rank reads the same files and
+ * arguments (a configuration error): rank 0 prints it and ends the job; the other ranks print nothing and wait
+ * for that end, so the message appears once. A rank whose error rank 0 does not share (an environment variable
+ * that differs between nodes) prints its own after a few seconds and ends the job itself. */
+void dk_die_identical(const dk_err *err) __attribute__((noreturn));
+
 /* Fatal error at a source location. Ends the job through the abort handler (see below) or exit(code). */
 void dk_fatal_at(int code, const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));

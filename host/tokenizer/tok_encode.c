@@ -126,6 +126,7 @@ enum { BATCH_CHUNK = 16 };
 typedef struct batch_job {
     const dk_tokenizer *tok;
     const char *const *texts;
+    const size_t *lens;       /* (n), or NULL: NUL-terminated texts */
     size_t n;
     bool add_special_tokens;
     dk_tok_ids *outs;
@@ -144,7 +145,8 @@ static void *batch_thread(void *arg) {
         size_t end = start + BATCH_CHUNK < job->n ? start + BATCH_CHUNK : job->n;
         for (size_t i = start; i < end; i++) {
             dk_err e = {0};
-            if (dk_tok_worker_encode(w, job->texts[i], strlen(job->texts[i]), job->add_special_tokens, &job->outs[i], &e) < 0) {
+            const size_t len = job->lens ? job->lens[i] : strlen(job->texts[i]);
+            if (dk_tok_worker_encode(w, job->texts[i], len, job->add_special_tokens, &job->outs[i], &e) < 0) {
                 pthread_mutex_lock(&job->lock);
                 if (i < job->failed_index) {
                     job->failed_index = i;
@@ -158,15 +160,15 @@ static void *batch_thread(void *arg) {
     return NULL;
 }
 
-int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, size_t n, bool add_special_tokens,
-                              int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err) {
+int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, const size_t *lens, size_t n,
+                              bool add_special_tokens, int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err) {
     if (n_threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = cores > 0 ? (int)cores : 1;
     }
     size_t max_useful = (n + BATCH_CHUNK - 1) / BATCH_CHUNK;
     if ((size_t)n_threads > max_useful) n_threads = max_useful ? (int)max_useful : 1;
-    batch_job job = {.tok = tok, .texts = texts, .n = n, .add_special_tokens = add_special_tokens, .outs = outs,
+    batch_job job = {.tok = tok, .texts = texts, .lens = lens, .n = n, .add_special_tokens = add_special_tokens, .outs = outs,
                      .failed_index = n};
     atomic_init(&job.next, 0);
     pthread_mutex_init(&job.lock, NULL);

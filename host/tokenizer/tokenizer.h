@@ -70,11 +70,12 @@ int dk_tok_worker_encode(dk_tok_worker *w, const char *text, size_t len, bool ad
 int dk_tokenizer_encode(dk_tokenizer *tok, const char *text, size_t len, bool add_special_tokens, dk_tok_ids *out,
                         dk_err *err);
 
-/* Encodes texts[0..n) (NUL-terminated) on n_threads threads (<= 0: all cores). outs[i] receives text i's ids
- * (appended). On failure returns -1 with err; the first failing index (0-based) goes to *failed when failed is
- * not NULL (the caller names the text, e.g. by its input line), else the message starts "text I: ". */
-int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, size_t n, bool add_special_tokens,
-                              int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err);
+/* Encodes texts[0..n) on n_threads threads (<= 0: all cores): text i is lens[i] bytes (it may hold U+0000, as
+ * HF's strings may), or NUL-terminated when lens is NULL. outs[i] receives text i's ids (appended). On failure
+ * returns -1 with err; the first failing index (0-based) goes to *failed when failed is not NULL (the caller
+ * names the text, e.g. by its input line), else the message starts "text I: ". */
+int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, const size_t *lens, size_t n,
+                              bool add_special_tokens, int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err);
 
 /* Offset of the first byte of s[0..n) that is not valid UTF-8, or n when all of it is valid. */
 size_t dk_utf8_first_invalid(const char *s, size_t n);

@@ -13,7 +13,8 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 
-static const char *const MODELS[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gemma3_mm"};
+static const char *const MODELS[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gemma3_mm", "gpt2",
+                                     "qwen25_vl"};
 static const int64_t EOS = 2;
 
 typedef struct golden_generation {
