@@ -18,8 +18,10 @@
 #include "core/format.h"
 #include "core/finite.h"
 #include "core/host_memory.h"
+#include "core/parallel.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/timer.h"
 #include "kernels/cpu/diffops.h"
 #include "methods/maxact.h"
 #include "methods/method_job.h"
@@ -146,6 +148,18 @@ typedef struct kl_out {
     dk_maxact max_token, mean_seq;
 } kl_out;
 
+typedef struct kl_rows_job {
+    float *kl;
+    const float *logits_ft, *logits_base;
+    int64_t V;
+    float temperature;
+} kl_rows_job;
+
+static void kl_rows_block(void *ctx, int64_t r0, int64_t r1) {
+    kl_rows_job *j = ctx;
+    dk_cpu_kl_rows(j->kl + r0, j->logits_ft + r0 * j->V, j->logits_base + r0 * j->V, r1 - r0, j->V, j->temperature);
+}
+
 /* One batch of sequences [s0, s1) of ds: both forwards, KL per token, the tables. */
 static int run_batch(dk_method_job *job, const kl_state *st, const kl_dataset *ds, int64_t s0, int64_t s1,
                      float *logits_base, float *logits_ft, kl_out *out, dk_err *err) {
@@ -164,7 +178,8 @@ static int run_batch(dk_method_job *job, const kl_state *st, const kl_dataset *d
     }
     if (rc == 0) {
         float *kl = out->per_token + t0;
-        dk_cpu_kl_rows(kl, logits_ft, logits_base, T, V, (float)st->temperature);
+        kl_rows_job rows = {kl, logits_ft, logits_base, V, (float)st->temperature};
+        dk_parallel_rows(job->threads, T, 16, kl_rows_block, &rows); /* rows are independent: same bits */
         for (int64_t i = 0; i < n; i++) {
             const float *row = kl + seq_start[i];
             const int64_t len = seq_start[i + 1] - seq_start[i];
@@ -290,6 +305,7 @@ static int kl_run(dk_method_job *job, dk_err *err) {
             /* rank 0 sees its own share: scale to an estimate of the whole */
             dk_progress_add(&prog, (double)(ds->offsets[s1] - ds->offsets[s0]) * job->d.nranks);
         }
+        dk_progress_set_at(&prog, (double)ds->n_tokens, dk_time_now()); /* the estimate above may overshoot */
         dk_progress_end(&prog);
         free(logits_base);
         free(logits_ft);
