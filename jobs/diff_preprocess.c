@@ -42,13 +42,11 @@
 
 #include "io/act_store.h"
 #include "io/file.h"
-#include "io/hf_cache.h"
 #include "io/out_file.h"
 #include "io/store_lock.h"
 #include "model/backend.h"
 #include "model/forward.h"
-#include "model/model_path.h"
-#include "model/organism.h"
+#include "pipeline/model_ids.h"
 #include "pipeline/pp_dataset.h"
 #include "pipeline/pp_plan.h"
 #include "pipeline/pp_run.h"
@@ -72,16 +70,10 @@ typedef struct settings {
     int64_t skip_first;                          /* ignore_first_n_tokens_per_sample_during_collection */
     int64_t *replace_from, *replace_to;          /* token_level_replacement, (n_replace) each */
     size_t n_replace;
-    bool base_only;                              /* organism=null or the seed's None organism */
     int threads;
     dk_device device;
-    char *base_dir, *base_id, *base_snapshot;   /* model folder, model_id, commit or "local" */
-    char *ft_dir, *ft_id;                         /* adapter or full model folder and id */
-    bool ft_is_adapter;
+    dk_model_ids m;                              /* base, organism (or base_only) and tokenizer */
     bool has_family;                             /* a chat template family to render chat datasets with */
-    char *tokenizer_path;
-    uint64_t tokenizer_hash;
-    char tokenizer_hash_hex[32];
     char *bos_token;
     dk_chat_family family;
     char *config_yaml;
@@ -97,33 +89,8 @@ typedef struct dataset_cfg {
     size_t n_splits;
 } dataset_cfg;
 
-static char *safe_model_name(const char *id) {
-    /* seed: model_id.split('/')[-1]; a trailing slash is ignored */
-    char *copy = dk_strdup(id);
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
-    const char *base = strrchr(copy, '/');
-    char *out = dk_strdup(base ? base + 1 : copy);
-    free(copy);
-    return out;
-}
-
-static uint64_t hash_file(const char *path, dk_err *err) {
-    size_t n = 0;
-    char *data = dk_read_file(path, &n, err);
-    if (!data) return 0;
-    uint64_t h = dk_fnv1a(DK_FNV_OFFSET, data, n);
-    free(data);
-    return h;
-}
-
 static void free_settings(settings *s) {
-    free(s->base_dir);
-    free(s->base_id);
-    free(s->base_snapshot);
-    free(s->ft_dir);
-    free(s->ft_id);
-    free(s->tokenizer_path);
+    dk_model_ids_free(&s->m);
     free(s->bos_token);
     free(s->config_yaml);
     free(s->replace_from);
@@ -154,59 +121,6 @@ static int read_layers(const dk_cfg *cfg, settings *s, dk_err *err) {
     return 0;
 }
 
-/* "a, b, c": the keys of the mapping at `path`, for messages. */
-static char *keys_of(const dk_cfg *cfg, const char *path) {
-    const dk_cfg_node *node = dk_cfg_get(cfg, path);
-    dk_strbuf out = {0};
-    dk_strbuf_append(&out, "");
-    for (size_t i = 0; node && node->kind == DK_CFG_MAP && i < node->n; i++)
-        dk_strbuf_printf(&out, "%s%s", i ? ", " : "", node->keys[i]);
-    if (!out.data[0]) dk_strbuf_append(&out, "none");
-    return dk_strbuf_take(&out);
-}
-
-/* organism.finetuned_models.<model>.<variant>: an adapter (adapter_id) or a full model (model_id). An adapter_id
- * whose folder holds a full model (config.json, no adapter_config.json) is compared as a full finetune. */
-static int resolve_finetuned(const dk_cfg *cfg, settings *s, dk_err *err) {
-    const char *model_name = dk_cfg_str(cfg, "model.name"), *organism = dk_cfg_str(cfg, "organism.name");
-    char *models_key = dk_sprintf("organism.finetuned_models.%s", model_name);
-    char *key = dk_sprintf("%s.%s", models_key, s->variant);
-    char *adapter_key = dk_sprintf("%s.adapter_id", key), *full_key = dk_sprintf("%s.model_id", key);
-    int rc = 0;
-    if (!dk_cfg_get(cfg, models_key)) {
-        char *models = keys_of(cfg, "organism.finetuned_models");
-        rc = dk_err_set(err, DK_EXIT_USAGE, "organism %s has no finetuned model for model=%s (it has finetunes of: "
-                        "%s); choose one of those with model=NAME, or organism=null for the base model alone",
-                        organism, model_name, models);
-        free(models);
-    } else if (dk_cfg_has(cfg, adapter_key) || dk_cfg_has(cfg, full_key)) {
-        const bool adapter = dk_cfg_has(cfg, adapter_key);
-        s->ft_id = dk_strdup(dk_cfg_str(cfg, adapter ? adapter_key : full_key));
-        s->ft_dir = dk_model_folder(s->ft_id, NULL, err);
-        dk_finetune_kind kind;
-        if (!s->ft_dir || dk_finetune_kind_of(s->ft_dir, &kind, err) != 0) {
-            dk_err_prefix(err, "%s: ", adapter ? adapter_key : full_key);
-            rc = -1;
-        } else {
-            s->ft_is_adapter = kind == DK_FINETUNE_ADAPTER;
-            if (adapter && !s->ft_is_adapter)
-                LOG_INFO("%s = %s is a full model (config.json, no adapter_config.json): compared as a full "
-                         "finetune", adapter_key, s->ft_id);
-        }
-    } else {
-        char *variants = keys_of(cfg, models_key);
-        rc = dk_err_set(err, DK_EXIT_USAGE, "organism %s has no variant '%s' for model=%s (%s has neither adapter_id "
-                        "nor model_id); its variants are: %s (organism_variant=NAME)", organism, s->variant,
-                        model_name, key, variants);
-        free(variants);
-    }
-    free(models_key);
-    free(key);
-    free(adapter_key);
-    free(full_key);
-    return rc;
-}
-
 /* model.token_level_replacement: null, or a mapping {old_id: new_id} of token ids. */
 static int read_replacement(const dk_cfg *cfg, settings *s, dk_err *err) {
     const dk_cfg_node *map = dk_cfg_get(cfg, "model.token_level_replacement");
@@ -229,37 +143,6 @@ static int read_replacement(const dk_cfg *cfg, settings *s, dk_err *err) {
     return 0;
 }
 
-/* model.*, organism.finetuned_models.<model>.<variant>, tokenizer. */
-static int resolve_models(const dk_cfg *cfg, settings *s, dk_err *err) {
-    const char *model_id = dk_cfg_str(cfg, "model.model_id");
-    const char *revision = dk_cfg_str_or_null(cfg, "model.revision");
-    dk_hf_location loc = {0};
-    if (dk_hf_resolve(model_id, revision, "config.json", &loc, err) != 0) return -1;
-    s->base_dir = dk_strdup(loc.path);
-    s->base_id = dk_strdup(model_id);
-    s->base_snapshot = dk_strdup(loc.commit ? loc.commit : "local");
-    dk_hf_location_free(&loc);
-
-    if (!s->base_only && resolve_finetuned(cfg, s, err) != 0) return -1;
-
-    const char *tok_id = dk_cfg_str_or_null(cfg, "model.tokenizer_id");
-    char *tok_folder = tok_id ? dk_model_folder(tok_id, NULL, err) : dk_strdup(s->base_dir);
-    if (!tok_folder) return -1;
-    s->tokenizer_path = dk_is_file(tok_folder) ? dk_strdup(tok_folder) : dk_tokenizer_file(tok_folder);
-    free(tok_folder);
-    if (!s->tokenizer_path)
-        return dk_err_set(err, DK_EXIT_USAGE, "no tokenizer.json in %s (set model.tokenizer_id)", s->base_dir);
-    s->tokenizer_hash = hash_file(s->tokenizer_path, err);
-    if (dk_err_is_set(err)) return -1;
-    snprintf(s->tokenizer_hash_hex, sizeof s->tokenizer_hash_hex, "fnv1a64:%016llx",
-             (unsigned long long)s->tokenizer_hash);
-    /* the organism must tokenize as the base does: a tokenizer shipped with it must have the same content */
-    char *ft_tok = s->ft_dir ? dk_tokenizer_file(s->ft_dir) : NULL;
-    int rc = ft_tok ? dk_tokenizers_check_same(s->tokenizer_path, ft_tok, "the base model and the organism", err) : 0;
-    free(ft_tok);
-    return rc;
-}
-
 static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
     memset(s, 0, sizeof *s);
     s->store_dir = dk_cfg_str(cfg, "preprocessing.activation_store_dir");
@@ -279,8 +162,6 @@ static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
     s->chat_template = dk_cfg_str_or_null(cfg, "model.chat_template");
     s->architecture = dk_cfg_has(cfg, "model.architecture") ? dk_cfg_str(cfg, "model.architecture") : NULL;
     s->store_tokens = dk_cfg_bool(cfg, "preprocessing.store_tokens");
-    /* the seed's None organism, or the group left out: the base model alone */
-    s->base_only = !dk_cfg_has(cfg, "organism.name") || strcmp(dk_cfg_str(cfg, "organism.name"), "None") == 0;
     const char *bad = dk_cfg_str(cfg, "preprocessing.on_bad_record");
     if (strcmp(bad, "error") != 0 && strcmp(bad, "skip") != 0)
         return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.on_bad_record=%s: expected error or skip", bad);
@@ -315,7 +196,7 @@ static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
         s->has_family = true;
     }
     s->config_yaml = dk_cfg_dump(cfg);
-    return resolve_models(cfg, s, err);
+    return dk_model_ids_resolve(&s->m, cfg, err);
 }
 
 static int read_datasets(const dk_cfg *cfg, const settings *s, dataset_cfg *out, int *n_out, dk_err *err) {
@@ -510,13 +391,13 @@ int main(int argc, char **argv) {
     int n_datasets = 0;
     dk_tokenizer *tok = NULL;
     if (read_settings(cfg, &s, &err) == 0 && read_datasets(cfg, &s, datasets, &n_datasets, &err) == 0 && d.rank == 0) {
-        tok = dk_tokenizer_load(s.tokenizer_path, &err);
+        tok = dk_tokenizer_load(s.m.tokenizer_path, &err);
         if (tok && dk_tokenizer_config_json(tok)) s.bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
         bool any_chat = false;
         for (int i = 0; i < n_datasets; i++) any_chat |= datasets[i].is_chat;
         char why[512];
         if (tok && any_chat && !dk_chat_family_fits(s.family, tok, why, sizeof why))
-            LOG_WARN("model.chat_template=%s: %s (%s)", s.chat_template, why, s.tokenizer_path);
+            LOG_WARN("model.chat_template=%s: %s (%s)", s.chat_template, why, s.m.tokenizer_path);
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     dk_pp_test_hooks hooks = {0}; /* tests only (tests/preprocess) */
@@ -527,18 +408,18 @@ int main(int argc, char **argv) {
     dk_model base = {0}, full_ft = {0};
     dk_lora_adapter adapter = {0};
     bool base_open = false, ft_open = false;
-    if (dk_model_open(s.base_dir, &base, &err) == 0) {
+    if (dk_model_open(s.m.base_dir, &base, &err) == 0) {
         base_open = true;
         if (s.threads > 0) base.n_threads = s.threads;
         if (s.architecture && strcmp(s.architecture, base.cfg.architecture) != 0)
             dk_err_set(&err, DK_EXIT_USAGE, "model.architecture is %s, but %s says %s: the model config names the "
                        "wrong checkpoint, or its architecture key is wrong", s.architecture, base.cfg.path,
                        base.cfg.architecture);
-        else if (s.base_only)
+        else if (s.m.base_only)
             ;
-        else if (s.ft_is_adapter) {
-            ft_open = dk_lora_load(s.ft_dir, &base.cfg, &base.w, &adapter, &err) == 0;
-        } else if (dk_model_open(s.ft_dir, &full_ft, &err) == 0) {
+        else if (s.m.ft_is_adapter) {
+            ft_open = dk_lora_load(s.m.ft_dir, &base.cfg, &base.w, &adapter, &err) == 0;
+        } else if (dk_model_open(s.m.ft_dir, &full_ft, &err) == 0) {
             ft_open = true;
             if (s.threads > 0) full_ft.n_threads = s.threads;
             dk_model_weights_check_same_shapes(&base.w, &full_ft.w, &err);
@@ -553,7 +434,7 @@ int main(int argc, char **argv) {
     dk_backend_options bopt = {.device = s.device, .cuda_device = n_gpus > 0 ? d.local_rank % n_gpus : 0};
     if (dk_backend_open(&base_be, &base, &bopt, &err) == 0) {
         base_be_open = true;
-        if (!s.base_only && !s.ft_is_adapter) ft_be_open = dk_backend_open(&ft_be, &full_ft, &bopt, &err) == 0;
+        if (!s.m.base_only && !s.m.ft_is_adapter) ft_be_open = dk_backend_open(&ft_be, &full_ft, &bopt, &err) == 0;
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     const char *compute = dk_backend_compute_name(&base_be);
@@ -578,7 +459,7 @@ int main(int argc, char **argv) {
         int64_t l = s.layers_relative[i] ? (int64_t)(s.layers_spec[i] * (double)(L - 1)) : (int64_t)s.layers_spec[i];
         if (l < 0 || l >= L) {
             dk_err_set(&err, DK_EXIT_USAGE, "preprocessing.layers[%lld] gives layer %lld, outside [0, %lld) of %s",
-                       (long long)i, (long long)l, (long long)L, s.base_id);
+                       (long long)i, (long long)l, (long long)L, s.m.base_id);
             break;
         }
         bool dup = false;
@@ -588,23 +469,23 @@ int main(int argc, char **argv) {
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     if (base.cfg.max_position_embeddings > 0 && s.context_len > base.cfg.max_position_embeddings)
         LOG_WARN("preprocessing.context_len=%lld is longer than the context of %s (max_position_embeddings %lld): "
-                 "positions past it are outside what the model was trained on", (long long)s.context_len, s.base_id,
+                 "positions past it are outside what the model was trained on", (long long)s.context_len, s.m.base_id,
                  (long long)base.cfg.max_position_embeddings);
     char layer_list[256] = "";
     for (int i = 0; i < n_layers; i++) {
         size_t u = strlen(layer_list);
         snprintf(layer_list + u, sizeof layer_list - u, "%s%lld", i ? "," : "", (long long)layers[i]);
     }
-    if (s.base_only)
+    if (s.m.base_only)
         LOG_INFO("diff_preprocess: %d rank(s); base %s alone (no organism); layers [%s] of %lld; d_model %lld",
-                 d.nranks, s.base_id, layer_list, (long long)L, (long long)H);
+                 d.nranks, s.m.base_id, layer_list, (long long)L, (long long)H);
     else
         LOG_INFO("diff_preprocess: %d rank(s); base %s, organism %s %s; layers [%s] of %lld; d_model %lld",
-                 d.nranks, s.base_id, s.ft_is_adapter ? "adapter" : "model", s.ft_id, layer_list, (long long)L,
+                 d.nranks, s.m.base_id, s.m.ft_is_adapter ? "adapter" : "model", s.m.ft_id, layer_list, (long long)L,
                  (long long)H);
 
     job_totals jt = {0};
-    char *base_name = safe_model_name(s.base_id), *ft_name = s.base_only ? NULL : safe_model_name(s.ft_id);
+    char *base_name = dk_safe_model_name(s.m.base_id), *ft_name = s.m.base_only ? NULL : dk_safe_model_name(s.m.ft_id);
     for (int di = 0; di < n_datasets; di++) {
         const dataset_cfg *ds = &datasets[di];
         for (size_t si = 0; si < ds->n_splits; si++) {
@@ -622,8 +503,8 @@ int main(int argc, char **argv) {
             for (int64_t i = 0; i < t.n_tokens && !dk_err_is_set(&err); i++)
                 if (t.ids[i] < 0 || t.ids[i] >= base.cfg.vocab_size)
                     dk_err_set(&err, DK_EXIT_USAGE, "%s: token id %d is outside the vocabulary of %s (%lld): the "
-                               "tokenizer %s does not belong to this model", path, t.ids[i], s.base_id,
-                               (long long)base.cfg.vocab_size, s.tokenizer_path);
+                               "tokenizer %s does not belong to this model", path, t.ids[i], s.m.base_id,
+                               (long long)base.cfg.vocab_size, s.m.tokenizer_path);
             if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
             dk_pp_plan plan;
             dk_pp_plan_make(&t, s.batch_size, &plan);
@@ -636,11 +517,11 @@ int main(int argc, char **argv) {
             }
             char data_hash_hex[32];
             snprintf(data_hash_hex, sizeof data_hash_hex, "fnv1a64:%016llx", (unsigned long long)data_hash);
-            for (int which = 0; which < (s.base_only ? 1 : 2); which++) {
+            for (int which = 0; which < (s.m.base_only ? 1 : 2); which++) {
                 bool is_base = which == 0;
                 const char *model_name = is_base ? base_name : ft_name;
-                dk_pp_identity ident = {.model_id = s.base_id, .model_snapshot = s.base_snapshot,
-                                        .adapter_id = is_base ? "" : s.ft_id, .dtype = s.dtype, .compute = compute,
+                dk_pp_identity ident = {.model_id = s.m.base_id, .model_snapshot = s.m.base_snapshot,
+                                        .adapter_id = is_base ? "" : s.m.ft_id, .dtype = s.dtype, .compute = compute,
                                         .layers = layers,
                                         .n_layers = n_layers, .d_model = H, .context_len = s.context_len,
                                         .skip_first = s.skip_first, .store_tokens = s.store_tokens};
@@ -649,20 +530,20 @@ int main(int argc, char **argv) {
                                           .seq_offsets = rows_at, .store_tokens = s.store_tokens,
                                           .skip_first = s.skip_first,
                                           .chunk_seq = plan.chunk_seq, .context_len = s.context_len,
-                                          .model_id = is_base || s.ft_is_adapter ? s.base_id : s.ft_id,
-                                          .model_snapshot = s.base_snapshot,
-                                          .adapter_id = is_base || !s.ft_is_adapter ? "" : s.ft_id,
-                                          .dtype = s.dtype, .tokenizer_hash = s.tokenizer_hash_hex,
+                                          .model_id = is_base || s.m.ft_is_adapter ? s.m.base_id : s.m.ft_id,
+                                          .model_snapshot = s.m.base_snapshot,
+                                          .adapter_id = is_base || !s.m.ft_is_adapter ? "" : s.m.ft_id,
+                                          .dtype = s.dtype, .tokenizer_hash = s.m.tokenizer_hash_hex,
                                           .dataset_hash = data_hash_hex, .dataset_path = path, .split = split,
                                           .config_yaml = s.config_yaml, .compute = compute};
-                if (!is_base && !s.ft_is_adapter) ident.model_id = s.ft_id;
+                if (!is_base && !s.m.ft_is_adapter) ident.model_id = s.m.ft_id;
                 memcpy(layout.layers, layers, sizeof(int64_t) * (size_t)n_layers);
                 layout.fingerprint = dk_pp_fingerprint(&ident, &t, &plan);
                 char *store = dk_sprintf("%s/%s/%s/%s.h5", s.store_dir, model_name, name, split);
                 char label[128];
                 snprintf(label, sizeof label, "%s/%s/%s", model_name, name, split);
-                dk_backend *be = is_base || s.ft_is_adapter ? &base_be : &ft_be;
-                const dk_lora_adapter *a = !is_base && s.ft_is_adapter ? &adapter : NULL;
+                dk_backend *be = is_base || s.m.ft_is_adapter ? &base_be : &ft_be;
+                const dk_lora_adapter *a = !is_base && s.m.ft_is_adapter ? &adapter : NULL;
                 if (do_store(&d, &s, &layout, &plan, &t, be, a, store, label, is_base, &hooks, &jt, &err) != 0)
                     dk_dist_exit(&d, &err);
                 free(store);
@@ -698,8 +579,8 @@ int main(int argc, char **argv) {
     LOG_INFO("stores under %s", s.store_dir);
     if (ft_be_open) dk_backend_close(&ft_be);
     if (base_be_open) dk_backend_close(&base_be);
-    if (ft_open && s.ft_is_adapter) dk_lora_free(&adapter);
-    if (ft_open && !s.ft_is_adapter) dk_model_close(&full_ft);
+    if (ft_open && s.m.ft_is_adapter) dk_lora_free(&adapter);
+    if (ft_open && !s.m.ft_is_adapter) dk_model_close(&full_ft);
     if (base_open) dk_model_close(&base);
     if (tok) dk_tokenizer_free(tok);
     free(base_name);

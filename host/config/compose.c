@@ -55,8 +55,8 @@ void dk_cfg_node_where(const dk_cfg_node *node, char *buf, size_t cap) {
 static bool valid_key(const char *key) {
     if (!*key || key[0] == '.' || key[strlen(key) - 1] == '.' || strstr(key, "..")) return false;
     for (const char *p = key; *p; p++)
-        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.')) return false;
-    return true;
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.' || *p == '/')) return false;
+    return !(strchr(key, '/') && strchr(key, '.')); /* '/' only in group names (diffing/method) */
 }
 
 /* Appends "; did you mean 'X'?" for the path nearest to `key` among all paths of `root`. */
@@ -105,8 +105,11 @@ static int load_group(dk_cfg *cfg, const char *group, const char *choice, const 
     return rc;
 }
 
+/* A group is a folder of config_dir: `model`, or a nested one such as `diffing/method` (Hydra's package
+ * diffing.method: its files are merged under that dotted path). */
 static bool is_group(const dk_cfg *cfg, const char *name) {
-    if (strchr(name, '.') || strchr(name, '/')) return false;
+    if (!*name || strchr(name, '.') || name[0] == '/' || name[strlen(name) - 1] == '/' || strstr(name, "//"))
+        return false;
     char *dir = dk_path_join(cfg->config_dir, name);
     bool yes = dk_is_dir(dir);
     free(dir);
@@ -179,7 +182,7 @@ static int parse_argument(const char *arg, override *o, dk_err *err) {
     o->value = (eq && o->op != OP_DELETE) ? dk_strdup(eq + 1) : NULL;
     if (!valid_key(o->key)) {
         int rc = dk_err_set(err, DK_EXIT_USAGE,
-                            "argument '%s': '%s' is not a valid key (letters, digits, _ and -, parts joined by dots)",
+                            "argument '%s': '%s' is not a valid key (letters, digits, _ and -, parts joined by dots, or a group folder such as diffing/method)",
                             arg, o->key);
         free(o->key);
         free(o->value);
@@ -349,11 +352,24 @@ static int compose_groups(dk_cfg *cfg, dk_cfg_node *result, dk_cfg_node **primar
         dk_cfg_node *content = NULL;
         if (load_group(cfg, e->group, choice, e->where, &content, err) != 0) return -1;
         record_choice(cfg, e->group, choice);
-        dk_cfg_node *existing = dk_cfg_map_get(result, e->group);
+        /* the group's package: `model` -> result.model, `diffing/method` -> result.diffing.method */
+        dk_cfg_node *parent = result;
+        char *path = dk_strdup(e->group), *leaf = path;
+        for (char *slash; (slash = strchr(leaf, '/')) != NULL; leaf = slash + 1) {
+            *slash = 0;
+            dk_cfg_node *next = dk_cfg_map_get(parent, leaf);
+            if (!next || next->kind != DK_CFG_MAP) {
+                next = dk_cfg_node_new(DK_CFG_MAP, content->source, 1, 1);
+                dk_cfg_map_set(parent, leaf, next);
+            }
+            parent = next;
+        }
+        dk_cfg_node *existing = dk_cfg_map_get(parent, leaf);
         if (existing && existing->kind == DK_CFG_MAP)
             dk_cfg_merge(existing, content);
         else
-            dk_cfg_map_set(result, e->group, content);
+            dk_cfg_map_set(parent, leaf, content);
+        free(path);
     }
     if (*primary) { /* _self_ not listed: the primary file's keys come last */
         dk_cfg_merge(result, *primary);
@@ -416,6 +432,11 @@ dk_cfg *dk_cfg_compose(const dk_cfg_options *opt, dk_err *err) {
                 entries[j].where = intern(cfg, o.arg);
             }
             dk_cfg_node_free(v);
+            free(o.key);
+            free(o.value);
+        } else if (strchr(o.key, '/')) {
+            rc = dk_err_set(err, DK_EXIT_USAGE, "argument '%s': %s/%s/ is not a folder, so '%s' is not a config group",
+                            o.arg, cfg->config_dir, o.key, o.key);
             free(o.key);
             free(o.value);
         } else {

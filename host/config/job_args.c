@@ -56,9 +56,18 @@ void dk_job_args_free(dk_job_args *args) {
 }
 
 dk_cfg *dk_job_config(const char *job, const char *usage, int argc, char **argv) {
+    return dk_job_config_for(job, usage, NULL, argc, argv);
+}
+
+dk_cfg *dk_job_config_for(const char *job, const char *usage, const char *group_choice, int argc, char **argv) {
     dk_job_args args;
     dk_err err = {0};
     if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die_identical(&err);
+    if (group_choice) { /* before the user's arguments, so theirs come later (and a contrary choice is seen) */
+        memmove(args.overrides + 1, args.overrides, args.n_overrides * sizeof *args.overrides);
+        args.overrides[0] = group_choice;
+        args.n_overrides++;
+    }
     if (args.help) {
         printf("usage: %s [--config-dir DIR] [--print-config] [group=NAME ...] [key=value ...]\n\n%s\n", job, usage);
         exit(0);

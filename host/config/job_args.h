@@ -27,5 +27,8 @@ const char *dk_default_config_dir(void);
  * composes the configuration (on error: message, printed once under MPI, exit 2), prints it for --print-config (exit 0), and
  * logs the group choices. `usage` describes the job in a few lines. */
 dk_cfg *dk_job_config(const char *job, const char *usage, int argc, char **argv);
+/* The same for a job tied to one group choice, given before the user's arguments: a method job passes
+ * "diffing/method=kl" (the caller checks that no later argument chose otherwise: dk_cfg_choice). */
+dk_cfg *dk_job_config_for(const char *job, const char *usage, const char *group_choice, int argc, char **argv);
 
 #endif

@@ -88,6 +88,24 @@ void dk_dist_exit(dk_dist *d, const dk_err *err) {
     exit(code);
 }
 
+static void reduce_sum(const dk_dist *d, const void *in, void *out, int64_t n, MPI_Datatype type, size_t size) {
+    const int64_t piece = 1 << 28;
+    for (int64_t at = 0; at < n; at += piece) {
+        const int count = (int)(n - at < piece ? n - at : piece);
+        const char *src = (const char *)in + (size_t)at * size;
+        char *dst = out ? (char *)out + (size_t)at * size : NULL;
+        MPI_CHECK(MPI_Reduce(src, d->rank == 0 ? dst : NULL, count, type, MPI_SUM, 0, d->comm));
+    }
+}
+
+void dk_dist_reduce_sum_f32(const dk_dist *d, const float *in, float *out, int64_t n) {
+    reduce_sum(d, in, out, n, MPI_FLOAT, sizeof(float));
+}
+
+void dk_dist_reduce_sum_f64(const dk_dist *d, const double *in, double *out, int64_t n) {
+    reduce_sum(d, in, out, n, MPI_DOUBLE, sizeof(double));
+}
+
 int64_t dk_dist_sum_i64(const dk_dist *d, int64_t v) {
     int64_t out = 0;
     MPI_CHECK(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, d->comm));

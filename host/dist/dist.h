@@ -43,6 +43,12 @@ void dk_dist_exit(dk_dist *d, const dk_err *err) __attribute__((noreturn));
 int64_t dk_dist_sum_i64(const dk_dist *d, int64_t v);
 int64_t dk_dist_max_i64(const dk_dist *d, int64_t v);
 double dk_dist_max_f64(const dk_dist *d, double v);
+/* Element-wise sums of n values over the ranks into out on rank 0 (out may be NULL elsewhere); any n (sent in
+ * pieces under 2^31). With one rank out = in. The order of the additions is MPI's: callers that need bit-exact
+ * results whatever the rank count give every element one non-zero contributor (the others hold 0). */
+void dk_dist_reduce_sum_f32(const dk_dist *d, const float *in, float *out, int64_t n);
+void dk_dist_reduce_sum_f64(const dk_dist *d, const double *in, double *out, int64_t n);
+
 /* First row of this rank when every rank holds `local_rows` rows in rank order (MPI_Exscan; 0 on rank 0). */
 int64_t dk_dist_exscan_i64(const dk_dist *d, int64_t local_rows);
 

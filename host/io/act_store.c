@@ -16,6 +16,7 @@
 #include "core/check_mpi.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "io/h5_cause.h"
 #include "io/out_file.h"
 #include "io/store_lock.h"
 
@@ -43,25 +44,8 @@ struct dk_store_writer {
  * cause is errno when the MPI-IO layer left it set, else found in the text of HDF5's error stack (which holds
  * MPI's error string). The chunks already flagged stay valid: a rerun with more space resumes. */
 
-typedef struct stack_search {
-    int found;  /* an errno value named in the stack, 0 = none */
-} stack_search;
-
-static herr_t search_frame(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    stack_search *s = data;
-    static const struct { const char *text; int code; } causes[] = {
-        {"No space left", ENOSPC}, {"File too large", EFBIG}, {"Disk quota", EDQUOT}, {"quota exceeded", EDQUOT},
-        {"Input/output error", EIO}, {"Read-only file system", EROFS}, {"Permission denied", EACCES}};
-    for (size_t i = 0; i < sizeof causes / sizeof causes[0] && !s->found; i++)
-        if (e->desc && strstr(e->desc, causes[i].text)) s->found = causes[i].code;
-    return 0;
-}
-
 static void store_io_failed(const dk_store_writer *w, int saved_errno, const char *what) {
-    stack_search s = {0};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, search_frame, &s);
-    int e = s.found ? s.found : saved_errno;
+    int e = dk_h5_error_errno(saved_errno);
     dk_err err = {0};
     if (e) dk_err_write(&err, w->partial_path, e);
     else dk_err_set(&err, DK_EXIT_RUNTIME, "cannot write the activation store %s (HDF5 gave no reason; is the disk "

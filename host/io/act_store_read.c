@@ -58,13 +58,13 @@ int dk_act_store_open(dk_act_store *s, const char *path, int64_t layer, bool all
     }
     s->model_id = read_str_attr(f, "model_id");
     s->adapter_id = read_str_attr(f, "adapter_id");
+    s->tokenizer_hash = read_str_attr(f, "tokenizer_hash");
     s->compute = read_str_attr(f, "compute");
     if (!s->compute[0]) { /* written before the attribute existed: only the CPU backend wrote stores then */
         free(s->compute);
         s->compute = dk_strdup("cpu-fp32");
     }
     s->dataset_hash = read_str_attr(f, "dataset_hash");
-    s->tokenizer_hash = read_str_attr(f, "tokenizer_hash");
     s->skip_first = H5Aexists(f, "skip_first_tokens") > 0 ? attr_i64(f, "skip_first_tokens") : 0;
     s->d_model = attr_i64(f, "d_model");
     s->n_tokens = attr_i64(f, "n_tokens");
@@ -119,9 +119,9 @@ void dk_act_store_close(dk_act_store *s) {
     free(s->path);
     free(s->model_id);
     free(s->adapter_id);
+    free(s->tokenizer_hash);
     free(s->compute);
     free(s->dataset_hash);
-    free(s->tokenizer_hash);
     memset(s, 0, sizeof *s);
     s->file = s->layer_ds = s->bf16 = -1;
 }

@@ -25,11 +25,12 @@ typedef struct dk_act_store {
     int64_t layer, d_model, n_tokens, n_seqs;
     int32_t *tokens;          /* (n_tokens), NULL when the store holds no tokens (store_tokens=false) */
     int64_t skip_first;       /* leading tokens of each sequence not stored (0 for stores older than the attribute) */
-    char *dataset_hash, *tokenizer_hash;
+    char *dataset_hash;
     int64_t *seq_offsets;     /* (n_seqs + 1) */
     uint64_t fingerprint;
     char *path;
     char *model_id, *adapter_id;
+    char *tokenizer_hash;     /* "fnv1a64:<hex>" of the tokenizer.json that made the tokens */
     char *compute;            /* "cpu-fp32", "cuda-bf16", ... ("cpu-fp32" for stores older than the attribute) */
 } dk_act_store;
 

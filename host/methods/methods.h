@@ -1,0 +1,10 @@
+/* methods.h — the diffing methods diffkit runs, one dk_method_spec each (method_job.h): jobs/diff_<method>.c
+ * hands its spec to dk_method_main. */
+#ifndef DK_METHODS_METHODS_H
+#define DK_METHODS_METHODS_H
+
+#include "methods/method_job.h"
+
+extern const dk_method_spec dk_method_kl;   /* kl.c */
+
+#endif
