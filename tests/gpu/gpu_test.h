@@ -144,6 +144,35 @@ static inline int dbuf_guards_ok(const dbuf *b) {
     return ok;
 }
 
+/* A device array of n elements of esize bytes (int32 ids, double sums) with guard bands; moved with
+ * dbuf_put/dbuf_get, byte for byte. */
+static inline dbuf dbuf_new_raw(size_t n, size_t esize) {
+    dbuf b = {0};
+    b.n = n, b.dtype = DK_CUDA_F32, b.esize = esize;
+    CUDA_CHECK(cudaMalloc((void **)&b.base, (n + 2 * GPU_GUARD) * esize));
+    gpu_poison_device(b.base, (n + 2 * GPU_GUARD) * esize);
+    b.d = b.base + GPU_GUARD * esize;
+    return b;
+}
+static inline void dbuf_put(dbuf *b, const void *host) {
+    CUDA_CHECK(cudaMemcpy(b->d, host, b->n * b->esize, cudaMemcpyHostToDevice));
+}
+/* n elements (malloc'ed) */
+static inline void *dbuf_get(const dbuf *b) {
+    void *out = malloc(b->n ? b->n * b->esize : 1);
+    CUDA_CHECK(cudaMemcpy(out, b->d, b->n * b->esize, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+static inline void gpu_expect_guards(const char *what, const dbuf *b) {
+    EXPECT(dbuf_guards_ok(b), "%s: guard band overwritten (out-of-bounds write)", what);
+}
+
+/* Bitwise equality of two results of identical launches (bytes). */
+static inline void gpu_expect_same_bits(const char *what, const void *a, const void *b, size_t bytes) {
+    EXPECT(memcmp(a, b, bytes) == 0, "%s: two identical launches gave different bits", what);
+}
+
 static inline void dbuf_free(dbuf *b) {
     CUDA_CHECK(cudaFree(b->base));
     memset(b, 0, sizeof *b);
