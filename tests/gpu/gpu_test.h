@@ -213,4 +213,15 @@ static inline void gpu_expect_close(const char *what, const float *got, const fl
            c.err, tol);
 }
 
+/* The tolerance of dk_cuda_kl_rows against dk_cpu_kl_rows for one row (kernels/cuda/diffops.cuh,
+ * tools/kl_fp32_error_sim.py): 8 units + 4e-6·|kl_cpu|, unit = 2^-24·(A + ln V + 1), A = max |z|/T over both rows. */
+static inline double gpu_kl_tolerance(const float *zf, const float *zb, int64_t V, float temperature, double kl_cpu) {
+    double A = 0;
+    for (int64_t v = 0; v < V; v++) {
+        if (fabs(zf[v]) > A) A = fabs(zf[v]);
+        if (fabs(zb[v]) > A) A = fabs(zb[v]);
+    }
+    return 8 * ldexp(A / temperature + log((double)V) + 1.0, -24) + 4e-6 * fabs(kl_cpu);
+}
+
 #endif

@@ -123,8 +123,8 @@ static void test_topk(void) {
     float v[5];
     int32_t id[5];
     dk_cpu_topk(x, 1, 5, 4, true, v, id);
-    EXPECT(id[0] == 2 && id[1] == 4 && id[2] == 1 && id[3] == 3, "largest of {-1,-0,2,0,2}: ids %d %d %d %d, want 2 4 1 3",
-           id[0], id[1], id[2], id[3]);
+    EXPECT(id[0] == 2 && id[1] == 4 && id[2] == 1 && id[3] == 3,
+           "largest of {-1,-0,2,0,2}: ids %d %d %d %d, want 2 4 1 3", id[0], id[1], id[2], id[3]);
     EXPECT(signbit(v[2]) && !signbit(v[3]), "the values are the row's own (−0 stays −0)");
     dk_cpu_topk(x, 1, 5, 3, false, v, id);
     EXPECT(id[0] == 0 && id[1] == 1 && id[2] == 3, "smallest of {-1,-0,2,0,2}: ids %d %d %d, want 0 1 3", id[0], id[1],
