@@ -40,5 +40,16 @@ elif [ -x "$bin/diff_preprocess" ]; then
   echo
   echo "== diff_preprocess: skipped (the demo model pair in models/demo/ is not complete yet) =="
 fi
+
+# --- the methods (issue 12): each reads the stores above or runs both models; results under
+# diffing.results_dir (docs/formats.md, "Results files of the methods"). DEMO_METHOD_ARGS adds overrides.
+if [ -x "$bin/diff_kl" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
+  echo
+  echo "== diff_kl: KL(organism || base) per token, mpirun -n 2 =="
+  read -r -a kl_extra <<< "${DEMO_KL_ARGS:-diffing.method.method_params.max_samples=256}"
+  "${launcher[@]}" -n 2 --oversubscribe "$bin/diff_kl" "${pp_args[@]}" "${kl_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_kl.log"
+  echo "finding: mean KL per token by dataset (the organism's own data should stand out):"
+  sed -n 's/.*diff_kl \([^:]*\): .*mean KL per token \(.*\)/  \1: \2/p' "$build/demo_kl.log"
+fi
 echo
 echo "Stages marked 'not built yet' arrive with their issues and then join this demo (README: status table)."

@@ -25,8 +25,10 @@
 #include "core/format.h"
 #include "core/finite.h"
 #include "core/host_memory.h"
+#include "core/parallel.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/timer.h"
 #include "kernels/cpu/diffops.h"
 #include "methods/maxact.h"
 #include "methods/method_job.h"
@@ -194,6 +196,18 @@ static int kl_on_device(dk_method_job *job, const kl_state *st, const kl_dataset
     return rc;
 }
 
+typedef struct kl_rows_job {
+    float *kl;
+    const float *logits_ft, *logits_base;
+    int64_t V;
+    float temperature;
+} kl_rows_job;
+
+static void kl_rows_block(void *ctx, int64_t r0, int64_t r1) {
+    kl_rows_job *j = ctx;
+    dk_cpu_kl_rows(j->kl + r0, j->logits_ft + r0 * j->V, j->logits_base + r0 * j->V, r1 - r0, j->V, j->temperature);
+}
+
 /* One batch of sequences [s0, s1) of ds: both forwards, KL per token, the tables. logits_base and logits_ft are
  * (T, V) host buffers, or both NULL to compute KL on the GPU. */
 static int run_batch(dk_method_job *job, const kl_state *st, const kl_dataset *ds, int64_t s0, int64_t s1,
@@ -208,7 +222,10 @@ static int run_batch(dk_method_job *job, const kl_state *st, const kl_dataset *d
     int rc;
     if (logits_base) {
         rc = forward_both(job, ds, &batch, s0, logits_base, logits_ft, err);
-        if (rc == 0) dk_cpu_kl_rows(kl, logits_ft, logits_base, T, V, (float)st->temperature);
+        if (rc == 0) {
+            kl_rows_job rows = {kl, logits_ft, logits_base, V, (float)st->temperature};
+            dk_parallel_rows(job->threads, T, 16, kl_rows_block, &rows); /* rows are independent: same bits */
+        }
     } else {
         rc = kl_on_device(job, st, ds, &batch, s0, kl, err);
     }
@@ -341,6 +358,7 @@ static int kl_run(dk_method_job *job, dk_err *err) {
             /* rank 0 sees its own share: scale to an estimate of the whole */
             dk_progress_add(&prog, (double)(ds->offsets[s1] - ds->offsets[s0]) * job->d.nranks);
         }
+        dk_progress_set_at(&prog, (double)ds->n_tokens, dk_time_now()); /* the estimate above may overshoot */
         dk_progress_end(&prog);
         free(logits_base);
         free(logits_ft);

@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,7 @@ int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
             dk_results_end(&job.res);
             dk_dist_exit(&job.d, &err);
         }
+        if (getenv("DIFFKIT_TEST_KILL_BEFORE_COMMIT")) raise(SIGKILL); /* tests: a job killed (every rank, as SLURM does) */
         if (dk_results_commit(&job.res, &job.d, &err) != 0) dk_dist_exit(&job.d, &err);
         char b[DK_FMT_BUF];
         LOG_INFO("%s done in %s on %d rank(s) (%s)", spec->job, dk_format_duration(b, dk_time_now() - t0), job.d.nranks,

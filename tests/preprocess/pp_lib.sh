@@ -8,20 +8,27 @@ trap 'rm -rf "$WORK"' EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# run_pp NRANKS OUTDIR LOG [key=value ...]: runs diff_preprocess; each rank prints "rank-exit CODE".
+# run_job NRANKS JOB OUTDIR LOG [key=value ...]: runs a job (diff_preprocess, diff_kl, ...) with --config-dir
+# $CONFIGS and the storage folder OUTDIR; each rank prints "rank-exit CODE".
 # orte_abort_on_non_zero_status=0: mpiexec waits for every rank instead of killing the others when the first
 # exits non-zero (so each rank's own exit code is seen), but then returns 0 itself: the status returned
 # here is the largest rank exit code, or mpiexec's when it failed on its own.
-run_pp() {
-  local n=$1 out=$2 log=$3; shift 3
+run_job() {
+  local n=$1 job=$2 out=$3 log=$4; shift 4
   DK_PP_OUT="$out" "$MPIEXEC" -n "$n" --oversubscribe --mca orte_abort_on_non_zero_status 0 bash -c \
-    '"$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$PP_BIN/diff_preprocess" --config-dir "$CONFIGS" "$@" \
+    '"$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$PP_BIN/$job" --config-dir "$CONFIGS" "$@" \
     >"$log" 2>&1
   local rc=$? worst
   worst=$(sed -n 's/^rank-exit \([0-9]*\)$/\1/p' "$log" | sort -n | tail -1)
   [ "$rc" != 0 ] && return "$rc"
   [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99   # a rank vanished without reporting
   return "${worst:-99}"
+}
+
+# run_pp NRANKS OUTDIR LOG [key=value ...]: run_job for diff_preprocess
+run_pp() {
+  local n=$1; shift
+  run_job "$n" diff_preprocess "$@"
 }
 
 # expect_fail NRANKS LOG REGEX: every rank exited non-zero, the message matches, it is printed once.
