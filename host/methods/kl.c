@@ -7,12 +7,12 @@
  * are bit-identical. Per-token values are placed at their global offsets and summed to rank 0 (every slot has
  * exactly one non-zero writer, so the sum is exact).
  *
- * Where KL is computed: on the CPU backend, from host logits in double (dk_cpu_kl_rows). When both models run on
- * the GPU (device=cuda, or auto with a GPU), the logits stay there and KL is computed there in fp32
- * (dk_backend_kl_rows; tolerance against the double reference in kernels/cuda/diffops.cuh, ~1e-6 absolute for
- * logits up to 30, far below the bf16 forward's own difference from the CPU): only n_tokens floats per batch
- * come back instead of 2·n_tokens·V, and no host logits buffers are needed. Both paths are deterministic per
- * batch, so the rank count still changes nothing.
+ * Where KL is computed: on the CPU backend, from host logits in double (dk_cpu_kl_rows, rows over threads). When
+ * both models run on the GPU (device=cuda, or auto with a GPU), the logits stay there and KL is computed there
+ * in fp32 (dk_backend_kl_rows): within 8·2^-24·(max|z|/T + ln V + 1) + 4e-6·KL of the double value on the same
+ * logits (kernels/cuda/diffops.cuh; checked by tests/gpu/test_kl_cuda.c), i.e. ~2e-5 for logits up to 30 at
+ * V = 262144. Only n_tokens floats per batch come back instead of 2·n_tokens·V, and no host logits buffers are
+ * needed. Both paths are deterministic per batch, so the rank count still changes nothing.
  *
  * Results (docs/formats.md, "kl"): <dataset>/per_token_kl (tokens), <dataset>/mean_per_sample_kl (sequences),
  * <dataset>/tokens and sequence_offsets (the sequences as run), statistics as attributes; max_act/per_token/

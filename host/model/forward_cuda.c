@@ -719,13 +719,16 @@ static int kl_space(dk_cuda_forward *f, int64_t rows, bool keep, dk_err *err) {
     if (st != cudaSuccess) {
         (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
         f->kl_mem = NULL;
-        return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB to keep the base model's logits "
-                          "of %lld tokens for KL (%s); use smaller batches", (double)bytes / 1e9, (long long)rows,
-                          cudaGetErrorString(st));
+        return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB for the KL of %lld tokens%s "
+                          "(%s); use smaller batches", (double)bytes / 1e9, (long long)rows,
+                          keep ? ", with a copy of the base model's logits" : "", cudaGetErrorString(st));
     }
     f->kl_keep = keep ? f->kl_mem : NULL; /* at the allocation's start: aligned like f->logits */
     f->kl_rows = f->kl_mem + keep_floats;
     f->kl_cap_rows = cap, f->kl_has_keep = keep, f->kl_bytes = bytes;
+    /* all bits set: NaN as f32, so a row the KL kernel failed to write comes back non-finite (diff_kl's
+     * non-finite check and test_kl_cuda see it) instead of as stale or zeroed memory */
+    CUDA_CHECK(cudaMemsetAsync(f->kl_rows, 0xFF, (size_t)cap * sizeof(float), f->stream));
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* test_backend.c — the device switch (host/model/backend.h) and the host half of the CUDA attention (its tile
  * list), on any machine: with no GPU (or a build without CUDA) device=auto must resolve to the CPU and
  * device=cuda must fail with a message, not crash; with a GPU auto must pick it. device=cpu is dk_forward
- * bit for bit; KL on the device is refused on the CPU. Label: engine (it runs everywhere; the GPU numerics are test_forward_cuda's). */
+ * bit for bit; KL on the device is refused on the CPU. Label: engine (it runs everywhere; the GPU numerics are
+ * test_forward_cuda's and test_kl_cuda's). */
 #include "test.h"
 
 #include "engine_test.h"
