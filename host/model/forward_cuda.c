@@ -1,7 +1,8 @@
 /* forward_cuda.c — see forward_cuda.h. Layout: 1. device memory (a bump allocator over one allocation);
  * 2. uploading the weights; 3. the activation arena; 4. the adapter; 5. checking the input (the same checks
- * and messages as forward.c); 6. one decoder block; 7. dk_cuda_forward_run. The block is forward.c's block()
- * op for op; the comments name the CPU step each launch replaces. */
+ * and messages as forward.c); 6. one decoder block; 7. dk_cuda_forward_run; 8. KL of two forwards, the logits
+ * staying on the device. The block is forward.c's block() op for op; the comments name the CPU step each
+ * launch replaces. */
 #include "forward_cuda.h"
 
 #include <math.h>
@@ -15,6 +16,7 @@
 #include "kernels/cpu/convert.h"
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/diffops.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/hooks.cuh"
@@ -105,6 +107,15 @@ struct dk_cuda_forward {
     size_t stage_bytes;
     float *captures_host;         /* (n_capture, T, H) */
 
+    /* dk_cuda_forward_kl's device memory (one allocation, grown as needed): the base model's logits kept
+     * while this object runs the finetuned forward too (an adapter on shared weights), and the KL per row */
+    float *kl_mem;                /* the allocation (kl_bytes): kl_keep, then kl_rows */
+    size_t kl_bytes;
+    float *kl_keep;               /* (kl_cap_rows, V) or NULL */
+    float *kl_rows;               /* (kl_cap_rows) */
+    int64_t kl_cap_rows;
+    bool kl_has_keep;
+
     /* the adapter uploaded last, by its load_id (0: none); never by address, which a reload can reuse */
     uint64_t adapter_id;
     bump lora;
@@ -154,7 +165,9 @@ void dk_cuda_host_free(void *p) {
     if (p) cudaFreeHost(p);
 }
 
-size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f) { return f->weights.size + f->act.size + f->lora.size; }
+size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f) {
+    return f->weights.size + f->act.size + f->lora.size + f->kl_bytes;
+}
 
 /* ---------------------------------------------------------------------------------------------------
  * 2. Weights: each tensor widened to fp32 on the host a chunk at a time (weights.h), narrowed to bf16 in
@@ -347,6 +360,7 @@ void dk_cuda_forward_close(dk_cuda_forward *f) {
     free_arena(&f->weights);
     free_arena(&f->act);
     free_arena(&f->lora);
+    if (f->kl_mem) CUDA_CHECK(cudaFree(f->kl_mem));
     if (f->gemm) dk_cuda_gemm_destroy(f->gemm);
     if (f->snapshot_done) CUDA_CHECK(cudaEventDestroy(f->snapshot_done));
     if (f->stream) CUDA_CHECK(cudaStreamDestroy(f->stream));
@@ -681,8 +695,9 @@ static bool is_pinned(const void *p) {
     return a.type == cudaMemoryTypeHost;
 }
 
-int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b,
-                        const dk_hook_plan *plan, dk_err *err) {
+/* dk_cuda_forward_run; with logits_to_host false the logits stay in f->logits (plan->logits_out unused). */
+static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b, const dk_hook_plan *plan,
+               bool logits_to_host, dk_err *err) {
     const dk_model *m = f->m;
     const dk_hf_config *c = &m->cfg;
     if (check_input(m, b, plan, err) != 0) return -1;
@@ -761,13 +776,78 @@ int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, cons
                                     f->stream));
         if (c->final_logit_softcapping > 0)
             CUDA_CHECK(dk_cuda_softcap(f->logits, logit_rows * V, (float)c->final_logit_softcapping, f->stream));
-        CUDA_CHECK(cudaMemcpyAsync(plan->logits_out, f->logits, (size_t)(logit_rows * V) * 4, cudaMemcpyDeviceToHost,
-                                   f->stream));
+        if (logits_to_host)
+            CUDA_CHECK(cudaMemcpyAsync(plan->logits_out, f->logits, (size_t)(logit_rows * V) * 4,
+                                       cudaMemcpyDeviceToHost, f->stream));
     }
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     CUDA_CHECK(cudaStreamSynchronize(f->copy_stream));
     for (int64_t i = 0; i < plan->n_capture; i++)
         if (plan->capture_layers[i] <= last_layer && !is_pinned(plan->captures[i]))
             memcpy(plan->captures[i], f->captures_host + (size_t)i * (size_t)(T * H), (size_t)(T * H) * 4);
+    return 0;
+}
+
+int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b,
+                        const dk_hook_plan *plan, dk_err *err) {
+    return run(f, adapter, b, plan, true, err);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 8. KL of two forwards on the device */
+
+/* f's KL memory for `rows` rows, with room to keep a (rows, V) copy of logits when `keep`. */
+static int kl_space(dk_cuda_forward *f, int64_t rows, bool keep, dk_err *err) {
+    if (rows <= f->kl_cap_rows && (!keep || f->kl_has_keep)) return 0;
+    CUDA_CHECK(cudaStreamSynchronize(f->stream));
+    if (f->kl_mem) CUDA_CHECK(cudaFree(f->kl_mem));
+    f->kl_mem = f->kl_keep = f->kl_rows = NULL;
+    f->kl_bytes = 0;
+    const int64_t cap = rows > f->kl_cap_rows ? rows : f->kl_cap_rows;
+    keep = keep || f->kl_has_keep;
+    f->kl_cap_rows = 0, f->kl_has_keep = false;
+    const size_t keep_floats = keep ? (size_t)cap * (size_t)f->m->cfg.vocab_size : 0;
+    const size_t bytes = (keep_floats + (size_t)cap) * sizeof(float);
+    const cudaError_t st = cudaMalloc((void **)&f->kl_mem, bytes);
+    if (st != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
+        f->kl_mem = NULL;
+        return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB for the KL of %lld tokens%s "
+                          "(%s); use smaller batches", (double)bytes / 1e9, (long long)rows,
+                          keep ? ", with a copy of the base model's logits" : "", cudaGetErrorString(st));
+    }
+    f->kl_keep = keep ? f->kl_mem : NULL; /* at the allocation's start: aligned like f->logits */
+    f->kl_rows = f->kl_mem + keep_floats;
+    f->kl_cap_rows = cap, f->kl_has_keep = keep, f->kl_bytes = bytes;
+    /* all bits set: NaN as f32, so a row the KL kernel failed to write comes back non-finite (diff_kl's
+     * non-finite check and test_kl_cuda see it) instead of as stale or zeroed memory */
+    CUDA_CHECK(cudaMemsetAsync(f->kl_rows, 0xFF, (size_t)cap * sizeof(float), f->stream));
+    return 0;
+}
+
+int dk_cuda_forward_kl(dk_cuda_forward *f_base, const dk_lora_adapter *base_adapter, dk_cuda_forward *f_ft,
+                       const dk_lora_adapter *ft_adapter, const dk_batch *b, float temperature, float *kl,
+                       dk_err *err) {
+    const int64_t T = b->n_tokens, V = f_base->m->cfg.vocab_size;
+    if (f_ft->m->cfg.vocab_size != V)
+        return dk_err_set(err, DK_EXIT_USAGE, "KL: the base model has %lld tokens in its vocabulary, the finetuned "
+                          "model %lld: the distributions cannot be compared", (long long)V,
+                          (long long)f_ft->m->cfg.vocab_size);
+    if (!(temperature > 0))
+        return dk_err_set(err, DK_EXIT_USAGE, "KL: temperature %g: must be > 0", temperature);
+    const dk_hook_plan plan = {.logits = DK_LOGITS_ALL}; /* the logits stay in f->logits */
+    if (run(f_base, base_adapter, b, &plan, false, err) != 0) return -1;
+    const bool same = f_base == f_ft;
+    if (kl_space(f_ft, T, same, err) != 0) return -1;
+    const float *base_logits = f_base->logits; /* f_base's stream is synchronized: they are complete */
+    if (same) {
+        CUDA_CHECK(cudaMemcpyAsync(f_ft->kl_keep, f_base->logits, (size_t)(T * V) * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, f_ft->stream));
+        base_logits = f_ft->kl_keep;
+    }
+    if (run(f_ft, ft_adapter, b, &plan, false, err) != 0) return -1;
+    CUDA_CHECK(dk_cuda_kl_rows(f_ft->kl_rows, f_ft->logits, base_logits, T, V, temperature, f_ft->stream));
+    CUDA_CHECK(cudaMemcpyAsync(kl, f_ft->kl_rows, (size_t)T * sizeof(float), cudaMemcpyDeviceToHost, f_ft->stream));
+    CUDA_CHECK(cudaStreamSynchronize(f_ft->stream));
     return 0;
 }

@@ -98,3 +98,10 @@ void dk_cpu_pair_metrics(const uint16_t *base, const uint16_t *ft, int64_t rows,
         cos_dist[r] = bb > 0 && ff > 0 ? (float)(1.0 - bf / (sqrt(bb) * sqrt(ff))) : 1.0f;
     }
 }
+
+void dk_cpu_sum_samples(double *acc, const float *x, const float *minus, int64_t n_samples, int64_t n_elems) {
+    for (int64_t s = 0; s < n_samples; s++) {
+        const float *xs = x + s * n_elems, *ms = minus ? minus + s * n_elems : NULL;
+        for (int64_t i = 0; i < n_elems; i++) acc[i] += ms ? (double)xs[i] - (double)ms[i] : (double)xs[i];
+    }
+}

@@ -8,7 +8,10 @@
  *                           index, so the order is fully determined (torch.topk leaves ties unspecified).
  *   dk_cpu_log_softmax_at   log p(v) of chosen entries of a row: z_v − logsumexp(z) (logit lens probabilities).
  *   dk_cpu_pair_metrics     per token of two activation rows (base, finetuned): ‖ft − base‖₂, 1 − cos(base, ft),
- *                           ‖base‖₂, ‖ft‖₂ (seed_spec §11), in double, from bf16 rows as the stores hold them. */
+ *                           ‖base‖₂, ‖ft‖₂ (seed_spec §11), in double, from bf16 rows as the stores hold them.
+ *   dk_cpu_sum_samples      acc += Σ over samples of (x_s − minus_s) in double, sample after sample (ADL's mean
+ *                           activations at the first n positions: seed_spec §5); the CUDA twin adds in the same
+ *                           order, so both give the same bits. */
 #ifndef DK_CPU_DIFFOPS_H
 #define DK_CPU_DIFFOPS_H
 
@@ -20,7 +23,8 @@ void dk_cpu_kl_rows(float *kl, const float *logits_ft, const float *logits_base,
                     float temperature);
 
 /* For each row of x (rows, n): the k largest entries (largest = true) or the k smallest, best first, into
- * values (rows, k) and ids (rows, k); ties by lower index. k <= n. */
+ * values (rows, k) and ids (rows, k); ties by lower index (−0 and +0 compare equal, so they tie too). k <= n.
+ * x must hold no NaN (they compare unequal to everything: the order would be undefined). */
 void dk_cpu_topk(const float *x, int64_t rows, int64_t n, int64_t k, bool largest, float *values, int32_t *ids);
 
 /* out (rows, k) = log_softmax(x row)[ids row] for x (rows, n) and ids (rows, k). */
@@ -29,5 +33,9 @@ void dk_cpu_log_softmax_at(const float *x, int64_t rows, int64_t n, const int32_
 /* base, ft (rows, d) bf16 bits; outputs (rows) each, fp32. cos_dist is 1 when a row is all zeros. */
 void dk_cpu_pair_metrics(const uint16_t *base, const uint16_t *ft, int64_t rows, int64_t d, float *norm_diff,
                          float *cos_dist, float *norm_base, float *norm_ft);
+
+/* acc (n_elems) fp64 += Σ_s (x[s] − minus[s]) for x, minus (n_samples, n_elems) fp32; minus may be NULL (then
+ * Σ_s x[s]). Each acc[i] gets ((acc[i] + v_0) + v_1) + ... in sample order, v_s = (double)x − (double)minus. */
+void dk_cpu_sum_samples(double *acc, const float *x, const float *minus, int64_t n_samples, int64_t n_elems);
 
 #endif

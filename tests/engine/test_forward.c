@@ -328,12 +328,11 @@ static void test_lora(void) {
 
 /* Per-(layer, module) multipliers: llama_lora adapts q/v/down_proj of layers 0 and 2 only. */
 static void test_lora_multiplier_granularity(void) {
-    char *mdir = golden_model_dir("llama"), *adir = engine_fixture("adapters/llama_lora");
+    char *adir = engine_fixture("adapters/llama_lora");
     dk_model m;
     dk_lora_adapter a;
+    golden_open_lora("llama", adir, &m, &a);
     dk_err err = {0};
-    CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
-    CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
     EXPECT(a.n_adapted == 6, "llama_lora adapts %lld (layer, module) pairs, expected 2 layers x 3 modules",
            (long long)a.n_adapted);
     EXPECT(dk_lora_at(&a, 1, DK_MOD_Q)->A == NULL && dk_lora_at(&a, 0, DK_MOD_K)->A == NULL &&
@@ -363,7 +362,6 @@ static void test_lora_multiplier_granularity(void) {
            (unsigned long long)first_id, (unsigned long long)a.load_id);
     dk_lora_free(&a);
     dk_model_close(&m);
-    free(mdir);
     free(adir);
 }
 

@@ -268,12 +268,10 @@ static void test_lora(void) {
     for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++) {
         char *rel = dk_sprintf("adapters/%s", adapters[i][0]);
         char *adir = engine_fixture(rel);
-        char *mdir = golden_model_dir(adapters[i][1]);
         dk_model m;
         dk_lora_adapter a;
+        golden_open_lora(adapters[i][1], adir, &m, &a);
         dk_err err = {0};
-        CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
-        CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
         golden_tokens tok;
         golden_tokens_read_model(adapters[i][1], &tok);
         dk_cuda_forward *f;
@@ -330,7 +328,7 @@ static void test_lora(void) {
         dk_lora_free(&a);
         golden_tokens_free(&tok);
         dk_model_close(&m);
-        free(adir), free(mdir), free(rel);
+        free(adir), free(rel);
     }
 }
 

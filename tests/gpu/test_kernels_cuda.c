@@ -33,10 +33,6 @@
 
 static const char *mode_name(dk_cuda_dtype m) { return m == DK_CUDA_F32 ? "f32" : "bf16"; }
 
-static void expect_guards(const char *what, const dbuf *b) {
-    EXPECT(dbuf_guards_ok(b), "%s: guard band overwritten (out-of-bounds write)", what);
-}
-
 /* A device copy of n host ints (index arrays: token ids, positions, rows); the caller cudaFree()s it. */
 static int32_t *device_ints(const int32_t *h, size_t n) {
     int32_t *d;
@@ -48,7 +44,7 @@ static int32_t *device_ints(const int32_t *h, size_t n) {
 /* A kernel that must match the CPU bit for bit: equal bytes, guards intact, and the line that says so. */
 static void expect_exact(const char *what, const float *got, const float *want, size_t n, const dbuf *d) {
     EXPECT(memcmp(got, want, n * sizeof *got) == 0, "%s: not bit-identical to the CPU", what);
-    expect_guards(what, d);
+    gpu_expect_guards(what, d);
     printf("  %-48s exact\n", what);
 }
 
@@ -62,14 +58,9 @@ static void expect_add_norm(const char *what, const dbuf *d_x, const float *x, d
     snprintf(w2, sizeof w2, "%s: h", what);
     gpu_expect_close(w1, got_x, x, d_x->n, DK_CUDA_F32, x_tol);
     gpu_expect_close(w2, got_h, h, d_h->n, mode, 2e-6);
-    expect_guards(w1, d_x);
-    expect_guards(w2, d_h);
+    gpu_expect_guards(w1, d_x);
+    gpu_expect_guards(w2, d_h);
     free(got_x), free(got_h);
-}
-
-/* Bitwise equality of two downloads of the same buffer after two identical launches. */
-static void expect_same_bits(const char *what, const float *a, const float *b, size_t n) {
-    EXPECT(memcmp(a, b, n * sizeof *a) == 0, "%s: two identical launches gave different bits", what);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -123,7 +114,7 @@ static void test_layernorm(dk_cuda_dtype mode, int64_t rows, int64_t dim) {
     float *got = dbuf_download(&d_out), *want = malloc(n * 4);
     dk_cpu_layernorm(want, x, w, b, rows, dim, eps);
     gpu_expect_close(what, got, want, n, mode, 2e-6);
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     /* row_index: the last row alone */
     const int32_t last = (int32_t)(rows - 1);
     int32_t *d_last = device_ints(&last, 1);
@@ -162,10 +153,10 @@ static void test_rmsnorm(dk_cuda_dtype mode, bool gemma, int64_t rows, int64_t d
     float *got = dbuf_download(&d_out), *want = malloc((size_t)(rows * dim) * 4);
     dk_cpu_rmsnorm(want, x, w, rows, dim, eps, gemma ? DK_RMSNORM_GEMMA : DK_RMSNORM_LLAMA);
     gpu_expect_close(what, got, want, (size_t)(rows * dim), mode, 2e-6);
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     CUDA_CHECK(dk_cuda_rmsnorm(d_out.d, d_x.d, NULL, d_w.d, rows, dim, eps, gemma, mode, 0));
     float *again = dbuf_download(&d_out);
-    expect_same_bits(what, got, again, (size_t)(rows * dim));
+    gpu_expect_same_bits(what, got, again, (size_t)(rows * dim) * sizeof(float));
 
     /* row_index: rows in reverse order */
     int32_t *idx = malloc((size_t)rows * 4);
@@ -238,7 +229,7 @@ static void test_rope(dk_cuda_dtype mode, int64_t T, int64_t nh, int64_t D, bool
     gpu_expect_close(wt, got_cos, cos, (size_t)(T * D), DK_CUDA_F32, 2e-6);
     snprintf(wt, sizeof wt, "%s: sin table", what);
     gpu_expect_close(wt, got_sin, sin, (size_t)(T * D), DK_CUDA_F32, 2e-6);
-    expect_guards(wt, &d_sin);
+    gpu_expect_guards(wt, &d_sin);
 
     /* CPU on a compact copy of the heads, with the CPU's own tables */
     float *compact = malloc((size_t)(T * nh * D) * 4);
@@ -254,7 +245,7 @@ static void test_rope(dk_cuda_dtype mode, int64_t T, int64_t nh, int64_t D, bool
     }
     gpu_expect_close(what, got_compact, compact, (size_t)(T * nh * D), mode, 2e-6);
     EXPECT(extra_changed == 0, "%s: %zu rows had columns outside the heads changed", what, extra_changed);
-    expect_guards(what, &d_x);
+    gpu_expect_guards(what, &d_x);
     dbuf_free(&d_x), dbuf_free(&d_nw), dbuf_free(&d_f), dbuf_free(&d_cos), dbuf_free(&d_sin);
     CUDA_CHECK(cudaFree(d_pos));
     free(x), free(nw), free(inv_freq), free(pos), free(pos64), free(cos), free(sin), free(got_cos), free(got_sin);
@@ -320,7 +311,7 @@ static void test_attention(dk_cuda_dtype mode, const int64_t *lens, int64_t n_se
     } else {
         gpu_expect_close(what, got, want, (size_t)(T * qd), mode, 1e-5);
     }
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     if (mma)
         CUDA_CHECK(dk_cuda_attention_mma(d_out.d, qd, base, ld, base + (size_t)qd * e, ld, base + (size_t)(qd + kvd) * e,
                                          ld, d_tiles, n_tiles, nh, nkv, D, scale, softcap, window, 0));
@@ -328,7 +319,7 @@ static void test_attention(dk_cuda_dtype mode, const int64_t *lens, int64_t n_se
         CUDA_CHECK(dk_cuda_attention(d_out.d, qd, base, ld, base + (size_t)qd * e, ld, base + (size_t)(qd + kvd) * e,
                                      ld, d_tiles, n_tiles, nh, nkv, D, scale, softcap, window, mode, 0));
     float *again = dbuf_download(&d_out);
-    expect_same_bits(what, got, again, (size_t)(T * qd));
+    gpu_expect_same_bits(what, got, again, (size_t)(T * qd) * sizeof(float));
     dbuf_free(&d_qkv), dbuf_free(&d_out);
     CUDA_CHECK(cudaFree(d_tiles));
     free(start), free(qkv), free(tiles), free(got), free(again), free(q), free(k), free(v), free(want), free(seg);
@@ -355,7 +346,7 @@ static void test_gated_act(dk_cuda_dtype mode, dk_cuda_act act, int64_t T, int64
     dk_cpu_gated_act(want, gate, up, (size_t)(T * I), cpu);
     float *got = dbuf_download(&d_out);
     gpu_expect_close(what, got, want, (size_t)(T * I), mode, 2e-6);
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     dbuf_free(&d_gu), dbuf_free(&d_out);
     free(gu), free(gate), free(up), free(want), free(got);
 }
@@ -373,7 +364,7 @@ static void test_plain_act(dk_cuda_dtype mode, int64_t T, int64_t I) {
     float *want = malloc((size_t)(T * I) * 4), *got = dbuf_download(&d_out);
     dk_cpu_plain_act(want, x, (size_t)(T * I), DK_CPU_ACT_GELU_TANH);
     gpu_expect_close(what, got, want, (size_t)(T * I), mode, 2e-6);
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     dbuf_free(&d_x), dbuf_free(&d_out);
     free(x), free(want), free(got);
 }
@@ -390,7 +381,7 @@ static void test_bias_softcap(dk_cuda_dtype mode) {
     float *got = dbuf_download(&d_y);
     gpu_expect_close(mode == DK_CUDA_F32 ? "add_bias (strided) f32" : "add_bias (strided) bf16", got, want,
                      (size_t)(T * ld), mode, 0.0);
-    expect_guards("add_bias", &d_y);
+    gpu_expect_guards("add_bias", &d_y);
     dbuf_free(&d_y), dbuf_free(&d_b);
     free(y), free(b), free(want), free(got);
 
@@ -404,7 +395,7 @@ static void test_bias_softcap(dk_cuda_dtype mode) {
     for (int64_t i = 0; i < N; i++) lw[i] = tanhf(l[i] / cap) * cap;
     float *lg = dbuf_download(&d_l);
     gpu_expect_close("softcap", lg, lw, (size_t)N, DK_CUDA_F32, 2e-6);
-    expect_guards("softcap", &d_l);
+    gpu_expect_guards("softcap", &d_l);
     dbuf_free(&d_l);
     free(l), free(lw), free(lg);
 }
@@ -455,12 +446,12 @@ static void test_linear(dk_cuda_gemm *g, dk_cuda_dtype mode, dk_cuda_dtype out_m
             want[m * ldy + j] = j < N ? prod[m * N + j] + beta * y0[m * ldy + j] : y0[m * ldy + j];
     float *got = dbuf_download(&d_y);
     gpu_expect_close(what, got, want, (size_t)(M * ldy), out_mode, 1e-5);
-    expect_guards(what, &d_y);
+    gpu_expect_guards(what, &d_y);
     CUBLAS_CHECK(dk_cuda_linear(g, d_y.d, ldy, out_mode, d_x.d, K, d_w.d, mode, M, N, K, 1.0f, 0.0f, 0));
     float *once = dbuf_download(&d_y);
     CUBLAS_CHECK(dk_cuda_linear(g, d_y.d, ldy, out_mode, d_x.d, K, d_w.d, mode, M, N, K, 1.0f, 0.0f, 0));
     float *twice = dbuf_download(&d_y);
-    expect_same_bits(what, once, twice, (size_t)(M * ldy));
+    gpu_expect_same_bits(what, once, twice, (size_t)(M * ldy) * sizeof(float));
     dbuf_free(&d_x), dbuf_free(&d_w), dbuf_free(&d_y);
     free(x), free(w), free(y0), free(prod), free(want), free(got), free(once), free(twice);
 }
@@ -494,8 +485,8 @@ static void test_lora(dk_cuda_gemm *g, dk_cuda_dtype mode) {
         printf("  %-48s bf16 err %.3g (tol %.3g)\n", what, c.err, 4 * c.floor + 1e-3);
         EXPECT(c.non_finite == 0 && c.err <= 4 * c.floor + 1e-3, "%s bf16: error %.3g", what, c.err);
     }
-    expect_guards(what, &d_y);
-    expect_guards(what, &d_tmp);
+    gpu_expect_guards(what, &d_y);
+    gpu_expect_guards(what, &d_tmp);
     dbuf_free(&d_x), dbuf_free(&d_A), dbuf_free(&d_B), dbuf_free(&d_y), dbuf_free(&d_tmp);
     free(x), free(A), free(B), free(y), free(yc), free(tmp), free(want), free(got);
 }
