@@ -43,7 +43,7 @@ typedef struct dm_state {
     dm_ordering_type types[3];    /* in the configured order */
     bool binary;                  /* nmf.mode = binary_occurrence */
     dm_nmf_settings nmf;
-    char nmf_dir[160];
+    char nmf_dir[320];
     const char *overview_type;
     int n_datasets;
     dm_dataset *ds;

@@ -52,7 +52,7 @@ typedef struct dm_ordering {
 typedef struct dm_type_result {
     dm_ordering_type type;
     const char *type_id;     /* "top_k_occurring", "fraction_positive_diff", "nmf" */
-    char dir[160];           /* its folder: the seed's _ordering_dir_name */
+    char dir[320];           /* its folder: the seed's _ordering_dir_name */
     dm_ordering *o;
     int n_o;
     /* nmf */
