@@ -87,33 +87,39 @@ typedef struct nmf_ctx {
     double *prod;       /* (rows or cols, rank): VᵀH or V W */
 } nmf_ctx;
 
-/* prod[c] = Σ_r V[r, c] H[r]  for columns lo..hi */
-static void vt_h(void *p, int64_t lo, int64_t hi) {
-    nmf_ctx *x = p;
-    const int R = x->f->rank;
-    for (int64_t c = lo; c < hi; c++) {
+/* One compressed sparse matrix S (rows via ptr) times a dense X (·, R): out[i] = Σ_e val[e] · X[idx[e]]. */
+typedef struct sparse_times {
+    const int64_t *ptr;
+    const int32_t *idx;
+    const float *val;
+    const float *X;
+    double *out;
+    int R;
+} sparse_times;
+
+static void sparse_times_rows(void *p, int64_t lo, int64_t hi) {
+    const sparse_times *s = p;
+    const int R = s->R;
+    for (int64_t i = lo; i < hi; i++) {
         double acc[DK_NMF_MAX_RANK] = {0};
-        for (int64_t e = x->col_ptr[c]; e < x->col_ptr[c + 1]; e++) {
-            const float *h = x->f->H + (int64_t)x->row_of[e] * R;
-            for (int k = 0; k < R; k++) acc[k] += (double)x->val_t[e] * (double)h[k];
+        for (int64_t e = s->ptr[i]; e < s->ptr[i + 1]; e++) {
+            const float *x = s->X + (int64_t)s->idx[e] * R;
+            for (int k = 0; k < R; k++) acc[k] += (double)s->val[e] * (double)x[k];
         }
-        for (int k = 0; k < R; k++) x->prod[c * R + k] = acc[k];
+        for (int k = 0; k < R; k++) s->out[i * R + k] = acc[k];
     }
 }
 
-/* prod[r] = Σ_c V[r, c] W[c]  for rows lo..hi */
-static void v_w(void *p, int64_t lo, int64_t hi) {
-    nmf_ctx *x = p;
-    const int R = x->f->rank;
-    const dk_nmf_csr *V = x->V;
-    for (int64_t r = lo; r < hi; r++) {
-        double acc[DK_NMF_MAX_RANK] = {0};
-        for (int64_t e = V->row_ptr[r]; e < V->row_ptr[r + 1]; e++) {
-            const float *w = x->f->W + (int64_t)V->col[e] * R;
-            for (int k = 0; k < R; k++) acc[k] += (double)V->val[e] * (double)w[k];
-        }
-        for (int k = 0; k < R; k++) x->prod[r * R + k] = acc[k];
-    }
+/* prod = VᵀH (cols, R) */
+static void vt_h(nmf_ctx *x, int threads) {
+    sparse_times s = {x->col_ptr, x->row_of, x->val_t, x->f->H, x->prod, x->f->rank};
+    parallel_for(threads, x->f->cols, sparse_times_rows, &s);
+}
+
+/* prod = V W (rows, R) */
+static void v_w(nmf_ctx *x, int threads) {
+    sparse_times s = {x->V->row_ptr, x->V->col, x->V->val, x->f->W, x->prod, x->f->rank};
+    parallel_for(threads, x->f->rows, sparse_times_rows, &s);
 }
 
 /* gram = Aᵀ A for A (n, R) */
@@ -159,7 +165,7 @@ static double torchnmf_error(nmf_ctx *x, double v_norm, int threads) {
     for (int64_t r = 0; r < f->rows; r++)
         for (int a = 0; a < R; a++)
             for (int b = 0; b < R; b++) pos += (double)f->H[r * R + a] * x->gram[a * R + b] * (double)f->H[r * R + b];
-    parallel_for(threads, f->cols, vt_h, x);
+    vt_h(x, threads);
     double neg = 0;
     for (int64_t i = 0; i < f->cols * R; i++) neg += x->prod[i] * (double)f->W[i];
     const double loss = v_norm + 0.5 * pos - neg;
@@ -199,12 +205,12 @@ void dk_nmf_run(const dk_nmf_csr *V, dk_nmf_fit *f, int max_iter, double tol, in
     for (; it < max_iter; it++) {
         /* W from H */
         gram_of(f->H, f->rows, R, x.gram);
-        parallel_for(threads, f->cols, vt_h, &x);
+        vt_h(&x, threads);
         update_ctx uw = {f->W, x.prod, x.gram, R};
         parallel_for(threads, f->cols, update_rows, &uw);
         /* H from the new W */
         gram_of(f->W, f->cols, R, x.gram);
-        parallel_for(threads, f->rows, v_w, &x);
+        v_w(&x, threads);
         update_ctx uh = {f->H, x.prod, x.gram, R};
         parallel_for(threads, f->rows, update_rows, &uh);
         if (it % 10 == 9) {

@@ -30,27 +30,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/file.h"
 #include "test.h"
 
 static cJSON *load_json(const char *dir, const char *rel) {
     char path[2048];
     snprintf(path, sizeof path, "%s/%s", dir, rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(1);
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    if (fread(text, 1, (size_t)n, f) != (size_t)n) exit(1);
-    text[n] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(text);
+    dk_err err = {0};
+    size_t size = 0;
+    char *text = dk_read_file(path, &size, &err);
+    const bool read = text != NULL;
+    cJSON *j = read ? cJSON_ParseWithLength(text, size) : NULL;
     free(text);
     if (!j) {
-        fprintf(stderr, "%s is not JSON\n", path);
+        fprintf(stderr, "%s%s\n", read ? path : err.msg, read ? " is not JSON" : "");
         exit(1);
     }
     return j;
