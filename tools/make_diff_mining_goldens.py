@@ -8,7 +8,7 @@ loaders it calls) with transformers (fp32, eager), peft, numpy and torch, and fi
 seed uses, torchnmf 0.3.5 (NMF(V.shape, rank).fit(V, beta, max_iter=200) on the same sparse matrix). Nothing
 here calls diffkit.
 
-Deliberate differences from a seed run, which diffkit shares (docs/methods.md, "diff mining"):
+Deliberate differences from a seed run, which diffkit shares (host/methods/dm_data.h, nmf.h):
   - datasets are read in file order (the seed's streaming mode); the seed shuffles chat datasets with
     datasets.shuffle(seed), which diffkit does not reproduce;
   - torch's generator is seeded with `seed` immediately before each NMF is built (the seed leaves it wherever
