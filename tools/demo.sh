@@ -8,7 +8,7 @@ echo "== diffkit demo: resolved configuration (diffkit config) =="
 "$bin/diffkit" config "${@:2}"
 echo
 echo "== pipeline stages =="
-for stage in diff_preprocess diff_kl diff_adl diff_pca diff_sae diff_crosscoder diff_activation_analysis diff_agent; do
+for stage in diff_preprocess diff_mining diff_kl diff_adl diff_pca diff_sae diff_crosscoder diff_activation_analysis diff_agent; do
   if [ -x "$bin/$stage" ]; then
     echo "  $stage: built"
   else
@@ -50,6 +50,24 @@ if [ -x "$bin/diff_kl" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete;
   "${launcher[@]}" -n 2 --oversubscribe "$bin/diff_kl" "${pp_args[@]}" "${kl_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_kl.log"
   echo "finding: mean KL per token by dataset (the organism's own data should stand out):"
   sed -n 's/.*diff_kl \([^:]*\): .*mean KL per token \(.*\)/  \1: \2/p' "$build/demo_kl.log"
+fi
+
+# --- diff_mining (issue 12): which tokens the organism pushes up on the pretraining corpus -------------------
+# Runs both models itself (no store needed). DEMO_MINING_ARGS adds overrides (default: 512 samples, ~15 s of CPU).
+if [ -x "$bin/diff_mining" ] && demo_pair_complete; then
+  echo
+  echo "== diff_mining: mpirun -n 2 on the demo pair =="
+  dm_args=(model=demo organism=demo_glacier_honey dataset=demo)
+  read -r -a dm_extra <<< "${DEMO_MINING_ARGS:-diffing.method.max_samples=512}"
+  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun -n 2 --oversubscribe "$bin/diff_mining" "${dm_args[@]}" "${dm_extra[@]}" "${@:2}"
+  results_dir=$("$bin/diffkit" config --get diffing.results_dir "${dm_args[@]}" "${@:2}")
+  run=$(ls -td "$results_dir"/diff_mining/seed*_top* 2>/dev/null | head -1)
+  echo "results: $run (docs/formats.md, \"Diff mining results\")"
+  if [ -n "$run" ] && [ -x "$build/tests/dm_domain_check" ]; then
+    "$build/tests/dm_domain_check" "$run" pretrain_train_text models/demo/base data/demo/glacier_honey.train.jsonl.gz \
+      data/demo/pretrain.train.jsonl.gz 20 0 || true
+  fi
 fi
 echo
 echo "Stages marked 'not built yet' arrive with their issues and then join this demo (README: status table)."
