@@ -3,12 +3,11 @@
 
 #include <float.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "methods/torch_rng.h"
 
 #define MAX_THREADS 64
@@ -39,39 +38,12 @@ void dk_nmf_csr_free(dk_nmf_csr *V) {
     memset(V, 0, sizeof *V);
 }
 
-/* ---- a parallel for over [0, n): each thread one contiguous range ------------------------------------------ */
+/* Rows are independent in every product and update below, so the split over threads changes no result; a
+ * block is at least PARALLEL_MIN_ROWS rows (shorter work is not worth a thread). */
+enum { PARALLEL_MIN_ROWS = 2048 };
 
-typedef void (*range_fn)(void *ctx, int64_t lo, int64_t hi);
-typedef struct range_job {
-    range_fn fn;
-    void *ctx;
-    int64_t lo, hi;
-} range_job;
-
-static void *range_worker(void *arg) {
-    range_job *j = arg;
-    j->fn(j->ctx, j->lo, j->hi);
-    return NULL;
-}
-
-static void parallel_for(int threads, int64_t n, range_fn fn, void *ctx) {
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads <= 1 || n < 4096) {
-        fn(ctx, 0, n);
-        return;
-    }
-    pthread_t tid[MAX_THREADS];
-    range_job jobs[MAX_THREADS];
-    bool started[MAX_THREADS] = {false};
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = (range_job){fn, ctx, n * t / threads, n * (t + 1) / threads};
-        if (t > 0) started[t] = pthread_create(&tid[t], NULL, range_worker, &jobs[t]) == 0;
-    }
-    fn(ctx, jobs[0].lo, jobs[0].hi);
-    for (int t = 1; t < threads; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else fn(ctx, jobs[t].lo, jobs[t].hi); /* no thread could be made: run its range here */
-    }
+static void parallel_for(int threads, int64_t n, dk_rows_fn fn, void *ctx) {
+    dk_parallel_rows(threads > MAX_THREADS ? MAX_THREADS : threads, n, PARALLEL_MIN_ROWS, fn, ctx);
 }
 
 /* ---- the products ----------------------------------------------------------------------------------------- */
