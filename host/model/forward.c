@@ -294,6 +294,25 @@ static void after_block(const dk_model *m, int64_t l, float *x, const dk_batch *
         if (plan->capture_layers[i] == l) memcpy(plan->captures[i], x, (size_t)(T * H) * sizeof(float));
 }
 
+/* logits (rows, V) = lm_head(final_norm(x)) for x (rows, H); h (rows, H), weight_tile and small as in scratch. */
+static void unembed(const dk_model *m, const float *x, int64_t rows, float *logits, float *h, float *weight_tile,
+                    float *small) {
+    const float *w = dk_weights_f32(m->w.final_norm, small);
+    dk_cpu_rmsnorm(h, x, w, rows, m->cfg.hidden_size, (float)m->cfg.rms_norm_eps, norm_kind(m)); /* (rows, H) */
+    dk_weights_matmul(logits, h, rows, m->w.lm_head, weight_tile, m->weight_tile_floats);       /* (rows, V) */
+}
+
+void dk_model_unembed(const dk_model *m, const float *x, int64_t rows, float *logits) {
+    const int64_t H = m->cfg.hidden_size;
+    float *h = dk_malloc((size_t)(rows * H) * sizeof(float));                 /* (rows, H) */
+    float *weight_tile = dk_malloc((size_t)m->weight_tile_floats * sizeof(float));
+    float *small = dk_malloc((size_t)H * sizeof(float));                      /* (H) the widened norm weight */
+    unembed(m, x, rows, logits, h, weight_tile, small);
+    free(h);
+    free(weight_tile);
+    free(small);
+}
+
 static void head(const dk_model *m, const float *x, const dk_batch *b, const dk_hook_plan *plan, scratch *s) {
     const dk_hf_config *c = &m->cfg;
     const int64_t H = c->hidden_size, V = c->vocab_size;
@@ -305,8 +324,7 @@ static void head(const dk_model *m, const float *x, const dk_batch *b, const dk_
             memcpy(s->out + q * H, x + (b->seq_start[q + 1] - 1) * H, (size_t)H * sizeof(float));
         src = s->out;
     }
-    norm(m, s->h, src, m->w.final_norm, rows, H, s);          /* (rows, H) */
-    dk_weights_matmul(plan->logits_out, s->h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats); /* (rows, V) */
+    unembed(m, src, rows, plan->logits_out, s->h, s->weight_tile, s->small);
     const float cap = (float)c->final_logit_softcapping;
     if (cap > 0.0f)
         for (int64_t i = 0; i < rows * V; i++) plan->logits_out[i] = tanhf(plan->logits_out[i] / cap) * cap;
