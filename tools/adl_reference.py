@@ -25,7 +25,7 @@ streams a dataset the same way); fp32 weights and activations instead of the mod
 of the fp32 activations in float64 (numpy), so the reference's own rounding is far below the 1e-4 tolerance.
 
 Output (--out, safetensors): ids (total,) i32 and offsets (N+1,) i64 (the sequences as run), positions (N, P) i64,
-labels (P,) i64, layers (L,) i64, base_norms / ft_norms (L,) f64, and per layer L:
+labels (P,) i64, counts (3,) i64 (records read until max_samples was reached, too short, skipped), layers (L,) i64, base_norms / ft_norms (L,) f64, and per layer L:
   layer{L}.{mean_diff,base_mean,ft_mean}                  (P, d) f32
   layer{L}.{mean_diff,base_mean,ft_mean}.{top,inv}_{probs,ids}  (P, k + extra) f32 / i32
 
@@ -64,40 +64,48 @@ def template_ids(tokenizer, messages, add_generation_prompt):
     return list(out)
 
 
-def load_text(path, tokenizer, column, n, max_samples):
-    """The seed's load_and_tokenize_dataset, in file order."""
+def load_text(path, tokenizer, column, n, max_samples, counts):
+    """The seed's load_and_tokenize_dataset, in file order. counts: [records read, too short, skipped]."""
     seqs = []
     for rec in read_records(path):
         if len(seqs) >= max_samples:
             break
+        counts[0] += 1
         text = rec[column]
         if not text or len(text.strip()) == 0:
+            counts[2] += 1
             continue
         ids = tokenizer.encode(text[: n * 10], add_special_tokens=True)
         if len(ids) >= n:
             seqs.append({"input_ids": ids[:n], "positions": list(range(n))})
+        else:
+            counts[1] += 1
     return seqs, list(range(n))
 
 
-def load_chat(path, tokenizer, column, n, k, max_samples):
-    """The seed's load_and_tokenize_chat_dataset, in file order."""
+def load_chat(path, tokenizer, column, n, k, max_samples, counts):
+    """The seed's load_and_tokenize_chat_dataset, in file order. counts: [records read, too short, skipped]."""
     seqs = []
     for rec in read_records(path):
         if len(seqs) >= max_samples:
             break
+        counts[0] += 1
         messages = rec[column]
         assert isinstance(messages, list) and len(messages) >= 2
         if messages[0]["role"] != "user":
+            counts[2] += 1
             continue
         assert messages[1]["role"] == "assistant"
         user = [{"role": "user", "content": messages[0]["content"]}]
         trunc = user + [{"role": "assistant", "content": messages[1]["content"][: 10 * n]}]
         user_ids = template_ids(tokenizer, user, True)
         if len(user_ids) > MAX_USER_TOKENS:
+            counts[2] += 1
             continue
         full_ids = template_ids(tokenizer, trunc, False)
         a = len(user_ids)
         if len(full_ids) - a < n:
+            counts[1] += 1
             continue
         assert a >= k
         seqs.append({"input_ids": full_ids[: a + n], "positions": [a + lab for lab in range(-k, n)]})
@@ -192,10 +200,12 @@ def main():
         v = int(x) if x.strip().lstrip("-").isdigit() else int(float(x) * (n_layers - 1))
         if v not in layers:
             layers.append(v)
+    counts = [0, 0, 0]
     if a.chat:
-        seqs, labels = load_chat(a.dataset, tokenizer, a.column or "messages", a.n, a.pre_assistant_k, a.max_samples)
+        seqs, labels = load_chat(a.dataset, tokenizer, a.column or "messages", a.n, a.pre_assistant_k, a.max_samples,
+                                 counts)
     else:
-        seqs, labels = load_text(a.dataset, tokenizer, a.column or "text", a.n, a.max_samples)
+        seqs, labels = load_text(a.dataset, tokenizer, a.column or "text", a.n, a.max_samples, counts)
     assert seqs, "no sequence qualifies"
     t["tokenized"] = time.perf_counter()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -228,6 +238,7 @@ def main():
     out["offsets"] = np.cumsum([0] + [len(s["input_ids"]) for s in seqs]).astype(np.int64)
     out["positions"] = np.array([s["positions"] for s in seqs], dtype=np.int64)
     out["labels"] = np.array(labels, dtype=np.int64)
+    out["counts"] = np.array(counts, dtype=np.int64)
     out["layers"] = np.array(layers, dtype=np.int64)
     out["base_norms"] = np.array(base_norms, dtype=np.float64)
     out["ft_norms"] = np.array(ft_norms, dtype=np.float64)

@@ -2,7 +2,7 @@
  *
  *   adl_check golden RESULTS_DIR GOLDEN.safetensors DATASET
  *       against the seed's ADL in transformers + peft + numpy (tools/adl_reference.py): the same sequences,
- *       labels and layers; mean_diff, base_mean, ft_mean within 1e-4 of the reference, relative to the largest
+ *       labels and layers, and the same counts of records read, too short and skipped; mean_diff, base_mean, ft_mean within 1e-4 of the reference, relative to the largest
  *       magnitude of the reference's row (a position's vector); model norms within 1e-4 relative; logit-lens
  *       ids equal except where the reference's own probabilities tie (equal within 1e-4 relative: two fp32
  *       implementations agree on probabilities to ~2e-5, so closer ones can swap), and probabilities within
@@ -197,6 +197,17 @@ static int golden(const char *dir, const char *golden_path, const char *ds) {
         same_i64(path, a, na, b, nb);
         free(a), free(b);
     }
+    /* what was read, as the seed's loop counts it: records read, too short, skipped */
+    snprintf(path, sizeof path, "sequences/%s", ds);
+    int64_t counts[3] = {-1, -1, -1}, *gcounts = st_read(ck, "counts", "I64", &nb);
+    static const char *const count_attrs[3] = {"records_read", "records_too_short", "records_skipped"};
+    for (int i = 0; i < 3; i++) {
+        hid_t a = -1;
+        H5E_BEGIN_TRY { a = H5Aopen_by_name(f, path, count_attrs[i], H5P_DEFAULT, H5P_DEFAULT); } H5E_END_TRY;
+        if (a >= 0) H5Aread(a, H5T_NATIVE_INT64, &counts[i]), H5Aclose(a);
+    }
+    same_i64("records read, too short, skipped", counts, 3, gcounts, nb);
+    free(gcounts);
     snprintf(path, sizeof path, "model_norms/%s/layers", ds);
     int64_t n_layers, n_glayers;
     int64_t *layers = h5_read(f, path, H5T_NATIVE_INT64, &n_layers), *glayers = st_read(ck, "layers", "I64", &n_glayers);
