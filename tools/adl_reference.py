@@ -25,7 +25,8 @@ streams a dataset the same way); fp32 weights and activations instead of the mod
 of the fp32 activations in float64 (numpy), so the reference's own rounding is far below the 1e-4 tolerance.
 
 Output (--out, safetensors): ids (total,) i32 and offsets (N+1,) i64 (the sequences as run), positions (N, P) i64,
-labels (P,) i64, counts (3,) i64 (records read until max_samples was reached, too short, skipped), layers (L,) i64, base_norms / ft_norms (L,) f64, and per layer L:
+labels (P,) i64, counts (3,) i64 (records read until max_samples was reached, too short, skipped), layers (L,) i64,
+base_norms / ft_norms (L,) f64, and per layer L:
   layer{L}.{mean_diff,base_mean,ft_mean}                  (P, d) f32
   layer{L}.{mean_diff,base_mean,ft_mean}.{top,inv}_{probs,ids}  (P, k + extra) f32 / i32
 

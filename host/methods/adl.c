@@ -9,9 +9,10 @@
  * lens/ (for organism_variant != default the seed's {organism}_{variant} folder: results_dir + "_" + variant),
  * docs/formats.md "ADL results".
  *
- * Not implemented yet (a later issue): auto Patchscope, steering, token relevance, causal effect. Their keys are
- * in the configuration as in the seed; when enabled, the job says once that they are skipped, the results carry
- * the list (root attribute not_implemented) and the overview shows no patch_scope or steering positions. */
+ * Part 2 of the methods (issue #13), not here: auto Patchscope, steering, token relevance, causal effect. Their
+ * keys are in the configuration as in the seed; when enabled, the job says once that they are skipped, the
+ * results carry the list (root attribute not_implemented) and the overview shows no patch_scope or steering
+ * positions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +44,9 @@ static int note_not_implemented(dk_method_job *job, adl_state *st, dk_err *err) 
         if (rc == 0 && enabled) {
             dk_strbuf_printf(&names, "%s%s", names.data ? ", " : "", steps[i]);
             if (job->d.rank == 0)
-                LOG_WARN("diff_adl: %s=true, but the seed's %s step is not implemented in diffkit yet (a later "
-                         "issue): it is skipped and its results are absent (set %s=false to silence this)", key,
-                         steps[i], key);
+                LOG_WARN("diff_adl: %s=true, but the seed's %s step is not implemented in diffkit yet (part 2 "
+                         "of the methods, issue #13): it is skipped and its results are absent (set %s=false to "
+                         "silence this)", key, steps[i], key);
         }
         free(key);
         if (rc != 0) {
@@ -339,7 +340,7 @@ const dk_method_spec dk_method_activation_difference_lens = {
              "first n tokens of each configured dataset, at each configured layer, computed with both models on\n"
              "the fly; the models' mean norms; the logit lens of every mean through the finetuned model's head.\n"
              "Settings: diffing.method.* (configs/diffing/method/activation_difference_lens.yaml). Patchscope,\n"
-             "steering, token relevance and causal effect are not implemented yet (skipped with a warning).\n"
+             "steering, token relevance and causal effect belong to part 2 (issue #13): skipped with a warning.\n"
              "    mpirun -n 2 diff_adl organism=NAME model=NAME [diffing.method.max_samples=1000]\n",
     .needs_models = true,
     .prepare = adl_prepare,

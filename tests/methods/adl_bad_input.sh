@@ -8,25 +8,25 @@ case "$1" in
     : >"$WORK/empty.train.jsonl"
     run_adl 2 "$WORK/o" "$WORK/log" "${PRE[@]}" \
       "diffing.method.datasets=[{id: $WORK/empty.train.jsonl, is_chat: false, text_column: text}]" && fail "exit 0"
-    expect_fail 2 "$WORK/log" 2 "empty.train.jsonl: the dataset is empty"
+    expect_code 2 "$WORK/log" 2 "empty.train.jsonl: the dataset is empty"
     no_results "$WORK/o" ;;
   short)          # no record gives n tokens
     run_adl 2 "$WORK/o" "$WORK/log" "${TINY[@]}" diffing.method.n=5000 \
       "diffing.method.datasets=[{id: $FX/preprocess/data/org.train.jsonl, is_chat: false, text_column: text}]" && fail "exit 0"
-    expect_fail 2 "$WORK/log" 2 "org.train.jsonl: none of its 23 records gives a sequence of diffing.method.n = 5000 tokens"
+    expect_code 2 "$WORK/log" 2 "org.train.jsonl: none of its 23 records gives a sequence of diffing.method.n = 5000 tokens"
     no_results "$WORK/o" ;;
   layer)          # a layer outside the model (the tiny model has layers 0..2)
     run_adl 2 "$WORK/o" "$WORK/log" "${TINY[@]}" "${PRE[@]}" "diffing.method.layers=[0.5, 7]" && fail "exit 0"
-    expect_fail 2 "$WORK/log" 2 "diffing.method.layers\[1\] = 7 .* gives layer 7; the model has layers 0..2"
+    expect_code 2 "$WORK/log" 2 "diffing.method.layers\[1\] = 7 .* gives layer 7; the model has layers 0..2"
     no_results "$WORK/o" ;;
   unwritable)     # the results folder cannot be made: its parent is a file
     mkdir -p "$WORK/o" && : >"$WORK/o/blocker"
     run_adl 2 "$WORK/o" "$WORK/log" "${PRE[@]}" diffing.results_dir="$WORK/o/blocker/results" && fail "exit 0"
-    expect_fail 2 "$WORK/log" 1 "blocker"
+    expect_code 2 "$WORK/log" 1 "blocker"
     no_results "$WORK/o" ;;
   file_size_limit)  # writing results.h5 fails part way (ulimit -f): an error naming the file, nothing complete
     ADL_ULIMIT_F=64 run_adl 2 "$WORK/o" "$WORK/log" "${PRE[@]}" && fail "exit 0"
-    expect_fail 2 "$WORK/log" 1 "results.h5.partial grew past the file-size limit"
+    expect_code 2 "$WORK/log" 1 "results.h5.partial grew past the file-size limit"
     grep -q "HDF5-DIAG\|error stack" "$WORK/log" && { cat "$WORK/log" >&2; fail "an HDF5 error stack was printed"; }
     no_results "$WORK/o" ;;
   other_settings)  # an existing complete result with other settings: refused unless overwrite=true
@@ -35,7 +35,7 @@ case "$1" in
     run_adl 1 "$WORK/o" "$WORK/log2" "${PRE[@]}" || { cat "$WORK/log2"; fail "the same run again failed"; }
     grep -q "is complete with the same inputs" "$WORK/log2" || { cat "$WORK/log2"; fail "an identical rerun was not reused"; }
     run_adl 2 "$WORK/o" "$WORK/log" "${PRE[@]}" diffing.method.n=20 && fail "exit 0"
-    expect_fail 2 "$WORK/log" 2 "overwrite=true"
+    expect_code 2 "$WORK/log" 2 "overwrite=true"
     [ "$before" = "$(md5sum <"$WORK/o/$RESULTS_SUB/results.h5")" ] || fail "the refused results were modified"
     run_adl 2 "$WORK/o" "$WORK/log3" "${PRE[@]}" diffing.method.n=20 diffing.method.overwrite=true \
       || { cat "$WORK/log3"; fail "overwrite=true failed"; } ;;

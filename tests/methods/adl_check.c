@@ -2,11 +2,12 @@
  *
  *   adl_check golden RESULTS_DIR GOLDEN.safetensors DATASET
  *       against the seed's ADL in transformers + peft + numpy (tools/adl_reference.py): the same sequences,
- *       labels and layers, and the same counts of records read, too short and skipped; mean_diff, base_mean, ft_mean within 1e-4 of the reference, relative to the largest
- *       magnitude of the reference's row (a position's vector); model norms within 1e-4 relative; logit-lens
- *       ids equal except where the reference's own probabilities tie (equal within 1e-4 relative: two fp32
- *       implementations agree on probabilities to ~2e-5, so closer ones can swap), and probabilities within
- *       1e-4 relative; the summary's tokens equal tokenizer.decode([id]) of the reference (HF tokenizers).
+ *       labels and layers, and the same counts of records read, too short and skipped; mean_diff, base_mean,
+ *       ft_mean within 1e-4 of the reference, relative to the largest magnitude of the reference's row (a
+ *       position's vector); model norms within 1e-4 relative; logit-lens ids equal except where the
+ *       reference's own probabilities tie (equal within 1e-4 relative: two fp32 implementations agree on
+ *       probabilities to ~2e-5, so closer ones can swap), and probabilities within 1e-4 relative; the
+ *       summary's tokens equal tokenizer.decode([id]) of the reference (HF tokenizers).
  *   adl_check same A.h5 B.h5
  *       every dataset of A (the results, the summary, the sequences; not the root attributes, which record the
  *       rank count and time) exists in B with equal bytes, and B has no other: rank-count invariance.

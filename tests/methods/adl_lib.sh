@@ -1,10 +1,9 @@
 # adl_lib.sh — shared helpers of the diff_adl test scripts (sourced). Needs DK_BIN (build/bin), ADL_CHECK, MPIEXEC,
 # DIFFKIT_SOURCE_DIR and DIFFKIT_FIXTURES from ctest. Runs use the repository's configs (DIFFKIT_CONFIG_DIR) with
 # overrides: the demo pair as configured, or the tiny random Llama with its LoRA adapter (TINY below).
-set -u
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 DIFFKIT_ROOT="$DIFFKIT_SOURCE_DIR"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/dk_adl_test.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+# tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail, expect_fail and h5py_python.
+source "$(dirname "${BASH_SOURCE[0]}")/../preprocess/pp_lib.sh"
+export DIFFKIT_ROOT="$DIFFKIT_SOURCE_DIR"
 FX="$DIFFKIT_FIXTURES"
 GOLDEN="$FX/methods/adl"
 RESULTS_SUB=diffing_results/demo/demo_glacier_honey/activation_difference_lens
@@ -14,8 +13,6 @@ TINY=(model.model_id="$FX/engine/models/llama_text" model.chat_template=gemma2
 # every run: CPU, no warnings about the seed steps diffkit does not implement yet
 COMMON=(device=cpu diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false
         diffing.method.token_relevance.enabled=false)
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # run_adl NRANKS OUT LOG [key=value ...]: diff_adl with results under OUT; each rank prints "rank-exit CODE". Returns
 # the largest rank exit code (see tests/preprocess/pp_lib.sh for the mpiexec options).
@@ -35,14 +32,12 @@ run_adl() {
   return "${worst:-99}"
 }
 
-# expect_fail NRANKS LOG CODE REGEX: every rank exited with CODE, the message matches and is printed once.
-expect_fail() {
-  local n=$1 log=$2 code=$3 re=$4
-  local bad; bad=$(grep -c "^rank-exit $code\$" "$log" || true)
-  [ "$bad" = "$n" ] || { cat "$log" >&2; fail "expected $n ranks to exit $code, got $bad"; }
-  grep -Eq "$re" "$log" || { cat "$log" >&2; fail "no message matching /$re/"; }
-  local times; times=$(grep -Ec "error: .*($re)" "$log" || true)
-  [ "$times" -le 1 ] || { cat "$log" >&2; fail "the message is printed $times times"; }
+# expect_code NRANKS LOG CODE REGEX: pp_lib's expect_fail (every rank failed, the message matches, printed once),
+# and every rank exited with CODE.
+expect_code() {
+  expect_fail "$1" "$2" "$4"
+  local bad; bad=$(grep -c "^rank-exit $3\$" "$2" || true)
+  [ "$bad" = "$1" ] || { cat "$2" >&2; fail "expected $1 ranks to exit $3, got $bad"; }
 }
 
 # no_results DIR: nothing under DIR looks complete
