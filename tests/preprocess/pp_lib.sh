@@ -8,16 +8,6 @@ trap 'rm -rf "$WORK"' EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# h5py_python: prints a python3 that has h5py and numpy, or skips the test (exit 77) when there is none
-h5py_python() {
-  local p
-  for p in /usr/bin/python3 python3; do
-    if command -v "$p" >/dev/null && "$p" -c "import h5py, numpy" 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  echo "SKIP: no python3 with h5py (apt-get install python3-h5py python3-numpy)" >&2
-  exit 77
-}
-
 # run_pp NRANKS OUTDIR LOG [key=value ...]: runs diff_preprocess; each rank prints "rank-exit CODE".
 # orte_abort_on_non_zero_status=0: mpiexec waits for every rank instead of killing the others when the first
 # exits non-zero (so each rank's own exit code is seen), but then returns 0 itself: the status returned
@@ -66,4 +56,14 @@ compare_trees() {
   done
   [ "$n" -gt 0 ] || fail "no stores under $a"
   echo "compared $n stores: equal"
+}
+
+# h5py_python: prints a python3 that has h5py and numpy, or skips the test (exit 77) when there is none
+h5py_python() {
+  local p
+  for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null && "$p" -c "import h5py, numpy" 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "SKIP: no python3 with h5py (apt-get install python3-h5py python3-numpy)" >&2
+  exit 77
 }
