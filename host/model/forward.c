@@ -357,6 +357,25 @@ static void lm_head(const dk_model *m, const dk_lora_adapter *adapter, float *lo
     free(saved);
 }
 
+void dk_model_norm_unembed(const dk_model *m, const dk_lora_adapter *adapter, const float *x, int64_t rows,
+                           float *normed, float *logits, float *weight_tile, float *small, float *small2) {
+    scratch s = {.weight_tile = weight_tile, .small = small, .small2 = small2};
+    norm(m, normed, x, m->w.final_norm, m->w.final_norm_bias, rows, m->cfg.hidden_size, &s); /* (rows, H) */
+    lm_head(m, adapter, logits, normed, rows, &s);                                         /* (rows, V) */
+}
+
+void dk_model_unembed(const dk_model *m, const dk_lora_adapter *adapter, const float *x, int64_t rows, float *logits) {
+    const int64_t H = m->cfg.hidden_size;
+    float *normed = dk_malloc((size_t)(rows * H) * sizeof(float));           /* (rows, H) */
+    float *weight_tile = dk_malloc((size_t)m->weight_tile_floats * sizeof(float));
+    float *small = dk_malloc((size_t)H * sizeof(float)), *small2 = dk_malloc((size_t)H * sizeof(float));
+    dk_model_norm_unembed(m, adapter, x, rows, normed, logits, weight_tile, small, small2);
+    free(normed);
+    free(weight_tile);
+    free(small);
+    free(small2);
+}
+
 static void head(const dk_model *m, const dk_lora_adapter *adapter, const float *x, const dk_batch *b,
                  const dk_hook_plan *plan, scratch *s) {
     const dk_hf_config *c = &m->cfg;
@@ -369,8 +388,7 @@ static void head(const dk_model *m, const dk_lora_adapter *adapter, const float 
             memcpy(s->out + q * H, x + (b->seq_start[q + 1] - 1) * H, (size_t)H * sizeof(float));
         src = s->out;
     }
-    norm(m, s->h, src, m->w.final_norm, m->w.final_norm_bias, rows, H, s); /* (rows, H) */
-    lm_head(m, adapter, plan->logits_out, s->h, rows, s);                   /* (rows, V) */
+    dk_model_norm_unembed(m, adapter, src, rows, s->h, plan->logits_out, s->weight_tile, s->small, s->small2);
     const float cap = (float)c->final_logit_softcapping;
     if (cap > 0.0f)
         for (int64_t i = 0; i < rows * V; i++) plan->logits_out[i] = tanhf(plan->logits_out[i] / cap) * cap;
