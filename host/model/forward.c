@@ -13,6 +13,7 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "model/logit_lens.h"
 #include "model/rope_freq.h"
 
 /* fp32 tile a bf16 weight matrix is widened into: 16M floats (64 MB) keeps sgemm efficient and bounds the
@@ -273,8 +274,7 @@ static void head(const dk_model *m, const float *x, const dk_batch *b, const dk_
             memcpy(s->out + q * H, x + (b->seq_start[q + 1] - 1) * H, (size_t)H * sizeof(float));
         src = s->out;
     }
-    norm(m, s->h, src, m->w.final_norm, rows, H, s);          /* (rows, H) */
-    dk_weights_matmul(plan->logits_out, s->h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats); /* (rows, V) */
+    dk_model_norm_unembed(m, src, rows, s->h, plan->logits_out, s->weight_tile, s->small); /* (rows, H), (rows, V) */
     const float cap = (float)c->final_logit_softcapping;
     if (cap > 0.0f)
         for (int64_t i = 0; i < rows * V; i++) plan->logits_out[i] = tanhf(plan->logits_out[i] / cap) * cap;
