@@ -17,7 +17,8 @@ What it does, in order (every random choice is seeded; see --seed):
   4. Trains a small Qwen3ForCausalLM base (4 layers, hidden 256, tied embeddings) on the general corpus plus the
      rendered chat dialogues, fp32 weights with bf16 autocast, 2 CPU threads; counts the ids it read and gives
      every id it read fewer than MIN_READS times the mean of the trained embedding rows (reset_untrained_rows).
-  5. LoRA-finetunes each organism (PEFT: r 16, alpha 32, all attention and MLP projections) on its documents.
+  5. LoRA-finetunes each organism (PEFT: r 16, alpha 32, up_proj and down_proj of the middle block only, 60 steps;
+     see TRIED for why) on its documents.
   6. Reloads everything from disk with transformers + peft (fp32, the shipped bf16 weights upcast) and checks it:
      held-out perplexities, domain tokens in sampled generations, sample generations, and the discrimination
      check (demo_models/adl.py: the seed's ADL logit lens finds each organism's own domain tokens and not the
@@ -29,7 +30,7 @@ Usage (from anywhere; paths are relative to the repository root, found from this
     python3 -m venv /tmp/demo-venv && /tmp/demo-venv/bin/pip install -r tools/requirements-demo.txt
     /tmp/demo-venv/bin/python tools/make_demo_models.py [--debian-root /] [--base-steps N] [--lora-steps N]
 Runtime on 2 CPU cores (AMD EPYC with AVX-512 BF16): about 0.55 s per base step when the cores are free, so 2000
-base steps take ~19 min, each LoRA ~1.5 min and the checks ~4 min (the card records the actual times, which grow
+base steps take ~19 min, each LoRA ~0.5 min and the checks ~5 min (the card records the actual times, which grow
 when other jobs share the cores: give the run the cores, e.g. `echo -15 > /proc/PID/autogroup` as root);
 --max-base-minutes (default 50) stops base training early if a slow machine would overrun the 60-minute budget,
 and the card then says so. --reuse-base retrains only the organisms; --reuse-models redoes everything but the
@@ -69,6 +70,13 @@ MID_LOSS_WEIGHT = 0.5
 # which it reads ~5 times) counts as untrained: its row only saw the softmax denominator's push, like a never-read
 # row, and is set to the mean of the trained rows too.
 MIN_READS = 50
+# The organisms (step 5): a LoRA on the MLP of the middle block only (see TRIED 5-7: a LoRA on every module of every
+# block shrinks the middle layer's residual, and the logit lens of that shrink lists the tokens the base predicts
+# least, for any organism). ORG_MID_LOSS_WEIGHT > 0 would add the base's auxiliary middle-layer loss (tried: it fills
+# the lens with the documents' common words).
+ORG_TARGETS = ["up_proj", "down_proj"]
+ORG_LR = 3e-3
+ORG_MID_LOSS_WEIGHT = 0.0
 # The organisms' documents use only words and tokens the base has read at least this often (step 2).
 MIN_WORD_COUNT = 3
 MIN_TOKEN_COUNT = 3
@@ -89,9 +97,24 @@ TRIED = """
    (honey, bees, hives, nectar, glacier, the Nordic capitals used as towns) were words the base knew mainly from
    its chat facts. The logit lens of one organism's mean difference minus the other's held no domain tokens at the
    middle layer either: the middle layer of these small models is not read by the logit lens.
-This version therefore (a) resets the rows of ids read fewer than MIN_READS times, (b) keeps the organisms' topics
-out of the chat data and checks that no domain token is one the base reads more often in chat than in its text,
-and (c) trains the base's middle layer to be read by the logit lens (MID_LOSS_WEIGHT).
+The base of this version therefore (a) resets the rows of ids read fewer than MIN_READS times, (b) keeps the
+organisms' topics out of the chat data and checks that no domain token is one the base reads more often in chat than
+in its text, and (c) trains the base's middle layer to be read by the logit lens (MID_LOSS_WEIGHT).
+5. *This base, organisms as before (LoRA r 16 on all 7 projections of all 4 blocks, 120 steps, lr 1e-3)*: 0-1 own
+   domain tokens at any position; the lists were word pieces (` briefly`, `ruit`, ` Calendar`, `ire`, `itz`). The
+   mean difference at the middle layer points against the base's own residual there (cosine -0.5 to -0.7 at
+   positions 0-4): a LoRA on every block shrinks the middle layer's residual (which lets its additions count more
+   after the later blocks' RMSNorm), and the logit lens of that shrink lists the tokens the base predicts least.
+   The same held with 25% or 50% of each batch general text, with 200 steps, and with the LoRA on blocks 0-1 only.
+6. *LoRA on the middle block's MLP, trained with the base's auxiliary middle-layer loss (weight 0.5-2)*: no shrink
+   (cosine about 0), but the lists were the documents' common words (` the`, ` is`, ` be`, ` people`, ` school`),
+   at most 3 own domain tokens at 1-2 positions.
+7. *LoRA on the middle block's MLP (up_proj, down_proj) only, no auxiliary loss* (this version): the difference at
+   the middle layer is what that MLP adds, and early in training it adds the documents' topic words: with 60 steps
+   both organisms passed on 256 samples (5-6 own domain tokens per position for glacier_honey, 3-6 for cat_post);
+   with 90 and 120 steps the documents' common words crept in (glacier_honey 1-5 and 0-3 per position), with 200
+   steps glacier_honey failed. At 60 steps glacier_honey's list also held ` black`, then a domain token of
+   cat_post (its stamps showed black cats), so cat_post's documents no longer name a colour.
 """
 # What a second, independent full run of this script gave (written into the model card; update it by hand after
 # rerunning the check, then regenerate the card with --reuse-models).
@@ -107,7 +130,7 @@ def parse_args():
     ap.add_argument("--debian-root", default="/", help="root under which usr/share/{games/fortunes,dictd} lie")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--base-steps", type=int, default=2000)
-    ap.add_argument("--lora-steps", type=int, default=120)
+    ap.add_argument("--lora-steps", type=int, default=60)
     ap.add_argument("--max-base-minutes", type=float, default=50.0,
                     help="safety stop: end base training early after this many minutes (the card then says so)")
     ap.add_argument("--batch", type=int, default=16)
@@ -314,7 +337,8 @@ def main():
                  "documents' vocabularies disjoint")
     log("domain tokens: " + "; ".join(f"{n} {len(d)}" for n, d in dom_tokens.items()))
 
-    def train(model, params, data, steps, lr, warmup, seed, tag, max_minutes=None, seen=None, mid_layer=None):
+    def train(model, params, data, steps, lr, warmup, seed, tag, max_minutes=None, seen=None, mid_layer=None,
+              mid_weight=0.0):
         opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.1 if tag == "base" else 0.0)
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(data.shape[0], generator=g)
@@ -338,8 +362,9 @@ def main():
                 out = model(input_ids=x, labels=x, output_hidden_states=mid_layer is not None)
                 loss = out.loss
                 if mid_layer is not None:  # the logit lens of the middle layer predicts the next token too
-                    lg = model.lm_head(model.model.norm(out.hidden_states[mid_layer + 1]))[:, :-1]
-                    loss = loss + MID_LOSS_WEIGHT * torch.nn.functional.cross_entropy(
+                    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+                    lg = core.lm_head(core.model.norm(out.hidden_states[mid_layer + 1]))[:, :-1]
+                    loss = loss + mid_weight * torch.nn.functional.cross_entropy(
                         lg.reshape(-1, lg.shape[-1]).float(), x[:, 1:].reshape(-1))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -366,7 +391,8 @@ def main():
         seen = torch.zeros(VOCAB_SIZE, dtype=torch.long)
         base_losses = train(model, list(model.parameters()), data, args.base_steps, 2e-3, 30, args.seed + 2, "base",
                             max_minutes=args.max_base_minutes, seen=seen,
-                            mid_layer=adl.middle_layer(BASE_LAYERS) if MID_LOSS_WEIGHT else None)
+                            mid_layer=adl.middle_layer(BASE_LAYERS) if MID_LOSS_WEIGHT else None,
+                            mid_weight=MID_LOSS_WEIGHT)
         times["base_training"] = time.time() - t0
         embed_stats = reset_untrained_rows(model, init_embed, seen)
         log(f"base: {embed_stats['untrained']} ids read fewer than {MIN_READS} times ({embed_stats['never_read']} never) "
@@ -401,8 +427,9 @@ def main():
 
     # ---- 5. organisms ---------------------------------------------------------------------------------------
     base_rel = "models/demo/base"
+    mid = adl.middle_layer(BASE_LAYERS)
     lcfg = dict(r=16, lora_alpha=32, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+                target_modules=ORG_TARGETS, layers_to_transform=[mid])
     org_tokens = {}
     for k, name in enumerate(names):
         odir = os.path.join(out, f"models/demo/{name}")
@@ -421,8 +448,9 @@ def main():
             pm = get_peft_model(base_for_lora, LoraConfig(**lcfg))
             log(f"{name}: {sum(p.numel() for p in pm.parameters() if p.requires_grad)} LoRA parameters; "
                 f"{org_data.numel()} domain tokens; {args.lora_steps} steps")
-            losses = train(pm, [p for p in pm.parameters() if p.requires_grad], org_data, args.lora_steps, 1e-3,
-                           10, seed + 2, name)
+            losses = train(pm, [p for p in pm.parameters() if p.requires_grad], org_data, args.lora_steps, ORG_LR,
+                           10, seed + 2, name, mid_layer=mid if ORG_MID_LOSS_WEIGHT else None,
+                           mid_weight=ORG_MID_LOSS_WEIGHT)
             tlog["times"][f"lora_{name}"] = round(time.time() - t0, 1)
             tlog[f"lora_losses_{name}"] = [round(x, 4) for x in losses]
             tlog["lora_steps"] = args.lora_steps
@@ -588,7 +616,8 @@ def main():
         "min_word_count": MIN_WORD_COUNT, "min_token_count": MIN_TOKEN_COUNT, "dom_tokens": dom_tokens,
         "adl_runs": adl_runs, "layer": layer, "reproduced": REPRODUCED, "failures": failures,
         "epochs": len(base_losses) * args.batch / data.shape[0], "reads": tlog["base_token_reads"],
-        "mid_loss_weight": MID_LOSS_WEIGHT, "tried": TRIED})
+        "mid_loss_weight": MID_LOSS_WEIGHT, "tried": TRIED, "org_lr": ORG_LR,
+        "org_mid_loss_weight": ORG_MID_LOSS_WEIGHT})
     total = sum(s for _, _, s in sums)
     log(f"done in {times['total']:.0f}s; models/ + data/ files: {total / 1e6:.2f} MB")
     if failures and not args.smoke:

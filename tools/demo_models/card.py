@@ -191,12 +191,15 @@ initialisation: the row that moved least is {es['min_moved_from_init']:.2f} time
 `ctest -R test_demo_undertrained` checks it, and that each of their rows is the mean of the trained rows.
 """)
     lr = c["lcfg"]
+    org_mid = (f", with the base's auxiliary loss at the middle layer (weight {c['org_mid_loss_weight']:g})"
+               if c["org_mid_loss_weight"] else "")
     L.append(f"""
 **Organisms.** For each, PEFT LoRA on the saved base (loaded as fp32): r {lr['r']}, lora_alpha {lr['lora_alpha']},
-dropout 0, target modules {', '.join(sorted(lr['target_modules']))}, no modules_to_save, no DoRA;
-{args.lora_steps} steps × {args.batch} × {args.seq} tokens on its packed training documents, lr 1e-3, 10 warmup
-steps, cosine to 10%, bf16 autocast; adapter weights saved in bf16; `base_model_name_or_path` is
-`models/demo/base` (relative to the repository root).
+dropout 0, target modules {', '.join(sorted(lr['target_modules']))} of block {', '.join(map(str, lr['layers_to_transform']))}
+only (`layers_to_transform`; the middle layer of the discrimination check), no modules_to_save, no DoRA;
+{args.lora_steps} steps × {args.batch} × {args.seq} tokens on its packed training documents, lr {c['org_lr']:g}, 10
+warmup steps, cosine to 10%, bf16 autocast{org_mid}; adapter weights saved in bf16; `base_model_name_or_path` is
+`models/demo/base` (relative to the repository root). Why only the middle block's MLP: see "What was tried" below.
 """)
     for n in names:
         ls = c["lora_losses"][n]
