@@ -16,6 +16,10 @@ tests/fixtures/undertrained/demo_v1/:
                                   packed them then); and this script's own numpy implementation of the indicator
                                   (reference ids, distances, spread, median, threshold, flagged ids), written from
                                   the formulas in undertrained.h, for the C test to match.
+                                  (276 ids. Issue 11 counted 282: the ids absent from the raw pretrain texts and chat
+                                  message contents; the 6 more, <|endoftext|>, <|im_start|>, <|im_end|>, <think>,
+                                  </think> and "assistant", enter the stream through document ends and the chat
+                                  template, so the base did train them.)
 Run from the repository root (needs git history with commit 88ec501 and the venv of tools/requirements-demo.txt):
     /work/venv/bin/python tools/make_undertrained_fixture.py
 """
