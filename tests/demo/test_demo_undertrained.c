@@ -1,12 +1,13 @@
 /* test_demo_undertrained.c — every embedding row of the demo base is trained or neutral (issue 11).
  *
- * tools/make_demo_models.py counts the ids the base reads in training and sets the row of each id it never read
- * to the mean of the trained rows (golden/index.json lists those ids: untrained_ids). Checked here on the shipped
- * bf16 weights:
- *   - each never-read row equals the mean of the other rows (within bf16 rounding), so none is left at its
- *     random initialisation or where training pushed it;
- *   - our under-trained token indicator (host/model/undertrained.h) flags exactly the never-read ids: the
- *     reference ids (bytes no UTF-8 text holds) are among them, and any never-read row left unchanged, or a
+ * tools/make_demo_models.py counts the ids the base reads in training and sets the row of each id it read fewer than
+ * 50 times (never, for most) to the mean of the trained rows (golden/index.json lists those ids: untrained_ids). A
+ * row whose id is read gets gradient, so these are the only rows that could be left at their random
+ * initialisation (the script also checks every row moved from it). Checked here on the shipped bf16 weights:
+ *   - each untrained row equals the mean of the trained rows (within bf16 rounding), so none is left at its
+ *     random initialisation or where the softmax denominator pushed it;
+ *   - our under-trained token indicator (host/model/undertrained.h) flags exactly the untrained ids: the
+ *     reference ids (bytes no UTF-8 text holds) are among them, and any untrained row left unchanged, or a
  *     trained row at the mean, would break the equality. */
 #include "test.h"
 
@@ -41,9 +42,9 @@ int main(void) {
     const cJSON *id;
     cJSON_ArrayForEach(id, never) is_never[id->valueint] = true;
     const int n_never = cJSON_GetArraySize(never);
-    EXPECT(n_never > 0 && n_never < V / 10, "%d never-read ids", n_never);
+    EXPECT(n_never > 0 && n_never < V / 10, "%d untrained ids", n_never);
 
-    /* never-read rows == mean of the trained rows */
+    /* untrained rows == mean of the trained rows */
     float *E = malloc((size_t)(V * H) * sizeof *E); /* (V, H) the tied embedding, widened */
     dk_weights_rows_f32(m.w.embed, 0, V, E);
     EXPECT(m.w.lm_head == m.w.embed || m.w.lm_head->data == m.w.embed->data, "the demo base ties its embeddings");
@@ -55,7 +56,7 @@ int main(void) {
     for (int64_t i = 0; i < V; i++)
         for (int64_t k = 0; k < H && is_never[i]; k++)
             off += fabs(E[i * H + k] - mean[k]) > ldexp(fabs(mean[k]), -8) + 1e-7;
-    EXPECT(off == 0, "%d entries of never-read rows differ from the mean of the trained rows by more than bf16 "
+    EXPECT(off == 0, "%d entries of untrained rows differ from the mean of the trained rows by more than bf16 "
            "rounding", off);
 
     /* the indicator flags exactly them */
@@ -67,12 +68,12 @@ int main(void) {
             extra += !is_never[i] && u.flagged[i];
         }
         EXPECT(u.status == DK_UNDERTRAINED_FLAGGED && missing == 0 && extra == 0,
-               "status %s: %d never-read ids not flagged, %d trained ids flagged", dk_undertrained_status_name(u.status),
+               "status %s: %d untrained ids not flagged, %d trained ids flagged", dk_undertrained_status_name(u.status),
                missing, extra);
         for (int64_t j = 0; j < u.n_reference; j++)
-            EXPECT(is_never[u.reference_ids[j]], "reference id %d (no UTF-8 text holds it) was read in training?",
+            EXPECT(is_never[u.reference_ids[j]], "reference id %d (no UTF-8 text holds it) is not listed as untrained",
                    u.reference_ids[j]);
-        printf("demo base: %d never-read ids, %lld flagged (%lld reference ids, spread %.3g, median distance %.4f)\n",
+        printf("demo base: %d untrained ids, %lld flagged (%lld reference ids, spread %.3g, median distance %.4f)\n",
                n_never, (long long)u.n_flagged, (long long)u.n_reference, u.spread, u.median_distance);
         dk_undertrained_free(&u);
     }
