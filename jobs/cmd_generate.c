@@ -75,21 +75,6 @@ static void add_generation_config_stops(const char *model_dir, int64_t *stops, i
     free(text);
 }
 
-static int parse_ids(const char *spec, int64_t **out, int64_t *n) {
-    size_t cap = 16;
-    *out = dk_malloc(cap * sizeof **out);
-    *n = 0;
-    for (const char *p = spec; *p;) {
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || (*end != ',' && *end != '\0') || v < 0) return -1;
-        if ((size_t)*n == cap) *out = dk_realloc(*out, (cap *= 2) * sizeof **out);
-        (*out)[(*n)++] = v;
-        p = *end ? end + 1 : end;
-    }
-    return *n > 0 ? 0 : -1;
-}
-
 /* The chat family: --chat-family, else recognised from the template, which recent transformers versions save as
  * chat_template.jinja next to tokenizer_config.json (older files hold it in tokenizer_config.json). */
 static int chat_family(const dk_tokenizer *tok, const char *model_dir, const char *family_name, dk_chat_family *family,
@@ -225,10 +210,7 @@ int cmd_generate(int argc, char **argv) {
     }
     int64_t *ids = NULL, n_ids = 0;
     if (prompt_ids) {
-        if (parse_ids(prompt_ids, &ids, &n_ids) != 0) {
-            fprintf(stderr, "diffkit generate: --prompt-ids '%s': expected comma-separated token ids\n", prompt_ids);
-            return DK_EXIT_USAGE;
-        }
+        ids = cli_id_list("generate", "--prompt-ids", prompt_ids, &n_ids);
     } else if (encode_prompt(tok, prompt, chat, model_dir, family_name, enable_thinking, &ids, &n_ids, &err) != 0) {
         dk_die(&err);
     }

@@ -16,6 +16,13 @@ for stage in diff_preprocess diff_mining diff_kl diff_adl diff_pca diff_sae diff
   fi
 done
 
+# --- under-trained tokens (issue 11): which ids the demo base never trained; the methods mark them -----------------
+if [ -f models/demo/base/config.json ]; then
+  echo
+  echo "== diffkit undertrained: tokens the demo base has never trained (marked in token lists) =="
+  "$bin/diffkit" undertrained --model models/demo/base --output /dev/null
+fi
+
 # --- diff_preprocess (issue 6): cache the demo pair's activations with two ranks ---------------------------
 # Runs when the demo model pair is complete (models/demo/, made by tools/make_demo_models.py). The general
 # corpora are the local demo files under data/demo/ (configs/dataset/demo.yaml; nothing is downloaded). DEMO_PREPROCESS_ARGS adds

@@ -79,10 +79,19 @@ int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts,
 
 /* Offset of the first byte of s[0..n) that is not valid UTF-8, or n when all of it is valid. */
 size_t dk_utf8_first_invalid(const char *s, size_t n);
+/* Whether the bytes s[0..n) occur in some valid UTF-8 text: valid UTF-8 apart from a character cut short at
+ * either end. False for bytes no UTF-8 text holds (0xC0, 0xC1, 0xF5-0xFF, overlong or surrogate sequences). */
+bool dk_utf8_can_occur(const char *s, size_t n);
 
 /* Decoding, as HF decode(ids, skip_special_tokens). Returns a malloc'ed NUL-terminated UTF-8 string (length
  * in *len if not NULL), or NULL with err set when an id is out of range. */
 char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special_tokens,
                           size_t *len, dk_err *err);
+/* The bytes one token stands for: decoding without replacing invalid UTF-8, so that a lone byte token of a
+ * byte-level or byte-fallback vocabulary gives its byte. Malloc'ed (NUL-terminated, length in *len), or NULL with
+ * err set when the id is out of range. */
+char *dk_tokenizer_token_bytes(const dk_tokenizer *tok, int32_t id, size_t *len, dk_err *err);
+/* Whether id is an added token (special or not: <|im_end|>, <think>, ...). */
+bool dk_tokenizer_is_added(const dk_tokenizer *tok, int32_t id);
 
 #endif
