@@ -6,5 +6,6 @@
 #include "methods/method_job.h"
 
 extern const dk_method_spec dk_method_kl;   /* kl.c */
+extern const dk_method_spec dk_method_activation_analysis;   /* activation_analysis.c */
 
 #endif
