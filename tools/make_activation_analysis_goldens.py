@@ -22,8 +22,9 @@ Writes into --out:
                   sums of bf16 differences (Python fractions) for tests/methods/test_aa_units.c
 
 Formulas (the seed's, computed in float64 from the same bf16 values diffkit reads; the seed itself runs them in
-bf16 arithmetic, see docs/methods.md): per token norm_diff = ||ft - base||, cos = cosine_similarity(base, ft)
-(each norm clamped to 1e-8), cos_dist = 1 - cos, norm_base, norm_finetuned, all rounded to float32; the first n
+bf16 arithmetic, see host/methods/activation_analysis.c): per token norm_diff = ||ft - base||,
+cos = cosine_similarity(base, ft) (each norm clamped to 1e-8), cos_dist = 1 - cos, norm_base, norm_finetuned,
+all rounded to float32; the first n
 positions of norm_diff, cos_dist, norm_base, norm_finetuned zeroed; scores max / mean over positions n..;
 statistics: mean, std (n - 1), median (torch: the lower middle), min, max, numpy.percentile.
 """

@@ -349,7 +349,7 @@ static int run_layer(dk_method_job *job, const aa_state *st, const aa_dataset *d
     /* the processed sequences and, per rank, a contiguous range of them balanced by tokens */
     bool *keep = dk_malloc((size_t)(p->n_seqs ? p->n_seqs : 1) * sizeof *keep);
     out->n_seqs = select_sequences(p, st, keep, &out->n_tokens, &out->n_left_out);
-    int64_t *seqs = dk_malloc((size_t)out->n_seqs * sizeof *seqs), *tok0 = dk_malloc((size_t)(out->n_seqs + 1) * sizeof *tok0);
+    int64_t *seqs = dk_malloc((size_t)(out->n_seqs ? out->n_seqs : 1) * sizeof *seqs), *tok0 = dk_malloc((size_t)(out->n_seqs + 1) * sizeof *tok0);
     int64_t k = 0;
     tok0[0] = 0;
     for (int64_t s = 0; s < p->n_seqs; s++)
@@ -369,8 +369,9 @@ static int run_layer(dk_method_job *job, const aa_state *st, const aa_dataset *d
     int64_t max_rows = block_rows(d);
     for (int64_t i = s_begin; i < s_end; i++)
         if (tok0[i + 1] - tok0[i] > max_rows) max_rows = tok0[i + 1] - tok0[i];
-    const uint64_t need = (uint64_t)(dist->rank == 0 ? out->n_tokens : local_tokens) * 5 * sizeof(float) +
-                          (uint64_t)max_rows * (uint64_t)d * 4;
+    /* five per-token arrays of this rank's share (and, on rank 0, of everything), two blocks of bf16 rows */
+    const uint64_t need = (uint64_t)(local_tokens + (dist->rank == 0 ? out->n_tokens : 0)) * 5 * sizeof(float) +
+                          (uint64_t)max_rows * (uint64_t)d * 2 * sizeof(uint16_t);
     int rc = dk_host_memory_check(need, "diff_activation_analysis's per-token metrics of one dataset and layer",
                                   "lower diffing.method.method_params.max_samples", err);
     if (dk_dist_agree(dist, err) != 0) rc = -1;
