@@ -349,7 +349,8 @@ static int run_layer(dk_method_job *job, const aa_state *st, const aa_dataset *d
     /* the processed sequences and, per rank, a contiguous range of them balanced by tokens */
     bool *keep = dk_malloc((size_t)(p->n_seqs ? p->n_seqs : 1) * sizeof *keep);
     out->n_seqs = select_sequences(p, st, keep, &out->n_tokens, &out->n_left_out);
-    int64_t *seqs = dk_malloc((size_t)(out->n_seqs ? out->n_seqs : 1) * sizeof *seqs), *tok0 = dk_malloc((size_t)(out->n_seqs + 1) * sizeof *tok0);
+    int64_t *seqs = dk_malloc((size_t)out->n_seqs * sizeof *seqs);              /* (n_seqs) store indices */
+    int64_t *tok0 = dk_malloc((size_t)(out->n_seqs + 1) * sizeof *tok0);        /* (n_seqs + 1) token starts */
     int64_t k = 0;
     tok0[0] = 0;
     for (int64_t s = 0; s < p->n_seqs; s++)

@@ -57,3 +57,13 @@ compare_trees() {
   [ "$n" -gt 0 ] || fail "no stores under $a"
   echo "compared $n stores: equal"
 }
+
+# h5py_python: prints a python3 that has h5py and numpy, or skips the test (exit 77) when there is none
+h5py_python() {
+  local p
+  for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null && "$p" -c "import h5py, numpy" 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "SKIP: no python3 with h5py (apt-get install python3-h5py python3-numpy)" >&2
+  exit 77
+}
