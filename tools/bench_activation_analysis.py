@@ -154,7 +154,10 @@ def main():
     tokens = sum(len(h5py.File(f"{acts}/base/{ds}/train.h5", "r")["tokens"]) for ds in DATASETS)
     with h5py.File(f"{acts}/base/chat/train.h5", "r") as f:
         d = int(np.asarray(f.attrs["d_model"]).ravel()[0])
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    # DIFFKIT_ROOT: the demo model's path resolves to the absolute one the stores record (make demo and the tests
+    # set it too); without it, ./models/demo/base is refused as another model
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", DIFFKIT_ROOT=root)
     layer_arg = "preprocessing.layers=[" + ",".join(str(x) for x in layers) + "]"
     rows = []
     res_json = None
