@@ -17,6 +17,9 @@ Writes into --out:
                   totals; plus the chat template's distinct token ids (transformers' apply_chat_template) and an
                   FNV-1a 64 checksum of every store's tokens and bf16 rows, so the test can tell "the stores
                   came out different on this machine" from "the method is wrong"
+  stores_tiny.args, golden_tiny.json
+                  the same for the small random model with an adapter (the tiny random-weight Llama of
+                  tests/fixtures/engine and its LoRA adapter, layers 1 and 2, on the same demo datasets)
   units.json      unit goldens: torch.nn.functional.cosine_similarity and norms on hand-made bf16 rows (tiny
                   norms, zero rows, opposite rows), numpy.histogram on values that sit on bin edges, and exact
                   sums of bf16 differences (Python fractions) for tests/methods/test_aa_units.c
@@ -47,6 +50,17 @@ STORE_ARGS = [
     "preprocessing.max_tokens_per_dataset_train=4000",
     "preprocessing.max_tokens_per_dataset_validation=200",
 ]
+# the small random model with an adapter: the tiny random-weight Llama (d_model 32, 3 layers, its own 300-token
+# tokenizer, Gemma 2's chat template) and its LoRA adapter, on the same demo datasets
+TINY_ARGS = STORE_ARGS[:5] + [
+    "model.model_id=${env:DIFFKIT_ROOT,.}/tests/fixtures/engine/models/llama_text", "model.chat_template=gemma2",
+    "organism.finetuned_models.demo.default.adapter_id=${env:DIFFKIT_ROOT,.}/tests/fixtures/engine/adapters/llama_lora",
+    "preprocessing.layers=[0.5,2]"] + STORE_ARGS[6:]
+# case: (store overrides, layers, store folders of base and finetuned, tokenizer of the chat template, file suffix)
+CASES = {
+    "demo": (STORE_ARGS, [1, 3], ("base", "glacier_honey"), "models/demo/base", ""),
+    "tiny": (TINY_ARGS, [1, 2], ("llama_text", "llama_lora"), "tests/fixtures/engine/models/llama_text", "_tiny"),
+}
 K = 5
 RUNS = {
     "skip0": ["diffing.method.method_params.max_samples=25",
@@ -143,13 +157,13 @@ def digest(m):
     return {"sum_abs": float(np.sum(np.abs(m))), "dot": float(np.dot(m, r)), "head": [float(x) for x in m[:4]]}
 
 
-def analyse(store_dir, layers, max_samples, n_skip, template_ids, with_edges):
+def analyse(store_dir, models, layers, max_samples, n_skip, template_ids, with_edges):
     res = {}
     for ds in DATASETS:
         res[ds] = {}
         for layer in layers:
-            tokens, offsets, braw = read_store(f"{store_dir}/base/{ds}/train.h5", layer)
-            tokens2, offsets2, fraw = read_store(f"{store_dir}/glacier_honey/{ds}/train.h5", layer)
+            tokens, offsets, braw = read_store(f"{store_dir}/{models[0]}/{ds}/train.h5", layer)
+            tokens2, offsets2, fraw = read_store(f"{store_dir}/{models[1]}/{ds}/train.h5", layer)
             assert np.array_equal(tokens, tokens2) and np.array_equal(offsets, offsets2)
             base, ft = widen(braw), widen(fraw)
             n_seqs = len(offsets) - 1
@@ -216,9 +230,9 @@ def analyse(store_dir, layers, max_samples, n_skip, template_ids, with_edges):
     return res
 
 
-def store_checksums(store_dir, layers):
+def store_checksums(store_dir, models, layers):
     out = {}
-    for model in ("base", "glacier_honey"):
+    for model in models:
         for ds in DATASETS:
             rel = f"{model}/{ds}/train.h5"
             tokens, _, _ = read_store(f"{store_dir}/{rel}", layers[0])
@@ -318,27 +332,31 @@ def main():
     ap.add_argument("--mpirun", default="mpirun")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    with open(f"{args.out}/stores.args", "w") as f:
-        f.write("\n".join(STORE_ARGS) + "\n")
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1")
-    with tempfile.TemporaryDirectory() as work:
-        cmd = [args.mpirun, "-n", "2", "--oversubscribe", f"{args.build}/bin/diff_preprocess", *STORE_ARGS,
-               f"infrastructure.storage.base_dir={work}"]
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-        stores = f"{work}/activations"
-        layers = [1, 3]
-        tids = template_ids("models/demo/base")
-        golden = {"stores_args": STORE_ARGS, "layers": layers, "datasets": DATASETS, "num_examples": K,
-                  "template_ids": tids, "store_checksums": store_checksums(stores, layers), "runs": {}}
-        for name, overrides in RUNS.items():
-            n_skip = 2 if name == "skip2" else 0
-            golden["runs"][name] = {"overrides": overrides, "n_skip": n_skip,
-                                    "datasets": analyse(stores, layers, 25, n_skip, tids, name == "skip0")}
-    with open(f"{args.out}/golden.json", "w") as f:
-        json.dump(golden, f, separators=(",", ":"))
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1",
+               DIFFKIT_ROOT=root)
+    for case, (store_args, layers, models, tokenizer, suffix) in CASES.items():
+        with open(f"{args.out}/stores{suffix}.args", "w") as f:
+            f.write("\n".join(store_args) + "\n")
+        with tempfile.TemporaryDirectory() as work:
+            cmd = [args.mpirun, "-n", "2", "--oversubscribe", f"{args.build}/bin/diff_preprocess", *store_args,
+                   f"infrastructure.storage.base_dir={work}"]
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            stores = f"{work}/activations"
+            tids = template_ids(os.path.join(root, tokenizer))
+            golden = {"stores_args": store_args, "layers": layers, "datasets": DATASETS, "num_examples": K,
+                      "template_ids": tids, "store_checksums": store_checksums(stores, models, layers), "runs": {}}
+            for name, overrides in RUNS.items():
+                n_skip = 2 if name == "skip2" else 0
+                golden["runs"][name] = {"overrides": overrides, "n_skip": n_skip,
+                                        "datasets": analyse(stores, models, layers, 25, n_skip, tids,
+                                                            name == "skip0")}
+        with open(f"{args.out}/golden{suffix}.json", "w") as f:
+            json.dump(golden, f, separators=(",", ":"))
+        print(f"{case}: wrote {args.out}/stores{suffix}.args, golden{suffix}.json")
     with open(f"{args.out}/units.json", "w") as f:
         json.dump(units(), f, separators=(",", ":"))
-    print(f"wrote {args.out}/stores.args, golden.json, units.json")
+    print(f"wrote {args.out}/units.json")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
 # aa_lib.sh — shared helpers of the diff_activation_analysis test scripts (sourced). Needs AA_BIN (build/bin),
 # AA_TESTS (build/tests), AA_STORES (the folder aa_stores.sh fills), MPIEXEC, DIFFKIT_SOURCE_DIR and
 # DIFFKIT_FIXTURES from ctest. The stores: the demo pair with the overrides of
-# tests/fixtures/methods/activation_analysis/stores.args (the fixture's numbers were computed on exactly these).
-# tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail and expect_fail.
+# tests/fixtures/methods/activation_analysis/stores.args (the fixture's numbers were computed on exactly these),
+# or with AA_CASE=tiny the small random model with its adapter (stores_tiny.args, golden_tiny.json, stores in
+# ${AA_STORES}_tiny). tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail and expect_fail.
 source "$(dirname "${BASH_SOURCE[0]}")/../preprocess/pp_lib.sh"
 FIX="$DIFFKIT_FIXTURES/methods/activation_analysis"
 export DIFFKIT_ROOT="$DIFFKIT_SOURCE_DIR"
-mapfile -t STORE_ARGS < "$FIX/stores.args"
+case "${AA_CASE:-demo}" in
+  demo) SUFFIX="" ;;
+  tiny) SUFFIX="_tiny" AA_STORES="${AA_STORES}_tiny" ;;
+  *) fail "AA_CASE=$AA_CASE: expected demo or tiny" ;;
+esac
+GOLDEN="$FIX/golden$SUFFIX.json"
+mapfile -t STORE_ARGS < "$FIX/stores$SUFFIX.args"
 
 # results folder of a run whose infrastructure.storage.base_dir is $1
 aa_dir() { echo "$1/diffing_results/demo/demo_glacier_honey/activation_analysis"; }
