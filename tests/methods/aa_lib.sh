@@ -3,7 +3,7 @@
 # DIFFKIT_FIXTURES from ctest. The stores: the demo pair with the overrides of
 # tests/fixtures/methods/activation_analysis/stores.args (the fixture's numbers were computed on exactly these),
 # or with AA_CASE=tiny the small random model with its adapter (stores_tiny.args, golden_tiny.json, stores in
-# ${AA_STORES}_tiny). tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail and expect_fail.
+# ${AA_STORES}_tiny). tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail, expect_fail, expect_code and h5py_python.
 source "$(dirname "${BASH_SOURCE[0]}")/../preprocess/pp_lib.sh"
 FIX="$DIFFKIT_FIXTURES/methods/activation_analysis"
 export DIFFKIT_ROOT="$DIFFKIT_SOURCE_DIR"
@@ -30,13 +30,6 @@ run_aa() {
   [ "$rc" != 0 ] && return "$rc"
   [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99
   return "${worst:-99}"
-}
-
-# expect_code NRANKS LOG CODE REGEX: pp_lib's expect_fail (every rank failed, the message matches, printed once),
-# and every rank exited with CODE.
-expect_code() {
-  expect_fail "$1" "$2" "$4"
-  [ "$(grep -Ec "^rank-exit ($3)\$" "$2")" = "$1" ] || { cat "$2" >&2; fail "expected exit code $3 on every rank"; }
 }
 
 # same_results A B: two results folders hold the same results (HDF5 objects and attributes, JSON files), apart
