@@ -95,7 +95,8 @@ int dk_act_store_open(dk_act_store *s, const char *path, int64_t layer, bool all
             snprintf(list + used, sizeof list - used, "%s%lld", i ? ", " : "", (long long)layers[i]);
         }
         dk_act_store_close(s);
-        return dk_err_set(err, DK_EXIT_RUNTIME, "%s holds no layer %lld (layers present: %s)", path, (long long)layer,
+        return dk_err_set(err, DK_EXIT_USAGE, "%s holds no layer %lld (layers present: %s): set preprocessing.layers "
+                          "to layers the store holds, or cache this one with diff_preprocess", path, (long long)layer,
                           list);
     }
     s->bf16 = H5Dget_type(s->layer_ds);

@@ -254,8 +254,8 @@ extern "C" cudaError_t dk_cuda_topk(const float *x, int64_t rows, int64_t n, int
  * 3. Pair metrics */
 
 __global__ void __launch_bounds__(PAIR_THREADS) k_pair_metrics(const uint16_t *base, const uint16_t *ft, int64_t d,
-                                                               float *norm_diff, float *cos_dist, float *norm_base,
-                                                               float *norm_ft) {
+                                                               float *norm_diff, float *cos_dist, float *cos_sim,
+                                                               float *norm_base, float *norm_ft) {
     __shared__ double shared[32];
     const int64_t r = blockIdx.x;
     const uint16_t *br = base + r * d, *fr = ft + r * d; /* (d) each */
@@ -269,18 +269,22 @@ __global__ void __launch_bounds__(PAIR_THREADS) k_pair_metrics(const uint16_t *b
     bf = dk_block_sum(bf, shared);
     dd = dk_block_sum(dd, shared);
     if (threadIdx.x != 0) return;
+    const double eps = 1e-8, nb = sqrt(bb), nf = sqrt(ff); /* as the CPU twin: each norm clamped on its own */
+    const double cos = bf / ((nb > eps ? nb : eps) * (nf > eps ? nf : eps));
     norm_diff[r] = (float)sqrt(dd);
-    norm_base[r] = (float)sqrt(bb);
-    norm_ft[r] = (float)sqrt(ff);
-    cos_dist[r] = bb > 0 && ff > 0 ? (float)(1.0 - bf / (sqrt(bb) * sqrt(ff))) : 1.0f;
+    norm_base[r] = (float)nb;
+    norm_ft[r] = (float)nf;
+    cos_dist[r] = (float)(1.0 - cos);
+    if (cos_sim) cos_sim[r] = (float)cos;
 }
 
 extern "C" cudaError_t dk_cuda_pair_metrics(const uint16_t *base, const uint16_t *ft, int64_t rows, int64_t d,
-                                            float *norm_diff, float *cos_dist, float *norm_base, float *norm_ft,
-                                            cudaStream_t stream) {
+                                            float *norm_diff, float *cos_dist, float *cos_sim, float *norm_base,
+                                            float *norm_ft, cudaStream_t stream) {
     if (rows == 0) return cudaSuccess;
     if (rows < 0 || rows > 0x7fffffff || d < 0) return cudaErrorInvalidValue;
-    k_pair_metrics<<<(unsigned)rows, PAIR_THREADS, 0, stream>>>(base, ft, d, norm_diff, cos_dist, norm_base, norm_ft);
+    k_pair_metrics<<<(unsigned)rows, PAIR_THREADS, 0, stream>>>(base, ft, d, norm_diff, cos_dist, cos_sim, norm_base,
+                                                                norm_ft);
     return cudaGetLastError();
 }
 

@@ -54,9 +54,11 @@ cudaError_t dk_cuda_topk(const float *x, int64_t rows, int64_t n, int64_t k, boo
 /* x (rows, n) fp32; ids (rows, k) int32; out (rows, k) fp32. */
 cudaError_t dk_cuda_log_softmax_at(const float *x, int64_t rows, int64_t n, const int32_t *ids, int64_t k,
                                    float *out, cudaStream_t stream);
-/* base, ft (rows, d) bf16 bits; norm_diff, cos_dist, norm_base, norm_ft (rows) fp32. */
+/* base, ft (rows, d) bf16 bits; norm_diff, cos_dist, cos_sim (may be NULL), norm_base, norm_ft (rows) fp32; the
+ * CPU twin's semantics (torch's cosine_similarity, each norm clamped to 1e-8 on its own). */
 cudaError_t dk_cuda_pair_metrics(const uint16_t *base, const uint16_t *ft, int64_t rows, int64_t d, float *norm_diff,
-                                 float *cos_dist, float *norm_base, float *norm_ft, cudaStream_t stream);
+                                 float *cos_dist, float *cos_sim, float *norm_base, float *norm_ft,
+                                 cudaStream_t stream);
 /* acc (n_elems) fp64 in/out; x, minus (n_samples, n_elems) fp32, minus may be NULL. */
 cudaError_t dk_cuda_sum_samples(double *acc, const float *x, const float *minus, int64_t n_samples, int64_t n_elems,
                                 cudaStream_t stream);

@@ -209,11 +209,11 @@ static void test_pair_metrics(int64_t rows, int64_t d) {
     dbuf_upload(&d_b, b), dbuf_upload(&d_f, f); /* rounds b and f to bf16 in place: the CPU sees the same values */
     dbuf out[4];
     for (int i = 0; i < 4; i++) out[i] = dbuf_new((size_t)rows, DK_CUDA_F32);
-    CUDA_CHECK(dk_cuda_pair_metrics(d_b.d, d_f.d, rows, d, out[0].d, out[1].d, out[2].d, out[3].d, 0));
+    CUDA_CHECK(dk_cuda_pair_metrics(d_b.d, d_f.d, rows, d, out[0].d, out[1].d, NULL, out[2].d, out[3].d, 0));
     uint16_t *hb = malloc(n * 2), *hf = malloc(n * 2);
     for (size_t i = 0; i < n; i++) hb[i] = dk_f32_to_bf16(b[i]), hf[i] = dk_f32_to_bf16(f[i]);
     float *want = malloc((size_t)(4 * rows) * sizeof *want);
-    dk_cpu_pair_metrics(hb, hf, rows, d, want, want + rows, want + 2 * rows, want + 3 * rows);
+    dk_cpu_pair_metrics(hb, hf, rows, d, want, want + rows, NULL, want + 2 * rows, want + 3 * rows);
     static const char *const names[] = {"norm_diff", "cos_dist", "norm_base", "norm_ft"};
     float *got[4], *again[4];
     for (int i = 0; i < 4; i++) {
@@ -231,7 +231,7 @@ static void test_pair_metrics(int64_t rows, int64_t d) {
         EXPECT(bad == 0, "%s: %zu rows outside the tolerance or non-finite (worst %.3g of it)", w2, bad, worst);
         gpu_expect_guards(w2, &out[i]);
     }
-    CUDA_CHECK(dk_cuda_pair_metrics(d_b.d, d_f.d, rows, d, out[0].d, out[1].d, out[2].d, out[3].d, 0));
+    CUDA_CHECK(dk_cuda_pair_metrics(d_b.d, d_f.d, rows, d, out[0].d, out[1].d, NULL, out[2].d, out[3].d, 0));
     for (int i = 0; i < 4; i++) {
         again[i] = dbuf_download(&out[i]);
         gpu_expect_same_bits(what, got[i], again[i], (size_t)rows * 4);

@@ -170,7 +170,7 @@ static void test_pair_metrics(void) {
     uint16_t hb[8], hf[8];
     for (int i = 0; i < 8; i++) hb[i] = dk_f32_to_bf16(b[i / 2][i % 2]), hf[i] = dk_f32_to_bf16(f[i / 2][i % 2]);
     float nd[4], cd[4], nb[4], nf[4];
-    dk_cpu_pair_metrics(hb, hf, 4, 2, nd, cd, nb, nf);
+    dk_cpu_pair_metrics(hb, hf, 4, 2, nd, cd, NULL, nb, nf);
     EXPECT(nd[0] == 5.0f && nb[0] == 5.0f && nf[0] == 0.0f && cd[0] == 1.0f, "vs zero: %g %g %g %g", nd[0], cd[0],
            nb[0], nf[0]);
     EXPECT(nd[1] == 0.0f && fabsf(cd[1]) < 1e-7f && nb[1] == 5.0f && nf[1] == 5.0f, "itself: %g %g", nd[1], cd[1]);
@@ -184,7 +184,7 @@ static void test_pair_metrics(void) {
         rf[i] = dk_f32_to_bf16(dk_bf16_to_f32(rb[i]) + (float)uniform(-1, 1) * (float)(i / D) * 0.1f);
     }
     float out[4][ROWS];
-    dk_cpu_pair_metrics(rb, rf, ROWS, D, out[0], out[1], out[2], out[3]);
+    dk_cpu_pair_metrics(rb, rf, ROWS, D, out[0], out[1], NULL, out[2], out[3]);
     int bad = 0;
     for (int r = 0; r < ROWS; r++) {
         long double bb = 0, ff = 0, bf = 0, dd = 0;
