@@ -67,3 +67,11 @@ h5py_python() {
   echo "SKIP: no python3 with h5py (apt-get install python3-h5py python3-numpy)" >&2
   exit 77
 }
+
+# expect_code NRANKS LOG CODE REGEX: expect_fail (every rank failed, the message matches, printed once), and every
+# rank exited with CODE (a number, or alternatives such as 1|2)
+expect_code() {
+  expect_fail "$1" "$2" "$4"
+  local got; got=$(grep -Ec "^rank-exit ($3)\$" "$2" || true)
+  [ "$got" = "$1" ] || { cat "$2" >&2; fail "expected $1 ranks to exit $3, got $got"; }
+}
