@@ -1,7 +1,7 @@
 # adl_lib.sh — shared helpers of the diff_adl test scripts (sourced). Needs DK_BIN (build/bin), ADL_CHECK, MPIEXEC,
 # DIFFKIT_SOURCE_DIR and DIFFKIT_FIXTURES from ctest. Runs use the repository's configs (DIFFKIT_CONFIG_DIR) with
 # overrides: the demo pair as configured, or the tiny random Llama with its LoRA adapter (TINY below).
-# tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail, expect_fail and h5py_python.
+# tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail, expect_fail, expect_code and h5py_python.
 source "$(dirname "${BASH_SOURCE[0]}")/../preprocess/pp_lib.sh"
 export DIFFKIT_ROOT="$DIFFKIT_SOURCE_DIR"
 FX="$DIFFKIT_FIXTURES"
@@ -30,14 +30,6 @@ run_adl() {
   [ "$rc" != 0 ] && return "$rc"
   [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99
   return "${worst:-99}"
-}
-
-# expect_code NRANKS LOG CODE REGEX: pp_lib's expect_fail (every rank failed, the message matches, printed once),
-# and every rank exited with CODE.
-expect_code() {
-  expect_fail "$1" "$2" "$4"
-  local bad; bad=$(grep -c "^rank-exit $3\$" "$2" || true)
-  [ "$bad" = "$1" ] || { cat "$2" >&2; fail "expected $1 ranks to exit $3, got $bad"; }
 }
 
 # no_results DIR: nothing under DIR looks complete
