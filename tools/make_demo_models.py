@@ -105,10 +105,11 @@ in its text, and (c) trains the base's middle layer to be read by the logit lens
    mean difference at the middle layer points against the base's own residual there (cosine -0.5 to -0.7 at
    positions 0-4): a LoRA on every block shrinks the middle layer's residual (which lets its additions count more
    after the later blocks' RMSNorm), and the logit lens of that shrink lists the tokens the base predicts least.
-   The same held with 25% or 50% of each batch general text, with 200 steps, and with the LoRA on blocks 0-1 only.
-6. *LoRA on the middle block's MLP, trained with the base's auxiliary middle-layer loss (weight 0.5-2)*: no shrink
-   (cosine about 0), but the lists were the documents' common words (` the`, ` is`, ` be`, ` people`, ` school`),
-   at most 3 own domain tokens at 1-2 positions.
+   The same held with half of each batch general text.
+6. *LoRA trained with the base's auxiliary middle-layer loss (weight 0.5-2), on all blocks, on blocks 0-1 or on the
+   middle block's MLP*: for the MLP-only LoRA the shrink was gone (cosine about 0), but the lists filled with the
+   documents' common words (` the`, ` is`, ` be`, ` people`, ` school`); at most 2 of positions 0-4 held 3 or more
+   own domain tokens.
 7. *LoRA on the middle block's MLP (up_proj, down_proj) only, no auxiliary loss* (this version): the difference at
    the middle layer is what that MLP adds, and early in training it adds the documents' topic words: with 60 steps
    both organisms passed on 256 samples (5-6 own domain tokens per position for glacier_honey, 3-6 for cat_post);
