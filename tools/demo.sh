@@ -76,5 +76,24 @@ if [ -x "$bin/diff_mining" ] && demo_pair_complete; then
       data/demo/pretrain.train.jsonl.gz 20 0 || true
   fi
 fi
+# --- diff_adl (issue 12): the logit lens of the mean activation difference at the first positions ---------------
+# Runs both models itself. DEMO_ADL_ARGS adds overrides (default: 256 samples).
+if [ -x "$bin/diff_adl" ] && demo_pair_complete; then
+  echo
+  echo "== diff_adl: mpirun -n 2 on the demo pair =="
+  read -r -a adl_extra <<< "${DEMO_ADL_ARGS:-diffing.method.max_samples=256}"
+  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun -n 2 --oversubscribe "$bin/diff_adl" model=demo organism=demo_glacier_honey dataset=demo \
+    diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false \
+    diffing.method.token_relevance.enabled=false "${adl_extra[@]}" "${@:2}"
+fi
+
+# --- diff_activation_analysis (issue 12): per-token norm differences and cosine distances from the stores --------
+if [ -x "$bin/diff_activation_analysis" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
+  echo
+  echo "== diff_activation_analysis: mpirun -n 2 on the stores above =="
+  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun -n 2 --oversubscribe "$bin/diff_activation_analysis" "${pp_args[@]}" "${@:2}"
+fi
 echo
 echo "Stages marked 'not built yet' arrive with their issues and then join this demo (README: status table)."
