@@ -19,6 +19,7 @@ Usage:  python tools/bench_kl.py --build build --work /tmp/bench_kl [--setup dem
 """
 import argparse
 import json
+import gzip
 import os
 import resource
 import shutil
@@ -70,8 +71,10 @@ def make_05b(work):
                          rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, torch_dtype="bfloat16")
     m = tf.Qwen2ForCausalLM(cfg).to(torch.bfloat16)
     m.save_pretrained(model_dir)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(ROOT, "tests/fixtures/tokenizers/qwen3", name), model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the fixtures are gzipped; transformers reads plain files
+        with gzip.open(os.path.join(ROOT, "tests/fixtures/tokenizers/qwen3", name + ".gz"), "rb") as src, \
+                open(os.path.join(model_dir, name), "wb") as dst:
+            shutil.copyfileobj(src, dst)
     lcfg = peft.LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                                 "up_proj", "down_proj"], init_lora_weights=False)
     pm = peft.get_peft_model(tf.Qwen2ForCausalLM(cfg).to(torch.bfloat16), lcfg)
