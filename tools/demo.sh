@@ -86,6 +86,11 @@ if [ -x "$bin/diff_adl" ] && demo_pair_complete; then
   mpirun -n 2 --oversubscribe "$bin/diff_adl" model=demo organism=demo_glacier_honey dataset=demo \
     diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false \
     diffing.method.token_relevance.enabled=false "${adl_extra[@]}" "${@:2}"
+  if [ -x "$build/tests/test_demo_adl" ]; then  # the same lens for both organisms, domain tokens marked from the data
+    echo "finding: the logit lens of the mean difference for both demo organisms (tests/demo/test_demo_adl):"
+    DIFFKIT_SOURCE_DIR="$PWD" DIFFKIT_FIXTURES="$PWD/tests/fixtures" "$build/tests/test_demo_adl" 2>&1 |
+      grep -E "top 20 of the logit lens|  pos [0-4]:|discrimination check" || true
+  fi
 fi
 
 # --- diff_activation_analysis (issue 12): per-token norm differences and cosine distances from the stores --------
