@@ -32,16 +32,13 @@ typedef struct batch_sums {
 /* Names the model, layer and record of the first non-finite activation of a capture, if any. */
 static int check_finite(const dk_method_job *job, const adl_dataset *ds, const float *cap, int64_t T, int64_t H,
                         int64_t layer, const int64_t *seq_start, int64_t s0, int64_t n, bool finetuned, dk_err *err) {
-    const int64_t bad = dk_first_nonfinite_f32(cap, (size_t)(T * H));
-    if (bad < 0) return 0;
-    const int64_t t = bad / H;
-    int64_t s = 0;
-    while (s + 1 < n && seq_start[s + 1] <= t) s++;
+    dk_nonfinite_at at;
+    if (!dk_first_nonfinite_in_batch(cap, T, H, seq_start, n, &at)) return 0;
     return dk_err_set(err, DK_EXIT_RUNTIME, "%s produced a non-finite activation (%s) at layer %lld on %s, sequence "
                       "%lld (%s:%lld), token %lld: check the %s weights (adapter scale, NaN in the checkpoint)",
-                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(cap[bad]), (long long)layer,
-                      ds->name, (long long)(s0 + s), ds->path, (long long)ds->in.line[s0 + s],
-                      (long long)(t - seq_start[s]), finetuned ? "finetuned model's" : "base model's");
+                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(at.value), (long long)layer,
+                      ds->name, (long long)(s0 + at.seq), ds->path, (long long)ds->in.line[s0 + at.seq],
+                      (long long)at.token, finetuned ? "finetuned model's" : "base model's");
 }
 
 static double row_norm(const float *x, int64_t H) {

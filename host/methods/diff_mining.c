@@ -347,15 +347,12 @@ typedef struct dm_packed {
 /* Names the model and sample of a non-finite logit. */
 static int nonfinite_logits(const dk_method_job *job, const dm_dataset *ds, const float *logits, int64_t T, int64_t V,
                             int64_t s0, const int64_t *seq_start, int64_t n_seqs, bool finetuned, dk_err *err) {
-    const int64_t bad = dk_first_nonfinite_f32(logits, (size_t)(T * V));
-    if (bad < 0) return 0;
-    const int64_t t = bad / V;
-    int64_t s = 0;
-    while (s + 1 < n_seqs && seq_start[s + 1] <= t) s++;
+    dk_nonfinite_at at;
+    if (!dk_first_nonfinite_in_batch(logits, T, V, seq_start, n_seqs, &at)) return 0;
     return dk_err_set(err, DK_EXIT_RUNTIME, "%s produced non-finite logits (%s) on %s, sample %lld (%s line %lld), "
                       "token %lld: check the %s weights (adapter scale, NaN in the checkpoint)",
-                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(logits[bad]), ds->name,
-                      (long long)(s0 + s), ds->path, (long long)ds->line_no[s0 + s], (long long)(t - seq_start[s]),
+                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(at.value), ds->name,
+                      (long long)(s0 + at.seq), ds->path, (long long)ds->line_no[s0 + at.seq], (long long)at.token,
                       finetuned ? "finetuned model's" : "base model's");
 }
 

@@ -138,14 +138,12 @@ static int kl_prepare(dk_method_job *job, dk_err *err) {
 /* Names the model and sequence of a non-finite logit for the error message. */
 static int nonfinite_logits(const dk_method_job *job, const kl_dataset *ds, const float *logits, int64_t T, int64_t V,
                             int64_t seq0, const int64_t *seq_start, int64_t n_seqs, bool finetuned, dk_err *err) {
-    int64_t bad = dk_first_nonfinite_f32(logits, (size_t)(T * V));
-    if (bad < 0) return 0;
-    int64_t t = bad / V, s = 0;
-    while (s + 1 < n_seqs && seq_start[s + 1] <= t) s++;
+    dk_nonfinite_at at;
+    if (!dk_first_nonfinite_in_batch(logits, T, V, seq_start, n_seqs, &at)) return 0;
     return dk_err_set(err, DK_EXIT_RUNTIME, "%s produced non-finite logits (%s) on %s, sequence %lld (store sequence "
                       "%lld), token %lld: check the %s weights (adapter scale, NaN in the checkpoint)",
-                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(logits[bad]), ds->name,
-                      (long long)(seq0 + s), (long long)ds->store_seq[seq0 + s], (long long)(t - seq_start[s]),
+                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(at.value), ds->name,
+                      (long long)(seq0 + at.seq), (long long)ds->store_seq[seq0 + at.seq], (long long)at.token,
                       finetuned ? "finetuned model's" : "base model's");
 }
 

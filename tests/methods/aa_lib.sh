@@ -22,14 +22,8 @@ aa_dir() { echo "$1/diffing_results/demo/demo_glacier_honey/activation_analysis"
 # "rank-exit CODE"; returns the largest rank exit code (mpiexec waits for every rank, see tests/preprocess).
 run_aa() {
   local n=$1 base=$2 log=$3; shift 3
-  "$MPIEXEC" -n "$n" --oversubscribe --mca orte_abort_on_non_zero_status 0 bash -c \
-    '"$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$AA_BIN/diff_activation_analysis" "${STORE_ARGS[@]}" \
-    "preprocessing.activation_store_dir=$AA_STORES" "infrastructure.storage.base_dir=$base" "$@" >"$log" 2>&1
-  local rc=$? worst
-  worst=$(sed -n 's/^rank-exit \([0-9]*\)$/\1/p' "$log" | sort -n | tail -1)
-  [ "$rc" != 0 ] && return "$rc"
-  [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99
-  return "${worst:-99}"
+  run_ranks "$n" "$log" "$AA_BIN/diff_activation_analysis" "${STORE_ARGS[@]}" \
+    "preprocessing.activation_store_dir=$AA_STORES" "infrastructure.storage.base_dir=$base" "$@"
 }
 
 # same_results A B: two results folders hold the same results (HDF5 objects and attributes, JSON files), apart

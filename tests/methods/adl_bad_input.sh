@@ -31,7 +31,7 @@ case "$1" in
     expect_code 2 "$WORK/log" 1 "blocker"
     no_results "$WORK/o" ;;
   file_size_limit)  # writing results.h5 fails part way (ulimit -f): an error naming the file, nothing complete
-    ADL_ULIMIT_F=64 run_adl 2 "$WORK/o" "$WORK/log" "${PRE[@]}" && fail "exit 0"
+    RANKS_ULIMIT_F=64 run_adl 2 "$WORK/o" "$WORK/log" "${PRE[@]}" && fail "exit 0"
     expect_code 2 "$WORK/log" 1 "results.h5.partial grew past the file-size limit"
     grep -q "HDF5-DIAG\|error stack" "$WORK/log" && { cat "$WORK/log" >&2; fail "an HDF5 error stack was printed"; }
     no_results "$WORK/o" ;;

@@ -14,22 +14,12 @@ TINY=(model.model_id="$FX/engine/models/llama_text" model.chat_template=gemma2
 COMMON=(device=cpu diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false
         diffing.method.token_relevance.enabled=false)
 
-# run_adl NRANKS OUT LOG [key=value ...]: diff_adl with results under OUT; each rank prints "rank-exit CODE". Returns
-# the largest rank exit code (see tests/preprocess/pp_lib.sh for the mpiexec options).
-# ADL_ULIMIT_F=N: the ranks run under `ulimit -f N` (Open MPI's shared-memory transport is then left out: its
-# files would hit the limit first).
+# run_adl NRANKS OUT LOG [key=value ...]: diff_adl with results under OUT, through pp_lib.sh's run_ranks (its
+# exit-code rule, and RANKS_ULIMIT_F for a file-size limit).
 run_adl() {
   local n=$1 out=$2 log=$3; shift 3
-  local limit="" btl=()
-  [ -n "${ADL_ULIMIT_F:-}" ] && limit="ulimit -f $ADL_ULIMIT_F;" btl=(--mca btl self,tcp)
-  "$MPIEXEC" -n "$n" --oversubscribe "${btl[@]}" --mca orte_abort_on_non_zero_status 0 bash -c \
-    "$limit"'"$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$DK_BIN/diff_adl" "${COMMON[@]}" \
-    infrastructure.storage.base_dir="$out" "$@" >"$log" 2>&1
-  local rc=$? worst
-  worst=$(sed -n 's/^rank-exit \([0-9]*\)$/\1/p' "$log" | sort -n | tail -1)
-  [ "$rc" != 0 ] && return "$rc"
-  [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99
-  return "${worst:-99}"
+  run_ranks "$n" "$log" "$DK_BIN/diff_adl" "${COMMON[@]}" \
+    infrastructure.storage.base_dir="$out" "$@"
 }
 
 # no_results DIR: nothing under DIR looks complete

@@ -22,14 +22,8 @@ pair_args() {
 # "rank-exit CODE" (see run_pp in pp_lib.sh); returns the largest rank exit code.
 run_dm() {
   local n=$1 out=$2 log=$3; shift 3
-  "$MPIEXEC" -n "$n" --oversubscribe --mca orte_abort_on_non_zero_status 0 bash -c \
-    '"$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$PP_BIN/diff_mining" --config-dir "$DM_CONFIGS" \
-    device=cpu threads=1 infrastructure.storage.base_dir="$out" "$@" >"$log" 2>&1
-  local rc=$? worst
-  worst=$(sed -n 's/^rank-exit \([0-9]*\)$/\1/p' "$log" | sort -n | tail -1)
-  [ "$rc" != 0 ] && return "$rc"
-  [ "$(grep -c '^rank-exit ' "$log")" = "$n" ] || return 99
-  return "${worst:-99}"
+  run_ranks "$n" "$log" "$PP_BIN/diff_mining" --config-dir "$DM_CONFIGS" device=cpu threads=1 \
+    infrastructure.storage.base_dir="$out" "$@"
 }
 
 # case_overrides CASE: the fixture's settings, one argument per line of overrides.txt
