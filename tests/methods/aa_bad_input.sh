@@ -48,7 +48,7 @@ case $1 in
   killed)          # SIGKILL of rank 0 mid-run (test hook, after the first dataset and layer is written): only a
                    # .partial is left; the rerun starts over and gives what an uninterrupted run gives
     # plain mpiexec (not run_aa): a rank killed by a signal must bring the job down, as in production
-    DIFFKIT_TEST_KILL_AFTER_LAYERS=1 "$MPIEXEC" -n 2 --oversubscribe "$AA_BIN/diff_activation_analysis" "${STORE_ARGS[@]}" \
+    DIFFKIT_TEST_KILL_AFTER_LAYERS=1 "$MPIEXEC" -n 2 --oversubscribe "$PP_BIN/diff_activation_analysis" "${STORE_ARGS[@]}" \
       "preprocessing.activation_store_dir=$AA_STORES" "infrastructure.storage.base_dir=$out" >"$WORK/log1" 2>&1 &&
       fail "the killed run exited 0"
     grep -q "test hook: killing rank 0" "$WORK/log1" || { cat "$WORK/log1"; fail "the test hook did not fire"; }

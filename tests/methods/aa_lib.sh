@@ -1,4 +1,4 @@
-# aa_lib.sh — shared helpers of the diff_activation_analysis test scripts (sourced). Needs AA_BIN (build/bin),
+# aa_lib.sh — shared helpers of the diff_activation_analysis test scripts (sourced). Needs PP_BIN (build/bin),
 # AA_TESTS (build/tests), AA_STORES (the folder aa_stores.sh fills), MPIEXEC, DIFFKIT_SOURCE_DIR and
 # DIFFKIT_FIXTURES from ctest. The stores: the demo pair with the overrides of
 # tests/fixtures/methods/activation_analysis/stores.args (the fixture's numbers were computed on exactly these),
@@ -22,7 +22,7 @@ aa_dir() { echo "$1/diffing_results/demo/demo_glacier_honey/activation_analysis"
 # "rank-exit CODE"; returns the largest rank exit code (mpiexec waits for every rank, see tests/preprocess).
 run_aa() {
   local n=$1 base=$2 log=$3; shift 3
-  run_ranks "$n" "$log" "$AA_BIN/diff_activation_analysis" "${STORE_ARGS[@]}" \
+  run_ranks "$n" "$log" "$PP_BIN/diff_activation_analysis" "${STORE_ARGS[@]}" \
     "preprocessing.activation_store_dir=$AA_STORES" "infrastructure.storage.base_dir=$base" "$@"
 }
 

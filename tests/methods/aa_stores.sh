@@ -5,7 +5,7 @@
 # AA_CASE=tiny: the small random model's stores (fixture aa_stores_tiny).
 source "$(dirname "$0")/aa_lib.sh"
 rm -rf "$AA_STORES" "$AA_STORES.base"
-"$MPIEXEC" -n 2 --oversubscribe "$AA_BIN/diff_preprocess" "${STORE_ARGS[@]}" "infrastructure.storage.base_dir=$AA_STORES.base" \
+"$MPIEXEC" -n 2 --oversubscribe "$PP_BIN/diff_preprocess" "${STORE_ARGS[@]}" "infrastructure.storage.base_dir=$AA_STORES.base" \
   >"$WORK/pp.log" 2>&1 || { cat "$WORK/pp.log"; fail "diff_preprocess failed"; }
 mv "$AA_STORES.base/activations" "$AA_STORES" && rm -rf "$AA_STORES.base"
 echo "stores in $AA_STORES"

@@ -49,7 +49,7 @@ case "$1" in
     ARGS=(diffing.method.max_samples=400 diffing.method.n=64)
     run_adl 1 "$WORK/ref" "$WORK/ref.log" "${ARGS[@]}" || { cat "$WORK/ref.log"; fail "reference run failed"; }
     # plain mpiexec (as in production): the rank is killed while the partial file exists
-    "$MPIEXEC" -n 1 "$DK_BIN/diff_adl" "${COMMON[@]}" infrastructure.storage.base_dir="$WORK/k" "${ARGS[@]}" \
+    "$MPIEXEC" -n 1 "$PP_BIN/diff_adl" "${COMMON[@]}" infrastructure.storage.base_dir="$WORK/k" "${ARGS[@]}" \
       >"$WORK/k1.log" 2>&1 &
     launcher=$!
     for _ in $(seq 1200); do [ -e "$WORK/k/$RESULTS_SUB/results.h5.partial" ] && break; sleep 0.05; done

@@ -1,4 +1,4 @@
-# adl_lib.sh — shared helpers of the diff_adl test scripts (sourced). Needs DK_BIN (build/bin), ADL_CHECK, MPIEXEC,
+# adl_lib.sh — shared helpers of the diff_adl test scripts (sourced). Needs PP_BIN (build/bin), ADL_CHECK, MPIEXEC,
 # DIFFKIT_SOURCE_DIR and DIFFKIT_FIXTURES from ctest. Runs use the repository's configs (DIFFKIT_CONFIG_DIR) with
 # overrides: the demo pair as configured, or the tiny random Llama with its LoRA adapter (TINY below).
 # tests/preprocess/pp_lib.sh gives WORK (removed at exit), fail, expect_fail, expect_code and h5py_python.
@@ -18,7 +18,7 @@ COMMON=(device=cpu diffing.method.auto_patch_scope.enabled=false diffing.method.
 # exit-code rule, and RANKS_ULIMIT_F for a file-size limit).
 run_adl() {
   local n=$1 out=$2 log=$3; shift 3
-  run_ranks "$n" "$log" "$DK_BIN/diff_adl" "${COMMON[@]}" \
+  run_ranks "$n" "$log" "$PP_BIN/diff_adl" "${COMMON[@]}" \
     infrastructure.storage.base_dir="$out" "$@"
 }
 
