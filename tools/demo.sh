@@ -32,14 +32,14 @@ demo_pair_complete() {
     ls models/demo/base/*.safetensors >/dev/null 2>&1 &&
     [ -f models/demo/glacier_honey/adapter_config.json ] && [ -f models/demo/glacier_honey/adapter_model.safetensors ]
 }
+# every job below: the demo pair, two ranks (Open MPI refuses root unless told)
+pp_args=(model=demo organism=demo_glacier_honey dataset=demo)
+[ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 if [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
   echo
   echo "== diff_preprocess: mpirun -n 2 on the demo pair =="
-  pp_args=(model=demo organism=demo_glacier_honey dataset=demo)
   read -r -a extra <<< "${DEMO_PREPROCESS_ARGS:-preprocessing.max_samples_per_dataset=2000 preprocessing.max_tokens_per_dataset_train=200000 preprocessing.max_tokens_per_dataset_validation=50000}"
-  launcher=(mpirun)
-  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-  "${launcher[@]}" -n 2 --oversubscribe "$bin/diff_preprocess" "${pp_args[@]}" "${extra[@]}" "${@:2}"
+  mpirun -n 2 --oversubscribe "$bin/diff_preprocess" "${pp_args[@]}" "${extra[@]}" "${@:2}"
   store_dir=$("$bin/diffkit" config --get preprocessing.activation_store_dir "${pp_args[@]}" "${@:2}")
   echo "activation stores (docs/formats.md):"
   find "$store_dir" -name '*.h5' | sort | sed 's/^/  /'
@@ -54,7 +54,7 @@ if [ -x "$bin/diff_kl" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete;
   echo
   echo "== diff_kl: KL(organism || base) per token, mpirun -n 2 =="
   read -r -a kl_extra <<< "${DEMO_KL_ARGS:-diffing.method.method_params.max_samples=256}"
-  "${launcher[@]}" -n 2 --oversubscribe "$bin/diff_kl" "${pp_args[@]}" "${kl_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_kl.log"
+  mpirun -n 2 --oversubscribe "$bin/diff_kl" "${pp_args[@]}" "${kl_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_kl.log"
   echo "finding: mean KL per token by dataset (the organism's own data should stand out):"
   sed -n 's/.*diff_kl \([^:]*\): .*mean KL per token \(.*\)/  \1: \2/p' "$build/demo_kl.log"
 fi
@@ -64,11 +64,9 @@ fi
 if [ -x "$bin/diff_mining" ] && demo_pair_complete; then
   echo
   echo "== diff_mining: mpirun -n 2 on the demo pair =="
-  dm_args=(model=demo organism=demo_glacier_honey dataset=demo)
   read -r -a dm_extra <<< "${DEMO_MINING_ARGS:-diffing.method.max_samples=512}"
-  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-  mpirun -n 2 --oversubscribe "$bin/diff_mining" "${dm_args[@]}" "${dm_extra[@]}" "${@:2}"
-  results_dir=$("$bin/diffkit" config --get diffing.results_dir "${dm_args[@]}" "${@:2}")
+  mpirun -n 2 --oversubscribe "$bin/diff_mining" "${pp_args[@]}" "${dm_extra[@]}" "${@:2}"
+  results_dir=$("$bin/diffkit" config --get diffing.results_dir "${pp_args[@]}" "${@:2}")
   run=$(ls -td "$results_dir"/diff_mining/seed*_top* 2>/dev/null | head -1)
   echo "results: $run (docs/formats.md, \"Diff mining results\")"
   if [ -n "$run" ] && [ -x "$build/tests/dm_domain_check" ]; then
@@ -82,8 +80,7 @@ if [ -x "$bin/diff_adl" ] && demo_pair_complete; then
   echo
   echo "== diff_adl: mpirun -n 2 on the demo pair =="
   read -r -a adl_extra <<< "${DEMO_ADL_ARGS:-diffing.method.max_samples=256}"
-  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-  mpirun -n 2 --oversubscribe "$bin/diff_adl" model=demo organism=demo_glacier_honey dataset=demo \
+  mpirun -n 2 --oversubscribe "$bin/diff_adl" "${pp_args[@]}" \
     diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false \
     diffing.method.token_relevance.enabled=false "${adl_extra[@]}" "${@:2}"
   if [ -x "$build/tests/test_demo_adl" ]; then  # the same lens for both organisms, domain tokens marked from the data
@@ -97,7 +94,6 @@ fi
 if [ -x "$bin/diff_activation_analysis" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
   echo
   echo "== diff_activation_analysis: mpirun -n 2 on the stores above =="
-  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   mpirun -n 2 --oversubscribe "$bin/diff_activation_analysis" "${pp_args[@]}" "${@:2}"
 fi
 echo
