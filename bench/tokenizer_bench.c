@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
 
         dk_tok_ids *outs = calloc(n, sizeof *outs);
         t0 = dk_time_now();
-        if (dk_tokenizer_encode_batch(tok, (const char *const *)texts, n, true, threads, outs, NULL, &err) < 0) dk_die(&err);
+        if (dk_tokenizer_encode_batch(tok, (const char *const *)texts, NULL, n, true, threads, outs, NULL, &err) < 0) dk_die(&err);
         s = dk_time_now() - t0;
         if (s < best_batch) best_batch = s;
         tokens_batch = 0;

@@ -30,3 +30,29 @@ bool cli_bool(const char *command, const char *option, const char *text) {
     fprintf(stderr, "diffkit %s: %s takes true or false, not '%s'\n", command, option, text);
     exit(DK_EXIT_USAGE);
 }
+
+int64_t *cli_id_list(const char *command, const char *option, const char *text, int64_t *n) {
+    size_t cap = 16;
+    int64_t *out = dk_malloc(cap * sizeof *out);
+    *n = 0;
+    for (const char *p = text; *p;) {
+        int64_t value;
+        size_t len = strcspn(p, ",");
+        char *item = dk_malloc(len + 1);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        bool ok = dk_cfg_parse_int(item, &value) && value >= 0;
+        free(item);
+        if (!ok) break;
+        if ((size_t)*n == cap) out = dk_realloc(out, (cap *= 2) * sizeof *out);
+        out[(*n)++] = value;
+        p += len;
+        if (*p == ',' && p[1]) p++;
+        else if (*p == ',') break; /* a trailing comma */
+        else if (*p == '\0') return out;
+    }
+    fprintf(stderr, "diffkit %s: %s takes comma-separated token ids (non-negative integers, e.g. 1,2,3), not '%s'\n",
+            command, option, text);
+    exit(DK_EXIT_USAGE);
+}
+

@@ -12,5 +12,7 @@ double cli_number(const char *command, const char *option, const char *text);
 int64_t cli_integer(const char *command, const char *option, const char *text);
 /* "true" or "false" exactly (as Jinja's booleans are spelt in the chat templates' switches). */
 bool cli_bool(const char *command, const char *option, const char *text);
+/* "1,2,3": one or more non-negative integers, comma-separated (token ids); malloc'ed, count in *n. */
+int64_t *cli_id_list(const char *command, const char *option, const char *text, int64_t *n);
 
 #endif

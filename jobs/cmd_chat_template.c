@@ -10,6 +10,7 @@
 
 #include "io/out_file.h"
 #include "tokenizer/chat_template.h"
+#include "io/json_text.h"
 #include "tokenizer/tok_jsonl.h"
 #include "tokenizer/tokenizer.h"
 
@@ -99,7 +100,11 @@ int cmd_chat_template(int argc, char **argv) {
         for (const cJSON *x = cJSON_IsArray(msgs) ? msgs->child : NULL; x; x = x->next)
             has_tools = has_tools || cJSON_GetObjectItemCaseSensitive(x, "tool_calls") != NULL;
         char *text = NULL;
-        if (has_tools)
+        if (dk_json_has_nul_escape(in.line, strlen(in.line))) /* cJSON's strings would stop at it */
+            rc = dk_err_set(&err, DK_EXIT_RUNTIME, "%s:%ld: the line holds U+0000 (\\u0000), which the native chat "
+                            "templates do not render (`diffkit tokenize` encodes it in plain text)", in.name,
+                            in.line_no);
+        else if (has_tools)
             rc = dk_err_set(&err, DK_EXIT_RUNTIME, "%s:%ld: \"tools\" and \"tool_calls\" are not supported by the native "
                             "chat templates (tool results as role \"tool\" are)", in.name, in.line_no);
         else if (!cJSON_IsArray(msgs) || n == 0)

@@ -1,12 +1,14 @@
 /* cmd_config.c — `diffkit config [--get KEY] [overrides...]`: compose the configuration exactly as a job
  * would and print the resolved YAML (the same text every output file stores), or with --get one value
- * (scripts use this: slurm/run_all.sh reads infrastructure.slurm.* this way). Errors exit 2. */
+ * (scripts use this: slurm/run_all.sh reads infrastructure.slurm.* this way). A model config whose
+ * `architecture` the engine does not run is refused here, naming it, before any job starts. Errors exit 2. */
 #include "commands.h"
 
 #include "config/job_args.h"
 #include "config/yaml_io.h"
 #include "core/error.h"
 #include "io/out_file.h"
+#include "model/hf_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,15 @@ int cmd_config(int argc, char **argv) {
     dk_cfg *cfg = dk_job_config("diffkit config", USAGE, n, rest);
     free(rest);
     dk_err err = {0};
+    const dk_cfg_node *arch = dk_cfg_get(cfg, "model.architecture");
+    if (arch && arch->kind == DK_CFG_SCALAR) {
+        char where[1024];
+        dk_cfg_node_where(arch, where, sizeof where);
+        char *label = dk_sprintf("model.architecture (%s)", where);
+        int rc = dk_hf_architecture_check(arch->text, label, &err);
+        free(label);
+        if (rc != 0) dk_die(&err);
+    }
     dk_out_file out;
     if (dk_out_open(&out, NULL, NULL, 0, &err) != 0) dk_die(&err);
     if (get) {

@@ -1,14 +1,18 @@
 /* cmd_forward.c — `diffkit forward`: token ids in, residual streams and logits out, as one packed batch.
  *
- *   diffkit forward --model PATH [--adapter PATH [--adapter-scale W]] --tokens IN.jsonl --output OUT.safetensors
+ *   diffkit forward --model PATH [--adapter PATH [--adapter-scale W] | --finetuned-model PATH]
+ *                   --tokens IN.jsonl --output OUT.safetensors
  *                   [--layers all|none|L1,L2,...] [--logits all|last|none] [--threads N] [--device D]
  *
  * Input: one {"ids": [...]} per line, one sequence each (what `diffkit tokenize` writes). Output: float32
  * tensors seq{i}.layer{L} [T_i, H] (the residual after block L, transformers' hidden_states[L+1]) and
  * seq{i}.logits [T_i, V] (or [1, V] with --logits last). The forward stops after the deepest requested layer
  * when no logits are asked for. Bad input (ids >= vocab size, a layer out of range, a bad line) is an error
- * naming the line or the layer, exit code 2; a bad checkpoint or adapter exits 1.
+ * naming the line or the layer, exit code 2; a bad checkpoint or adapter exits 1. --finetuned-model runs an
+ * organism published as a full checkpoint instead of --model, after checking that the two compare token by
+ * token (cli_model.h).
  */
+#include "cli_model.h"
 #include "cli_numbers.h"
 #include "commands.h"
 
@@ -26,19 +30,20 @@
 #include "io/json_value.h"
 #include "model/backend.h"
 #include "model/forward.h"
-#include "model/model_path.h"
 #include "model/tensor_file.h"
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: diffkit forward --model PATH --tokens IN.jsonl --output OUT.safetensors\n"
-            "                       [--adapter PATH [--adapter-scale W]] [--layers all|none|L1,L2,...]\n"
+            "                       [--adapter PATH [--adapter-scale W] | --finetuned-model PATH]\n"
+            "                       [--layers all|none|L1,L2,...]\n"
             "                       [--logits all|last|none] [--threads N] [--device cpu|cuda|auto]\n\n"
             "Runs every {\"ids\": [...]} line of IN.jsonl through the model as one packed batch (causal within each\n"
             "sequence) and writes float32 tensors seq{i}.layer{L} [T, hidden] (residual after block L) and\n"
             "seq{i}.logits [T, vocab] ([1, vocab] with --logits last). Defaults: --layers all --logits all.\n"
             "PATH: a local folder or a Hugging Face id in the local cache. --adapter: a PEFT LoRA folder, applied\n"
-            "unmerged with multiplier W (default 1; 0 = the base model, > 1 amplifies).\n"
+            "unmerged with multiplier W (default 1; 0 = the base model, > 1 amplifies). --finetuned-model: an organism\n"
+            "published as a full checkpoint, run instead of --model (it must have --model's shapes and tokenizer).\n"
             "--device: cpu (default, the fp32 reference), cuda (bf16 on the GPU; DIFFKIT_CUDA_FP32=1 for fp32), or\n"
             "auto (cuda when this build has CUDA and a GPU is present, else cpu).\n");
 }
@@ -176,8 +181,8 @@ static int check_finite(const dk_tensor_out *outs, size_t n, const char *model, 
     return 0;
 }
 
-/* NULL-terminated: the token file, then the model's and the adapter's *.safetensors (the output must be
- * none of them). Entries after the first are malloc'ed. */
+/* NULL-terminated: the token file, then the model's and the adapter's (or full finetune's) *.safetensors (the
+ * output must be none of them). Entries after the first are malloc'ed. */
 static const char **weight_files(const char *tokens_path, const char *model_dir, const char *adapter_dir) {
     size_t n_model = 0, n_adapter = 0;
     char **model = dk_list_dir(model_dir, ".safetensors", false, &n_model);
@@ -193,9 +198,10 @@ static const char **weight_files(const char *tokens_path, const char *model_dir,
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_arg = NULL, *adapter_arg = NULL, *tokens_path = NULL, *out_path = NULL;
+    const char *model_arg = NULL, *adapter_arg = NULL, *finetuned_arg = NULL, *tokens_path = NULL, *out_path = NULL;
     const char *layers_spec = "all", *logits_spec = "all", *device_spec = "cpu";
     double adapter_scale = 1.0;
+    bool scale_given = false;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -203,7 +209,11 @@ int cmd_forward(int argc, char **argv) {
             return 0;
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
-        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = cli_number("forward", "--adapter-scale", argv[++i]);
+        else if (strcmp(argv[i], "--finetuned-model") == 0 && i + 1 < argc) finetuned_arg = argv[++i];
+        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) {
+            adapter_scale = cli_number("forward", "--adapter-scale", argv[++i]);
+            scale_given = true;
+        }
         else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) tokens_path = argv[++i];
         else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) out_path = argv[++i];
         else if (strcmp(argv[i], "--layers") == 0 && i + 1 < argc) layers_spec = argv[++i];
@@ -233,22 +243,15 @@ int cmd_forward(int argc, char **argv) {
     dk_err err = {0};
     dk_backend_options backend_opt = {0};
     if (dk_device_parse(device_spec, &backend_opt.device, &err) != 0) dk_die(&err);
-    char *model_dir = dk_model_folder(model_arg, "config.json", &err);
-    if (!model_dir) dk_die(&err);
-    dk_model m;
-    if (dk_model_open(model_dir, &m, &err) != 0) dk_die(&err);
-    if (threads > 0) m.n_threads = threads;
-    dk_lora_adapter adapter, *ap = NULL;
-    char *adapter_dir = NULL;
-    if (adapter_arg) {
-        adapter_dir = dk_model_folder(adapter_arg, "adapter_config.json", &err);
-        if (!adapter_dir || dk_lora_load(adapter_dir, &m.cfg, &m.w, &adapter, &err) != 0) dk_die(&err);
-        dk_lora_set_multiplier(&adapter, (float)adapter_scale);
-        ap = &adapter;
-    }
+    cli_model cm;
+    cli_model_open("forward", model_arg, adapter_arg, finetuned_arg, adapter_scale, scale_given, &cm);
+    dk_model *m = cli_model_run(&cm);
+    const dk_lora_adapter *ap = cli_model_adapter(&cm);
+    if (threads > 0) m->n_threads = threads;
     /* the output first: a path that cannot be written, or that is one of the inputs, fails before the work */
     dk_out_file out;
-    const char **inputs = weight_files(tokens_path, model_dir, adapter_dir);
+    const char **inputs = weight_files(tokens_path, cm.base_dir, cm.has_finetuned ? cm.run_dir
+                                                                 : cm.has_adapter ? cm.adapter.path : NULL);
     size_t n_inputs = 0;
     while (inputs[n_inputs]) n_inputs++;
     int out_rc = dk_out_open(&out, out_path, inputs, n_inputs, &err);
@@ -257,11 +260,11 @@ int cmd_forward(int argc, char **argv) {
     if (out_rc != 0) dk_die(&err);
     int64_t *ids, *starts, n_tokens, n_seqs, *layers, n_layers;
     if (read_tokens(tokens_path, &ids, &starts, &n_tokens, &n_seqs, &err) != 0) dk_die(&err);
-    if (parse_layers(layers_spec, m.cfg.num_hidden_layers, &layers, &n_layers, &err) != 0) dk_die(&err);
+    if (parse_layers(layers_spec, m->cfg.num_hidden_layers, &layers, &n_layers, &err) != 0) dk_die(&err);
 
-    const int64_t H = m.cfg.hidden_size, V = m.cfg.vocab_size;
-    if (check_fits(&m, ap, n_tokens, n_seqs, n_layers, logits_mode, backend_opt.device, &err) != 0) dk_die(&err);
-    warn_past_context(&m, starts, n_seqs, tokens_path);
+    const int64_t H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    if (check_fits(m, ap, n_tokens, n_seqs, n_layers, logits_mode, backend_opt.device, &err) != 0) dk_die(&err);
+    warn_past_context(m, starts, n_seqs, tokens_path);
     float **captures = dk_malloc((size_t)(n_layers + 1) * sizeof *captures);
     for (int64_t i = 0; i < n_layers; i++) captures[i] = dk_malloc((size_t)(n_tokens * H) * sizeof(float));
     const int64_t logit_rows = logits_mode == DK_LOGITS_ALL ? n_tokens : logits_mode == DK_LOGITS_LAST ? n_seqs : 0;
@@ -270,7 +273,7 @@ int cmd_forward(int argc, char **argv) {
     dk_hook_plan plan = {.n_capture = n_layers, .capture_layers = layers, .captures = captures,
                          .logits = logits_mode, .logits_out = logits};
     dk_backend backend;
-    if (dk_backend_open(&backend, &m, &backend_opt, &err) != 0) dk_die(&err);
+    if (dk_backend_open(&backend, m, &backend_opt, &err) != 0) dk_die(&err);
     if (dk_backend_forward(&backend, ap, &batch, &plan, NULL, &err) != 0) {
         dk_err_prefix(&err, "%s: ", tokens_path);
         dk_die(&err);
@@ -290,7 +293,7 @@ int cmd_forward(int argc, char **argv) {
         else if (logits_mode == DK_LOGITS_LAST)
             outs[k++] = (dk_tensor_out){dk_sprintf("seq%lld.logits", (long long)s), 2, {1, V}, logits + s * V};
     }
-    if (check_finite(outs, k, model_arg, adapter_arg, adapter_scale, &err) != 0) dk_die(&err);
+    if (check_finite(outs, k, finetuned_arg ? finetuned_arg : model_arg, adapter_arg, adapter_scale, &err) != 0) dk_die(&err);
     if (dk_write_f32_safetensors(&out, outs, k, &err) != 0) dk_die(&err);
     fprintf(stderr, "diffkit forward: %lld sequences, %lld tokens -> %s (%zu tensors)\n", (long long)n_seqs,
             (long long)n_tokens, out_path, k);
@@ -304,9 +307,6 @@ int cmd_forward(int argc, char **argv) {
     free(ids);
     free(starts);
     dk_backend_close(&backend);
-    if (ap) dk_lora_free(ap);
-    dk_model_close(&m);
-    free(model_dir);
-    free(adapter_dir);
+    cli_model_close(&cm);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* cmd_generate.c — `diffkit generate`: text (or ids) in, a continuation out, with a KV cache.
  *
- *   diffkit generate --model PATH [--adapter PATH [--adapter-scale W]] [--chat]
+ *   diffkit generate --model PATH [--adapter PATH [--adapter-scale W] | --finetuned-model PATH] [--chat]
  *                    (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-p P]
  *                    [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]
  *
@@ -12,6 +12,7 @@
  * or named with --chat-family) and a generation prompt, with the model's own BOS token. --prompt-ids runs models
  * that come without a tokenizer and prints the generated ids as {"ids": [...]}.
  */
+#include "cli_model.h"
 #include "cli_numbers.h"
 #include "commands.h"
 
@@ -22,8 +23,9 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json_value.h"
 #include "model/generate.h"
-#include "model/model_path.h"
+#include "model/organism.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -33,7 +35,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: diffkit generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3)\n"
             "                        [--chat [--chat-family F] [--enable-thinking true|false]]\n"
-            "                        [--adapter PATH [--adapter-scale W]] [--max-new-tokens N] [--temperature T]\n"
+            "                        [--adapter PATH [--adapter-scale W] | --finetuned-model PATH]\n"
+            "                        [--max-new-tokens N] [--temperature T]\n"
             "                        [--top-p P] [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]\n\n"
             "Prints the generated continuation. Greedy when --temperature is 0 (default); stops at EOS or the\n"
             "model's end-of-turn token. --chat wraps the prompt in the model's chat template (recognised from\n"
@@ -41,7 +44,9 @@ static void usage(FILE *out) {
             "llama3_0, qwen3, qwen2.5); --enable-thinking is Qwen3's switch (false: an empty think block, as the\n"
             "seed prompts models whose config has has_enable_thinking). --prompt-ids takes\n"
             "token ids (no tokenizer needed) and prints {\"ids\": [...]}. Defaults: --max-new-tokens 64, --top-p 1,\n"
-            "--top-k 0 (off), --seed 0. The tokenizer is read from the model folder unless --tokenizer is given.\n");
+            "--top-k 0 (off), --seed 0. The tokenizer is read from the model folder unless --tokenizer is given.\n"
+            "--finetuned-model: an organism published as a full checkpoint, run instead of --model (it must have\n"
+            "--model's shapes and tokenizer).\n");
 }
 
 static void add_stop(int64_t *stops, int *n, int64_t id) {
@@ -57,30 +62,17 @@ static void add_generation_config_stops(const char *model_dir, int64_t *stops, i
     dk_err err = {0};
     size_t size;
     char *text = dk_is_file(path) ? dk_read_file(path, &size, &err) : NULL;
+    cJSON *root = text ? dk_json_parse_document(text, size, path, DK_EXIT_USAGE, "its eos_token_id is not used",
+                                                &err) : NULL;
+    if (dk_err_is_set(&err)) /* an unreadable file adds no stop token: say so rather than ignore it */
+        fprintf(stderr, "diffkit generate: warning: %s\n", err.msg);
     free(path);
-    if (!text) return;
-    cJSON *root = cJSON_Parse(text);
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
     if (cJSON_IsNumber(eos)) add_stop(stops, n, (int64_t)eos->valuedouble);
     const cJSON *v;
     if (cJSON_IsArray(eos)) cJSON_ArrayForEach(v, eos) if (cJSON_IsNumber(v)) add_stop(stops, n, (int64_t)v->valuedouble);
     cJSON_Delete(root);
     free(text);
-}
-
-static int parse_ids(const char *spec, int64_t **out, int64_t *n) {
-    size_t cap = 16;
-    *out = dk_malloc(cap * sizeof **out);
-    *n = 0;
-    for (const char *p = spec; *p;) {
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || (*end != ',' && *end != '\0') || v < 0) return -1;
-        if ((size_t)*n == cap) *out = dk_realloc(*out, (cap *= 2) * sizeof **out);
-        (*out)[(*n)++] = v;
-        p = *end ? end + 1 : end;
-    }
-    return *n > 0 ? 0 : -1;
 }
 
 /* The chat family: --chat-family, else recognised from the template, which recent transformers versions save as
@@ -147,10 +139,11 @@ static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_arg = NULL, *adapter_arg = NULL, *prompt = NULL, *prompt_ids = NULL, *tok_arg = NULL;
+    const char *model_arg = NULL, *adapter_arg = NULL, *finetuned_arg = NULL, *prompt = NULL, *prompt_ids = NULL;
+    const char *tok_arg = NULL;
     const char *family_name = NULL;
     double adapter_scale = 1.0;
-    bool chat = false, print_ids = false;
+    bool chat = false, print_ids = false, scale_given = false;
     int enable_thinking = -1; /* -1: not given */
     dk_generate_options opt = {.max_new_tokens = 64, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0};
     for (int i = 1; i < argc; i++) {
@@ -159,7 +152,11 @@ int cmd_generate(int argc, char **argv) {
             return 0;
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
-        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) adapter_scale = cli_number("generate", "--adapter-scale", argv[++i]);
+        else if (strcmp(argv[i], "--finetuned-model") == 0 && i + 1 < argc) finetuned_arg = argv[++i];
+        else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) {
+            adapter_scale = cli_number("generate", "--adapter-scale", argv[++i]);
+            scale_given = true;
+        }
         else if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
         else if (strcmp(argv[i], "--prompt-ids") == 0 && i + 1 < argc) prompt_ids = argv[++i];
         else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) tok_arg = argv[++i];
@@ -195,18 +192,14 @@ int cmd_generate(int argc, char **argv) {
     }
 
     dk_err err = {0};
-    char *model_dir = dk_model_folder(model_arg, "config.json", &err);
-    if (!model_dir) dk_die(&err);
-    dk_model m;
-    if (dk_model_open(model_dir, &m, &err) != 0) dk_die(&err);
-    dk_lora_adapter adapter, *ap = NULL;
-    if (adapter_arg) {
-        char *adapter_dir = dk_model_folder(adapter_arg, "adapter_config.json", &err);
-        if (!adapter_dir || dk_lora_load(adapter_dir, &m.cfg, &m.w, &adapter, &err) != 0) dk_die(&err);
-        dk_lora_set_multiplier(&adapter, (float)adapter_scale);
-        ap = &adapter;
-        free(adapter_dir);
-    }
+    cli_model cm;
+    cli_model_open("generate", model_arg, adapter_arg, finetuned_arg, adapter_scale, scale_given, &cm);
+    dk_model *m = cli_model_run(&cm);
+    const dk_lora_adapter *ap = cli_model_adapter(&cm);
+    /* the running model's folder, or the base's when a full finetune ships no tokenizer (they must agree) */
+    char *own_tokenizer = dk_tokenizer_file(cm.run_dir);
+    const char *model_dir = own_tokenizer ? cm.run_dir : cm.base_dir;
+    free(own_tokenizer);
 
     dk_tokenizer *tok = NULL;
     if (prompt || !print_ids) { /* ids-only runs need no tokenizer */
@@ -217,18 +210,15 @@ int cmd_generate(int argc, char **argv) {
     }
     int64_t *ids = NULL, n_ids = 0;
     if (prompt_ids) {
-        if (parse_ids(prompt_ids, &ids, &n_ids) != 0) {
-            fprintf(stderr, "diffkit generate: --prompt-ids '%s': expected comma-separated token ids\n", prompt_ids);
-            return DK_EXIT_USAGE;
-        }
+        ids = cli_id_list("generate", "--prompt-ids", prompt_ids, &n_ids);
     } else if (encode_prompt(tok, prompt, chat, model_dir, family_name, enable_thinking, &ids, &n_ids, &err) != 0) {
         dk_die(&err);
     }
 
     int64_t stops[MAX_STOP];
     int n_stops = 0;
-    for (int i = 0; i < m.cfg.n_eos_token_ids; i++) add_stop(stops, &n_stops, m.cfg.eos_token_ids[i]);
-    add_generation_config_stops(model_dir, stops, &n_stops);
+    for (int i = 0; i < m->cfg.n_eos_token_ids; i++) add_stop(stops, &n_stops, m->cfg.eos_token_ids[i]);
+    add_generation_config_stops(cm.run_dir, stops, &n_stops);
     static const char *const end_of_turn[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>"};
     for (size_t i = 0; tok && i < sizeof end_of_turn / sizeof end_of_turn[0]; i++)
         add_stop(stops, &n_stops, dk_tokenizer_token_to_id(tok, end_of_turn[i]));
@@ -238,7 +228,7 @@ int cmd_generate(int argc, char **argv) {
     int64_t starts[2] = {0, n_ids};
     dk_batch batch = {ids, n_ids, starts, 1, true};
     dk_generation gen;
-    if (dk_generate(&m, ap, &batch, &opt, &gen, &err) != 0) dk_die(&err);
+    if (dk_generate(m, ap, &batch, &opt, &gen, &err) != 0) dk_die(&err);
     if (print_ids || !tok) {
         printf("{\"ids\": [");
         for (int64_t i = 0; i < gen.n_ids[0]; i++) printf(i ? ", %lld" : "%lld", (long long)gen.ids[0][i]);
@@ -255,8 +245,6 @@ int cmd_generate(int argc, char **argv) {
     dk_generation_free(&gen);
     free(ids);
     if (tok) dk_tokenizer_free(tok);
-    if (ap) dk_lora_free(ap);
-    dk_model_close(&m);
-    free(model_dir);
+    cli_model_close(&cm);
     return 0;
 }

@@ -23,15 +23,16 @@ static void usage(FILE *out) {
                  "Reads {\"text\": \"...\"} lines (stdin by default) and writes {\"ids\": [...]} lines (stdout by default),\n"
                  "the ids Hugging Face tokenizers gives for encode(text). PATH is a folder holding tokenizer.json(.gz)\n"
                  "or the file itself. --no-special-tokens leaves out the post-processor's tokens (e.g. BOS).\n"
-                 "Text must be valid UTF-8 without U+0000. --threads: encoding threads (default: all cores).\n");
+                 "Text must be valid UTF-8; U+0000 (\\u0000) is encoded like any other character, as HF does.\n"
+                 "--threads: encoding threads (default: all cores).\n");
 }
 
-/* Encodes and writes texts[0..n) (from lines[0..n) of the input `name`); frees them. */
-static int flush_chunk(const dk_tokenizer *tok, char **texts, const long *lines, size_t n, bool special, int threads,
-                       const char *name, FILE *out, dk_err *err) {
+/* Encodes and writes texts[0..n) (lens[i] bytes each, from lines[0..n) of the input `name`); frees them. */
+static int flush_chunk(const dk_tokenizer *tok, char **texts, const size_t *lens, const long *lines, size_t n,
+                       bool special, int threads, const char *name, FILE *out, dk_err *err) {
     dk_tok_ids *ids = calloc(n ? n : 1, sizeof *ids);
     size_t failed = 0;
-    int rc = dk_tokenizer_encode_batch(tok, (const char *const *)texts, n, special, threads, ids, &failed, err);
+    int rc = dk_tokenizer_encode_batch(tok, (const char *const *)texts, lens, n, special, threads, ids, &failed, err);
     if (rc != 0) dk_err_prefix(err, "%s:%ld: ", name, lines[failed]);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0) {
@@ -80,6 +81,7 @@ int cmd_tokenize(int argc, char **argv) {
 
     char **texts = malloc(CHUNK_LINES * sizeof *texts);
     long *lines = malloc(CHUNK_LINES * sizeof *lines);
+    size_t *lens = malloc(CHUNK_LINES * sizeof *lens);
     size_t n = 0;
     int rc = 0;
     for (;;) {
@@ -90,25 +92,28 @@ int cmd_tokenize(int argc, char **argv) {
             break;
         }
         if (got == 0) break;
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(obj, "text");
-        if (!cJSON_IsString(text)) {
+        char *text = NULL;
+        size_t len = 0;
+        if (!dk_jsonl_string(&in, obj, "text", &text, &len)) {
             cJSON_Delete(obj);
             rc = dk_err_set(&err, DK_EXIT_RUNTIME, "%s:%ld: expected {\"text\": \"...\"} (a string \"text\")", in.name,
                             in.line_no);
             break;
         }
-        size_t len = strlen(text->valuestring), bad = dk_utf8_first_invalid(text->valuestring, len);
+        cJSON_Delete(obj);
+        size_t bad = dk_utf8_first_invalid(text, len);
         if (bad != len) {
             rc = dk_err_set(&err, DK_EXIT_RUNTIME, "%s:%ld: \"text\" is not valid UTF-8 (byte %zu of the text is 0x%02X)",
-                            in.name, in.line_no, bad, (unsigned char)text->valuestring[bad]);
-            cJSON_Delete(obj);
+                            in.name, in.line_no, bad, (unsigned char)text[bad]);
+            free(text);
             break;
         }
         lines[n] = in.line_no;
-        texts[n++] = strdup(text->valuestring);
-        cJSON_Delete(obj);
+        texts[n] = text;
+        lens[n++] = len;
         if (n == CHUNK_LINES) {
-            if (flush_chunk(tok, texts, lines, n, special, threads, in.name, out.f, &err) < 0 || dk_out_check(&out, &err) < 0) {
+            if (flush_chunk(tok, texts, lens, lines, n, special, threads, in.name, out.f, &err) < 0 ||
+                dk_out_check(&out, &err) < 0) {
                 rc = -1;
                 n = 0;
                 break;
@@ -117,12 +122,13 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     dk_err flush_err = {0}; /* lines before a bad line are still written */
-    if (n && flush_chunk(tok, texts, lines, n, special, threads, in.name, out.f, &flush_err) < 0 && rc == 0) {
+    if (n && flush_chunk(tok, texts, lens, lines, n, special, threads, in.name, out.f, &flush_err) < 0 && rc == 0) {
         err = flush_err;
         rc = -1;
     }
     free(texts);
     free(lines);
+    free(lens);
     dk_jsonl_close(&in);
     if (rc == 0) rc = dk_out_commit(&out, &err);
     else dk_out_abort(&out);

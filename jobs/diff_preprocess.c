@@ -13,6 +13,12 @@
  * reference; every store records which (its `compute` attribute) and never mixes the two.
  * Expected errors (missing file, malformed line, mismatched store, ...) are agreed across ranks: every rank
  * exits with the same non-zero code and rank 0 prints the message once.
+ * The organism's finetuned model is an adapter (adapter_id) or a full checkpoint (model_id, or an adapter_id that
+ * names a full model, as the seed's `chat` organism does); a full one must have the base's shapes and tokenizer.
+ * organism=null (or the seed's None organism) caches the base model alone. As the seed: the first
+ * model.ignore_first_n_tokens_per_sample_during_collection tokens of each sequence run through the model but are
+ * not stored, preprocessing.store_tokens=false leaves the tokens out of the stores, and
+ * model.token_level_replacement {old_id: new_id} rewrites the input ids before the forward.
  *
  * Not done: the GPU path has not run on a GPU yet (tests/preprocess/pp_gpu.sh, label gpu, is its check);
  * the captures travel to the host as fp32 and are narrowed there (on the writer thread, overlapped with the
@@ -28,6 +34,7 @@
 
 #include "config/job_args.h"
 #include "core/format.h"
+#include "core/strutil.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "dist/dist.h"
@@ -35,12 +42,11 @@
 
 #include "io/act_store.h"
 #include "io/file.h"
-#include "io/hf_cache.h"
 #include "io/out_file.h"
 #include "io/store_lock.h"
 #include "model/backend.h"
 #include "model/forward.h"
-#include "model/model_path.h"
+#include "pipeline/model_ids.h"
 #include "pipeline/pp_dataset.h"
 #include "pipeline/pp_plan.h"
 #include "pipeline/pp_run.h"
@@ -54,20 +60,20 @@ static const char *USAGE =
 
 /* Everything the job reads from the configuration, resolved once. */
 typedef struct settings {
-    const char *store_dir, *dtype, *chat_template, *variant;
+    const char *store_dir, *dtype, *chat_template, *variant;  /* chat_template NULL: no native renderer */
+    const char *architecture;                   /* model.architecture, or NULL when the config does not say */
     int64_t layers_spec_n;
     double layers_spec[DK_STORE_MAX_LAYERS];
     bool layers_relative[DK_STORE_MAX_LAYERS];
     int64_t max_samples, max_tokens_train, max_tokens_validation, batch_size, context_len;
-    bool overwrite, skip_bad;
+    bool overwrite, skip_bad, store_tokens;
+    int64_t skip_first;                          /* ignore_first_n_tokens_per_sample_during_collection */
+    int64_t *replace_from, *replace_to;          /* token_level_replacement, (n_replace) each */
+    size_t n_replace;
     int threads;
     dk_device device;
-    char *base_dir, *base_id, *base_snapshot;   /* model folder, model_id, commit or "local" */
-    char *ft_dir, *ft_id;                         /* adapter or full model folder and id */
-    bool ft_is_adapter;
-    char *tokenizer_path;
-    uint64_t tokenizer_hash;
-    char tokenizer_hash_hex[32];
+    dk_model_ids m;                              /* base, organism (or base_only) and tokenizer */
+    bool has_family;                             /* a chat template family to render chat datasets with */
     char *bos_token;
     dk_chat_family family;
     char *config_yaml;
@@ -83,46 +89,12 @@ typedef struct dataset_cfg {
     size_t n_splits;
 } dataset_cfg;
 
-static char *safe_model_name(const char *id) {
-    /* seed: model_id.split('/')[-1]; a trailing slash is ignored */
-    char *copy = dk_strdup(id);
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
-    const char *base = strrchr(copy, '/');
-    char *out = dk_strdup(base ? base + 1 : copy);
-    free(copy);
-    return out;
-}
-
-static uint64_t hash_file(const char *path, dk_err *err) {
-    size_t n = 0;
-    char *data = dk_read_file(path, &n, err);
-    if (!data) return 0;
-    uint64_t h = dk_fnv1a(DK_FNV_OFFSET, data, n);
-    free(data);
-    return h;
-}
-
-/* tokenizer.json (or .gz) of a folder, NULL if none */
-static char *tokenizer_file(const char *folder) {
-    const char *names[] = {"tokenizer.json", "tokenizer.json.gz"};
-    for (int i = 0; i < 2; i++) {
-        char *p = dk_path_join(folder, names[i]);
-        if (dk_is_file(p)) return p;
-        free(p);
-    }
-    return NULL;
-}
-
 static void free_settings(settings *s) {
-    free(s->base_dir);
-    free(s->base_id);
-    free(s->base_snapshot);
-    free(s->ft_dir);
-    free(s->ft_id);
-    free(s->tokenizer_path);
+    dk_model_ids_free(&s->m);
     free(s->bos_token);
     free(s->config_yaml);
+    free(s->replace_from);
+    free(s->replace_to);
 }
 
 static int read_layers(const dk_cfg *cfg, settings *s, dk_err *err) {
@@ -149,59 +121,25 @@ static int read_layers(const dk_cfg *cfg, settings *s, dk_err *err) {
     return 0;
 }
 
-/* model.*, organism.finetuned_models.<model>.<variant>, tokenizer. */
-static int resolve_models(const dk_cfg *cfg, settings *s, dk_err *err) {
-    const char *model_id = dk_cfg_str(cfg, "model.model_id");
-    const char *revision = dk_cfg_str_or_null(cfg, "model.revision");
-    dk_hf_location loc = {0};
-    if (dk_hf_resolve(model_id, revision, "config.json", &loc, err) != 0) return -1;
-    s->base_dir = dk_strdup(loc.path);
-    s->base_id = dk_strdup(model_id);
-    s->base_snapshot = dk_strdup(loc.commit ? loc.commit : "local");
-    dk_hf_location_free(&loc);
-
-    const char *model_name = dk_cfg_str(cfg, "model.name");
-    char *key = dk_sprintf("organism.finetuned_models.%s.%s", model_name, s->variant);
-    char *adapter_key = dk_sprintf("%s.adapter_id", key), *full_key = dk_sprintf("%s.model_id", key);
-    int rc = 0;
-    if (dk_cfg_has(cfg, adapter_key)) {
-        s->ft_id = dk_strdup(dk_cfg_str(cfg, adapter_key));
-        s->ft_is_adapter = true;
-        s->ft_dir = dk_model_folder(s->ft_id, "adapter_config.json", err);
-    } else if (dk_cfg_has(cfg, full_key)) {
-        s->ft_id = dk_strdup(dk_cfg_str(cfg, full_key));
-        s->ft_dir = dk_model_folder(s->ft_id, "config.json", err);
-    } else {
-        rc = dk_err_set(err, DK_EXIT_USAGE, "%s has neither adapter_id nor model_id: the organism has no finetuned "
-                        "model for model=%s, variant %s", key, model_name, s->variant);
+/* model.token_level_replacement: null, or a mapping {old_id: new_id} of token ids. */
+static int read_replacement(const dk_cfg *cfg, settings *s, dk_err *err) {
+    const dk_cfg_node *map = dk_cfg_get(cfg, "model.token_level_replacement");
+    if (!map || map->kind == DK_CFG_NULL) return 0;
+    char where[1024];
+    dk_cfg_node_where(map, where, sizeof where);
+    if (map->kind != DK_CFG_MAP)
+        return dk_err_set(err, DK_EXIT_USAGE, "model.token_level_replacement (%s) must be null or a mapping "
+                          "{old_id: new_id} of token ids", where);
+    s->replace_from = dk_malloc((map->n + 1) * sizeof *s->replace_from);
+    s->replace_to = dk_malloc((map->n + 1) * sizeof *s->replace_to);
+    for (size_t i = 0; i < map->n; i++) {
+        const dk_cfg_node *v = map->items[i];
+        if (!dk_cfg_parse_int(map->keys[i], &s->replace_from[i]) || v->kind != DK_CFG_SCALAR ||
+            !dk_cfg_parse_int(v->text, &s->replace_to[i]) || s->replace_from[i] < 0 || s->replace_to[i] < 0)
+            return dk_err_set(err, DK_EXIT_USAGE, "model.token_level_replacement (%s): entry '%s' must map a token id "
+                              "to a token id (integers >= 0)", where, map->keys[i]);
     }
-    if (rc == 0 && !s->ft_dir) rc = -1;
-    free(key);
-    free(adapter_key);
-    free(full_key);
-    if (rc) return -1;
-
-    const char *tok_id = dk_cfg_str_or_null(cfg, "model.tokenizer_id");
-    char *tok_folder = tok_id ? dk_model_folder(tok_id, NULL, err) : dk_strdup(s->base_dir);
-    if (!tok_folder) return -1;
-    s->tokenizer_path = dk_is_file(tok_folder) ? dk_strdup(tok_folder) : tokenizer_file(tok_folder);
-    free(tok_folder);
-    if (!s->tokenizer_path)
-        return dk_err_set(err, DK_EXIT_USAGE, "no tokenizer.json in %s (set model.tokenizer_id)", s->base_dir);
-    s->tokenizer_hash = hash_file(s->tokenizer_path, err);
-    if (dk_err_is_set(err)) return -1;
-    snprintf(s->tokenizer_hash_hex, sizeof s->tokenizer_hash_hex, "fnv1a64:%016llx",
-             (unsigned long long)s->tokenizer_hash);
-    /* the organism must tokenize as the base does: a tokenizer shipped with it must be the same file */
-    char *ft_tok = tokenizer_file(s->ft_dir);
-    if (ft_tok) {
-        uint64_t h = hash_file(ft_tok, err);
-        if (!dk_err_is_set(err) && h != s->tokenizer_hash)
-            dk_err_set(err, DK_EXIT_USAGE, "the base model and the organism use different tokenizers (%s differs "
-                       "from %s): their activations cannot be compared token by token", ft_tok, s->tokenizer_path);
-        free(ft_tok);
-        if (dk_err_is_set(err)) return -1;
-    }
+    s->n_replace = map->n;
     return 0;
 }
 
@@ -221,7 +159,9 @@ static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
         s->threads = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
     }
     s->variant = dk_cfg_str(cfg, "organism_variant");
-    s->chat_template = dk_cfg_str(cfg, "model.chat_template");
+    s->chat_template = dk_cfg_str_or_null(cfg, "model.chat_template");
+    s->architecture = dk_cfg_has(cfg, "model.architecture") ? dk_cfg_str(cfg, "model.architecture") : NULL;
+    s->store_tokens = dk_cfg_bool(cfg, "preprocessing.store_tokens");
     const char *bad = dk_cfg_str(cfg, "preprocessing.on_bad_record");
     if (strcmp(bad, "error") != 0 && strcmp(bad, "skip") != 0)
         return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.on_bad_record=%s: expected error or skip", bad);
@@ -237,21 +177,29 @@ static int read_settings(const dk_cfg *cfg, settings *s, dk_err *err) {
     if (s->max_samples < 1)
         return dk_err_set(err, DK_EXIT_USAGE, "preprocessing.max_samples_per_dataset=%lld: it must be at least 1",
                           (long long)s->max_samples);
-    if (dk_cfg_has(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") &&
-        dk_cfg_int(cfg, "model.ignore_first_n_tokens_per_sample_during_collection") != 0)
-        return dk_err_set(err, DK_EXIT_USAGE, "model.ignore_first_n_tokens_per_sample_during_collection > 0 is not "
-                          "supported yet by diff_preprocess (every model in the seed uses 0)");
+    if (dk_cfg_has(cfg, "model.ignore_first_n_tokens_per_sample_during_collection"))
+        s->skip_first = dk_cfg_int(cfg, "model.ignore_first_n_tokens_per_sample_during_collection");
+    if (s->skip_first < 0)
+        return dk_err_set(err, DK_EXIT_USAGE, "model.ignore_first_n_tokens_per_sample_during_collection is %lld; it "
+                          "must be 0 or more", (long long)s->skip_first);
+    if (read_replacement(cfg, s, err) != 0) return -1;
     if (dk_device_parse(dk_cfg_str(cfg, "device"), &s->device, err) != 0) {
         dk_err_prefix(err, "configuration key device: ");
         return -1;
     }
     if (read_layers(cfg, s, err) != 0) return -1;
-    if (dk_chat_family_from_name(s->chat_template, &s->family, err) != 0) return -1;
+    if (s->chat_template) {
+        if (dk_chat_family_from_name(s->chat_template, &s->family, err) != 0) {
+            dk_err_prefix(err, "model.chat_template: ");
+            return -1;
+        }
+        s->has_family = true;
+    }
     s->config_yaml = dk_cfg_dump(cfg);
-    return resolve_models(cfg, s, err);
+    return dk_model_ids_resolve(&s->m, cfg, err);
 }
 
-static int read_datasets(const dk_cfg *cfg, dataset_cfg *out, int *n_out, dk_err *err) {
+static int read_datasets(const dk_cfg *cfg, const settings *s, dataset_cfg *out, int *n_out, dk_err *err) {
     bool chat_only = dk_cfg_bool(cfg, "preprocessing.chat_only");
     bool pre_only = dk_cfg_bool(cfg, "preprocessing.pretraining_only");
     bool train_only = dk_cfg_bool(cfg, "preprocessing.training_only");
@@ -292,6 +240,12 @@ static int read_datasets(const dk_cfg *cfg, dataset_cfg *out, int *n_out, dk_err
         d->splits = dk_calloc(sp->n, sizeof(char *));
         for (size_t j = 0; j < sp->n; j++) d->splits[j] = sp->items[j]->text;
         d->n_splits = sp->n;
+        if (d->is_chat && !s->has_family)
+            return dk_err_set(err, DK_EXIT_USAGE, "%s (%s) is a chat dataset, but model.chat_template of model=%s is "
+                              "null: diffkit renders the chat templates gemma3, gemma2, llama3, llama3_0, qwen3 and "
+                              "qwen2.5 natively, and this model's is none of them. Leave chat data out "
+                              "(preprocessing.pretraining_only=true), or give the dataset a text_column", d->prefix,
+                              d->id, dk_cfg_str(cfg, "model.name"));
     }
     return 0;
 }
@@ -436,14 +390,14 @@ int main(int argc, char **argv) {
     dataset_cfg datasets[3];
     int n_datasets = 0;
     dk_tokenizer *tok = NULL;
-    if (read_settings(cfg, &s, &err) == 0 && read_datasets(cfg, datasets, &n_datasets, &err) == 0 && d.rank == 0) {
-        tok = dk_tokenizer_load(s.tokenizer_path, &err);
+    if (read_settings(cfg, &s, &err) == 0 && read_datasets(cfg, &s, datasets, &n_datasets, &err) == 0 && d.rank == 0) {
+        tok = dk_tokenizer_load(s.m.tokenizer_path, &err);
         if (tok && dk_tokenizer_config_json(tok)) s.bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
         bool any_chat = false;
         for (int i = 0; i < n_datasets; i++) any_chat |= datasets[i].is_chat;
         char why[512];
         if (tok && any_chat && !dk_chat_family_fits(s.family, tok, why, sizeof why))
-            LOG_WARN("model.chat_template=%s: %s (%s)", s.chat_template, why, s.tokenizer_path);
+            LOG_WARN("model.chat_template=%s: %s (%s)", s.chat_template, why, s.m.tokenizer_path);
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     dk_pp_test_hooks hooks = {0}; /* tests only (tests/preprocess) */
@@ -454,12 +408,18 @@ int main(int argc, char **argv) {
     dk_model base = {0}, full_ft = {0};
     dk_lora_adapter adapter = {0};
     bool base_open = false, ft_open = false;
-    if (dk_model_open(s.base_dir, &base, &err) == 0) {
+    if (dk_model_open(s.m.base_dir, &base, &err) == 0) {
         base_open = true;
         if (s.threads > 0) base.n_threads = s.threads;
-        if (s.ft_is_adapter) {
-            ft_open = dk_lora_load(s.ft_dir, &base.cfg, &base.w, &adapter, &err) == 0;
-        } else if (dk_model_open(s.ft_dir, &full_ft, &err) == 0) {
+        if (s.architecture && strcmp(s.architecture, base.cfg.architecture) != 0)
+            dk_err_set(&err, DK_EXIT_USAGE, "model.architecture is %s, but %s says %s: the model config names the "
+                       "wrong checkpoint, or its architecture key is wrong", s.architecture, base.cfg.path,
+                       base.cfg.architecture);
+        else if (s.m.base_only)
+            ;
+        else if (s.m.ft_is_adapter) {
+            ft_open = dk_lora_load(s.m.ft_dir, &base.cfg, &base.w, &adapter, &err) == 0;
+        } else if (dk_model_open(s.m.ft_dir, &full_ft, &err) == 0) {
             ft_open = true;
             if (s.threads > 0) full_ft.n_threads = s.threads;
             dk_model_weights_check_same_shapes(&base.w, &full_ft.w, &err);
@@ -474,7 +434,7 @@ int main(int argc, char **argv) {
     dk_backend_options bopt = {.device = s.device, .cuda_device = n_gpus > 0 ? d.local_rank % n_gpus : 0};
     if (dk_backend_open(&base_be, &base, &bopt, &err) == 0) {
         base_be_open = true;
-        if (!s.ft_is_adapter) ft_be_open = dk_backend_open(&ft_be, &full_ft, &bopt, &err) == 0;
+        if (!s.m.base_only && !s.m.ft_is_adapter) ft_be_open = dk_backend_open(&ft_be, &full_ft, &bopt, &err) == 0;
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     const char *compute = dk_backend_compute_name(&base_be);
@@ -499,7 +459,7 @@ int main(int argc, char **argv) {
         int64_t l = s.layers_relative[i] ? (int64_t)(s.layers_spec[i] * (double)(L - 1)) : (int64_t)s.layers_spec[i];
         if (l < 0 || l >= L) {
             dk_err_set(&err, DK_EXIT_USAGE, "preprocessing.layers[%lld] gives layer %lld, outside [0, %lld) of %s",
-                       (long long)i, (long long)l, (long long)L, s.base_id);
+                       (long long)i, (long long)l, (long long)L, s.m.base_id);
             break;
         }
         bool dup = false;
@@ -509,19 +469,23 @@ int main(int argc, char **argv) {
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
     if (base.cfg.max_position_embeddings > 0 && s.context_len > base.cfg.max_position_embeddings)
         LOG_WARN("preprocessing.context_len=%lld is longer than the context of %s (max_position_embeddings %lld): "
-                 "positions past it are outside what the model was trained on", (long long)s.context_len, s.base_id,
+                 "positions past it are outside what the model was trained on", (long long)s.context_len, s.m.base_id,
                  (long long)base.cfg.max_position_embeddings);
     char layer_list[256] = "";
     for (int i = 0; i < n_layers; i++) {
         size_t u = strlen(layer_list);
         snprintf(layer_list + u, sizeof layer_list - u, "%s%lld", i ? "," : "", (long long)layers[i]);
     }
-    LOG_INFO("diff_preprocess: %d rank(s); base %s, organism %s %s; layers [%s] of %lld; d_model %lld",
-             d.nranks, s.base_id, s.ft_is_adapter ? "adapter" : "model", s.ft_id, layer_list, (long long)L,
-             (long long)H);
+    if (s.m.base_only)
+        LOG_INFO("diff_preprocess: %d rank(s); base %s alone (no organism); layers [%s] of %lld; d_model %lld",
+                 d.nranks, s.m.base_id, layer_list, (long long)L, (long long)H);
+    else
+        LOG_INFO("diff_preprocess: %d rank(s); base %s, organism %s %s; layers [%s] of %lld; d_model %lld",
+                 d.nranks, s.m.base_id, s.m.ft_is_adapter ? "adapter" : "model", s.m.ft_id, layer_list, (long long)L,
+                 (long long)H);
 
     job_totals jt = {0};
-    char *base_name = safe_model_name(s.base_id), *ft_name = safe_model_name(s.ft_id);
+    char *base_name = dk_safe_model_name(s.m.base_id), *ft_name = s.m.base_only ? NULL : dk_safe_model_name(s.m.ft_id);
     for (int di = 0; di < n_datasets; di++) {
         const dataset_cfg *ds = &datasets[di];
         for (size_t si = 0; si < ds->n_splits; si++) {
@@ -530,45 +494,62 @@ int main(int argc, char **argv) {
             uint64_t data_hash = 0;
             dk_pp_tokens t;
             if (load_tokens(&d, &s, tok, ds, split, &path, &name, &data_hash, &t, &err) != 0) dk_dist_exit(&d, &err);
+            for (int64_t i = 0; i < t.n_tokens; i++) /* token_level_replacement, as the seed before its forward */
+                for (size_t k = 0; k < s.n_replace; k++)
+                    if (t.ids[i] == s.replace_from[k]) {
+                        t.ids[i] = (int32_t)s.replace_to[k];
+                        break;
+                    }
             for (int64_t i = 0; i < t.n_tokens && !dk_err_is_set(&err); i++)
                 if (t.ids[i] < 0 || t.ids[i] >= base.cfg.vocab_size)
                     dk_err_set(&err, DK_EXIT_USAGE, "%s: token id %d is outside the vocabulary of %s (%lld): the "
-                               "tokenizer %s does not belong to this model", path, t.ids[i], s.base_id,
-                               (long long)base.cfg.vocab_size, s.tokenizer_path);
+                               "tokenizer %s does not belong to this model", path, t.ids[i], s.m.base_id,
+                               (long long)base.cfg.vocab_size, s.m.tokenizer_path);
             if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
             dk_pp_plan plan;
             dk_pp_plan_make(&t, s.batch_size, &plan);
+            /* the stored rows: each sequence without its first skip_first tokens */
+            int64_t *rows_at = dk_malloc((size_t)(t.n_seqs + 1) * sizeof *rows_at); /* (n_seqs + 1) */
+            rows_at[0] = 0;
+            for (int64_t q = 0; q < t.n_seqs; q++) {
+                const int64_t kept = t.offsets[q + 1] - t.offsets[q] - s.skip_first;
+                rows_at[q + 1] = rows_at[q] + (kept > 0 ? kept : 0);
+            }
             char data_hash_hex[32];
             snprintf(data_hash_hex, sizeof data_hash_hex, "fnv1a64:%016llx", (unsigned long long)data_hash);
-            for (int which = 0; which < 2; which++) {
+            for (int which = 0; which < (s.m.base_only ? 1 : 2); which++) {
                 bool is_base = which == 0;
                 const char *model_name = is_base ? base_name : ft_name;
-                dk_pp_identity ident = {.model_id = s.base_id, .model_snapshot = s.base_snapshot,
-                                        .adapter_id = is_base ? "" : s.ft_id, .dtype = s.dtype, .compute = compute,
+                dk_pp_identity ident = {.model_id = s.m.base_id, .model_snapshot = s.m.base_snapshot,
+                                        .adapter_id = is_base ? "" : s.m.ft_id, .dtype = s.dtype, .compute = compute,
                                         .layers = layers,
-                                        .n_layers = n_layers, .d_model = H, .context_len = s.context_len};
-                dk_store_layout layout = {.n_tokens = t.n_tokens, .n_seqs = t.n_seqs, .n_chunks = plan.n_chunks,
-                                          .d_model = H, .n_layers = n_layers, .seq_offsets = t.offsets,
+                                        .n_layers = n_layers, .d_model = H, .context_len = s.context_len,
+                                        .skip_first = s.skip_first, .store_tokens = s.store_tokens};
+                dk_store_layout layout = {.n_tokens = rows_at[t.n_seqs], .n_seqs = t.n_seqs,
+                                          .n_chunks = plan.n_chunks, .d_model = H, .n_layers = n_layers,
+                                          .seq_offsets = rows_at, .store_tokens = s.store_tokens,
+                                          .skip_first = s.skip_first,
                                           .chunk_seq = plan.chunk_seq, .context_len = s.context_len,
-                                          .model_id = is_base || s.ft_is_adapter ? s.base_id : s.ft_id,
-                                          .model_snapshot = s.base_snapshot,
-                                          .adapter_id = is_base || !s.ft_is_adapter ? "" : s.ft_id,
-                                          .dtype = s.dtype, .tokenizer_hash = s.tokenizer_hash_hex,
+                                          .model_id = is_base || s.m.ft_is_adapter ? s.m.base_id : s.m.ft_id,
+                                          .model_snapshot = s.m.base_snapshot,
+                                          .adapter_id = is_base || !s.m.ft_is_adapter ? "" : s.m.ft_id,
+                                          .dtype = s.dtype, .tokenizer_hash = s.m.tokenizer_hash_hex,
                                           .dataset_hash = data_hash_hex, .dataset_path = path, .split = split,
                                           .config_yaml = s.config_yaml, .compute = compute};
-                if (!is_base && !s.ft_is_adapter) ident.model_id = s.ft_id;
+                if (!is_base && !s.m.ft_is_adapter) ident.model_id = s.m.ft_id;
                 memcpy(layout.layers, layers, sizeof(int64_t) * (size_t)n_layers);
                 layout.fingerprint = dk_pp_fingerprint(&ident, &t, &plan);
                 char *store = dk_sprintf("%s/%s/%s/%s.h5", s.store_dir, model_name, name, split);
                 char label[128];
                 snprintf(label, sizeof label, "%s/%s/%s", model_name, name, split);
-                dk_backend *be = is_base || s.ft_is_adapter ? &base_be : &ft_be;
-                const dk_lora_adapter *a = !is_base && s.ft_is_adapter ? &adapter : NULL;
+                dk_backend *be = is_base || s.m.ft_is_adapter ? &base_be : &ft_be;
+                const dk_lora_adapter *a = !is_base && s.m.ft_is_adapter ? &adapter : NULL;
                 if (do_store(&d, &s, &layout, &plan, &t, be, a, store, label, is_base, &hooks, &jt, &err) != 0)
                     dk_dist_exit(&d, &err);
                 free(store);
             }
             dk_pp_plan_free(&plan);
+            free(rows_at);
             dk_pp_tokens_free(&t);
             free(path);
             free(name);
@@ -598,8 +579,8 @@ int main(int argc, char **argv) {
     LOG_INFO("stores under %s", s.store_dir);
     if (ft_be_open) dk_backend_close(&ft_be);
     if (base_be_open) dk_backend_close(&base_be);
-    if (ft_open && s.ft_is_adapter) dk_lora_free(&adapter);
-    if (ft_open && !s.ft_is_adapter) dk_model_close(&full_ft);
+    if (ft_open && s.m.ft_is_adapter) dk_lora_free(&adapter);
+    if (ft_open && !s.m.ft_is_adapter) dk_model_close(&full_ft);
     if (base_open) dk_model_close(&base);
     if (tok) dk_tokenizer_free(tok);
     free(base_name);

@@ -21,6 +21,7 @@ static const dk_command commands[] = {
     {"chat-template", cmd_chat_template, "JSON Lines chat messages -> rendered chat: diffkit chat-template --tokenizer PATH"},
     {"forward", cmd_forward, "token ids -> residual streams and logits (safetensors): diffkit forward --model PATH --tokens IN.jsonl --output OUT"},
     {"generate", cmd_generate, "generate text with a KV cache: diffkit generate --model PATH --prompt TEXT [--chat] [--temperature T]"},
+    {"undertrained", cmd_undertrained, "token ids the model has likely never trained (JSON): diffkit undertrained --model PATH"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -8,13 +8,20 @@ echo "== diffkit demo: resolved configuration (diffkit config) =="
 "$bin/diffkit" config "${@:2}"
 echo
 echo "== pipeline stages =="
-for stage in diff_preprocess diff_kl diff_adl diff_pca diff_sae diff_crosscoder diff_activation_analysis diff_agent; do
+for stage in diff_preprocess diff_mining diff_kl diff_adl diff_pca diff_sae diff_crosscoder diff_activation_analysis diff_agent; do
   if [ -x "$bin/$stage" ]; then
     echo "  $stage: built"
   else
     echo "  $stage: not built yet (planned)"
   fi
 done
+
+# --- under-trained tokens (issue 11): which ids the demo base never trained; the methods mark them -----------------
+if [ -f models/demo/base/config.json ]; then
+  echo
+  echo "== diffkit undertrained: tokens the demo base has never trained (marked in token lists) =="
+  "$bin/diffkit" undertrained --model models/demo/base --output /dev/null
+fi
 
 # --- diff_preprocess (issue 6): cache the demo pair's activations with two ranks ---------------------------
 # Runs when the demo model pair is complete (models/demo/, made by tools/make_demo_models.py). The general
@@ -25,20 +32,69 @@ demo_pair_complete() {
     ls models/demo/base/*.safetensors >/dev/null 2>&1 &&
     [ -f models/demo/glacier_honey/adapter_config.json ] && [ -f models/demo/glacier_honey/adapter_model.safetensors ]
 }
+# every job below: the demo pair, two ranks (Open MPI refuses root unless told)
+pp_args=(model=demo organism=demo_glacier_honey dataset=demo)
+[ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 if [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
   echo
   echo "== diff_preprocess: mpirun -n 2 on the demo pair =="
-  pp_args=(model=demo organism=demo_glacier_honey dataset=demo)
   read -r -a extra <<< "${DEMO_PREPROCESS_ARGS:-preprocessing.max_samples_per_dataset=2000 preprocessing.max_tokens_per_dataset_train=200000 preprocessing.max_tokens_per_dataset_validation=50000}"
-  launcher=(mpirun)
-  [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-  "${launcher[@]}" -n 2 --oversubscribe "$bin/diff_preprocess" "${pp_args[@]}" "${extra[@]}" "${@:2}"
+  mpirun -n 2 --oversubscribe "$bin/diff_preprocess" "${pp_args[@]}" "${extra[@]}" "${@:2}"
   store_dir=$("$bin/diffkit" config --get preprocessing.activation_store_dir "${pp_args[@]}" "${@:2}")
   echo "activation stores (docs/formats.md):"
   find "$store_dir" -name '*.h5' | sort | sed 's/^/  /'
 elif [ -x "$bin/diff_preprocess" ]; then
   echo
   echo "== diff_preprocess: skipped (the demo model pair in models/demo/ is not complete yet) =="
+fi
+
+# --- the methods (issue 12): each reads the stores above or runs both models; results under
+# diffing.results_dir (docs/formats.md, "Results files of the methods"). DEMO_METHOD_ARGS adds overrides.
+if [ -x "$bin/diff_kl" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
+  echo
+  echo "== diff_kl: KL(organism || base) per token, mpirun -n 2 =="
+  read -r -a kl_extra <<< "${DEMO_KL_ARGS:-diffing.method.method_params.max_samples=256}"
+  mpirun -n 2 --oversubscribe "$bin/diff_kl" "${pp_args[@]}" "${kl_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_kl.log"
+  echo "finding: mean KL per token by dataset (the organism's own data should stand out):"
+  sed -n 's/.*diff_kl \([^:]*\): .*mean KL per token \(.*\)/  \1: \2/p' "$build/demo_kl.log"
+fi
+
+# --- diff_mining (issue 12): which tokens the organism pushes up on the pretraining corpus -------------------
+# Runs both models itself (no store needed). DEMO_MINING_ARGS adds overrides (default: 512 samples, ~15 s of CPU).
+if [ -x "$bin/diff_mining" ] && demo_pair_complete; then
+  echo
+  echo "== diff_mining: mpirun -n 2 on the demo pair =="
+  read -r -a dm_extra <<< "${DEMO_MINING_ARGS:-diffing.method.max_samples=512}"
+  mpirun -n 2 --oversubscribe "$bin/diff_mining" "${pp_args[@]}" "${dm_extra[@]}" "${@:2}"
+  results_dir=$("$bin/diffkit" config --get diffing.results_dir "${pp_args[@]}" "${@:2}")
+  run=$(ls -td "$results_dir"/diff_mining/seed*_top* 2>/dev/null | head -1)
+  echo "results: $run (docs/formats.md, \"Diff mining results\")"
+  if [ -n "$run" ] && [ -x "$build/tests/dm_domain_check" ]; then
+    "$build/tests/dm_domain_check" "$run" pretrain_train_text models/demo/base data/demo/glacier_honey.train.jsonl.gz \
+      data/demo/pretrain.train.jsonl.gz 20 0 || true
+  fi
+fi
+# --- diff_adl (issue 12): the logit lens of the mean activation difference at the first positions ---------------
+# Runs both models itself. DEMO_ADL_ARGS adds overrides (default: 256 samples).
+if [ -x "$bin/diff_adl" ] && demo_pair_complete; then
+  echo
+  echo "== diff_adl: mpirun -n 2 on the demo pair =="
+  read -r -a adl_extra <<< "${DEMO_ADL_ARGS:-diffing.method.max_samples=256}"
+  mpirun -n 2 --oversubscribe "$bin/diff_adl" "${pp_args[@]}" \
+    diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false \
+    diffing.method.token_relevance.enabled=false "${adl_extra[@]}" "${@:2}"
+  if [ -x "$build/tests/test_demo_adl" ]; then  # the same lens for both organisms, domain tokens marked from the data
+    echo "finding: the logit lens of the mean difference for both demo organisms (tests/demo/test_demo_adl):"
+    DIFFKIT_SOURCE_DIR="$PWD" DIFFKIT_FIXTURES="$PWD/tests/fixtures" "$build/tests/test_demo_adl" 2>&1 |
+      grep -E "top 20 of the logit lens|  pos [0-4]:|discrimination check" || true
+  fi
+fi
+
+# --- diff_activation_analysis (issue 12): per-token norm differences and cosine distances from the stores --------
+if [ -x "$bin/diff_activation_analysis" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
+  echo
+  echo "== diff_activation_analysis: mpirun -n 2 on the stores above =="
+  mpirun -n 2 --oversubscribe "$bin/diff_activation_analysis" "${pp_args[@]}" "${@:2}"
 fi
 echo
 echo "Stages marked 'not built yet' arrive with their issues and then join this demo (README: status table)."

@@ -20,9 +20,12 @@
 # What comes back ($OUT, or ./gpu-check-out; the device tool returns at most 8 files): summary.txt (written
 # step by step, so a killed run still says how far it got), ctest-gpu.log (the measured bf16 error floors),
 # ctest-preprocess-gpu.log, bench.json, and gpu-check.tar.gz with every log.
-# Every step has a hard timeout (configure 40 s, build 200 s, tests 120 s, memcheck 60 s, racecheck 60 s;
-# the benchmark gets what is left of 510 s, at most 210 s, less 100 s when 3b runs; the preprocess test
-# ends by 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10.
+# Every step has a hard timeout (configure 40 s, build 200 s, tests 120 s, each sanitizer run 60 s: memcheck and
+# racecheck on test_kernels_cuda, then, each only when it can end by 520 s, on test_diffops_cuda's small cases;
+# the benchmark gets what is left of 510 s, at most 210 s, less 100 s when 3b runs; the preprocess test ends by
+# 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10.
+# The GPU tests (ctest -L gpu) include test_diffops_cuda (each diff op against its CPU twin) and test_kl_cuda
+# (diff_kl's KL with the logits kept on the GPU against host logits + the CPU KL).
 # Exit status: 0 when the build and the GPU tests passed, 1 when the build failed, 2 when GPU tests failed.
 # The configure and build steps live in tools/gpu_check_lib.sh, shared with tools/gpu_check_rehearsal.sh,
 # which proves them here on a simulated bare machine (ctest -L gpu-rehearsal).
@@ -100,16 +103,29 @@ run_sanitizer() {
   note "$tool $*: exit $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)), $(elapsed) s"
   return 0
 }
+# in_time WHAT: whether a sanitizer run (60 s) started now ends by 520 s; otherwise notes that WHAT is skipped
+in_time() {
+  [ "$(elapsed)" -le 460 ] && return 0
+  note "$1: skipped, $(elapsed) s gone"
+  return 1
+}
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ "$built" = 1 ] && [ -x build-gpu/tests/test_kernels_cuda ]; then
   if [ ! -x "$sanitizer" ]; then
     note "memcheck, racecheck: tool unavailable (no compute-sanitizer)"
   # out-of-bounds and uninitialised device accesses of every kernel (memcheck; the guard bands of the tests only
-  # see writes just past the ends); then shared-memory races of the two attention kernels (the only kernels that
-  # share data between threads through shared memory), on the attention cases only
+  # see writes just past the ends); then shared-memory races of the two attention kernels, on the attention cases
+  # only; then both tools on the diff ops' small cases
   elif run_sanitizer memcheck "$logs/memcheck.log" --leak-check no tests/test_kernels_cuda; then
     export DK_TEST_ONLY=attention
     run_sanitizer racecheck "$logs/racecheck.log" tests/test_kernels_cuda
+    # the diff ops (top-k's histograms, prefix sums and bitonic sort share shared memory too), small shapes
+    # only; each run only when its 60 s end by 520 s (the steps above end by 480 s at worst)
+    export DK_TEST_ONLY=small
+    in_time "memcheck tests/test_diffops_cuda" &&
+      run_sanitizer memcheck "$logs/memcheck-diffops.log" --leak-check no tests/test_diffops_cuda
+    in_time "racecheck tests/test_diffops_cuda" &&
+      run_sanitizer racecheck "$logs/racecheck-diffops.log" tests/test_diffops_cuda
     unset DK_TEST_ONLY
   fi
 fi

@@ -205,6 +205,29 @@ HUB_CONFIGS = {
         "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000,
         "rope_scaling": None, "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6,
         "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0", "use_cache": True, "vocab_size": 262144},
+    "gpt2": {  # openai-community/gpt2 (the seed's `gpt2`): GPT-2's own key names
+        "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+        "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+        "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": None,
+        "summary_first_dropout": 0.1, "summary_proj_to_labels": True, "summary_type": "cls_index",
+        "summary_use_proj": True, "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+        "vocab_size": 50257},
+    "qwen25_vl_3b_instruct": {  # Qwen/Qwen2.5-VL-3B-Instruct: the language model's keys at the top, M-RoPE
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0, "bos_token_id": 151643,
+        "eos_token_id": 151645, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "vision_token_id": 151654, "image_token_id": 151655, "video_token_id": 151656, "hidden_act": "silu",
+        "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 11008, "max_position_embeddings": 128000,
+        "max_window_layers": 70, "model_type": "qwen2_5_vl", "num_attention_heads": 16, "num_hidden_layers": 36,
+        "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+        "tie_word_embeddings": True, "torch_dtype": "bfloat16", "transformers_version": "4.49.0.dev0",
+        "use_cache": True, "use_sliding_window": False,
+        "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+                          "num_heads": 16, "in_chans": 3, "out_hidden_size": 2048, "patch_size": 14,
+                          "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                          "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+                          "temporal_patch_size": 2},
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}, "vocab_size": 151936},
     "gemma3_4b_it": {
         "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999, "eoi_token_index": 256000,
         "eos_token_id": [1, 106], "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
@@ -282,6 +305,15 @@ def config_cases():
         text = tf.Gemma3TextConfig(**tiny(layers=7), head_dim=32, sliding_window=16)
         return tf.Gemma3Config(text_config=text.to_dict(), architectures=["Gemma3ForConditionalGeneration"])
     add("gemma3_mm", gemma3_mm)
+    add("gpt2", lambda: tf.GPT2Config(vocab_size=320, n_positions=512, n_embd=64, n_layer=4, n_head=4,
+                                      n_inner=96, activation_function="gelu", layer_norm_epsilon=1e-6,
+                                      tie_word_embeddings=False, architectures=["GPT2LMHeadModel"]))
+    if v5:
+        add("qwen25_vl", lambda: tf.Qwen2_5_VLConfig(
+            text_config=dict(**tiny(), rope_parameters={"rope_type": "default", "rope_theta": 50000.0,
+                                                        "mrope_section": [2, 3, 3]}),
+            vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=64),
+            architectures=["Qwen2_5_VLForConditionalGeneration"]))
 
     out = [(name, (lambda fn=fn: fn().to_json_string())) for name, fn in cases]
     for name, d in HUB_CONFIGS.items():
@@ -333,9 +365,29 @@ def effective_layer_types(text):
     return ["full_attention"] * n
 
 
+def expected_of_gpt2(cfg):
+    """GPT2Config under the common names: n_inner None means 4·n_embd, the Conv1D projections carry biases, no
+    RoPE, every layer full attention."""
+    d = cfg.to_dict()
+    return {
+        "architecture": cfg.architectures[0], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.n_embd, "intermediate_size": cfg.n_inner or 4 * cfg.n_embd,
+        "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_head,
+        "head_dim": cfg.n_embd // cfg.n_head, "rms_norm_eps": cfg.layer_norm_epsilon,
+        "max_position_embeddings": cfg.n_positions, "tie_word_embeddings": bool(cfg.tie_word_embeddings),
+        "attention_bias": True, "mlp_bias": True, "hidden_act": cfg.activation_function,
+        "dtype": str(d["dtype"]).replace("torch.", "") if d.get("dtype") else None,
+        "bos_token_id": cfg.bos_token_id, "eos_token_id": [cfg.eos_token_id], "pad_token_id": cfg.pad_token_id,
+        "sliding_window": None, "layer_types": ["full_attention"] * cfg.n_layer, "query_pre_attn_scalar": None,
+        "attn_logit_softcapping": None, "final_logit_softcapping": None, "rope_full": None, "rope_sliding": None,
+    }
+
+
 def expected_of(cfg, raw):
     """transformers' own reading of a config: the values the C parser must reproduce. raw is the JSON dict
     (token ids: the top-level value when the file has one, else the text config's)."""
+    if cfg.model_type == "gpt2":
+        return expected_of_gpt2(cfg)
     text = cfg.get_text_config(decoder=True) if hasattr(cfg, "get_text_config") else cfg
     layer_types = effective_layer_types(text)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
@@ -361,7 +413,8 @@ def expected_of(cfg, raw):
         "head_dim": head_dim,
         "rms_norm_eps": text.rms_norm_eps,
         "max_position_embeddings": text.max_position_embeddings,
-        "tie_word_embeddings": bool(text.tie_word_embeddings),
+        "tie_word_embeddings": bool(getattr(text, "tie_word_embeddings", None) if hasattr(text, "tie_word_embeddings")
+                                    else cfg.tie_word_embeddings),
         "attention_bias": bool(getattr(text, "attention_bias", False)),
         "mlp_bias": bool(getattr(text, "mlp_bias", False)),
         "hidden_act": act,
@@ -404,7 +457,8 @@ def make_configs(out):
 
 ROTARY_CLASSES = {"llama": ("llama", "LlamaRotaryEmbedding"), "mistral": ("mistral", "MistralRotaryEmbedding"),
                   "qwen2": ("qwen2", "Qwen2RotaryEmbedding"), "qwen3": ("qwen3", "Qwen3RotaryEmbedding"),
-                  "gemma2": ("gemma2", "Gemma2RotaryEmbedding"), "gemma3_text": ("gemma3", "Gemma3RotaryEmbedding")}
+                  "gemma2": ("gemma2", "Gemma2RotaryEmbedding"), "gemma3_text": ("gemma3", "Gemma3RotaryEmbedding"),
+                  "qwen2_5_vl_text": ("qwen2_5_vl", "Qwen2_5_VLRotaryEmbedding")}
 ROPE_POSITIONS = [0, 1, 4097, 30000]
 
 
@@ -423,6 +477,8 @@ def make_rope(out):
     for name, make_text in config_cases():
         cfg, _ = load_config(make_text())
         text = cfg.get_text_config(decoder=True)
+        if text.model_type not in ROTARY_CLASSES:  # GPT-2: learned positions, no RoPE
+            continue
         module_name, class_name = ROTARY_CLASSES[text.model_type]
         module = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
         rotary = getattr(module, class_name)(text)
@@ -468,6 +524,8 @@ def make_kernels(out):
       rmsnorm.bin  : x (4, 40), w (40,), eps 1e-6, then LlamaRMSNorm(x) and Gemma3RMSNorm(x) in float32, then
                      the same two with x and w in bfloat16 (outputs widened to f32)
       act.bin      : gate (2, 33), up (2, 33), then silu(gate)*up, gelu_tanh(gate)*up, gelu(gate)*up (float32)
+      layernorm.bin: x (4, 40) and w (40,) as above, b (40,), torch.nn.LayerNorm(x) (eps 1e-5); then x (3, 29) and
+                     NewGELUActivation(x) (GPT-2's gelu_new, no gate)
     """
     import torch
     import torch.nn.functional as F
@@ -499,6 +557,20 @@ def make_kernels(out):
     with open(os.path.join(d, "act.bin"), "wb") as f:
         for t in [gate, up] + acts:
             f.write(t.contiguous().float().numpy().astype("<f4").tobytes())
+    # LayerNorm (GPT-2's), and the activation without a gate it uses (NewGELUActivation, "gelu_new")
+    from transformers.activations import NewGELUActivation
+    ln = torch.nn.LayerNorm(dim, eps=1e-5)
+    b = torch.randn(dim, generator=g) * 0.3
+    with torch.no_grad():
+        ln.weight.copy_(w)
+        ln.bias.copy_(b)
+        ln_out = ln(x)
+    act_x = torch.randn(3, 29, generator=g) * 4.0
+    act_x[0, :4] = torch.tensor([0.0, 25.0, -25.0, 1e-7])
+    with open(os.path.join(d, "layernorm.bin"), "wb") as f:  # x (4, 40), w, b (40), LayerNorm(x); x (3, 29), gelu_new
+        for t in [x, w, b, ln_out, act_x, NewGELUActivation()(act_x)]:
+            f.write(t.contiguous().float().numpy().astype("<f4").tobytes())
+
     print("wrote kernels")
 
 

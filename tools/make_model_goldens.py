@@ -95,17 +95,33 @@ def model_specs():
     s["gemma3_mm"] = (tf.Gemma3ForConditionalGeneration, tf.Gemma3Config(
         text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=90, eoi_token_index=91,
         image_token_index=92, architectures=["Gemma3ForConditionalGeneration"]))
+    # GPT-2: learned positions (64 of them, more than the longest test sequence), LayerNorm, gelu_new MLP,
+    # Conv1D weights, tied head
+    s["gpt2"] = (tf.GPT2LMHeadModel, tf.GPT2Config(
+        vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=3, n_head=4, activation_function="gelu_new",
+        bos_token_id=1, eos_token_id=2, architectures=["GPT2LMHeadModel"]))
+    # Qwen2.5-VL's language model on text: M-RoPE sections (1, 2, 3) of head_dim 12's 6 frequencies (its attention
+    # takes head_dim = hidden / heads), untied head; the vision tower is tiny and never used. Its special ids lie
+    # outside the ids the tests draw.
+    vl_text = dict(**{**common(kv=2, hidden=48), "vocab_size": VOCAB + 4}, rope_parameters={
+        "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 2, 3]})
+    vl_vision = dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=48, patch_size=14,
+                     spatial_merge_size=2, temporal_patch_size=2, window_size=28, fullatt_block_indexes=[0])
+    s["qwen25_vl"] = (tf.Qwen2_5_VLForConditionalGeneration, tf.Qwen2_5_VLConfig(
+        text_config=vl_text, vision_config=vl_vision, image_token_id=VOCAB + 1, video_token_id=VOCAB + 2,
+        vision_start_token_id=VOCAB + 3, architectures=["Qwen2_5_VLForConditionalGeneration"]))
     return s
 
 
 def randomize(model, seed):
     """Every parameter ~ N(0, 0.15²), except RMSNorm weights: 1 + N(0, 0.1²) (Llama style, scale w) or
-    N(0, 0.1²) (Gemma style, scale 1 + w), so that every norm is close to but not exactly the identity."""
+    N(0, 0.1²) (Gemma style, scale 1 + w), and GPT-2's LayerNorm weights (1 + N(0, 0.1²)), so that every norm is
+    close to but not exactly the identity."""
     g = torch.Generator().manual_seed(seed)
     gemma = "gemma" in model.config.model_type
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name and p.dim() == 1:
+            if p.dim() == 1 and ("norm" in name or (".ln_" in name and name.endswith("weight"))):
                 p.copy_((0.0 if gemma else 1.0) + 0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.15 * torch.randn(p.shape, generator=g))
@@ -126,6 +142,8 @@ def sequences(seed):
 def decoder_layers(model):
     if hasattr(model, "get_base_model"):  # a peft model
         model = model.get_base_model()
+    if hasattr(model, "transformer"):  # GPT-2
+        return model.transformer.h
     m = model.model
     return m.language_model.layers if hasattr(m, "language_model") else m.layers
 
@@ -279,6 +297,54 @@ def make_text_model(folder, seed):
         json.dump(res, f)
 
 
+def perturbed_copy(base_folder, folder, seed):
+    """A full finetune of the Llama in base_folder: every weight moved by N(0, 0.03²), the same shapes, saved bf16."""
+    model = load_fp32(tf.LlamaForCausalLM, base_folder)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.03 * torch.randn(p.shape, generator=g))
+    model.to(torch.bfloat16).save_pretrained(folder)
+
+
+def make_full_finetune(base_folder, folder, seed):
+    """llama_ft: a full finetune of `llama`; its golden is transformers' run of it on llama's sequences
+    (`diffkit forward --model llama --finetuned-model llama_ft` must reproduce it)."""
+    perturbed_copy(base_folder, folder, seed)
+    seqs = [json.loads(l)["ids"] for l in open(os.path.join(base_folder, "tokens.jsonl"))]
+    save_file(dump(load_fp32(tf.LlamaForCausalLM, folder), seqs), os.path.join(folder, "golden.safetensors"))
+
+
+def make_text_full_finetune(base_folder, folder, seed):
+    """llama_text_ft: a full finetune of llama_text with its tokenizer files: the full-model organism of the
+    diff_preprocess tests (tests/fixtures/preprocess/configs)."""
+    perturbed_copy(base_folder, folder, seed)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(base_folder, name), folder)
+
+
+def make_gpt2_hub(src, dst):
+    """gpt2_hub: the gpt2 checkpoint as the Hub's original GPT-2 files name it (no "transformer." prefix, the
+    attention's causal-mask buffer h.N.attn.bias stored beside the weights). transformers must read it as the
+    same model: its logits are checked against gpt2's golden here, and the C test uses that golden."""
+    from safetensors.torch import load_file
+    os.makedirs(dst)
+    shutil.copy(os.path.join(src, "config.json"), dst)
+    tensors = load_file(os.path.join(src, "model.safetensors"))
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    P, out = cfg["n_positions"], {}
+    for k, v in tensors.items():
+        out[k.replace("transformer.", "", 1)] = v
+    for l in range(cfg["n_layer"]):
+        out[f"h.{l}.attn.bias"] = torch.tril(torch.ones(P, P, dtype=torch.bool)).view(1, 1, P, P).to(torch.bfloat16)
+    save_file(out, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    ref = load_fp32(tf.GPT2LMHeadModel, dst)
+    seqs = [json.loads(l)["ids"] for l in open(os.path.join(src, "tokens.jsonl"))]
+    golden = load_file(os.path.join(src, "golden.safetensors"))
+    for k, v in dump(ref, seqs).items():
+        assert torch.equal(v, golden[k]), f"gpt2_hub differs from gpt2 at {k}"
+
+
 def load_fp32(cls, folder):
     return cls.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
 
@@ -290,7 +356,8 @@ def write_tokens(path, seqs):
 
 
 def make_adapter(model, folder, name, seed, **lora):
-    """A PEFT LoRA adapter with random A and B (init_lora_weights=False), saved the way peft saves it."""
+    """A PEFT LoRA adapter with random A and B (init_lora_weights=False), saved the way peft saves it. Modules
+    saved whole (modules_to_save) start as copies of the base's and are moved by N(0, 0.05²), as training would."""
     import peft
     torch.manual_seed(seed)
     cfg = peft.LoraConfig(init_lora_weights=False, task_type="CAUSAL_LM", **lora)
@@ -299,6 +366,8 @@ def make_adapter(model, folder, name, seed, **lora):
         for n, p in pm.named_parameters():
             if "lora_" in n:
                 p.mul_(3.0)
+            if "modules_to_save.default" in n:
+                p.add_(0.05 * torch.randn(p.shape))
     pm.save_pretrained(os.path.join(folder, name))
     os.remove(os.path.join(folder, name, "README.md"))  # peft's model card: not needed
     path = os.path.join(folder, name, "adapter_config.json")
@@ -309,15 +378,28 @@ def make_adapter(model, folder, name, seed, **lora):
 
 
 def merged_copy(base_cls, base_folder, peft_model, multiplier):
-    """The base model with W + multiplier·scale·(B @ A) merged in fp32, computed here, not by peft."""
+    """The base model with W + multiplier·scale·(B @ A) merged in fp32 (transposed for GPT-2's Conv1D (in, out)
+    weights), and every module saved whole (modules_to_save) as base + multiplier·(saved − base): computed
+    here, not by peft."""
+    from peft.utils import ModulesToSaveWrapper
     merged = load_fp32(base_cls, base_folder)
     params = dict(merged.named_parameters())
     for n, mod in peft_model.named_modules():
         if hasattr(mod, "lora_A") and "default" in getattr(mod, "lora_A", {}):
             delta = mod.lora_B["default"].weight @ mod.lora_A["default"].weight * mod.scaling["default"]
             key = n.replace("base_model.model.", "", 1) + ".weight"
+            if getattr(mod, "fan_in_fan_out", False):  # Conv1D: the weight is stored (in, out)
+                delta = delta.t()
             with torch.no_grad():
                 params[key].add_(multiplier * delta)
+        if isinstance(mod, ModulesToSaveWrapper):
+            key = n.replace("base_model.model.", "", 1) + ".weight"
+            saved = mod.modules_to_save["default"].weight.detach()
+            if key not in params:  # a tied head: untie it first, then set it
+                merged.lm_head.weight = torch.nn.Parameter(merged.lm_head.weight.detach().clone())
+                params = dict(merged.named_parameters())
+            with torch.no_grad():
+                params[key].copy_(params[key] + multiplier * (saved - params[key]))
     return merged
 
 
@@ -416,6 +498,9 @@ def main():
         print(name, report[name], flush=True)
 
     make_text_model(os.path.join(root_models, "llama_text"), 1500)
+    make_gpt2_hub(os.path.join(root_models, "gpt2"), os.path.join(root_models, "gpt2_hub"))
+    make_full_finetune(os.path.join(root_models, "llama"), os.path.join(root_models, "llama_ft"), 1600)
+    make_text_full_finetune(os.path.join(root_models, "llama_text"), os.path.join(root_models, "llama_text_ft"), 1700)
 
     # Adapters: rslora off with a subset of modules and layers_to_transform, and rslora on with every module.
     adapters = {
@@ -428,6 +513,21 @@ def main():
                                               "down_proj"])),
         "gemma3_lora": ("gemma3", tf.Gemma3ForCausalLM,
                         dict(r=3, lora_alpha=5, target_modules=["o_proj", "up_proj"])),
+        # the forms people publish: per-module ranks and alphas, layers picked by pattern, whole modules saved
+        "llama_patterns": ("llama", tf.LlamaForCausalLM,
+                           dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"],
+                                rank_pattern={"down_proj": 2, "layers.1.self_attn.q_proj": 6},
+                                alpha_pattern={"q_proj": 3, "o_proj": 12}, layers_to_transform=[0, 1],
+                                layers_pattern="layers", modules_to_save=["lm_head", "embed_tokens"])),
+        # target_modules as one regular expression, minus exclude_modules
+        "qwen3_regex": ("qwen3", tf.Qwen3ForCausalLM,
+                        dict(r=3, lora_alpha=6, target_modules=r".*\.(k_proj|up_proj|gate_proj)",
+                             exclude_modules=["layers.2.mlp.up_proj"])),
+        # GPT-2's Conv1D modules (fan_in_fan_out); c_proj names both attn.c_proj and mlp.c_proj
+        "gpt2_lora": ("gpt2", tf.GPT2LMHeadModel,
+                      dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True)),
+        "qwen25_vl_lora": ("qwen25_vl", tf.Qwen2_5_VLForConditionalGeneration,
+                           dict(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj", "down_proj"])),
     }
     for idx, (name, (base, cls, lora)) in enumerate(adapters.items()):
         base_folder = os.path.join(root_models, base)
@@ -438,6 +538,22 @@ def main():
         save_file(golden, os.path.join(root_adapters, name, "golden.safetensors"))
         report[name] = {"base": base, "min_top2_margin": margins(golden)}
         print(name, report[name], flush=True)
+
+    # Tensors outside the selection: llama_lora's tensors (q, v, down_proj of layers 0 and 2) with a config that
+    # selects layer 0 only. peft ignores the layer-2 tensors; the golden is peft loading this folder.
+    import peft
+    src, dst = os.path.join(root_adapters, "llama_lora"), os.path.join(root_adapters, "llama_lora_layer0")
+    os.makedirs(dst)
+    shutil.copy(os.path.join(src, "adapter_model.safetensors"), dst)
+    cfg_json = json.load(open(os.path.join(src, "adapter_config.json")))
+    cfg_json["layers_to_transform"] = [0]
+    json.dump(cfg_json, open(os.path.join(dst, "adapter_config.json"), "w"), indent=2)
+    base_folder = os.path.join(root_models, "llama")
+    pm = peft.PeftModel.from_pretrained(load_fp32(tf.LlamaForCausalLM, base_folder), dst)
+    seqs = [json.loads(l)["ids"] for l in open(os.path.join(base_folder, "tokens.jsonl"))]
+    save_file(dump(pm.eval(), seqs), os.path.join(dst, "golden.safetensors"))
+    report["llama_lora_layer0"] = {"base": "llama"}
+    print("llama_lora_layer0", flush=True)
 
     import peft
     import safetensors

@@ -24,6 +24,12 @@ Writes into --out:
   cli/input.jsonl, cli/<name>.{ids,ids_plain,text,text_skip}.jsonl
                                 input and byte-exact expected output of `diffkit tokenize` / `detokenize`
                                 (with and without special tokens) for the CLI tests
+  cli/nul_input.jsonl, cli/<name>.nul.{ids,text}.jsonl
+                                texts holding U+0000 (\\u0000 in JSON) and what HF gives for them: encode()
+                                and decode() of those ids (`--only nul` writes just these)
+  ../preprocess/data/nul.train.jsonl, nul.train.tokens.txt
+                                the same texts as a dataset for diff_preprocess, and the ids HF's encode() gives
+                                with the test model's tokenizer (engine/models/llama_text), one "token N" line each
 """
 import argparse
 import gzip
@@ -191,6 +197,40 @@ def cli_expected(tok, texts, out, name):
         f.close()
 
 
+NUL_TEXTS = ["\x00", "a\x00b", "a\x00b \x00\x00 c", "\x00\x00\x00", "end\x00", "\x00start", "tab\t\x00\n\x00",
+             "Grüße\x00日本\x00😀", " \x00 ", "word\x00word\x00word"]
+
+
+def nul_expected(tok, out, name):
+    """U+0000 inside texts: HF encodes it like any other character (its byte-level token, or byte fallback)."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "nul_input.jsonl"), "w", encoding="utf-8") as f:
+        for t in NUL_TEXTS:
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+    with open(os.path.join(out, "%s.nul.ids.jsonl" % name), "w") as f_ids, \
+            open(os.path.join(out, "%s.nul.text.jsonl" % name), "w", encoding="utf-8") as f_text:
+        for t in NUL_TEXTS:
+            ids = tok.encode(t).ids
+            f_ids.write(json.dumps({"ids": ids}) + "\n")
+            f_text.write(json.dumps({"text": tok.decode(ids, skip_special_tokens=False)}, ensure_ascii=False) + "\n")
+
+
+def nul_dataset(out):
+    """diff_preprocess's view: records whose text holds U+0000, tokenized with the test model's tokenizer as the
+    seed does (encode with special tokens, the BOS absent from the text)."""
+    fixtures = os.path.dirname(os.path.abspath(out))
+    tok = Tokenizer.from_file(os.path.join(fixtures, "engine", "models", "llama_text", "tokenizer.json"))
+    data = os.path.join(fixtures, "preprocess", "data")
+    texts = [t for t in NUL_TEXTS if len(tok.encode(t).ids) >= 2]  # diff_preprocess needs 2 tokens per record
+    with open(os.path.join(data, "nul.train.jsonl"), "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+    with open(os.path.join(data, "nul.train.tokens.txt"), "w") as f:
+        for t in texts:
+            for i in tok.encode(t).ids:
+                f.write("token %d\n" % i)
+
+
 def small_tokenizers(texts):
     """Small BPE tokenizers trained on the corpus, one per combination of components to cover."""
     added = [AddedToken("<s>", special=True, normalized=False),
@@ -263,8 +303,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=os.path.join(here, "..", "..", "shared", "tokenizers"))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "tokenizers"))
+    ap.add_argument("--only", choices=["nul"], help="write only the U+0000 CLI fixtures")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.only == "nul":
+        for name in REAL:
+            with gzip.open(os.path.join(args.shared, name, "tokenizer.json.gz"), "rt", encoding="utf-8") as f:
+                nul_expected(Tokenizer.from_str(f.read()), os.path.join(args.out, "cli"), name)
+        nul_dataset(args.out)
+        return
     texts = build_corpus()
     with open(os.path.join(args.out, "corpus.jsonl"), "w", encoding="utf-8") as f:
         for t in texts:
@@ -278,6 +325,7 @@ def main():
         goldens(tok, texts, os.path.join(args.out, name + ".goldens.jsonl.gz"))
         decode_goldens(tok, os.path.join(args.out, name + ".decode.jsonl.gz"), seed=len(name))
         cli_expected(tok, texts, os.path.join(args.out, "cli"), name)
+        nul_expected(tok, os.path.join(args.out, "cli"), name)
         print(name, "done")
     for name, tok in small_tokenizers(texts).items():
         path = os.path.join(args.out, name + ".json")

@@ -15,7 +15,8 @@
  *      integer, a list a list; a null or ??? key takes anything);  +a.b=VALUE adds a new key;  ++a.b=VALUE
  *      sets or adds;  ~a.b removes.
  *   4. Interpolations are resolved: ${other.key} (the value itself when it is the whole text, else
- *      spliced in as text), ${env:VAR} and ${env:VAR,default} (oc.env: is accepted too), ${now:FORMAT}
+ *      spliced in as text), ${oc.select:key,default} (the default when the key is absent, e.g. in a group
+ *      left out), ${env:VAR} and ${env:VAR,default} (oc.env: is accepted too), ${now:FORMAT}
  *      (strftime of the composition time). \${ is a literal ${.
  *   5. Every value must be set: a ??? left anywhere is an error naming the key and its file.
  * Every error is exit code 2 with one message naming the file (and line) or the command-line argument,
@@ -62,7 +63,8 @@ const char *dk_cfg_choice(const dk_cfg *cfg, const char *group);
 
 /* ---- typed getters --------------------------------------------------------------------------------
  * The try_ forms return 0, or -1 with err (code 2) naming the key, where it was set and what was
- * expected. The plain forms print that message and end the job with exit code 2. */
+ * expected. The plain forms print that message and end the job with exit code 2 (under MPI every rank reads
+ * the same configuration and meets the same error: rank 0 alone prints it, dk_die_identical). */
 const dk_cfg_node *dk_cfg_get(const dk_cfg *cfg, const char *path); /* NULL when absent */
 bool dk_cfg_has(const dk_cfg *cfg, const char *path);                 /* present and not null */
 

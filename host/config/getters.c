@@ -127,34 +127,34 @@ int dk_cfg_try_int_list(const dk_cfg *cfg, const char *path, int64_t **out, size
 int64_t dk_cfg_int(const dk_cfg *cfg, const char *path) {
     dk_err err = {0};
     int64_t v = 0;
-    if (dk_cfg_try_int(cfg, path, &v, &err) != 0) dk_die(&err);
+    if (dk_cfg_try_int(cfg, path, &v, &err) != 0) dk_die_identical(&err);
     return v;
 }
 
 double dk_cfg_float(const dk_cfg *cfg, const char *path) {
     dk_err err = {0};
     double v = 0;
-    if (dk_cfg_try_float(cfg, path, &v, &err) != 0) dk_die(&err);
+    if (dk_cfg_try_float(cfg, path, &v, &err) != 0) dk_die_identical(&err);
     return v;
 }
 
 bool dk_cfg_bool(const dk_cfg *cfg, const char *path) {
     dk_err err = {0};
     bool v = false;
-    if (dk_cfg_try_bool(cfg, path, &v, &err) != 0) dk_die(&err);
+    if (dk_cfg_try_bool(cfg, path, &v, &err) != 0) dk_die_identical(&err);
     return v;
 }
 
 const char *dk_cfg_str(const dk_cfg *cfg, const char *path) {
     dk_err err = {0};
     const char *v = NULL;
-    if (dk_cfg_try_str(cfg, path, false, &v, &err) != 0) dk_die(&err);
+    if (dk_cfg_try_str(cfg, path, false, &v, &err) != 0) dk_die_identical(&err);
     return v;
 }
 
 const char *dk_cfg_str_or_null(const dk_cfg *cfg, const char *path) {
     dk_err err = {0};
     const char *v = NULL;
-    if (dk_cfg_try_str(cfg, path, true, &v, &err) != 0) dk_die(&err);
+    if (dk_cfg_try_str(cfg, path, true, &v, &err) != 0) dk_die_identical(&err);
     return v;
 }

@@ -1,4 +1,5 @@
-/* interp.c — ${key}, ${env:VAR[,default]} (also oc.env:), ${now:FORMAT} and \${ escapes.
+/* interp.c — ${key}, ${oc.select:key[,default]}, ${env:VAR[,default]} (also oc.env:), ${now:FORMAT} and \${
+ * escapes.
  *
  * A scalar that is exactly one ${key} becomes a copy of that value, keeping its type (a list stays a list,
  * an integer an integer); anything else is spliced into a string. References are resolved depth-first
@@ -50,6 +51,23 @@ static void trim(char *s) {
     s[len - a] = '\0';
 }
 
+/* The DEFAULT of ${env:VAR,DEFAULT} / ${oc.select:KEY,DEFAULT}: trimmed, one pair of quotes removed, typed as
+ * YAML types a plain scalar (null is null, 3 an integer). */
+static dk_cfg_node *default_value(const char *text, const dk_cfg_node *at) {
+    char *def = dk_strdup(text);
+    trim(def);
+    size_t dl = strlen(def);
+    if (dl >= 2 && ((def[0] == '\'' && def[dl - 1] == '\'') || (def[0] == '"' && def[dl - 1] == '"'))) {
+        memmove(def, def + 1, dl - 2);
+        def[dl - 2] = '\0';
+    }
+    dk_cfg_node *out = dk_cfg_scalar_new(def, false, at->source, at->line, at->col);
+    free(def);
+    return out;
+}
+
+static dk_cfg_node *reference(resolver *r, const dk_cfg_node *at, const char *path, const char *key, dk_err *err);
+
 /* Evaluates one expression (the text between ${ and }); returns a new node or NULL with err set. */
 static dk_cfg_node *evaluate(resolver *r, const dk_cfg_node *at, const char *path, const char *expr_in, dk_err *err) {
     char *expr = dk_strdup(expr_in);
@@ -64,15 +82,7 @@ static dk_cfg_node *evaluate(resolver *r, const dk_cfg_node *at, const char *pat
         trim(var);
         const char *value = getenv(var);
         if (!value && comma) {
-            char *def = dk_strdup(comma + 1);
-            trim(def);
-            size_t dl = strlen(def);
-            if (dl >= 2 && ((def[0] == '\'' && def[dl - 1] == '\'') || (def[0] == '"' && def[dl - 1] == '"'))) {
-                memmove(def, def + 1, dl - 2);
-                def[dl - 2] = '\0';
-            }
-            out = dk_cfg_scalar_new(def, false, at->source, at->line, at->col);
-            free(def);
+            out = default_value(comma + 1, at);
         } else if (value) {
             out = dk_cfg_scalar_new(value, false, at->source, at->line, at->col);
         } else {
@@ -87,10 +97,32 @@ static dk_cfg_node *evaluate(resolver *r, const dk_cfg_node *at, const char *pat
             fail(r, at, path, err, "${now:%s} gives an empty or too long text%s", expr + 4, "");
         else
             out = dk_cfg_scalar_new(buf, true, at->source, at->line, at->col);
+    } else if (dk_str_starts_with(expr, "oc.select:")) {
+        /* OmegaConf's oc.select: the value of KEY, or DEFAULT (null when not given) when KEY is absent, e.g. a
+         * group left out with organism=null */
+        char *key = dk_strdup(expr + strlen("oc.select:"));
+        char *comma = strchr(key, ',');
+        if (comma) *comma = '\0';
+        trim(key);
+        if (dk_cfg_lookup(r->root, key))
+            out = reference(r, at, path, key, err);
+        else
+            out = comma ? default_value(comma + 1, at) : dk_cfg_node_new(DK_CFG_NULL, at->source, at->line, at->col);
+        free(key);
     } else if (strchr(expr, ':')) {
-        fail(r, at, path, err, "unknown resolver in ${%s}: diffkit knows ${KEY}, ${env:VAR,default} and ${now:FORMAT}%s",
-             expr, "");
+        fail(r, at, path, err, "unknown resolver in ${%s}: diffkit knows ${KEY}, ${oc.select:KEY,default}, "
+             "${env:VAR,default} and ${now:FORMAT}%s", expr, "");
     } else {
+        out = reference(r, at, path, expr, err);
+    }
+    free(expr);
+    return out;
+}
+
+/* ${KEY}: a resolved copy of the value at KEY, or NULL with err (absent key, cycle). */
+static dk_cfg_node *reference(resolver *r, const dk_cfg_node *at, const char *path, const char *expr, dk_err *err) {
+    dk_cfg_node *out = NULL;
+    {
         dk_cfg_node *target = dk_cfg_lookup(r->root, expr);
         if (!target) {
             dk_strbuf msg = {0};
@@ -108,13 +140,11 @@ static dk_cfg_node *evaluate(resolver *r, const dk_cfg_node *at, const char *pat
                 dk_strbuf_append(&cycle, expr);
                 fail(r, at, path, err, "interpolation cycle: %s%s", cycle.data, "");
                 dk_strbuf_free(&cycle);
-                free(expr);
                 return NULL;
             }
             if (resolve_node(r, target, expr, err) == 0) out = dk_cfg_node_clone(target);
         }
     }
-    free(expr);
     return out;
 }
 

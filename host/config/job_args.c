@@ -62,7 +62,7 @@ dk_cfg *dk_job_config(const char *job, const char *usage, int argc, char **argv)
 dk_cfg *dk_job_config_for(const char *job, const char *usage, const char *group_choice, int argc, char **argv) {
     dk_job_args args;
     dk_err err = {0};
-    if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die(&err);
+    if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die_identical(&err);
     if (group_choice) { /* before the user's arguments, so theirs come later (and a contrary choice is seen) */
         memmove(args.overrides + 1, args.overrides, args.n_overrides * sizeof *args.overrides);
         args.overrides[0] = group_choice;
@@ -75,7 +75,7 @@ dk_cfg *dk_job_config_for(const char *job, const char *usage, const char *group_
     dk_cfg_options opt = {.config_dir = args.config_dir, .overrides = args.overrides, .n_overrides = args.n_overrides};
     dk_cfg *cfg = dk_cfg_compose(&opt, &err);
     dk_job_args_free(&args);
-    if (!cfg) dk_die(&err);
+    if (!cfg) dk_die_identical(&err);
     if (args.print_config) {
         char *yaml = dk_cfg_dump(cfg);
         fputs(yaml, stdout);

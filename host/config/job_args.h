@@ -24,7 +24,7 @@ void dk_job_args_free(dk_job_args *args);
 const char *dk_default_config_dir(void);
 
 /* Everything a job's main() needs before it starts: parses argv, prints `usage` for --help (exit 0),
- * composes the configuration (on error: message, exit 2), prints it for --print-config (exit 0), and
+ * composes the configuration (on error: message, printed once under MPI, exit 2), prints it for --print-config (exit 0), and
  * logs the group choices. `usage` describes the job in a few lines. */
 dk_cfg *dk_job_config(const char *job, const char *usage, int argc, char **argv);
 /* The same for a job tied to one group choice, given before the user's arguments: a method job passes

@@ -16,7 +16,7 @@
  *   - aliases: an alias is expanded into a copy of its anchored value; a "billion laughs" file (nine levels
  *     of nine aliases) would expand to 9^9 values and exhaust memory. Every copy is counted, and the total
  *     (values and bytes) is capped, with a message naming the alias's line. */
-enum { MAX_DEPTH = 64, MAX_ALIAS_VALUES = 100000, MAX_ALIAS_BYTES = 16 << 20 };
+enum { MAX_DEPTH = 64, MAX_ALIAS_VALUES = 20000, MAX_ALIAS_BYTES = 4 << 20 };
 
 typedef struct anchor {
     char *name;

@@ -2,7 +2,7 @@
  *
  * Reading uses libyaml's document API and adds what it leaves out: duplicate keys and YAML merge keys
  * (<<) are errors with line and column, non-scalar keys are errors, and anchors/aliases are expanded into
- * copies, at most 100,000 values / 16 MiB in all (an alias bomb is an error naming the line); nesting deeper
+ * copies, at most 20,000 values / 4 MiB in all (an alias bomb is an error naming the line); nesting deeper
  * than 64 levels stops the parse where it is reached (linear time). Writing emits block mappings, flow lists of scalars, and quotes exactly the strings that would
  * otherwise read back as another type, so dump -> load -> dump is stable.
  */

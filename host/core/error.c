@@ -5,16 +5,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static dk_abort_handler abort_handler = NULL;
-static void (*cleanups[8])(void);
-static int n_cleanups = 0;
+enum { MAX_CLEANUPS = 128 };
+static struct {
+    void (*fn)(void *);
+    void *obj;
+} cleanups[MAX_CLEANUPS];
 
-void dk_on_abort(void (*cleanup)(void)) {
-    for (int i = 0; i < n_cleanups; i++)
-        if (cleanups[i] == cleanup) return;
-    if (n_cleanups < 8) cleanups[n_cleanups++] = cleanup;
+static void run_cleanups(void) {
+    for (int i = 0; i < MAX_CLEANUPS; i++) {
+        void (*fn)(void *) = cleanups[i].fn;
+        void *obj = cleanups[i].obj;
+        cleanups[i].fn = NULL; /* once only, even if fn exits or the next exit() runs us again */
+        cleanups[i].obj = NULL;
+        if (fn) fn(obj);
+    }
 }
+
+void dk_cleanup_add(void (*fn)(void *obj), void *obj) {
+    static bool registered = false;
+    if (!registered) atexit(run_cleanups); /* dk_abort runs them itself: MPI_Abort never returns */
+    registered = true;
+    for (int i = 0; i < MAX_CLEANUPS; i++)
+        if (!cleanups[i].fn) {
+            cleanups[i].fn = fn;
+            cleanups[i].obj = obj;
+            return;
+        }
+}
+
+void dk_cleanup_remove(void *obj) {
+    for (int i = 0; i < MAX_CLEANUPS; i++)
+        if (cleanups[i].obj == obj) cleanups[i].fn = NULL, cleanups[i].obj = NULL;
+}
+
+/* How long a rank other than 0 waits for rank 0 to end the job on an identical error (dk_die_identical). */
+enum { IDENTICAL_ERROR_WAIT_S = 10 };
 
 int dk_err_setv(dk_err *err, int code, const char *fmt, va_list ap) {
     if (!err || err->code != 0) return -1;
@@ -52,7 +80,7 @@ void dk_err_clear(dk_err *err) {
 void dk_set_abort_handler(dk_abort_handler handler) { abort_handler = handler; }
 
 void dk_abort(int code) {
-    for (int i = 0; i < n_cleanups; i++) cleanups[i]();
+    run_cleanups();
     fflush(stdout);
     fflush(stderr);
     if (abort_handler) abort_handler(code);
@@ -63,6 +91,16 @@ void dk_die(const dk_err *err) {
     int code = (err && err->code) ? err->code : DK_EXIT_RUNTIME;
     dk_log_error_once("%s", (err && err->msg[0]) ? err->msg : "unknown error");
     dk_abort(code);
+}
+
+void dk_die_identical(const dk_err *err) {
+    if (dk_log_rank() != 0) {
+        /* rank 0 meets the same error and aborts every rank: leave it the printing */
+        const struct timespec wait = {.tv_sec = IDENTICAL_ERROR_WAIT_S, .tv_nsec = 0};
+        fflush(stdout);
+        nanosleep(&wait, NULL);
+    }
+    dk_die(err);
 }
 
 void dk_fatal_at(int code, const char *file, int line, const char *fmt, ...) {

@@ -38,13 +38,22 @@ static inline bool dk_err_is_set(const dk_err *err) { return err && err->code !=
 /* Prints "diffkit: error: <msg>" (rank-aware, once under MPI) and ends the job with err->code. */
 void dk_die(const dk_err *err) __attribute__((noreturn));
 
+/* dk_die for an error every rank of an MPI job meets identically, because every rank reads the same files and
+ * arguments (a configuration error): rank 0 prints it and ends the job; the other ranks print nothing and wait
+ * for that end, so the message appears once. A rank whose error rank 0 does not share (an environment variable
+ * that differs between nodes) prints its own after a few seconds and ends the job itself. */
+void dk_die_identical(const dk_err *err) __attribute__((noreturn));
+
 /* Fatal error at a source location. Ends the job through the abort handler (see below) or exit(code). */
 void dk_fatal_at(int code, const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
 
-/* Cleanups run by dk_abort before the job ends (e.g. removing temporary output files, io/out_file.c), also when
- * the abort handler below never returns. At most 8; registering the same function twice is a no-op. */
-void dk_on_abort(void (*cleanup)(void));
+/* Things a job must undo if it ends before it undoes them itself (a temporary output file to remove, a store
+ * lock file, io/out_file.c and io/store_lock.c): dk_cleanup_add(fn, obj) makes exit(), dk_die and dk_abort
+ * (also under MPI, where the abort handler never returns) call fn(obj); dk_cleanup_remove(obj) forgets it once
+ * the owner cleaned up. At most 128 at a time (more are not tracked). */
+void dk_cleanup_add(void (*fn)(void *obj), void *obj);
+void dk_cleanup_remove(void *obj);
 
 /* The dist layer installs MPI_Abort (and ncclCommAbort) here; default: exit(code). */
 typedef void (*dk_abort_handler)(int code);

@@ -44,3 +44,14 @@ const char *dk_nonfinite_name(double v) {
     if (isinf(v)) return v > 0 ? "+Inf" : "-Inf";
     return "finite";
 }
+
+bool dk_first_nonfinite_in_batch(const float *x, int64_t T, int64_t w, const int64_t *seq_start, int64_t n_seqs,
+                                 dk_nonfinite_at *at) {
+    const int64_t bad = dk_first_nonfinite_f32(x, (size_t)(T * w));
+    if (bad < 0) return false;
+    const int64_t t = bad / w;
+    int64_t s = 0;
+    while (s + 1 < n_seqs && seq_start[s + 1] <= t) s++;
+    *at = (dk_nonfinite_at){.seq = s, .token = t - seq_start[s], .value = x[bad]};
+    return true;
+}

@@ -11,6 +11,7 @@
 #ifndef DK_FINITE_H
 #define DK_FINITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,5 +20,15 @@ int64_t dk_first_nonfinite_f32(const float *x, size_t n);
 int64_t dk_first_nonfinite_f64(const double *x, size_t n);
 /* "NaN", "+Inf" or "-Inf" (or "finite") for a message. */
 const char *dk_nonfinite_name(double v);
+
+/* Where the first NaN or ±Inf of a packed batch is, for a message naming the sequence and token: x holds T rows
+ * of width w, sequence s rows [seq_start[s], seq_start[s + 1]) of n_seqs. */
+typedef struct dk_nonfinite_at {
+    int64_t seq, token;   /* the batch's sequence index and the token within that sequence */
+    float value;
+} dk_nonfinite_at;
+/* false when all of x is finite; else true with *at filled. */
+bool dk_first_nonfinite_in_batch(const float *x, int64_t T, int64_t w, const int64_t *seq_start, int64_t n_seqs,
+                                 dk_nonfinite_at *at);
 
 #endif

@@ -198,7 +198,7 @@ static hid_t file_access(MPI_Comm comm) {
 static void create_layout(dk_store_writer *w) {
     const dk_store_layout *L = &w->L;
     hid_t u8 = H5T_STD_U8LE, f64 = H5T_IEEE_F64LE;
-    w->tokens = create_ds(w, "tokens", H5T_STD_I32LE, 1, (hsize_t)L->n_tokens, 0);
+    w->tokens = L->store_tokens ? create_ds(w, "tokens", H5T_STD_I32LE, 1, (hsize_t)L->n_tokens, 0) : -1;
     hid_t offsets = create_ds(w, "seq_offsets", H5T_STD_I64LE, 1, (hsize_t)L->n_seqs + 1, 0);
     hid_t g;
     H5_CHECK(g = H5Gcreate2(w->file, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
@@ -252,6 +252,9 @@ static void create_layout(dk_store_writer *w) {
     attr_str(w->file, "dataset_path", L->dataset_path, 0);
     attr_str(w->file, "split", L->split, 0);
     attr_str(w->file, "compute", L->compute ? L->compute : "cpu-fp32", 0);
+    int64_t skip = L->skip_first, store_tokens = L->store_tokens;
+    attr_i64(w->file, "skip_first_tokens", &skip, 1);
+    attr_i64(w->file, "store_tokens", &store_tokens, 1);
     if (yaml_len < 60000) attr_str(w->file, "config_yaml", L->config_yaml ? L->config_yaml : "", 0);
 
     /* plan-known raw data, written by rank 0; chunk flags start at 0 (no fill value: written explicitly) */
@@ -276,7 +279,7 @@ static void create_layout(dk_store_writer *w) {
 
 static void open_layout(dk_store_writer *w) {
     const dk_store_layout *L = &w->L;
-    w->tokens = open_ds(w->file, "tokens");
+    w->tokens = L->store_tokens ? open_ds(w->file, "tokens") : -1;
     w->chunk_done = open_ds(w->file, "progress/chunk_done");
     for (int i = 0; i < L->n_layers; i++) {
         char name[96];
@@ -369,7 +372,7 @@ int64_t dk_store_write_round(dk_store_writer *w, const dk_store_chunk *mine) {
     }
     int64_t one = c >= 0 ? 1 : 0, d = L->d_model;
     dk_timer_start(&w->io);
-    write_rows(w, w->tokens, H5T_NATIVE_INT32, row0, rows, 0, c >= 0 ? mine->tokens : NULL);
+    if (L->store_tokens) write_rows(w, w->tokens, H5T_NATIVE_INT32, row0, rows, 0, c >= 0 ? mine->tokens : NULL);
     for (int i = 0; i < L->n_layers; i++) {
         write_rows(w, w->layer[i], w->bf16, row0, rows, (hsize_t)d, c >= 0 ? mine->rows[i] : NULL);
         check_collective(w);
@@ -382,7 +385,7 @@ int64_t dk_store_write_round(dk_store_writer *w, const dk_store_chunk *mine) {
     STORE_IO(w, H5Fflush(w->file, H5F_SCOPE_GLOBAL), "flushing it");
     w->unflagged_chunk = c;
     dk_timer_stop(&w->io);
-    return rows * (4 + 2 * d * L->n_layers) + one * 16 * d * L->n_layers;
+    return rows * ((L->store_tokens ? 4 : 0) + 2 * d * L->n_layers) + one * 16 * d * L->n_layers;
 }
 
 /* Merges (n_b, mean_b, m2_b) into (n_a, mean_a, m2_a), Chan et al.'s parallel variance update. */
@@ -436,7 +439,7 @@ static void merge_and_write_stats(dk_store_writer *w, int i) {
 }
 
 static void close_handles(dk_store_writer *w) {
-    H5Dclose(w->tokens);
+    if (w->tokens >= 0) H5Dclose(w->tokens);
     H5Dclose(w->chunk_done);
     for (int i = 0; i < w->L.n_layers; i++) {
         H5Dclose(w->layer[i]);

@@ -28,7 +28,7 @@
 
 /* Everything the plan decides about a store: shapes, chunk boundaries and the descriptive attributes. */
 typedef struct dk_store_layout {
-    int64_t n_tokens, n_seqs, n_chunks, d_model;
+    int64_t n_tokens, n_seqs, n_chunks, d_model;  /* n_tokens: rows stored (after skip_first) */
     int n_layers;
     int64_t layers[DK_STORE_MAX_LAYERS];  /* absolute block indices, captured after block l */
     const int64_t *seq_offsets;           /* (n_seqs + 1) row of each sequence's first token, then n_tokens */
@@ -39,6 +39,9 @@ typedef struct dk_store_layout {
     const char *tokenizer_hash, *dataset_hash, *dataset_path, *split;
     const char *config_yaml;              /* resolved configuration */
     const char *compute;                  /* what computed the rows: "cpu-fp32", "cuda-bf16", "cuda-fp32" */
+    bool store_tokens;                    /* write the `tokens` dataset (preprocessing.store_tokens) */
+    int64_t skip_first;                   /* leading tokens of each sequence not stored
+                                           * (ignore_first_n_tokens_per_sample_during_collection) */
 } dk_store_layout;
 
 /* What is on disk for a final path (NAME.h5) and its NAME.h5.partial. */
@@ -66,7 +69,7 @@ void dk_store_read_done(dk_store_writer *w, uint8_t *done);
 /* One chunk's data, or chunk = -1 for a rank with nothing to write this round. */
 typedef struct dk_store_chunk {
     int64_t chunk;
-    const int32_t *tokens;                    /* (rows) */
+    const int32_t *tokens;                    /* (rows) the stored rows' tokens; unused without store_tokens */
     const uint16_t *rows[DK_STORE_MAX_LAYERS];/* per layer: (rows, d) bf16 bits */
     const double *mean[DK_STORE_MAX_LAYERS];  /* per layer: (d) mean over the chunk's rows, fp64 */
     const double *m2[DK_STORE_MAX_LAYERS];    /* per layer: (d) sum of squared deviations from that mean */

@@ -64,6 +64,8 @@ int dk_act_store_open(dk_act_store *s, const char *path, int64_t layer, bool all
         free(s->compute);
         s->compute = dk_strdup("cpu-fp32");
     }
+    s->dataset_hash = read_str_attr(f, "dataset_hash");
+    s->skip_first = H5Aexists(f, "skip_first_tokens") > 0 ? attr_i64(f, "skip_first_tokens") : 0;
     s->d_model = attr_i64(f, "d_model");
     s->n_tokens = attr_i64(f, "n_tokens");
     s->n_seqs = attr_i64(f, "n_sequences");
@@ -93,13 +95,15 @@ int dk_act_store_open(dk_act_store *s, const char *path, int64_t layer, bool all
             snprintf(list + used, sizeof list - used, "%s%lld", i ? ", " : "", (long long)layers[i]);
         }
         dk_act_store_close(s);
-        return dk_err_set(err, DK_EXIT_RUNTIME, "%s holds no layer %lld (layers present: %s)", path, (long long)layer,
+        return dk_err_set(err, DK_EXIT_USAGE, "%s holds no layer %lld (layers present: %s): set preprocessing.layers "
+                          "to layers the store holds, or cache this one with diff_preprocess", path, (long long)layer,
                           list);
     }
     s->bf16 = H5Dget_type(s->layer_ds);
-    s->tokens = malloc((size_t)(s->n_tokens ? s->n_tokens : 1) * sizeof(int32_t));
+    const bool has_tokens = H5Lexists(f, "tokens", H5P_DEFAULT) > 0; /* absent with store_tokens=false */
+    s->tokens = has_tokens ? malloc((size_t)(s->n_tokens ? s->n_tokens : 1) * sizeof(int32_t)) : NULL;
     s->seq_offsets = malloc((size_t)(s->n_seqs + 1) * sizeof(int64_t));
-    if (read_all(f, "tokens", H5T_NATIVE_INT32, s->tokens) != 0 ||
+    if ((has_tokens && read_all(f, "tokens", H5T_NATIVE_INT32, s->tokens) != 0) ||
         read_all(f, "seq_offsets", H5T_NATIVE_INT64, s->seq_offsets) != 0) {
         dk_act_store_close(s);
         return dk_err_set(err, DK_EXIT_RUNTIME, "%s: cannot read tokens / seq_offsets", path);
@@ -118,6 +122,7 @@ void dk_act_store_close(dk_act_store *s) {
     free(s->adapter_id);
     free(s->tokenizer_hash);
     free(s->compute);
+    free(s->dataset_hash);
     memset(s, 0, sizeof *s);
     s->file = s->layer_ds = s->bf16 = -1;
 }
@@ -179,7 +184,12 @@ int dk_act_pair_open(dk_act_pair *p, const char *base_path, const char *ft_path,
     if (b->d_model != f->d_model) what = "d_model";
     else if (b->n_tokens != f->n_tokens) what = "the number of tokens";
     else if (b->n_seqs != f->n_seqs) what = "the number of sequences";
-    else if (memcmp(b->tokens, f->tokens, (size_t)b->n_tokens * sizeof(int32_t)) != 0) what = "the tokens";
+    else if (b->skip_first != f->skip_first) what = "the leading tokens skipped per sequence";
+    else if (!b->tokens != !f->tokens) what = "whether tokens are stored";
+    else if (b->tokens && memcmp(b->tokens, f->tokens, (size_t)b->n_tokens * sizeof(int32_t)) != 0) what = "the tokens";
+    else if (!b->tokens && (strcmp(b->dataset_hash, f->dataset_hash) != 0 ||
+                            strcmp(b->tokenizer_hash, f->tokenizer_hash) != 0))
+        what = "the dataset or tokenizer hash (their tokens are not stored)";
     else if (memcmp(b->seq_offsets, f->seq_offsets, (size_t)(b->n_seqs + 1) * sizeof(int64_t)) != 0)
         what = "the sequence offsets";
     if (what) {

@@ -3,7 +3,8 @@
  * A method reads the base and the finetuned store of the same (dataset, split) side by side: rows by row
  * range or by sequence, as fp32, of the base, the finetuned model, or finetuned − base. Opening a pair
  * checks that both stores are complete and hold exactly the same tokens and sequence offsets, so row i is
- * the same token in both.
+ * the same token in both. A store written with preprocessing.store_tokens=false has no tokens: a pair of such
+ * stores is checked by its dataset and tokenizer hashes and offsets instead.
  *
  *     dk_act_pair p;  dk_act_pair_open(&p, base_path, ft_path, 13, &err);
  *     float *x = malloc(n * p.d_model * 4);                       // (n, d)
@@ -22,7 +23,9 @@ typedef struct dk_act_store {
     int64_t layer_ds;         /* hid_t of layer_{layer} */
     int64_t bf16;             /* hid_t of the stored bf16 type */
     int64_t layer, d_model, n_tokens, n_seqs;
-    int32_t *tokens;          /* (n_tokens) */
+    int32_t *tokens;          /* (n_tokens), NULL when the store holds no tokens (store_tokens=false) */
+    int64_t skip_first;       /* leading tokens of each sequence not stored (0 for stores older than the attribute) */
+    char *dataset_hash;
     int64_t *seq_offsets;     /* (n_seqs + 1) */
     uint64_t fingerprint;
     char *path;
@@ -46,7 +49,7 @@ typedef enum { DK_ACT_BASE, DK_ACT_FINETUNED, DK_ACT_DIFF } dk_act_which; /* DIF
 typedef struct dk_act_pair {
     dk_act_store base, ft;
     int64_t d_model, n_tokens, n_seqs;
-    const int32_t *tokens;       /* (n_tokens), shared by both */
+    const int32_t *tokens;       /* (n_tokens), shared by both; NULL without stored tokens */
     const int64_t *seq_offsets;  /* (n_seqs + 1) */
 } dk_act_pair;
 

@@ -61,15 +61,24 @@ static int check_required(const char *folder, const char *required_file, const c
                       what, folder, required_file);
 }
 
+/* The cache folder of a repo: "models--ORG--NAME", or "models--NAME" for the Hub's legacy ids without an
+ * organisation ("gpt2"). */
+static char *repo_cache_name(const char *repo) {
+    dk_strbuf s = {0};
+    dk_strbuf_append(&s, "models--");
+    for (const char *p = repo; *p; p++) {
+        if (*p == '/') dk_strbuf_append(&s, "--");
+        else dk_strbuf_append_n(&s, p, 1);
+    }
+    return dk_strbuf_take(&s);
+}
+
 /* Looks in one cache; returns 1 found (out filled), 0 not in this cache, -1 error (err set). */
 static int resolve_in_hub(const char *hub, const char *repo, const char *subfolder, const char *revision,
                           const char *required_file, dk_hf_location *out, dk_err *err) {
-    char *flat = dk_strdup(repo);
-    for (char *s = flat; *s; s++)
-        if (*s == '/') *s = '\0';
-    const char *org = flat, *name = flat + strlen(flat) + 1;
-    char *repo_dir = dk_sprintf("%s/models--%s--%s", hub, org, name);
-    free(flat);
+    char *cache_name = repo_cache_name(repo);
+    char *repo_dir = dk_path_join(hub, cache_name);
+    free(cache_name);
     if (!dk_is_dir(repo_dir)) {
         free(repo_dir);
         return 0;
@@ -170,9 +179,9 @@ int dk_hf_resolve(const char *id, const char *revision, const char *required_fil
         out->path = dk_strdup(realpath(id, resolved) ? resolved : id);
         return 0;
     }
-    /* ORG/NAME[/SUBFOLDER...] */
+    /* ORG/NAME[/SUBFOLDER...], or a legacy id without an organisation (NAME, e.g. "gpt2") */
     const char *slash = strchr(id, '/');
-    if (!slash || slash == id || slash[1] == '\0' || slash[1] == '/' || id[0] == '.' || id[0] == '/') {
+    if ((slash && (slash == id || slash[1] == '\0' || slash[1] == '/')) || id[0] == '.' || id[0] == '/') {
         char *local = local_path_problem(id);
         if (local) dk_err_set(err, DK_EXIT_USAGE, "model '%s': %s; give an existing folder", id, local);
         else dk_err_set(err, DK_EXIT_USAGE, "model id '%s' is neither an existing local folder nor a Hugging Face id of "
@@ -180,7 +189,7 @@ int dk_hf_resolve(const char *id, const char *revision, const char *required_fil
         free(local);
         return -1;
     }
-    const char *second = strchr(slash + 1, '/');
+    const char *second = slash ? strchr(slash + 1, '/') : NULL;
     char *repo = second ? dk_strndup(id, (size_t)(second - id)) : dk_strdup(id);
     const char *subfolder = second ? second + 1 : NULL;
 
@@ -198,11 +207,9 @@ int dk_hf_resolve(const char *id, const char *revision, const char *required_fil
         dk_strbuf where = {0};
         dk_strbuf_printf(&where, "  - ./%s (not a local folder)\n", id);
         for (size_t i = 0; i < n_hubs; i++) {
-            char *flat = dk_strdup(repo);
-            char *s = strchr(flat, '/');
-            *s = '\0';
-            dk_strbuf_printf(&where, "  - %s/models--%s--%s\n", hubs[i], flat, s + 1);
-            free(flat);
+            char *cache_name = repo_cache_name(repo);
+            dk_strbuf_printf(&where, "  - %s/%s\n", hubs[i], cache_name);
+            free(cache_name);
         }
         dk_err_set(err, DK_EXIT_RUNTIME,
                    "model '%s' (revision %s) is not available offline. Looked in:\n%s"

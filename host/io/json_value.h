@@ -9,11 +9,19 @@
 
 #include <stddef.h>
 
+#include "core/error.h"
+
 typedef struct cJSON cJSON;
 
 /* text[0..len) as one JSON value (the caller deletes it), or NULL with why filled for a message:
  *   "not valid JSON (error near byte 12)", "a NUL byte at byte 5 (JSON text cannot hold one)",
  *   "trailing data after the JSON value, at byte 13: {\"text\":\"b\"}" (the first bytes of the rest). */
 cJSON *dk_json_parse_one(const char *text, size_t len, char *why, size_t why_cap);
+
+/* A whole JSON file (config.json, tokenizer.json, an index): the value, or NULL with err (code `code`):
+ * "NAME: not valid JSON (error near byte 812, line 30): HINT" or "NAME: trailing data after the JSON value
+ * near byte ..., line ...: HINT". */
+cJSON *dk_json_parse_document(const char *text, size_t len, const char *name, int code, const char *hint,
+                              dk_err *err);
 
 #endif

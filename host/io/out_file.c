@@ -51,32 +51,10 @@ int dk_err_write(dk_err *err, const char *path, int e) {
     }
 }
 
-/* ---- temporaries of open outputs, removed when the job ends without committing them ---------------- */
-
-enum { MAX_OPEN_OUTPUTS = 64 };
-static dk_out_file *open_outputs[MAX_OPEN_OUTPUTS];
-
-static void remove_open_temporaries(void) {
-    for (int i = 0; i < MAX_OPEN_OUTPUTS; i++) {
-        if (open_outputs[i] && open_outputs[i]->tmp_path) unlink(open_outputs[i]->tmp_path);
-        open_outputs[i] = NULL;
-    }
-}
-
-static void track(dk_out_file *o, bool open) {
-    static bool registered = false;
-    if (!registered) {
-        atexit(remove_open_temporaries); /* dk_die, exit() */
-        dk_on_abort(remove_open_temporaries); /* dk_abort with MPI_Abort, which never returns */
-        registered = true;
-    }
-    for (int i = 0; i < MAX_OPEN_OUTPUTS; i++) {
-        if (open && !open_outputs[i]) {
-            open_outputs[i] = o;
-            return;
-        }
-        if (!open && open_outputs[i] == o) open_outputs[i] = NULL;
-    }
+/* A job that ends without committing an output (dk_die, dk_abort) removes its temporary. */
+static void remove_temporary(void *obj) {
+    dk_out_file *o = obj;
+    if (o->tmp_path) unlink(o->tmp_path);
 }
 
 /* ---- the cookie stream ----------------------------------------------------------------------------- */
@@ -170,7 +148,7 @@ static int open_temporary(dk_out_file *o, dk_err *err) {
     umask(mask);
     fchmod(o->fd, 0666 & ~mask);
     o->tmp_id = dk_file_id_of_fd(o->fd);
-    track(o, true);
+    dk_cleanup_add(remove_temporary, o);
     return make_stream(o, err);
 }
 
@@ -198,6 +176,8 @@ int dk_out_open(dk_out_file *o, const char *path, const char *const *inputs, siz
         rc = -1;
     else if (exists && !S_ISREG(st.st_mode))
         rc = open_in_place(o, err);
+    else if (exists && access(o->path, W_OK) != 0) /* the rename would replace a write-protected file */
+        rc = dk_err_set(err, DK_EXIT_RUNTIME, "cannot write %s: %s", path, strerror(errno));
     else
         rc = open_temporary(o, err);
     if (rc != 0) dk_out_abort(o);
@@ -270,7 +250,7 @@ int dk_out_commit(dk_out_file *o, dk_err *err) {
 }
 
 void dk_out_abort(dk_out_file *o) {
-    track(o, false);
+    dk_cleanup_remove(o);
     if (o->f) fclose(o->f);
     if (o->fd >= 0) close(o->fd);
     if (o->tmp_path) unlink(o->tmp_path);

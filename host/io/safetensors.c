@@ -9,6 +9,7 @@
 
 #include "core/strutil.h"
 #include "io/file.h"
+#include "io/json_value.h"
 #include "kernels/cpu/convert.h"
 
 #include <cjson/cJSON.h>
@@ -585,13 +586,10 @@ static dk_st_checkpoint *open_index(const char *folder, const char *index_path, 
     size_t text_len = 0;
     char *text = dk_read_file(index_path, &text_len, err);
     if (!text) return NULL;
-    cJSON *root = cJSON_ParseWithLength(text, text_len);
+    cJSON *root = dk_json_parse_document(text, text_len, index_path, DK_EXIT_RUNTIME, "the download is incomplete "
+                                         "or corrupt; download it again", err);
     free(text);
-    if (!root) {
-        dk_err_set(err, DK_EXIT_RUNTIME, "%s is not valid JSON: the download is incomplete or corrupt; download "
-                   "it again", index_path);
-        return NULL;
-    }
+    if (!root) return NULL;
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map) || !map->child) {
         dk_err_set(err, DK_EXIT_RUNTIME, "%s has no \"weight_map\" object (tensor name -> shard file): it is not a "

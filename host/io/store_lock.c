@@ -16,32 +16,11 @@
 
 #include "core/log.h"
 
-enum { TAKE_ATTEMPTS = 50, MAX_HELD = 16 };
+enum { TAKE_ATTEMPTS = 50 };
 
-/* Locks held by this process, released (their files removed) when the job ends without releasing them:
- * exit, dk_die, or dk_abort under MPI. The kernel would drop the flock anyway; this removes the file. */
-static dk_store_lock *held[MAX_HELD];
-
-static void release_held(void) {
-    for (int i = 0; i < MAX_HELD; i++)
-        if (held[i]) dk_store_lock_release(held[i]);
-}
-
-static void track(dk_store_lock *lk, bool holding) {
-    static bool registered = false;
-    if (!registered) {
-        atexit(release_held);
-        dk_on_abort(release_held);
-        registered = true;
-    }
-    for (int i = 0; i < MAX_HELD; i++) {
-        if (holding && !held[i]) {
-            held[i] = lk;
-            return;
-        }
-        if (!holding && held[i] == lk) held[i] = NULL;
-    }
-}
+/* A job that ends without releasing a lock (dk_die, dk_abort) removes the lock file on the way out; the
+ * kernel drops the flock itself. */
+static void release_on_exit(void *obj) { dk_store_lock_release(obj); }
 
 /* "pid 123 on host n01 since 2025-01-02T03:04:05Z" as the holder wrote it, or a generic phrase. */
 static void read_holder(int fd, char *out, size_t cap) {
@@ -108,7 +87,7 @@ int dk_store_lock_take(dk_store_lock *lk, const char *path, dk_err *err) {
         write_holder(fd);
         lk->fd = fd;
         lk->id = mine;
-        track(lk, true);
+        dk_cleanup_add(release_on_exit, lk);
         return 0;
     }
     if (!dk_err_is_set(err))
@@ -131,7 +110,7 @@ int dk_store_lock_check(const dk_store_lock *lk, dk_err *err) {
 }
 
 void dk_store_lock_release(dk_store_lock *lk) {
-    track(lk, false);
+    dk_cleanup_remove(lk);
     if (lk->fd >= 0) {
         /* remove it only while still ours: someone else's lock file is not ours to delete */
         if (!lk->unsupported && dk_file_id_same(lk->id, dk_file_id_of_path(lk->lock_path))) unlink(lk->lock_path);

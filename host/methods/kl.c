@@ -7,6 +7,13 @@
  * are bit-identical. Per-token values are placed at their global offsets and summed to rank 0 (every slot has
  * exactly one non-zero writer, so the sum is exact).
  *
+ * Where KL is computed: on the CPU backend, from host logits in double (dk_cpu_kl_rows, rows over threads). When
+ * both models run on the GPU (device=cuda, or auto with a GPU), the logits stay there and KL is computed there
+ * in fp32 (dk_backend_kl_rows): within 8·2^-24·(max|z|/T + ln V + 1) + 4e-6·KL of the double value on the same
+ * logits (kernels/cuda/diffops.cuh; checked by tests/gpu/test_kl_cuda.c), i.e. ~2e-5 for logits up to 30 at
+ * V = 262144. Only n_tokens floats per batch come back instead of 2·n_tokens·V, and no host logits buffers are
+ * needed. Both paths are deterministic per batch, so the rank count still changes nothing.
+ *
  * Results (docs/formats.md, "kl"): <dataset>/per_token_kl (tokens), <dataset>/mean_per_sample_kl (sequences),
  * <dataset>/tokens and sequence_offsets (the sequences as run), statistics as attributes; max_act/per_token/
  * <dataset> and max_act/mean_per_sample/<dataset>; kl/<dataset>.json with the seed's fields; a summary. */
@@ -18,8 +25,10 @@
 #include "core/format.h"
 #include "core/finite.h"
 #include "core/host_memory.h"
+#include "core/parallel.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/timer.h"
 #include "kernels/cpu/diffops.h"
 #include "methods/maxact.h"
 #include "methods/method_job.h"
@@ -129,14 +138,12 @@ static int kl_prepare(dk_method_job *job, dk_err *err) {
 /* Names the model and sequence of a non-finite logit for the error message. */
 static int nonfinite_logits(const dk_method_job *job, const kl_dataset *ds, const float *logits, int64_t T, int64_t V,
                             int64_t seq0, const int64_t *seq_start, int64_t n_seqs, bool finetuned, dk_err *err) {
-    int64_t bad = dk_first_nonfinite_f32(logits, (size_t)(T * V));
-    if (bad < 0) return 0;
-    int64_t t = bad / V, s = 0;
-    while (s + 1 < n_seqs && seq_start[s + 1] <= t) s++;
+    dk_nonfinite_at at;
+    if (!dk_first_nonfinite_in_batch(logits, T, V, seq_start, n_seqs, &at)) return 0;
     return dk_err_set(err, DK_EXIT_RUNTIME, "%s produced non-finite logits (%s) on %s, sequence %lld (store sequence "
                       "%lld), token %lld: check the %s weights (adapter scale, NaN in the checkpoint)",
-                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(logits[bad]), ds->name,
-                      (long long)(seq0 + s), (long long)ds->store_seq[seq0 + s], (long long)(t - seq_start[s]),
+                      finetuned ? job->pair.ft_id : job->pair.base_id, dk_nonfinite_name(at.value), ds->name,
+                      (long long)(seq0 + at.seq), (long long)ds->store_seq[seq0 + at.seq], (long long)at.token,
                       finetuned ? "finetuned model's" : "base model's");
 }
 
@@ -146,7 +153,61 @@ typedef struct kl_out {
     dk_maxact max_token, mean_seq;
 } kl_out;
 
-/* One batch of sequences [s0, s1) of ds: both forwards, KL per token, the tables. */
+/* Both forwards of one batch with logits on the host, checked for non-finite values (the error names the model,
+ * sequence and token). */
+static int forward_both(dk_method_job *job, const kl_dataset *ds, const dk_batch *batch, int64_t s0,
+                        float *logits_base, float *logits_ft, dk_err *err) {
+    const int64_t V = dk_model_pair_model(&job->pair, false)->cfg.vocab_size;
+    int rc = 0;
+    for (int side = 0; side < 2 && rc == 0; side++) {
+        float *logits = side ? logits_ft : logits_base;
+        dk_hook_plan plan = {.logits = DK_LOGITS_ALL, .logits_out = logits};
+        rc = dk_model_pair_forward(&job->pair, side == 1, batch, &plan, err);
+        if (rc == 0)
+            rc = nonfinite_logits(job, ds, logits, batch->n_tokens, V, s0, batch->seq_start, batch->n_seqs, side == 1,
+                                  err);
+    }
+    return rc;
+}
+
+/* KL per token of one batch on the GPU (both backends CUDA): the logits stay on the device. A non-finite KL
+ * means a non-finite logit (finite logits give a finite KL); the batch is then run again with host logits so
+ * that the error names the model, sequence and token as the host path does. */
+static int kl_on_device(dk_method_job *job, const kl_state *st, const kl_dataset *ds, const dk_batch *batch,
+                        int64_t s0, float *kl, dk_err *err) {
+    dk_model_pair *p = &job->pair;
+    if (dk_backend_kl_rows(dk_model_pair_backend(p, false), dk_model_pair_adapter(p, false),
+                           dk_model_pair_backend(p, true), dk_model_pair_adapter(p, true), batch,
+                           (float)st->temperature, kl, err) != 0)
+        return -1;
+    const int64_t bad = dk_first_nonfinite_f32(kl, (size_t)batch->n_tokens);
+    if (bad < 0) return 0;
+    const size_t n = (size_t)batch->n_tokens * (size_t)dk_model_pair_model(p, false)->cfg.vocab_size;
+    float *logits_base = dk_malloc(n * sizeof(float)), *logits_ft = dk_malloc(n * sizeof(float));
+    int rc = forward_both(job, ds, batch, s0, logits_base, logits_ft, err);
+    if (rc == 0)
+        rc = dk_err_set(err, DK_EXIT_RUNTIME, "%s: KL on the GPU is %s at token %lld of the batch of sequences %lld.., "
+                        "but a rerun gives finite logits for both models (a bug: report it)", ds->name,
+                        dk_nonfinite_name(kl[bad]), (long long)bad, (long long)s0);
+    free(logits_base);
+    free(logits_ft);
+    return rc;
+}
+
+typedef struct kl_rows_job {
+    float *kl;
+    const float *logits_ft, *logits_base;
+    int64_t V;
+    float temperature;
+} kl_rows_job;
+
+static void kl_rows_block(void *ctx, int64_t r0, int64_t r1) {
+    kl_rows_job *j = ctx;
+    dk_cpu_kl_rows(j->kl + r0, j->logits_ft + r0 * j->V, j->logits_base + r0 * j->V, r1 - r0, j->V, j->temperature);
+}
+
+/* One batch of sequences [s0, s1) of ds: both forwards, KL per token, the tables. logits_base and logits_ft are
+ * (T, V) host buffers, or both NULL to compute KL on the GPU. */
 static int run_batch(dk_method_job *job, const kl_state *st, const kl_dataset *ds, int64_t s0, int64_t s1,
                      float *logits_base, float *logits_ft, kl_out *out, dk_err *err) {
     const int64_t V = dk_model_pair_model(&job->pair, false)->cfg.vocab_size;
@@ -155,16 +216,18 @@ static int run_batch(dk_method_job *job, const kl_state *st, const kl_dataset *d
     for (int64_t t = 0; t < T; t++) ids[t] = ds->tokens[t0 + t];
     for (int64_t i = 0; i <= n; i++) seq_start[i] = ds->offsets[s0 + i] - t0;
     dk_batch batch = {ids, T, seq_start, n, true};
-    int rc = 0;
-    for (int side = 0; side < 2 && rc == 0; side++) {
-        float *logits = side ? logits_ft : logits_base;
-        dk_hook_plan plan = {.logits = DK_LOGITS_ALL, .logits_out = logits};
-        rc = dk_model_pair_forward(&job->pair, side == 1, &batch, &plan, err);
-        if (rc == 0) rc = nonfinite_logits(job, ds, logits, T, V, s0, seq_start, n, side == 1, err);
+    float *kl = out->per_token + t0;
+    int rc;
+    if (logits_base) {
+        rc = forward_both(job, ds, &batch, s0, logits_base, logits_ft, err);
+        if (rc == 0) {
+            kl_rows_job rows = {kl, logits_ft, logits_base, V, (float)st->temperature};
+            dk_parallel_rows(job->threads, T, 16, kl_rows_block, &rows); /* rows are independent: same bits */
+        }
+    } else {
+        rc = kl_on_device(job, st, ds, &batch, s0, kl, err);
     }
     if (rc == 0) {
-        float *kl = out->per_token + t0;
-        dk_cpu_kl_rows(kl, logits_ft, logits_base, T, V, (float)st->temperature);
         for (int64_t i = 0; i < n; i++) {
             const float *row = kl + seq_start[i];
             const int64_t len = seq_start[i + 1] - seq_start[i];
@@ -252,6 +315,8 @@ static void write_dataset(dk_method_job *job, const kl_dataset *ds, kl_out *out,
 static int kl_run(dk_method_job *job, dk_err *err) {
     kl_state *st = job->state;
     const int64_t V = dk_model_pair_model(&job->pair, false)->cfg.vocab_size;
+    const bool on_device = dk_backend_kl_on_device(dk_model_pair_backend(&job->pair, false),
+                                                   dk_model_pair_backend(&job->pair, true));
     cJSON *summary = cJSON_CreateObject();
     cJSON_AddStringToObject(summary, "method", "kl");
     cJSON *sum_ds = cJSON_AddObjectToObject(summary, "datasets");
@@ -263,7 +328,8 @@ static int kl_run(dk_method_job *job, dk_err *err) {
             int64_t s1 = s0 + st->batch_size < ds->n_seqs ? s0 + st->batch_size : ds->n_seqs;
             if (ds->offsets[s1] - ds->offsets[s0] > max_T) max_T = ds->offsets[s1] - ds->offsets[s0];
         }
-        const uint64_t need = 2ull * (uint64_t)max_T * (uint64_t)V * sizeof(float);
+        /* on the GPU the logits never come to the host; else both models' logits of a batch are held here */
+        const uint64_t need = on_device ? 0 : 2ull * (uint64_t)max_T * (uint64_t)V * sizeof(float);
         if (dk_host_memory_check(need, "diff_kl's logits of both models for one batch",
                                  "lower diffing.method.method_params.batch_size or max_tokens_per_sample", err) != 0) {
             rc = -1;
@@ -272,8 +338,8 @@ static int kl_run(dk_method_job *job, dk_err *err) {
             rc = -1;
             break;
         }
-        float *logits_base = dk_malloc((size_t)(max_T * V) * sizeof(float));
-        float *logits_ft = dk_malloc((size_t)(max_T * V) * sizeof(float));
+        float *logits_base = on_device ? NULL : dk_malloc((size_t)(max_T * V) * sizeof(float));
+        float *logits_ft = on_device ? NULL : dk_malloc((size_t)(max_T * V) * sizeof(float));
         kl_out out = {0};
         out.per_token = dk_calloc((size_t)(ds->n_tokens ? ds->n_tokens : 1), sizeof(float));
         out.per_seq = dk_calloc((size_t)ds->n_seqs, sizeof(float));
@@ -290,6 +356,7 @@ static int kl_run(dk_method_job *job, dk_err *err) {
             /* rank 0 sees its own share: scale to an estimate of the whole */
             dk_progress_add(&prog, (double)(ds->offsets[s1] - ds->offsets[s0]) * job->d.nranks);
         }
+        dk_progress_set_at(&prog, (double)ds->n_tokens, dk_time_now()); /* the estimate above may overshoot */
         dk_progress_end(&prog);
         free(logits_base);
         free(logits_ft);

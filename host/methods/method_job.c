@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,16 @@ int dk_method_open_stores(dk_method_job *job, const char *group, const char *spl
         else if (b->tokenizer_hash[0] && strcmp(b->tokenizer_hash, mp->tokenizer_hash) != 0)
             rc = dk_err_set(err, DK_EXIT_USAGE, "%s was tokenized with another tokenizer (%s) than %s (%s): rerun "
                             "diff_preprocess", base_path, b->tokenizer_hash, mp->tokenizer_path, mp->tokenizer_hash);
+        /* the methods read each sequence's whole token list from the store (forwards, examples, positions) */
+        else if (!b->tokens)
+            rc = dk_err_set(err, DK_EXIT_USAGE, "%s holds no tokens (cached with preprocessing.store_tokens=false): "
+                            "the diffing methods need them; rerun diff_preprocess with preprocessing.store_tokens=true",
+                            base_path);
+        else if (b->skip_first > 0)
+            rc = dk_err_set(err, DK_EXIT_USAGE, "%s was cached without the first %lld token(s) of each sequence "
+                            "(model.ignore_first_n_tokens_per_sample_during_collection): the diffing methods do not "
+                            "support such stores yet; rerun diff_preprocess with that key at 0", base_path,
+                            (long long)b->skip_first);
         if (rc != 0) dk_act_pair_close(out);
     }
     if (rc == 0)
@@ -249,6 +260,7 @@ int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
             dk_results_end(&job.res);
             dk_dist_exit(&job.d, &err);
         }
+        if (getenv("DIFFKIT_TEST_KILL_BEFORE_COMMIT")) raise(SIGKILL); /* tests: a job killed (every rank, as SLURM does) */
         if (dk_results_commit(&job.res, &job.d, &err) != 0) dk_dist_exit(&job.d, &err);
         char b[DK_FMT_BUF];
         LOG_INFO("%s done in %s on %d rank(s) (%s)", spec->job, dk_format_duration(b, dk_time_now() - t0), job.d.nranks,

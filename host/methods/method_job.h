@@ -9,7 +9,8 @@
  *      device, threads, seed;
  *   3. the two models (model_pair.h) when the method runs them, else only their ids and tokenizer;
  *   4. spec->prepare: the method reads its settings and checks its inputs (stores, datasets, layers) before any
- *      heavy work, adding what the results depend on to job->inputs;
+ *      heavy work, adding what the results depend on to job->inputs; it may move job->results_dir to a folder
+ *      below it (diff_mining: the seed's run folder seed{seed}_top{top_k});
  *   5. the results (results.h): reused when complete with the same fingerprint (the job ends there), refused
  *      when they hold other inputs (unless overwrite), else a fresh results.h5.partial;
  *   6. spec->run computes and writes; 7. commit (results.h5 appears), a closing line with the time.

@@ -6,6 +6,9 @@
 #include "methods/method_job.h"
 
 extern const dk_method_spec dk_method_kl;   /* kl.c */
+extern const dk_method_spec dk_method_diff_mining;   /* diff_mining.c (job diff_mining) */
+extern const dk_method_spec dk_method_activation_difference_lens;   /* adl.c */
+extern const dk_method_spec dk_method_activation_analysis;   /* activation_analysis.c */
 extern const dk_method_spec dk_method_pca;  /* pca.c */
 
 #endif

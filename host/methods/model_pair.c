@@ -11,49 +11,23 @@
 #include "io/hf_cache.h"
 #include "model/hf_config.h"
 #include "model/model_path.h"
+#include "pipeline/model_ids.h"
 #include "tokenizer/chat_template.h"
-
-char *dk_safe_model_name(const char *id) {
-    char *copy = dk_strdup(id);
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
-    const char *base = strrchr(copy, '/');
-    char *out = dk_strdup(base ? base + 1 : copy);
-    free(copy);
-    return out;
-}
-
-/* "fnv1a64:<hex>" of a file's bytes; 0 or -1 with err. */
-static int hash_file(const char *path, char out[32], dk_err *err) {
-    size_t n = 0;
-    char *data = dk_read_file(path, &n, err);
-    if (!data) return -1;
-    snprintf(out, 32, "fnv1a64:%016llx", (unsigned long long)dk_fnv1a(DK_FNV_OFFSET, data, n));
-    free(data);
-    return 0;
-}
-
-/* tokenizer.json (or .gz) of a folder, NULL if none */
-static char *tokenizer_file(const char *folder) {
-    const char *names[] = {"tokenizer.json", "tokenizer.json.gz"};
-    for (int i = 0; i < 2; i++) {
-        char *p = dk_path_join(folder, names[i]);
-        if (dk_is_file(p)) return p;
-        free(p);
-    }
-    return NULL;
-}
 
 int dk_model_pair_resolve(dk_model_pair *p, const dk_cfg *cfg, dk_err *err) {
     memset(p, 0, sizeof *p);
-    const char *model_id = dk_cfg_str(cfg, "model.model_id");
-    const char *revision = dk_cfg_str_or_null(cfg, "model.revision");
-    dk_hf_location loc = {0};
-    if (dk_hf_resolve(model_id, revision, "config.json", &loc, err) != 0) return -1;
-    p->base_dir = dk_strdup(loc.path);
-    p->base_id = dk_strdup(model_id);
-    p->base_snapshot = dk_strdup(loc.commit ? loc.commit : "local");
-    dk_hf_location_free(&loc);
+    dk_model_ids ids;
+    int rc = dk_model_ids_resolve(&ids, cfg, err);
+    /* the folders and ids move into the pair (freed by dk_model_pair_close) */
+    p->base_dir = ids.base_dir, p->base_id = ids.base_id, p->base_snapshot = ids.base_snapshot;
+    p->ft_dir = ids.ft_dir, p->ft_id = ids.ft_id, p->ft_is_adapter = ids.ft_is_adapter;
+    p->tokenizer_path = ids.tokenizer_path;
+    memcpy(p->tokenizer_hash, ids.tokenizer_hash_hex, sizeof p->tokenizer_hash);
+    if (rc != 0) return -1;
+    if (ids.base_only)
+        return dk_err_set(err, DK_EXIT_USAGE, "no organism is configured (organism=null or None): a diffing method "
+                          "compares a base model with an organism; choose one, e.g. organism=NAME");
+
     char *config_json = dk_path_join(p->base_dir, "config.json");
     dk_hf_config hc;
     int crc = dk_hf_config_load(config_json, &hc, err);
@@ -64,53 +38,11 @@ int dk_model_pair_resolve(dk_model_pair *p, const dk_cfg *cfg, dk_err *err) {
     p->vocab_size = hc.vocab_size;
     dk_hf_config_free(&hc);
 
-    if (!dk_cfg_has(cfg, "organism.name"))
-        return dk_err_set(err, DK_EXIT_USAGE, "no organism is configured (organism=null): a diffing method compares "
-                          "a base model with an organism; choose one, e.g. organism=NAME");
-    const char *model_name = dk_cfg_str(cfg, "model.name"), *variant = dk_cfg_str(cfg, "organism_variant");
-    char *key = dk_sprintf("organism.finetuned_models.%s.%s", model_name, variant);
-    char *adapter_key = dk_sprintf("%s.adapter_id", key), *full_key = dk_sprintf("%s.model_id", key);
-    int rc = 0;
-    if (dk_cfg_has(cfg, adapter_key)) {
-        p->ft_id = dk_strdup(dk_cfg_str(cfg, adapter_key));
-        p->ft_is_adapter = true;
-        p->ft_dir = dk_model_folder(p->ft_id, "adapter_config.json", err);
-    } else if (dk_cfg_has(cfg, full_key)) {
-        p->ft_id = dk_strdup(dk_cfg_str(cfg, full_key));
-        p->ft_dir = dk_model_folder(p->ft_id, "config.json", err);
-    } else {
-        rc = dk_err_set(err, DK_EXIT_USAGE, "%s has neither adapter_id nor model_id: the organism has no finetuned "
-                        "model for model=%s, variant %s", key, model_name, variant);
-    }
-    if (rc == 0 && !p->ft_dir) rc = -1;
-    free(key);
-    free(adapter_key);
-    free(full_key);
-    if (rc) return -1;
+    /* what identifies the finetuned weights in a results fingerprint */
     char *weights = dk_path_join(p->ft_dir, p->ft_is_adapter ? "adapter_model.safetensors" : "config.json");
-    rc = hash_file(weights, p->adapter_hash, err);
+    rc = dk_hash_file_hex(weights, p->adapter_hash, err);
     free(weights);
-    if (rc) return -1;
-
-    const char *tok_id = dk_cfg_str_or_null(cfg, "model.tokenizer_id");
-    char *tok_folder = tok_id ? dk_model_folder(tok_id, NULL, err) : dk_strdup(p->base_dir);
-    if (!tok_folder) return -1;
-    p->tokenizer_path = dk_is_file(tok_folder) ? dk_strdup(tok_folder) : tokenizer_file(tok_folder);
-    free(tok_folder);
-    if (!p->tokenizer_path)
-        return dk_err_set(err, DK_EXIT_USAGE, "no tokenizer.json in %s (set model.tokenizer_id)", p->base_dir);
-    if (hash_file(p->tokenizer_path, p->tokenizer_hash, err) != 0) return -1;
-    /* the organism must tokenize as the base does: a tokenizer shipped with it must be the same file */
-    char *ft_tok = tokenizer_file(p->ft_dir);
-    if (ft_tok) {
-        char h[32];
-        if (hash_file(ft_tok, h, err) == 0 && strcmp(h, p->tokenizer_hash) != 0)
-            dk_err_set(err, DK_EXIT_USAGE, "the base model and the organism use different tokenizers (%s differs "
-                       "from %s): their outputs cannot be compared token by token", ft_tok, p->tokenizer_path);
-        free(ft_tok);
-        if (dk_err_is_set(err)) return -1;
-    }
-    return 0;
+    return rc;
 }
 
 int dk_model_pair_open(dk_model_pair *p, const dk_dist *d, dk_device device, int threads, dk_err *err) {

@@ -21,6 +21,7 @@
 #include "dist/dist.h"
 #include "model/backend.h"
 #include "model/lora.h"
+#include "pipeline/model_ids.h"   /* dk_safe_model_name */
 #include "tokenizer/tokenizer.h"
 
 typedef struct dk_model_pair {
@@ -61,8 +62,5 @@ const char *dk_model_pair_compute(const dk_model_pair *p);
 
 /* Appends "base=..., finetuned=..., tokenizer=..." lines describing both models to a fingerprint text. */
 void dk_model_pair_inputs(const dk_model_pair *p, dk_strbuf *out);
-
-/* The seed's short model name for store folders: model_id.split('/')[-1] (a trailing slash ignored). */
-char *dk_safe_model_name(const char *id);
 
 #endif

@@ -104,9 +104,13 @@ void dk_results_i64(dk_results *r, const char *path, int rank, const int64_t *di
 }
 
 void dk_results_strings(dk_results *r, const char *path, int64_t n, const char *const *strings) {
+    dk_results_strings_nd(r, path, 1, &n, strings);
+}
+
+void dk_results_strings_nd(dk_results *r, const char *path, int rank, const int64_t *dims, const char *const *strings) {
     if (!active(r)) return;
     hid_t t = string_type();
-    write_dataset(r, path, t, 1, &n, strings);
+    write_dataset(r, path, t, rank, dims, strings);
     H5Tclose(t);
 }
 
@@ -263,6 +267,11 @@ static int create_partial(dk_results *r, const char *method, const char *inputs,
     hid_t fapl;
     H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)); /* readable by any h5py */
+    /* The file is built in memory and written out as it grows and at close (HDF5's core driver with a backing
+     * store): with the default driver, a write that fails (disk full, file-size limit) leaves HDF5 1.10 holding a
+     * half-closed file that crashes the library's shutdown at MPI_Finalize; with this one the failure is reported
+     * and the shutdown is clean (tests/methods adl_bad_file_size_limit). Results files are small (MBs). */
+    H5_CHECK(H5Pset_fapl_core(fapl, (size_t)4 << 20, 1));
     errno = 0;
     hid_t f = H5Fcreate(r->partial, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
     H5Pclose(fapl);

@@ -60,6 +60,8 @@ void dk_results_i32(dk_results *r, const char *path, int rank, const int64_t *di
 void dk_results_i64(dk_results *r, const char *path, int rank, const int64_t *dims, const int64_t *data);
 /* A 1-D dataset of n UTF-8 strings (variable length; h5py reads str). */
 void dk_results_strings(dk_results *r, const char *path, int64_t n, const char *const *strings);
+/* The same with rank dims (row-major): strings holds the product of dims entries. */
+void dk_results_strings_nd(dk_results *r, const char *path, int rank, const int64_t *dims, const char *const *strings);
 /* Attributes of the object at path ("" or "/" = the file; groups are created as needed). */
 void dk_results_attr_str(dk_results *r, const char *path, const char *name, const char *value);
 void dk_results_attr_f64(dk_results *r, const char *path, const char *name, double value);

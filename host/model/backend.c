@@ -68,6 +68,23 @@ int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_
     return dk_forward(be->model, adapter, batch, plan, cache, err);
 }
 
+bool dk_backend_kl_on_device(const dk_backend *base, const dk_backend *ft) {
+    return base->device == DK_DEVICE_CUDA && ft->device == DK_DEVICE_CUDA;
+}
+
+int dk_backend_kl_rows(dk_backend *base, const dk_lora_adapter *base_adapter, dk_backend *ft,
+                       const dk_lora_adapter *ft_adapter, const dk_batch *batch, float temperature, float *kl,
+                       dk_err *err) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (dk_backend_kl_on_device(base, ft))
+        return dk_cuda_forward_kl(base->cuda, base_adapter, ft->cuda, ft_adapter, batch, temperature, kl, err);
+#endif
+    (void)base_adapter, (void)ft_adapter, (void)batch, (void)temperature, (void)kl;
+    return dk_err_set(err, DK_EXIT_RUNTIME, "KL on the device: the backends run on %s and %s, not both on cuda (a "
+                      "bug: callers check dk_backend_kl_on_device)", dk_device_name(base->device),
+                      dk_device_name(ft->device));
+}
+
 const char *dk_backend_compute_name(const dk_backend *be) {
     if (be->device != DK_DEVICE_CUDA) return "cpu-fp32";
     return be->cuda_fp32 ? "cuda-fp32" : "cuda-bf16";

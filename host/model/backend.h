@@ -50,6 +50,16 @@ void dk_backend_close(dk_backend *be);
 int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
                        const dk_hook_plan *plan, dk_kv_cache *cache, dk_err *err);
 
+/* Whether dk_backend_kl_rows runs: both backends on the GPU. */
+bool dk_backend_kl_on_device(const dk_backend *base, const dk_backend *ft);
+/* KL(ft ‖ base) of the next-token distributions at every token of `batch`, both forwards and the KL on the GPU
+ * (dk_cuda_forward_kl: fp32, accuracy in kernels/cuda/diffops.cuh), only kl (n_tokens, host) coming back.
+ * base and ft may be the same backend (an adapter on shared weights). Only when dk_backend_kl_on_device: on the
+ * CPU, run the forwards with host logits and dk_cpu_kl_rows. 0, or -1 with err set. */
+int dk_backend_kl_rows(dk_backend *base, const dk_lora_adapter *base_adapter, dk_backend *ft,
+                       const dk_lora_adapter *ft_adapter, const dk_batch *batch, float temperature, float *kl,
+                       dk_err *err);
+
 /* What computes the activations, as stores record it: "cpu-fp32" (the reference), "cuda-bf16" or "cuda-fp32". */
 const char *dk_backend_compute_name(const dk_backend *be);
 /* How many GPUs this build can use (0 without CUDA or without a device). */

@@ -1,7 +1,8 @@
 /* forward.c — see forward.h. Layout: 1. opening a model; 2. the KV cache; 3. checking a batch and a plan;
  * 4. one decoder block; 5. dk_forward (embedding, blocks with hooks, head). The block follows transformers'
- * modeling_{llama,qwen2,qwen3,gemma2,gemma3}.py line by line; the per-family switches are config flags
- * (qkv_bias, qk_norm, gemma_norms, softcaps) rather than separate code paths. */
+ * modeling_{llama,qwen2,qwen3,gemma2,gemma3,gpt2,qwen2_5_vl}.py line by line; the per-family switches are
+ * config flags (qkv_bias, qk_norm, gemma_norms, softcaps, layer_norm, learned_positions, gated_mlp) rather than
+ * separate code paths. Qwen2.5-VL's M-RoPE is ordinary RoPE for text (hf_config.h: mrope_section). */
 #include "forward.h"
 
 #include <math.h>
@@ -11,6 +12,8 @@
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "model/rope_freq.h"
@@ -40,7 +43,8 @@ int dk_model_open(const char *folder, dk_model *m, dk_err *err) {
     int64_t largest = m->w.lm_head->numel;
     for (int64_t l = 0; l < c->num_hidden_layers; l++)
         for (int k = 0; k < DK_N_MODULES; k++)
-            if (m->w.layers[l].proj[k].weight->numel > largest) largest = m->w.layers[l].proj[k].weight->numel;
+            if (m->w.layers[l].proj[k].weight && m->w.layers[l].proj[k].weight->numel > largest)
+                largest = m->w.layers[l].proj[k].weight->numel;
     m->weight_tile_floats = largest < WEIGHT_TILE_FLOATS ? largest : WEIGHT_TILE_FLOATS;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     m->n_threads = cpus > 0 ? (int)cpus : 1;
@@ -140,6 +144,11 @@ int dk_forward_check_input(const dk_model *m, const dk_batch *b, const dk_hook_p
                                   "(vocab_size %lld: ids 0..%lld)",
                                   (long long)s, (long long)(t - b->seq_start[s]), (long long)b->ids[t], m->cfg.path,
                                   (long long)V, (long long)V - 1);
+        const int64_t past = cache ? cache->length[s] : 0, end = past + b->seq_start[s + 1] - b->seq_start[s];
+        if (m->cfg.learned_positions && end > m->cfg.max_position_embeddings)
+            return dk_err_set(err, DK_EXIT_USAGE, "sequence %lld reaches position %lld, but %s has position embeddings "
+                              "for %lld positions only (n_positions): shorten it (preprocessing.context_len)",
+                              (long long)s, (long long)end - 1, m->cfg.path, (long long)m->cfg.max_position_embeddings);
         if (cache && cache->length[s] + (b->seq_start[s + 1] - b->seq_start[s]) > cache->capacity)
             return dk_err_set(err, DK_EXIT_USAGE, "sequence %lld: %lld cached + %lld new positions exceed the KV "
                               "cache capacity %lld", (long long)s, (long long)cache->length[s],
@@ -178,15 +187,20 @@ typedef struct scratch {
     float *cos_sliding, *sin_sliding; /* (T, D) */
     float *weight_tile;   /* (weight_tile_floats) */
     float *small;         /* (max(H, I, nh·D)) widened norm weight or bias */
+    float *small2;        /* (H) widened LayerNorm bias */
     dk_attn_segment *segments; /* (n_seqs) */
 } scratch;
 
 static dk_rmsnorm_kind norm_kind(const dk_model *m) { return m->cfg.gemma_norms ? DK_RMSNORM_GEMMA : DK_RMSNORM_LLAMA; }
 
-static void norm(const dk_model *m, float *out, const float *x, const dk_st_tensor *weight, int64_t rows,
-                 int64_t dim, scratch *s) {
+/* RMSNorm, or LayerNorm when the model has one (bias: its bias tensor; NULL for RMSNorm). */
+static void norm(const dk_model *m, float *out, const float *x, const dk_st_tensor *weight, const dk_st_tensor *bias,
+                 int64_t rows, int64_t dim, scratch *s) {
     const float *w = dk_weights_f32(weight, s->small);
-    dk_cpu_rmsnorm(out, x, w, rows, dim, (float)m->cfg.rms_norm_eps, norm_kind(m));
+    if (m->cfg.layer_norm)
+        dk_cpu_layernorm(out, x, w, dk_weights_f32(bias, s->small2), rows, dim, (float)m->cfg.rms_norm_eps);
+    else
+        dk_cpu_rmsnorm(out, x, w, rows, dim, (float)m->cfg.rms_norm_eps, norm_kind(m));
 }
 
 /* y (T, out) = x Wᵀ + b, plus the adapter's term for this (layer, module). */
@@ -211,18 +225,20 @@ static void block(const dk_model *m, const dk_lora_adapter *adapter, int64_t l, 
     const int64_t nh = c->num_attention_heads, nkv = c->num_key_value_heads, kv_dim = nkv * D;
     const bool sliding = dk_hf_layer_is_sliding(c, l);
 
-    /* attention: h = norm(x); q, k, v; q/k norms; RoPE */
-    norm(m, s->h, x, lw->input_norm, T, H, s);
+    /* attention: h = norm(x); q, k, v; q/k norms; RoPE (not with learned positions) */
+    norm(m, s->h, x, lw->input_norm, lw->input_norm_bias, T, H, s);
     project(m, adapter, l, DK_MOD_Q, s->q, s->h, T, s); /* (T, nh, D) */
     project(m, adapter, l, DK_MOD_K, s->k, s->h, T, s); /* (T, nkv, D) */
     project(m, adapter, l, DK_MOD_V, s->v, s->h, T, s); /* (T, nkv, D) */
     if (c->qk_norm) {
-        norm(m, s->q, s->q, lw->q_norm, T * nh, D, s);
-        norm(m, s->k, s->k, lw->k_norm, T * nkv, D, s);
+        norm(m, s->q, s->q, lw->q_norm, NULL, T * nh, D, s);
+        norm(m, s->k, s->k, lw->k_norm, NULL, T * nkv, D, s);
     }
-    const float *cos = sliding ? s->cos_sliding : s->cos_full, *sin = sliding ? s->sin_sliding : s->sin_full;
-    dk_cpu_rope_apply(s->q, cos, sin, T, nh, D);
-    dk_cpu_rope_apply(s->k, cos, sin, T, nkv, D);
+    if (!c->learned_positions) {
+        const float *cos = sliding ? s->cos_sliding : s->cos_full, *sin = sliding ? s->sin_sliding : s->sin_full;
+        dk_cpu_rope_apply(s->q, cos, sin, T, nh, D);
+        dk_cpu_rope_apply(s->k, cos, sin, T, nkv, D);
+    }
 
     /* each sequence attends to its own keys: the batch's rows, or its cache rows after appending them */
     for (int64_t q = 0; q < b->n_seqs; q++) {
@@ -250,21 +266,50 @@ static void block(const dk_model *m, const dk_lora_adapter *adapter, int64_t l, 
                          .n_threads = m->n_threads};
     dk_cpu_attention(s->segments, b->n_seqs, &ap);
     project(m, adapter, l, DK_MOD_O, s->out, s->attn, T, s); /* (T, H) */
-    if (c->gemma_norms) norm(m, s->out, s->out, lw->post_attn_norm, T, H, s); /* sandwich: before the add */
+    if (c->gemma_norms) norm(m, s->out, s->out, lw->post_attn_norm, NULL, T, H, s); /* sandwich: before the add */
     for (int64_t i = 0; i < T * H; i++) x[i] += s->out[i];
 
-    /* MLP: h = norm(x); act(gate) ⊙ up; down */
-    norm(m, s->h, x, c->gemma_norms ? lw->pre_ff_norm : lw->post_attn_norm, T, H, s);
-    project(m, adapter, l, DK_MOD_GATE, s->gate, s->h, T, s); /* (T, I) */
-    project(m, adapter, l, DK_MOD_UP, s->up, s->h, T, s);     /* (T, I) */
-    dk_cpu_gated_act(s->gate, s->gate, s->up, (size_t)(T * I), cpu_act(c->activation));
+    /* MLP: h = norm(x); act(gate) ⊙ up, or act(up) without a gate (GPT-2); down */
+    if (c->gemma_norms)
+        norm(m, s->h, x, lw->pre_ff_norm, NULL, T, H, s);
+    else
+        norm(m, s->h, x, lw->post_attn_norm, lw->post_attn_norm_bias, T, H, s);
+    project(m, adapter, l, DK_MOD_UP, s->up, s->h, T, s); /* (T, I) */
+    if (c->gated_mlp) {
+        project(m, adapter, l, DK_MOD_GATE, s->gate, s->h, T, s); /* (T, I) */
+        dk_cpu_gated_act(s->gate, s->gate, s->up, (size_t)(T * I), cpu_act(c->activation));
+    } else {
+        dk_cpu_plain_act(s->gate, s->up, (size_t)(T * I), cpu_act(c->activation));
+    }
     project(m, adapter, l, DK_MOD_DOWN, s->out, s->gate, T, s); /* (T, H) */
-    if (c->gemma_norms) norm(m, s->out, s->out, lw->post_ff_norm, T, H, s);
+    if (c->gemma_norms) norm(m, s->out, s->out, lw->post_ff_norm, NULL, T, H, s);
     for (int64_t i = 0; i < T * H; i++) x[i] += s->out[i];
 }
 
 /* ---------------------------------------------------------------------------------------------------
  * 5. dk_forward */
+
+/* x (T, H) = the token embeddings (Gemma: × sqrt(H)), plus the position embeddings (GPT-2). An adapter that
+ * saved its own embed_tokens (modules_to_save) replaces the row at w = 1, base + w·(saved − base) otherwise. */
+static void embed(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *batch, const int64_t *positions,
+                  float *x, scratch *s) {
+    const int64_t T = batch->n_tokens, H = m->cfg.hidden_size;
+    const float w = adapter && adapter->embed ? adapter->saved_multiplier : 0.0f;
+    for (int64_t t = 0; t < T; t++) {
+        float *row = x + t * H;
+        dk_weights_rows_f32(m->w.embed, batch->ids[t], 1, row);
+        if (w != 0.0f) {
+            const float *saved = adapter->embed + batch->ids[t] * H;
+            for (int64_t j = 0; j < H; j++) row[j] = w == 1.0f ? saved[j] : row[j] + w * (saved[j] - row[j]);
+        }
+        if (m->embed_scale != 1.0f)
+            for (int64_t j = 0; j < H; j++) row[j] *= m->embed_scale;
+        if (m->w.pos_embed) {
+            dk_weights_rows_f32(m->w.pos_embed, positions[t], 1, s->small2);
+            for (int64_t j = 0; j < H; j++) row[j] += s->small2[j];
+        }
+    }
+}
 
 static int64_t deepest_layer(const dk_model *m, const dk_hook_plan *plan) {
     if (plan->logits != DK_LOGITS_NONE) return m->cfg.num_hidden_layers - 1;
@@ -294,7 +339,45 @@ static void after_block(const dk_model *m, int64_t l, float *x, const dk_batch *
         if (plan->capture_layers[i] == l) memcpy(plan->captures[i], x, (size_t)(T * H) * sizeof(float));
 }
 
-static void head(const dk_model *m, const float *x, const dk_batch *b, const dk_hook_plan *plan, scratch *s) {
+/* logits (rows, V) = h (rows, H) · LM headᵀ; with an adapter that saved its own lm_head (modules_to_save):
+ * that head at w = 1, base + w·(saved − base) otherwise (w = 0: the base head alone). */
+static void lm_head(const dk_model *m, const dk_lora_adapter *adapter, float *logits, const float *h, int64_t rows,
+                    scratch *s) {
+    const int64_t V = m->cfg.vocab_size, H = m->cfg.hidden_size;
+    const float w = adapter && adapter->lm_head ? adapter->saved_multiplier : 0.0f;
+    if (w == 1.0f) {
+        dk_cpu_linear(logits, h, adapter->lm_head, NULL, rows, V, H);
+        return;
+    }
+    dk_weights_matmul(logits, h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats);
+    if (w == 0.0f) return;
+    float *saved = dk_malloc((size_t)(rows * V) * sizeof(float)); /* (rows, V) */
+    dk_cpu_linear(saved, h, adapter->lm_head, NULL, rows, V, H);
+    for (int64_t i = 0; i < rows * V; i++) logits[i] += w * (saved[i] - logits[i]);
+    free(saved);
+}
+
+void dk_model_norm_unembed(const dk_model *m, const dk_lora_adapter *adapter, const float *x, int64_t rows,
+                           float *normed, float *logits, float *weight_tile, float *small, float *small2) {
+    scratch s = {.weight_tile = weight_tile, .small = small, .small2 = small2};
+    norm(m, normed, x, m->w.final_norm, m->w.final_norm_bias, rows, m->cfg.hidden_size, &s); /* (rows, H) */
+    lm_head(m, adapter, logits, normed, rows, &s);                                         /* (rows, V) */
+}
+
+void dk_model_unembed(const dk_model *m, const dk_lora_adapter *adapter, const float *x, int64_t rows, float *logits) {
+    const int64_t H = m->cfg.hidden_size;
+    float *normed = dk_malloc((size_t)(rows * H) * sizeof(float));           /* (rows, H) */
+    float *weight_tile = dk_malloc((size_t)m->weight_tile_floats * sizeof(float));
+    float *small = dk_malloc((size_t)H * sizeof(float)), *small2 = dk_malloc((size_t)H * sizeof(float));
+    dk_model_norm_unembed(m, adapter, x, rows, normed, logits, weight_tile, small, small2);
+    free(normed);
+    free(weight_tile);
+    free(small);
+    free(small2);
+}
+
+static void head(const dk_model *m, const dk_lora_adapter *adapter, const float *x, const dk_batch *b,
+                 const dk_hook_plan *plan, scratch *s) {
     const dk_hf_config *c = &m->cfg;
     const int64_t H = c->hidden_size, V = c->vocab_size;
     int64_t rows = b->n_tokens;
@@ -305,8 +388,7 @@ static void head(const dk_model *m, const float *x, const dk_batch *b, const dk_
             memcpy(s->out + q * H, x + (b->seq_start[q + 1] - 1) * H, (size_t)H * sizeof(float));
         src = s->out;
     }
-    norm(m, s->h, src, m->w.final_norm, rows, H, s);          /* (rows, H) */
-    dk_weights_matmul(plan->logits_out, s->h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats); /* (rows, V) */
+    dk_model_norm_unembed(m, adapter, src, rows, s->h, plan->logits_out, s->weight_tile, s->small, s->small2);
     const float cap = (float)c->final_logit_softcapping;
     if (cap > 0.0f)
         for (int64_t i = 0; i < rows * V; i++) plan->logits_out[i] = tanhf(plan->logits_out[i] / cap) * cap;
@@ -334,6 +416,7 @@ static void scratch_alloc(scratch *s, const dk_model *m, const dk_batch *b, cons
     s->sin_sliding = dk_malloc(T * D * sizeof(float));
     s->weight_tile = dk_malloc((size_t)m->weight_tile_floats * sizeof(float));
     s->small = dk_malloc(widest * sizeof(float));
+    s->small2 = dk_malloc(H * sizeof(float));
     s->segments = dk_malloc((size_t)b->n_seqs * sizeof *s->segments);
 }
 
@@ -351,7 +434,7 @@ uint64_t dk_forward_host_bytes(const dk_model *m, int64_t n_tokens, int64_t n_se
 
 static void scratch_free(scratch *s) {
     float *bufs[] = {s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->out, s->lora_tmp, s->cos_full,
-                     s->sin_full, s->cos_sliding, s->sin_sliding, s->weight_tile, s->small};
+                     s->sin_full, s->cos_sliding, s->sin_sliding, s->weight_tile, s->small, s->small2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s->segments);
 }
@@ -371,15 +454,10 @@ int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch
             positions[t] = (cache ? cache->length[q] : 0) + (t - batch->seq_start[q]);
     dk_cpu_rope_tables(s.cos_full, s.sin_full, m->inv_freq_full, positions, T, D, m->rope_scaling_full);
     dk_cpu_rope_tables(s.cos_sliding, s.sin_sliding, m->inv_freq_sliding, positions, T, D, m->rope_scaling_sliding);
-    free(positions);
 
-    /* embedding: one widened row per token (Gemma: × sqrt(H)) */
     float *x = dk_malloc((size_t)(T * H) * sizeof(float)); /* (T, H) the residual stream */
-    for (int64_t t = 0; t < T; t++) {
-        dk_weights_rows_f32(m->w.embed, batch->ids[t], 1, x + t * H);
-        if (m->embed_scale != 1.0f)
-            for (int64_t j = 0; j < H; j++) x[t * H + j] *= m->embed_scale;
-    }
+    embed(m, adapter, batch, positions, x, &s);
+    free(positions);
 
     /* with a cache every block runs: a skipped block would leave its cache rows unfilled for later steps */
     const int64_t last = cache ? c->num_hidden_layers - 1 : deepest_layer(m, plan);
@@ -387,7 +465,7 @@ int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch
         block(m, adapter, l, x, batch, cache, &s);
         after_block(m, l, x, batch, plan);
     }
-    if (plan->logits != DK_LOGITS_NONE) head(m, x, batch, plan, &s);
+    if (plan->logits != DK_LOGITS_NONE) head(m, adapter, x, batch, plan, &s);
     if (cache)
         for (int64_t q = 0; q < batch->n_seqs; q++) cache->length[q] += batch->seq_start[q + 1] - batch->seq_start[q];
     free(x);

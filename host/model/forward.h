@@ -113,6 +113,17 @@ uint64_t dk_forward_host_bytes(const dk_model *m, int64_t n_tokens, int64_t n_se
 int dk_forward(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *batch, const dk_hook_plan *plan,
                dk_kv_cache *cache, dk_err *err);
 
+/* The model's head applied to arbitrary residual-stream vectors, for logit lenses: logits (rows, V) =
+ * lm_head(final_norm(x)) for x (rows, H), fp32 on the CPU, exactly as the last step of dk_forward computes them
+ * (the same code: RMSNorm or LayerNorm, the adapter's saved lm_head mixed in when it has one; adapter may be
+ * NULL) but WITHOUT the final logit soft-capping (Gemma 2), because the seed's logit lens calls ln_final and
+ * lm_head directly (seed_spec §5.3). Works whatever backend runs the forwards: it reads the mapped weights.
+ * dk_model_norm_unembed also returns normed (rows, H) and uses the caller's buffers: weight_tile
+ * (m->weight_tile_floats floats), small and small2 (H floats each). */
+void dk_model_unembed(const dk_model *m, const dk_lora_adapter *adapter, const float *x, int64_t rows, float *logits);
+void dk_model_norm_unembed(const dk_model *m, const dk_lora_adapter *adapter, const float *x, int64_t rows,
+                           float *normed, float *logits, float *weight_tile, float *small, float *small2);
+
 /* The input checks dk_forward makes (token ids in range, offsets covering the batch, hook layers and patch
  * tokens in range, cache capacity; cache may be NULL), shared with the CUDA forward so that both backends
  * refuse the same input with the same message. 0, or -1 with err (code 2). */

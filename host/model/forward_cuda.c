@@ -1,7 +1,8 @@
 /* forward_cuda.c — see forward_cuda.h. Layout: 1. device memory (a bump allocator over one allocation);
  * 2. uploading the weights; 3. the activation arena; 4. the adapter; 5. checking the input (the same checks
- * and messages as forward.c); 6. one decoder block; 7. dk_cuda_forward_run. The block is forward.c's block()
- * op for op; the comments name the CPU step each launch replaces. */
+ * and messages as forward.c); 6. one decoder block; 7. dk_cuda_forward_run; 8. KL of two forwards, the logits
+ * staying on the device. The block is forward.c's block() op for op; the comments name the CPU step each
+ * launch replaces. */
 #include "forward_cuda.h"
 
 #include <math.h>
@@ -15,9 +16,11 @@
 #include "kernels/cpu/convert.h"
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/diffops.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/hooks.cuh"
+#include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
 
@@ -42,13 +45,14 @@ static void *take(bump *b, size_t bytes) {
 
 typedef struct layer_dev {
     float *input_norm, *post_attn_norm, *pre_ff_norm, *post_ff_norm; /* (H) */
+    float *input_norm_bias, *post_attn_norm_bias;                    /* (H) LayerNorm biases (GPT-2) or NULL */
     float *q_norm, *k_norm;                                          /* (D) or NULL */
     void *qkv;       /* (qd + 2·kvd, H): rows of q_proj, then k_proj, then v_proj */
     float *qkv_bias; /* (qd + 2·kvd) or NULL */
     void *o;         /* (H, qd) */
     float *o_bias;   /* (H) or NULL */
-    void *gate_up;   /* (2I, H): rows of gate_proj, then up_proj */
-    float *gate_up_bias; /* (2I) or NULL */
+    void *gate_up;   /* (2I, H): rows of gate_proj, then up_proj; without a gate (GPT-2): (I, H) of up_proj */
+    float *gate_up_bias; /* (2I), (I) or NULL */
     void *down;      /* (H, I) */
     float *down_bias;    /* (H) or NULL */
 } layer_dev;
@@ -65,6 +69,7 @@ struct dk_cuda_forward {
     dk_cuda_dtype mode;
     size_t esize;                 /* bytes of one activation/weight element */
     int64_t qd, kvd, qkv_w;       /* nh·D, nkv·D, qd + 2·kvd */
+    int64_t gu_w;                 /* width of the MLP's first projection: 2I (gate‖up), or I (up alone) */
     bool attn_mma;                /* tensor-core attention (DIFFKIT_CUDA_ATTN=mma, bf16, D % 16 == 0) */
     cudaStream_t stream, copy_stream;
     cudaEvent_t snapshot_done;
@@ -72,7 +77,9 @@ struct dk_cuda_forward {
 
     bump weights;
     void *embed, *lm_head;        /* (V, H) */
+    void *pos_embed;              /* (n_positions, H) GPT-2's learned positions, or NULL */
     float *final_norm;            /* (H) */
+    float *final_norm_bias;       /* (H) LayerNorm bias (GPT-2), or NULL */
     float *inv_freq_full, *inv_freq_sliding; /* (D/2) */
     layer_dev *layers;            /* (L) */
 
@@ -84,7 +91,7 @@ struct dk_cuda_forward {
     void *qkv;                    /* (T, qkv_w) */
     void *attn;                   /* (T, qd) */
     void *out;                    /* (T, H) sub-block output before the add */
-    void *gu;                     /* (T, 2I) */
+    void *gu;                     /* (T, gu_w) */
     void *mlp;                    /* (T, I) act(gate) ⊙ up */
     void *lora_tmp;               /* (T, r_pad) */
     float *cos_full, *sin_full, *cos_sliding, *sin_sliding; /* (T, D) */
@@ -100,10 +107,22 @@ struct dk_cuda_forward {
     size_t stage_bytes;
     float *captures_host;         /* (n_capture, T, H) */
 
+    /* dk_cuda_forward_kl's device memory (one allocation, grown as needed): the base model's logits kept
+     * while this object runs the finetuned forward too (an adapter on shared weights), and the KL per row */
+    float *kl_mem;                /* the allocation (kl_bytes): kl_keep, then kl_rows */
+    size_t kl_bytes;
+    float *kl_keep;               /* (kl_cap_rows, V) or NULL */
+    float *kl_rows;               /* (kl_cap_rows) */
+    int64_t kl_cap_rows;
+    bool kl_has_keep;
+
     /* the adapter uploaded last, by its load_id (0: none); never by address, which a reload can reuse */
     uint64_t adapter_id;
     bump lora;
     lora_dev *lora_mods;          /* (L, DK_N_MODULES) */
+    void *saved_embed, *saved_head; /* (V, H) the adapter's modules_to_save at saved_w (base + w·(saved − base)),
+                                     * or NULL: the base's */
+    float saved_w;
 };
 
 bool dk_cuda_available(void) {
@@ -146,7 +165,9 @@ void dk_cuda_host_free(void *p) {
     if (p) cudaFreeHost(p);
 }
 
-size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f) { return f->weights.size + f->act.size + f->lora.size; }
+size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f) {
+    return f->weights.size + f->act.size + f->lora.size + f->kl_bytes;
+}
 
 /* ---------------------------------------------------------------------------------------------------
  * 2. Weights: each tensor widened to fp32 on the host a chunk at a time (weights.h), narrowed to bf16 in
@@ -216,8 +237,12 @@ static void layout_weights(dk_cuda_forward *f) {
         f->lm_head = take(b, (size_t)(V * H) * f->esize);
         put_matrix(f, f->lm_head, m->w.lm_head);
     }
+    f->pos_embed = m->w.pos_embed ? take(b, (size_t)(m->w.pos_embed->numel) * f->esize) : NULL;
+    if (m->w.pos_embed) put_matrix(f, f->pos_embed, m->w.pos_embed);
     f->final_norm = take(b, (size_t)H * 4);
     put_vector(f, f->final_norm, m->w.final_norm);
+    f->final_norm_bias = m->w.final_norm_bias ? take(b, (size_t)H * 4) : NULL;
+    put_vector(f, f->final_norm_bias, m->w.final_norm_bias);
     f->inv_freq_full = take(b, (size_t)(D / 2) * 4);
     f->inv_freq_sliding = take(b, (size_t)(D / 2) * 4);
     if (b->base) {
@@ -231,6 +256,10 @@ static void layout_weights(dk_cuda_forward *f) {
         put_vector(f, d->input_norm, lw->input_norm);
         d->post_attn_norm = take(b, (size_t)H * 4);
         put_vector(f, d->post_attn_norm, lw->post_attn_norm);
+        d->input_norm_bias = lw->input_norm_bias ? take(b, (size_t)H * 4) : NULL;
+        put_vector(f, d->input_norm_bias, lw->input_norm_bias);
+        d->post_attn_norm_bias = lw->post_attn_norm_bias ? take(b, (size_t)H * 4) : NULL;
+        put_vector(f, d->post_attn_norm_bias, lw->post_attn_norm_bias);
         d->pre_ff_norm = lw->pre_ff_norm ? take(b, (size_t)H * 4) : NULL;
         put_vector(f, d->pre_ff_norm, lw->pre_ff_norm);
         d->post_ff_norm = lw->post_ff_norm ? take(b, (size_t)H * 4) : NULL;
@@ -256,13 +285,19 @@ static void layout_weights(dk_cuda_forward *f) {
         d->o_bias = lw->proj[DK_MOD_O].bias ? take(b, (size_t)H * 4) : NULL;
         put_bias(f, d->o_bias, &lw->proj[DK_MOD_O], H);
 
-        d->gate_up = take(b, (size_t)(2 * I * H) * f->esize);
-        put_matrix(f, d->gate_up, lw->proj[DK_MOD_GATE].weight);
-        put_matrix(f, d->gate_up ? (char *)d->gate_up + (size_t)(I * H) * f->esize : NULL, lw->proj[DK_MOD_UP].weight);
+        d->gate_up = take(b, (size_t)(f->gu_w * H) * f->esize);
         const bool gu_bias = lw->proj[DK_MOD_GATE].bias || lw->proj[DK_MOD_UP].bias;
-        d->gate_up_bias = gu_bias ? take(b, (size_t)(2 * I) * 4) : NULL;
-        put_bias(f, d->gate_up_bias, &lw->proj[DK_MOD_GATE], I);
-        put_bias(f, d->gate_up_bias ? d->gate_up_bias + I : NULL, &lw->proj[DK_MOD_UP], I);
+        d->gate_up_bias = gu_bias ? take(b, (size_t)f->gu_w * 4) : NULL;
+        if (c->gated_mlp) {
+            put_matrix(f, d->gate_up, lw->proj[DK_MOD_GATE].weight);
+            put_matrix(f, d->gate_up ? (char *)d->gate_up + (size_t)(I * H) * f->esize : NULL,
+                       lw->proj[DK_MOD_UP].weight);
+            put_bias(f, d->gate_up_bias, &lw->proj[DK_MOD_GATE], I);
+            put_bias(f, d->gate_up_bias ? d->gate_up_bias + I : NULL, &lw->proj[DK_MOD_UP], I);
+        } else { /* GPT-2: up (c_fc) alone */
+            put_matrix(f, d->gate_up, lw->proj[DK_MOD_UP].weight);
+            put_bias(f, d->gate_up_bias, &lw->proj[DK_MOD_UP], I);
+        }
 
         d->down = take(b, (size_t)(H * I) * f->esize);
         put_matrix(f, d->down, lw->proj[DK_MOD_DOWN].weight);
@@ -284,6 +319,7 @@ int dk_cuda_forward_open(const dk_model *m, dk_cuda_dtype mode, dk_cuda_forward 
     f->qd = c->num_attention_heads * c->head_dim;
     f->kvd = c->num_key_value_heads * c->head_dim;
     f->qkv_w = f->qd + 2 * f->kvd;
+    f->gu_w = c->gated_mlp ? 2 * c->intermediate_size : c->intermediate_size;
     const char *attn = getenv("DIFFKIT_CUDA_ATTN");
     f->attn_mma = attn && strcmp(attn, "mma") == 0 && mode == DK_CUDA_BF16 && c->head_dim % 16 == 0 && f->qkv_w % 8 == 0;
     f->layers = dk_calloc((size_t)c->num_hidden_layers, sizeof *f->layers);
@@ -324,6 +360,7 @@ void dk_cuda_forward_close(dk_cuda_forward *f) {
     free_arena(&f->weights);
     free_arena(&f->act);
     free_arena(&f->lora);
+    if (f->kl_mem) CUDA_CHECK(cudaFree(f->kl_mem));
     if (f->gemm) dk_cuda_gemm_destroy(f->gemm);
     if (f->snapshot_done) CUDA_CHECK(cudaEventDestroy(f->snapshot_done));
     if (f->stream) CUDA_CHECK(cudaStreamDestroy(f->stream));
@@ -348,7 +385,7 @@ static void layout_activations(dk_cuda_forward *f) {
     f->qkv = take(b, T * (size_t)f->qkv_w * e);
     f->attn = take(b, T * (size_t)f->qd * e);
     f->out = take(b, T * H * e);
-    f->gu = take(b, T * 2 * I * e);
+    f->gu = take(b, T * (size_t)f->gu_w * e);
     f->mlp = take(b, T * I * e);
     f->lora_tmp = take(b, T * (size_t)(f->cap_rank > 0 ? f->cap_rank : 1) * e);
     f->cos_full = take(b, T * D * 4);
@@ -439,17 +476,48 @@ static void layout_lora(dk_cuda_forward *f, const dk_lora_adapter *a) {
         }
 }
 
+/* A module the adapter saved whole (V, H fp32), mixed with the base's as base + w·(saved − base) (exactly the
+ * saved one at w = 1), into dst in the mode's dtype; NULL dst (counting pass) does nothing. */
+static void put_saved(dk_cuda_forward *f, void *dst, const dk_st_tensor *base, const float *saved, float w) {
+    if (!dst) return;
+    const int64_t rows = base->shape[0], cols = base->shape[1];
+    const int64_t chunk = STAGE_FLOATS / cols;
+    float *wide = (float *)f->stage;
+    for (int64_t r = 0; r < rows; r += chunk) {
+        const int64_t n = rows - r < chunk ? rows - r : chunk;
+        dk_weights_rows_f32(base, r, n, wide);
+        const float *s = saved + r * cols;
+        for (int64_t i = 0; i < n * cols; i++) wide[i] = w == 1.0f ? s[i] : wide[i] + w * (s[i] - wide[i]);
+        upload_floats(f, (char *)dst + (size_t)(r * cols) * f->esize, wide, (size_t)(n * cols), true);
+    }
+}
+
+/* The saved modules of adapter a at its current multiplier (none at w = 0: the base's are used). */
+static void layout_saved(dk_cuda_forward *f, const dk_lora_adapter *a) {
+    const dk_model *m = f->m;
+    const size_t table = (size_t)(m->cfg.vocab_size * m->cfg.hidden_size) * f->esize;
+    const float w = a->saved_multiplier;
+    f->saved_embed = a->embed && w != 0.0f ? take(&f->lora, table) : NULL;
+    put_saved(f, f->saved_embed, m->w.embed, a->embed, w);
+    f->saved_head = a->lm_head && w != 0.0f ? take(&f->lora, table) : NULL;
+    put_saved(f, f->saved_head, m->w.lm_head, a->lm_head, w);
+    f->saved_w = w;
+}
+
 static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err) {
     if (a && a->load_id == 0)
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: adapter %s was not loaded by dk_lora_load (no load id)",
                           a->path ? a->path : "(unnamed)");
-    if ((a ? a->load_id : 0) == f->adapter_id) return 0;
+    const bool saved = a && (a->embed || a->lm_head);
+    if ((a ? a->load_id : 0) == f->adapter_id && !(saved && a->saved_multiplier != f->saved_w)) return 0;
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     free_arena(&f->lora);
     f->adapter_id = 0;
+    f->saved_embed = f->saved_head = NULL;
     memset(f->lora_mods, 0, (size_t)(f->m->cfg.num_hidden_layers * DK_N_MODULES) * sizeof *f->lora_mods);
     if (!a) return 0;
     layout_lora(f, a);
+    layout_saved(f, a);
     f->lora.size = f->lora.used;
     f->lora.used = 0;
     cudaError_t st = cudaMalloc((void **)&f->lora.base, f->lora.size ? f->lora.size : ALIGN);
@@ -457,10 +525,12 @@ static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err
         (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
         memset(&f->lora, 0, sizeof f->lora);
         memset(f->lora_mods, 0, (size_t)(f->m->cfg.num_hidden_layers * DK_N_MODULES) * sizeof *f->lora_mods);
+        f->saved_embed = f->saved_head = NULL;
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate the adapter %s (%s)", a->path,
                           cudaGetErrorString(st));
     }
     layout_lora(f, a);
+    layout_saved(f, a);
     /* the uploads ran on the legacy default stream, which f->stream (cudaStreamNonBlocking) does not wait for,
      * and a cudaMemcpy from pageable memory (mode F32) may return before its DMA has landed */
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -501,21 +571,47 @@ static dk_cuda_act cuda_act(dk_activation a) {
     return a == DK_ACT_SILU ? DK_CUDA_ACT_SILU : a == DK_ACT_GELU_TANH ? DK_CUDA_ACT_GELU_TANH : DK_CUDA_ACT_GELU_ERF;
 }
 
+/* out (rows, H) = the model's norm (RMSNorm, or LayerNorm with bias b) of rows of x (all, or row_index). */
+static void norm_rows(dk_cuda_forward *f, void *out, const int32_t *row_index, const float *w, const float *b,
+                      int64_t rows) {
+    const dk_hf_config *c = &f->m->cfg;
+    if (c->layer_norm)
+        CUDA_CHECK(dk_cuda_layernorm(out, f->x, row_index, w, b, rows, c->hidden_size, (float)c->rms_norm_eps, f->mode,
+                                     f->stream));
+    else
+        CUDA_CHECK(dk_cuda_rmsnorm(out, f->x, row_index, w, rows, c->hidden_size, (float)c->rms_norm_eps,
+                                   c->gemma_norms, f->mode, f->stream));
+}
+
+/* x += delta (Gemma: post_w-normed first); h = the model's norm of x with (w, b) when h is given. */
+static void add_norm(dk_cuda_forward *f, const void *delta, const float *post_w, void *h, const float *w,
+                     const float *b, int64_t T) {
+    const dk_hf_config *c = &f->m->cfg;
+    if (c->layer_norm)
+        CUDA_CHECK(dk_cuda_add_layernorm(f->x, delta, h, w, b, T, c->hidden_size, (float)c->rms_norm_eps, f->mode,
+                                         f->stream));
+    else
+        CUDA_CHECK(dk_cuda_add_rmsnorm(f->x, delta, post_w, h, w, T, c->hidden_size, (float)c->rms_norm_eps,
+                                       c->gemma_norms, f->mode, f->stream));
+}
+
 /* Block l. On entry f->h holds input_norm(x) when h_ready; on exit x is updated and, when next_norm is given,
- * f->h holds next_norm(x) (the next block's input norm, fused into the last residual add). */
+ * f->h holds next_norm(x) (the next block's input norm, with next_bias for LayerNorm, fused into the last
+ * residual add). */
 static void block(dk_cuda_forward *f, const dk_lora_adapter *adapter, int64_t l, const dk_batch *b, bool h_ready,
-                  const float *next_norm, int64_t n_tiles) {
+                  const float *next_norm, const float *next_bias, int64_t n_tiles) {
     const dk_hf_config *c = &f->m->cfg;
     const layer_dev *d = &f->layers[l];
     const int64_t T = b->n_tokens, H = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
     const int64_t nh = c->num_attention_heads, nkv = c->num_key_value_heads;
     const float eps = (float)c->rms_norm_eps;
     const bool gemma = c->gemma_norms, sliding = dk_hf_layer_is_sliding(c, l);
+    const int64_t gu_w = f->gu_w;
     const size_t e = f->esize;
     char *qkv = f->qkv;
 
     /* attention: h = norm(x); q‖k‖v = h·Wqkvᵀ (+ bias, + LoRA per block of columns) */
-    if (!h_ready) CUDA_CHECK(dk_cuda_rmsnorm(f->h, f->x, NULL, d->input_norm, T, H, eps, gemma, f->mode, f->stream));
+    if (!h_ready) norm_rows(f, f->h, NULL, d->input_norm, d->input_norm_bias, T);
     project(f, NULL, l, DK_MOD_Q, qkv, f->qkv_w, f->h, T, d->qkv, f->qkv_w, H);
     if (d->qkv_bias) CUDA_CHECK(dk_cuda_add_bias(qkv, f->qkv_w, d->qkv_bias, T, f->qkv_w, f->mode, f->stream));
     if (adapter) {
@@ -523,12 +619,14 @@ static void block(dk_cuda_forward *f, const dk_lora_adapter *adapter, int64_t l,
         project(f, adapter, l, DK_MOD_K, qkv + (size_t)f->qd * e, f->qkv_w, f->h, T, NULL, f->kvd, H);
         project(f, adapter, l, DK_MOD_V, qkv + (size_t)(f->qd + f->kvd) * e, f->qkv_w, f->h, T, NULL, f->kvd, H);
     }
-    /* q/k norms and RoPE, fused */
-    const float *cos = sliding ? f->cos_sliding : f->cos_full, *sin = sliding ? f->sin_sliding : f->sin_full;
-    CUDA_CHECK(dk_cuda_qk_norm_rope(qkv, f->qkv_w, T, nh, D, c->qk_norm ? d->q_norm : NULL, eps, gemma, cos, sin,
-                                    f->mode, f->stream));
-    CUDA_CHECK(dk_cuda_qk_norm_rope(qkv + (size_t)f->qd * e, f->qkv_w, T, nkv, D, c->qk_norm ? d->k_norm : NULL, eps,
-                                    gemma, cos, sin, f->mode, f->stream));
+    /* q/k norms and RoPE, fused (GPT-2: neither, its positions were added to the embedding) */
+    if (!c->learned_positions) {
+        const float *cos = sliding ? f->cos_sliding : f->cos_full, *sin = sliding ? f->sin_sliding : f->sin_full;
+        CUDA_CHECK(dk_cuda_qk_norm_rope(qkv, f->qkv_w, T, nh, D, c->qk_norm ? d->q_norm : NULL, eps, gemma, cos, sin,
+                                        f->mode, f->stream));
+        CUDA_CHECK(dk_cuda_qk_norm_rope(qkv + (size_t)f->qd * e, f->qkv_w, T, nkv, D, c->qk_norm ? d->k_norm : NULL,
+                                        eps, gemma, cos, sin, f->mode, f->stream));
+    }
     if (f->attn_mma)
         CUDA_CHECK(dk_cuda_attention_mma(f->attn, f->qd, qkv, f->qkv_w, qkv + (size_t)f->qd * e, f->qkv_w,
                                          qkv + (size_t)(f->qd + f->kvd) * e, f->qkv_w, f->tiles, n_tiles, nh, nkv, D,
@@ -542,22 +640,26 @@ static void block(dk_cuda_forward *f, const dk_lora_adapter *adapter, int64_t l,
     project(f, adapter, l, DK_MOD_O, f->out, H, f->attn, T, d->o, H, f->qd);
     if (d->o_bias) CUDA_CHECK(dk_cuda_add_bias(f->out, H, d->o_bias, T, H, f->mode, f->stream));
     /* x += (Gemma: post_attn_norm(out)) out; h = pre-MLP norm(x) */
-    CUDA_CHECK(dk_cuda_add_rmsnorm(f->x, f->out, gemma ? d->post_attn_norm : NULL, f->h,
-                                   gemma ? d->pre_ff_norm : d->post_attn_norm, T, H, eps, gemma, f->mode, f->stream));
+    add_norm(f, f->out, gemma ? d->post_attn_norm : NULL, f->h, gemma ? d->pre_ff_norm : d->post_attn_norm,
+             d->post_attn_norm_bias, T);
 
-    /* MLP: gate‖up = h·Wguᵀ; act(gate) ⊙ up; down */
+    /* MLP: gate‖up = h·Wguᵀ; act(gate) ⊙ up (GPT-2: up = h·Wupᵀ; act(up)); down */
     char *gu = f->gu;
-    project(f, NULL, l, DK_MOD_GATE, gu, 2 * I, f->h, T, d->gate_up, 2 * I, H);
-    if (d->gate_up_bias) CUDA_CHECK(dk_cuda_add_bias(gu, 2 * I, d->gate_up_bias, T, 2 * I, f->mode, f->stream));
-    if (adapter) {
-        project(f, adapter, l, DK_MOD_GATE, gu, 2 * I, f->h, T, NULL, I, H);
-        project(f, adapter, l, DK_MOD_UP, gu + (size_t)I * e, 2 * I, f->h, T, NULL, I, H);
+    project(f, NULL, l, c->gated_mlp ? DK_MOD_GATE : DK_MOD_UP, gu, gu_w, f->h, T, d->gate_up, gu_w, H);
+    if (d->gate_up_bias) CUDA_CHECK(dk_cuda_add_bias(gu, gu_w, d->gate_up_bias, T, gu_w, f->mode, f->stream));
+    if (adapter && c->gated_mlp) {
+        project(f, adapter, l, DK_MOD_GATE, gu, gu_w, f->h, T, NULL, I, H);
+        project(f, adapter, l, DK_MOD_UP, gu + (size_t)I * e, gu_w, f->h, T, NULL, I, H);
+    } else if (adapter) {
+        project(f, adapter, l, DK_MOD_UP, gu, gu_w, f->h, T, NULL, I, H);
     }
-    CUDA_CHECK(dk_cuda_gated_act(f->mlp, gu, T, I, cuda_act(c->activation), f->mode, f->stream));
+    if (c->gated_mlp)
+        CUDA_CHECK(dk_cuda_gated_act(f->mlp, gu, T, I, cuda_act(c->activation), f->mode, f->stream));
+    else
+        CUDA_CHECK(dk_cuda_plain_act(f->mlp, gu, T, I, cuda_act(c->activation), f->mode, f->stream));
     project(f, adapter, l, DK_MOD_DOWN, f->out, H, f->mlp, T, d->down, H, I);
     if (d->down_bias) CUDA_CHECK(dk_cuda_add_bias(f->out, H, d->down_bias, T, H, f->mode, f->stream));
-    CUDA_CHECK(dk_cuda_add_rmsnorm(f->x, f->out, gemma ? d->post_ff_norm : NULL, next_norm ? f->h : NULL, next_norm,
-                                   T, H, eps, gemma, f->mode, f->stream));
+    add_norm(f, f->out, gemma ? d->post_ff_norm : NULL, next_norm ? f->h : NULL, next_norm, next_bias, T);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -593,8 +695,9 @@ static bool is_pinned(const void *p) {
     return a.type == cudaMemoryTypeHost;
 }
 
-int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b,
-                        const dk_hook_plan *plan, dk_err *err) {
+/* dk_cuda_forward_run; with logits_to_host false the logits stay in f->logits (plan->logits_out unused). */
+static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b, const dk_hook_plan *plan,
+               bool logits_to_host, dk_err *err) {
     const dk_model *m = f->m;
     const dk_hf_config *c = &m->cfg;
     if (check_input(m, b, plan, err) != 0) return -1;
@@ -631,13 +734,17 @@ int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, cons
                                    m->rope_scaling_full, f->stream));
     CUDA_CHECK(dk_cuda_rope_tables(f->cos_sliding, f->sin_sliding, f->inv_freq_sliding, f->positions, T, D,
                                    m->rope_scaling_sliding, f->stream));
-    CUDA_CHECK(dk_cuda_embedding(f->x, f->ids, f->embed, f->mode, T, H, m->embed_scale, f->stream));
+    CUDA_CHECK(dk_cuda_embedding(f->x, f->ids, f->saved_embed ? f->saved_embed : f->embed, f->mode, T, H,
+                                 m->embed_scale, f->stream));
+    if (f->pos_embed)
+        CUDA_CHECK(dk_cuda_add_position_embedding(f->x, f->positions, f->pos_embed, f->mode, T, H, f->stream));
 
     const int64_t last_layer = deepest_layer(m, plan);
     bool h_ready = false;
     for (int64_t l = 0; l <= last_layer; l++) {
         const bool fuse_next = l < last_layer && !writes_after(plan, b, l);
-        block(f, adapter, l, b, h_ready, fuse_next ? f->layers[l + 1].input_norm : NULL, n_tiles);
+        block(f, adapter, l, b, h_ready, fuse_next ? f->layers[l + 1].input_norm : NULL,
+              fuse_next ? f->layers[l + 1].input_norm_bias : NULL, n_tiles);
         h_ready = fuse_next;
         /* hooks after block l: steering, patching, capture (forward.c's after_block order) */
         for (int64_t i = 0; i < plan->n_steer; i++) {
@@ -662,19 +769,85 @@ int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, cons
 
     if (plan->logits != DK_LOGITS_NONE) {
         /* final norm (of every row, or the last row of each sequence), LM head in fp32 out, softcap */
-        CUDA_CHECK(dk_cuda_rmsnorm(f->h, f->x, plan->logits == DK_LOGITS_LAST ? f->last_rows : NULL, f->final_norm,
-                                   logit_rows, H, (float)c->rms_norm_eps, c->gemma_norms, f->mode, f->stream));
-        CUBLAS_CHECK(dk_cuda_linear(f->gemm, f->logits, V, DK_CUDA_F32, f->h, H, f->lm_head, f->mode, logit_rows, V, H,
-                                    1.0f, 0.0f, f->stream));
+        norm_rows(f, f->h, plan->logits == DK_LOGITS_LAST ? f->last_rows : NULL, f->final_norm, f->final_norm_bias,
+                  logit_rows);
+        CUBLAS_CHECK(dk_cuda_linear(f->gemm, f->logits, V, DK_CUDA_F32, f->h, H,
+                                    f->saved_head ? f->saved_head : f->lm_head, f->mode, logit_rows, V, H, 1.0f, 0.0f,
+                                    f->stream));
         if (c->final_logit_softcapping > 0)
             CUDA_CHECK(dk_cuda_softcap(f->logits, logit_rows * V, (float)c->final_logit_softcapping, f->stream));
-        CUDA_CHECK(cudaMemcpyAsync(plan->logits_out, f->logits, (size_t)(logit_rows * V) * 4, cudaMemcpyDeviceToHost,
-                                   f->stream));
+        if (logits_to_host)
+            CUDA_CHECK(cudaMemcpyAsync(plan->logits_out, f->logits, (size_t)(logit_rows * V) * 4,
+                                       cudaMemcpyDeviceToHost, f->stream));
     }
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     CUDA_CHECK(cudaStreamSynchronize(f->copy_stream));
     for (int64_t i = 0; i < plan->n_capture; i++)
         if (plan->capture_layers[i] <= last_layer && !is_pinned(plan->captures[i]))
             memcpy(plan->captures[i], f->captures_host + (size_t)i * (size_t)(T * H), (size_t)(T * H) * 4);
+    return 0;
+}
+
+int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b,
+                        const dk_hook_plan *plan, dk_err *err) {
+    return run(f, adapter, b, plan, true, err);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 8. KL of two forwards on the device */
+
+/* f's KL memory for `rows` rows, with room to keep a (rows, V) copy of logits when `keep`. */
+static int kl_space(dk_cuda_forward *f, int64_t rows, bool keep, dk_err *err) {
+    if (rows <= f->kl_cap_rows && (!keep || f->kl_has_keep)) return 0;
+    CUDA_CHECK(cudaStreamSynchronize(f->stream));
+    if (f->kl_mem) CUDA_CHECK(cudaFree(f->kl_mem));
+    f->kl_mem = f->kl_keep = f->kl_rows = NULL;
+    f->kl_bytes = 0;
+    const int64_t cap = rows > f->kl_cap_rows ? rows : f->kl_cap_rows;
+    keep = keep || f->kl_has_keep;
+    f->kl_cap_rows = 0, f->kl_has_keep = false;
+    const size_t keep_floats = keep ? (size_t)cap * (size_t)f->m->cfg.vocab_size : 0;
+    const size_t bytes = (keep_floats + (size_t)cap) * sizeof(float);
+    const cudaError_t st = cudaMalloc((void **)&f->kl_mem, bytes);
+    if (st != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
+        f->kl_mem = NULL;
+        return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB for the KL of %lld tokens%s "
+                          "(%s); use smaller batches", (double)bytes / 1e9, (long long)rows,
+                          keep ? ", with a copy of the base model's logits" : "", cudaGetErrorString(st));
+    }
+    f->kl_keep = keep ? f->kl_mem : NULL; /* at the allocation's start: aligned like f->logits */
+    f->kl_rows = f->kl_mem + keep_floats;
+    f->kl_cap_rows = cap, f->kl_has_keep = keep, f->kl_bytes = bytes;
+    /* all bits set: NaN as f32, so a row the KL kernel failed to write comes back non-finite (diff_kl's
+     * non-finite check and test_kl_cuda see it) instead of as stale or zeroed memory */
+    CUDA_CHECK(cudaMemsetAsync(f->kl_rows, 0xFF, (size_t)cap * sizeof(float), f->stream));
+    return 0;
+}
+
+int dk_cuda_forward_kl(dk_cuda_forward *f_base, const dk_lora_adapter *base_adapter, dk_cuda_forward *f_ft,
+                       const dk_lora_adapter *ft_adapter, const dk_batch *b, float temperature, float *kl,
+                       dk_err *err) {
+    const int64_t T = b->n_tokens, V = f_base->m->cfg.vocab_size;
+    if (f_ft->m->cfg.vocab_size != V)
+        return dk_err_set(err, DK_EXIT_USAGE, "KL: the base model has %lld tokens in its vocabulary, the finetuned "
+                          "model %lld: the distributions cannot be compared", (long long)V,
+                          (long long)f_ft->m->cfg.vocab_size);
+    if (!(temperature > 0))
+        return dk_err_set(err, DK_EXIT_USAGE, "KL: temperature %g: must be > 0", temperature);
+    const dk_hook_plan plan = {.logits = DK_LOGITS_ALL}; /* the logits stay in f->logits */
+    if (run(f_base, base_adapter, b, &plan, false, err) != 0) return -1;
+    const bool same = f_base == f_ft;
+    if (kl_space(f_ft, T, same, err) != 0) return -1;
+    const float *base_logits = f_base->logits; /* f_base's stream is synchronized: they are complete */
+    if (same) {
+        CUDA_CHECK(cudaMemcpyAsync(f_ft->kl_keep, f_base->logits, (size_t)(T * V) * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, f_ft->stream));
+        base_logits = f_ft->kl_keep;
+    }
+    if (run(f_ft, ft_adapter, b, &plan, false, err) != 0) return -1;
+    CUDA_CHECK(dk_cuda_kl_rows(f_ft->kl_rows, f_ft->logits, base_logits, T, V, temperature, f_ft->stream));
+    CUDA_CHECK(cudaMemcpyAsync(kl, f_ft->kl_rows, (size_t)T * sizeof(float), cudaMemcpyDeviceToHost, f_ft->stream));
+    CUDA_CHECK(cudaStreamSynchronize(f_ft->stream));
     return 0;
 }

@@ -63,11 +63,21 @@ int dk_cuda_forward_reserve(dk_cuda_forward *f, int64_t max_tokens, int64_t max_
 int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *batch,
                         const dk_hook_plan *plan, dk_err *err);
 
+/* KL(ft ‖ base) of the next-token distributions at every token of the batch (dk_cuda_kl_rows, accuracy in
+ * kernels/cuda/diffops.cuh), without the logits leaving the device: the base forward (f_base, base_adapter),
+ * then the finetuned one (f_ft, ft_adapter), both with logits for all tokens, then the KL kernel; only kl
+ * (n_tokens, host) comes back. f_ft may be f_base (an adapter on the shared base weights): the base logits are
+ * then copied aside on the device first (a second (n_tokens, V) fp32 buffer, kept for later calls). Both
+ * objects on the current device. Synchronous. 0, or -1 with err (input errors as dk_forward; out of memory). */
+int dk_cuda_forward_kl(dk_cuda_forward *f_base, const dk_lora_adapter *base_adapter, dk_cuda_forward *f_ft,
+                       const dk_lora_adapter *ft_adapter, const dk_batch *batch, float temperature, float *kl,
+                       dk_err *err);
+
 /* Pinned host memory for capture buffers (copied into without a staging step). NULL on failure. */
 void *dk_cuda_host_alloc(size_t bytes);
 void dk_cuda_host_free(void *p);
 
-/* Bytes of device memory held (weights, activation arena). */
+/* Bytes of device memory held (weights, activation arena, adapter, KL buffers). */
 size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f);
 
 #endif

@@ -2,13 +2,15 @@
  *   1. tables: supported architectures and each transformers config class's defaults;
  *   2. typed getters over cJSON that name the file and the key in every error;
  *   3. RoPE (both spellings), layer kinds, and the top-level parse.
- * Defaults were read from transformers 4.57 and 5.x (configuration_{llama,mistral,qwen2,qwen3,gemma2,gemma3}.py)
+ * Defaults were read from transformers 4.57 and 5.x (configuration_{llama,mistral,qwen2,qwen3,gemma2,gemma3,gpt2,
+ * qwen2_5_vl}.py)
  * and agree between the two; the tests check the result against transformers' reading of real files.
  */
 #include "hf_config.h"
 
 #include "core/strutil.h"
 #include "io/file.h"
+#include "io/json_value.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -32,6 +34,8 @@ static const struct {
     {"Gemma2ForCausalLM", DK_ARCH_GEMMA2, "gemma2"},
     {"Gemma3ForCausalLM", DK_ARCH_GEMMA3, "gemma3_text"},
     {"Gemma3ForConditionalGeneration", DK_ARCH_GEMMA3, "gemma3"},
+    {"GPT2LMHeadModel", DK_ARCH_GPT2, "gpt2"},
+    {"Qwen2_5_VLForConditionalGeneration", DK_ARCH_QWEN2_5_VL, "qwen2_5_vl"},
 };
 enum { N_ARCHITECTURES = sizeof architectures / sizeof architectures[0] };
 
@@ -60,6 +64,9 @@ static const class_defaults defaults_table[] = {
      256, 50.0, 30.0},
     {"gemma3_text", 262208, 2304, 9216, 26, 8, 4, 256, 1e-6, 1000000.0, 131072, true, "gelu_pytorch_tanh", 2, 1, 0,
      4096, 256, 0, 0},
+    {"gpt2", 50257, 768, -1, 12, 12, -1, -1, 1e-5, 10000.0, 1024, true, "gelu_new", 50256, 50256, -1, -1, 0, 0, 0},
+    {"qwen2_5_vl_text", 152064, 8192, 29568, 80, 64, 8, -1, 1e-5, 1000000.0, 32768, false, "silu", 151643, 151645, -1,
+     4096, 0, 0, 0},
 };
 
 static const class_defaults *defaults_of(const char *model_type) {
@@ -76,6 +83,8 @@ const char *dk_arch_name(dk_arch arch) {
     case DK_ARCH_QWEN3: return "qwen3";
     case DK_ARCH_GEMMA2: return "gemma2";
     case DK_ARCH_GEMMA3: return "gemma3";
+    case DK_ARCH_GPT2: return "gpt2";
+    case DK_ARCH_QWEN2_5_VL: return "qwen2_5_vl";
     }
     return "unknown";
 }
@@ -218,6 +227,8 @@ static int parse_rope_dict(const reader *r, const cJSON *obj, const char *key, d
         out->type = DK_ROPE_LLAMA3;
     } else if (strcmp(type, "yarn") == 0) {
         out->type = DK_ROPE_YARN;
+    } else if (strcmp(type, "mrope") == 0) { /* Qwen2-VL's legacy spelling: default RoPE + mrope_section */
+        out->type = DK_ROPE_DEFAULT;
     } else {
         return dk_err_set(r->err, DK_EXIT_USAGE,
                           "%s: \"%s%s.%s\" is \"%s\"; diffkit supports the RoPE types default, linear, llama3 and "
@@ -326,7 +337,7 @@ static int parse_layer_kinds(const reader *r, const cJSON *text, const class_def
     int64_t window;
     if (get_int(r, text, "sliding_window", d->sliding_window, &window) != 0) return -1;
     bool use_sliding = true;
-    if (cfg->arch == DK_ARCH_QWEN2 || cfg->arch == DK_ARCH_QWEN3) {
+    if (cfg->arch == DK_ARCH_QWEN2 || cfg->arch == DK_ARCH_QWEN3 || cfg->arch == DK_ARCH_QWEN2_5_VL) {
         if (get_bool(r, text, "use_sliding_window", false, &use_sliding) != 0) return -1;
         if (!use_sliding) window = -1; /* Qwen2Config: sliding_window = sliding_window if use_sliding_window else None */
     }
@@ -356,10 +367,12 @@ static int parse_layer_kinds(const reader *r, const cJSON *text, const class_def
         for (int64_t i = 0; i < n; i++) {
             bool sliding = false;
             switch (cfg->arch) {
-            case DK_ARCH_LLAMA: break;
+            case DK_ARCH_LLAMA:
+            case DK_ARCH_GPT2: break;
             case DK_ARCH_MISTRAL: sliding = window > 0; break; /* one mask for every layer */
             case DK_ARCH_QWEN2:
-            case DK_ARCH_QWEN3: {
+            case DK_ARCH_QWEN3:
+            case DK_ARCH_QWEN2_5_VL: {
                 int64_t max_window_layers;
                 if (get_int(r, text, "max_window_layers", 28, &max_window_layers) != 0) return -1;
                 sliding = window > 0 && i >= max_window_layers;
@@ -428,6 +441,30 @@ static int parse_token_ids(const reader *r, const cJSON *top, const cJSON *text,
     return 0;
 }
 
+/* "<where>: architecture "X" is not supported (did you mean Y?); diffkit supports A, B, ...". name NULL: shown
+ * as `shown`. */
+static int unsupported_architecture(const char *where, const char *name, const char *shown, dk_err *err) {
+    const char *names[N_ARCHITECTURES];
+    dk_strbuf list_text = {0};
+    for (int i = 0; i < N_ARCHITECTURES; i++) {
+        names[i] = architectures[i].architecture;
+        dk_strbuf_printf(&list_text, "%s%s", i ? ", " : "", names[i]);
+    }
+    int near = name ? dk_nearest_string(name, (const char *const *)names, N_ARCHITECTURES) : -1;
+    char hint[128] = "";
+    if (near >= 0) snprintf(hint, sizeof hint, " (did you mean %s?)", names[near]);
+    dk_err_set(err, DK_EXIT_USAGE, "%s: architecture %s%.80s%s is not supported%s; diffkit supports %s", where,
+               name ? "\"" : "", name ? name : shown, name ? "\"" : "", hint, list_text.data);
+    dk_strbuf_free(&list_text);
+    return -1;
+}
+
+int dk_hf_architecture_check(const char *architecture, const char *where, dk_err *err) {
+    for (int i = 0; i < N_ARCHITECTURES; i++)
+        if (architecture && strcmp(architecture, architectures[i].architecture) == 0) return 0;
+    return unsupported_architecture(where, architecture, "(none given)", err);
+}
+
 /* The architecture: "architectures"[0], or the model_type when the list is absent. */
 static int find_architecture(const char *path, const cJSON *root, int *index, dk_err *err) {
     const cJSON *list = field(root, "architectures");
@@ -446,20 +483,125 @@ static int find_architecture(const char *path, const cJSON *root, int *index, dk
             return 0;
         }
     }
-    const char *names[N_ARCHITECTURES];
-    dk_strbuf list_text = {0};
-    for (int i = 0; i < N_ARCHITECTURES; i++) {
-        names[i] = architectures[i].architecture;
-        dk_strbuf_printf(&list_text, "%s%s", i ? ", " : "", names[i]);
+    return unsupported_architecture(path, name, cJSON_IsString(model_type) ? model_type->valuestring : "(none given)",
+                                    err);
+}
+
+/* The activation named by hidden_act / hidden_activation / activation_function. */
+static int parse_activation(const reader *r, const cJSON *text, const char *key, const char *def, dk_hf_config *cfg) {
+    if (get_string(r, text, key, def, cfg->hidden_act, sizeof cfg->hidden_act) != 0) return -1;
+    if (strcmp(cfg->hidden_act, "silu") == 0 || strcmp(cfg->hidden_act, "swish") == 0)
+        cfg->activation = DK_ACT_SILU;
+    else if (strcmp(cfg->hidden_act, "gelu_pytorch_tanh") == 0 || strcmp(cfg->hidden_act, "gelu_new") == 0)
+        cfg->activation = DK_ACT_GELU_TANH;
+    else if (strcmp(cfg->hidden_act, "gelu") == 0)
+        cfg->activation = DK_ACT_GELU;
+    else
+        return dk_err_set(r->err, DK_EXIT_USAGE,
+                          "%s: \"%s%s\" is \"%s\"; diffkit supports silu, gelu_pytorch_tanh, gelu_new and gelu",
+                          r->path, r->where, key, cfg->hidden_act);
+    return 0;
+}
+
+/* dtype (informational): "dtype" (transformers >= 4.56) or "torch_dtype", top level first, then `text`. */
+static int parse_dtype(const reader *r, const cJSON *root, const cJSON *text, dk_hf_config *cfg) {
+    const cJSON *dtype_obj = root;
+    const char *dtype_key = field(root, "dtype") ? "dtype" : "torch_dtype";
+    if (!field(root, dtype_key) && text != root) {
+        dtype_obj = text;
+        dtype_key = field(text, "dtype") ? "dtype" : "torch_dtype";
     }
-    int near = name ? dk_nearest_string(name, (const char *const *)names, N_ARCHITECTURES) : -1;
-    char hint[128] = "";
-    if (near >= 0) snprintf(hint, sizeof hint, " (did you mean %s?)", names[near]);
-    dk_err_set(err, DK_EXIT_USAGE, "%s: architecture %s%.80s%s is not supported%s; diffkit supports %s", path,
-               name ? "\"" : "", name ? name : (cJSON_IsString(model_type) ? model_type->valuestring : "(none given)"),
-               name ? "\"" : "", hint, list_text.data);
-    dk_strbuf_free(&list_text);
-    return -1;
+    reader rd = *r;
+    rd.where = dtype_obj == root ? "" : r->where;
+    if (get_string(&rd, dtype_obj, dtype_key, "", cfg->dtype_name, sizeof cfg->dtype_name) != 0) return -1;
+    cfg->dtype = cfg->dtype_name[0] ? dk_dtype_parse(cfg->dtype_name) : DK_DTYPE_INVALID;
+    return 0;
+}
+
+/* An integer under GPT-2's name (n_embd) or the attribute name transformers maps it to (hidden_size). */
+static int get_int_alias(const reader *r, const cJSON *obj, const char *key, const char *alias, int64_t def,
+                         int64_t *out) {
+    return get_int(r, obj, field(obj, key) || !field(obj, alias) ? key : alias, def, out);
+}
+
+/* GPT2LMHeadModel (GPT2Config): its own key names, LayerNorm, learned positions, a plain GELU MLP, Conv1D
+ * projections with biases everywhere, tied embeddings by default. */
+static int parse_gpt2(const reader *r, const cJSON *root, dk_hf_config *cfg) {
+    const class_defaults *d = defaults_of("gpt2");
+    snprintf(cfg->model_type, sizeof cfg->model_type, "gpt2");
+    if (get_int(r, root, "vocab_size", REQUIRED, &cfg->vocab_size) ||
+        get_int_alias(r, root, "n_embd", "hidden_size", REQUIRED, &cfg->hidden_size) ||
+        get_int_alias(r, root, "n_layer", "num_hidden_layers", REQUIRED, &cfg->num_hidden_layers) ||
+        get_int_alias(r, root, "n_head", "num_attention_heads", REQUIRED, &cfg->num_attention_heads) ||
+        get_int_alias(r, root, "n_positions", "max_position_embeddings", d->max_position_embeddings,
+                      &cfg->max_position_embeddings))
+        return -1;
+    if (require_positive(r, "vocab_size", cfg->vocab_size) || require_positive(r, "n_embd", cfg->hidden_size) ||
+        require_positive(r, "n_layer", cfg->num_hidden_layers) || require_positive(r, "n_head", cfg->num_attention_heads) ||
+        require_positive(r, "n_positions", cfg->max_position_embeddings))
+        return -1;
+    if (cfg->num_hidden_layers > 100000 || cfg->max_position_embeddings > (1 << 24))
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: n_layer %" PRId64 " / n_positions %" PRId64 " cannot be right",
+                          r->path, cfg->num_hidden_layers, cfg->max_position_embeddings);
+    if (cfg->hidden_size % cfg->num_attention_heads != 0)
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: n_embd (%" PRId64 ") is not a multiple of n_head (%" PRId64 ")",
+                          r->path, cfg->hidden_size, cfg->num_attention_heads);
+    cfg->num_key_value_heads = cfg->num_attention_heads;
+    cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    if (cfg->head_dim % 2 != 0) /* no RoPE, but the CUDA attention pairs dimensions too */
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: n_embd / n_head = %" PRId64 " is odd; diffkit's attention "
+                          "needs an even head size", r->path, cfg->head_dim);
+    if (get_int(r, root, "n_inner", 4 * cfg->hidden_size, &cfg->intermediate_size) != 0 ||
+        require_positive(r, "n_inner", cfg->intermediate_size) != 0)
+        return -1;
+    if (get_double(r, root, "layer_norm_epsilon", d->rms_norm_eps, &cfg->rms_norm_eps) != 0) return -1;
+    if (!(cfg->rms_norm_eps > 0))
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: \"layer_norm_epsilon\" must be positive, found %g", r->path,
+                          cfg->rms_norm_eps);
+    bool scale_weights = true, by_layer = false;
+    if (get_bool(r, root, "scale_attn_weights", true, &scale_weights) ||
+        get_bool(r, root, "scale_attn_by_inverse_layer_idx", false, &by_layer))
+        return -1;
+    if (by_layer)
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: \"scale_attn_by_inverse_layer_idx\": true (a per-layer attention "
+                          "scale) is not supported by diffkit's GPT-2", r->path);
+    cfg->attention_scale = scale_weights ? 1.0 / sqrt((double)cfg->head_dim) : 1.0;
+    /* reorder_and_upcast_attn only changes where fp16 is upcast: the fp32 result is the same */
+    if (parse_activation(r, root, "activation_function", d->hidden_act, cfg) != 0) return -1;
+    if (get_bool(r, root, "tie_word_embeddings", d->tie_word_embeddings, &cfg->tie_word_embeddings) != 0) return -1;
+    cfg->layer_types = dk_calloc((size_t)cfg->num_hidden_layers, sizeof *cfg->layer_types); /* all full attention */
+    if (parse_rope_dict(r, NULL, "rope", d->rope_theta, cfg->max_position_embeddings, &cfg->rope) != 0) return -1;
+    cfg->rope_sliding = cfg->rope; /* unused: GPT-2 has no RoPE */
+    cfg->attention_bias = cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = true; /* Conv1D projections have biases */
+    cfg->layer_norm = cfg->learned_positions = true;
+    cfg->gated_mlp = false;
+    if (parse_dtype(r, root, root, cfg) != 0) return -1;
+    return parse_token_ids(r, root, root, d, cfg);
+}
+
+/* Qwen2.5-VL: mrope_section, in rope_parameters (transformers 5) or rope_scaling (the Hub's flat file). */
+static int parse_mrope(const reader *r, const cJSON *text, dk_hf_config *cfg) {
+    const char *key = field(text, "rope_parameters") ? "rope_parameters" : "rope_scaling";
+    const cJSON *section = field(field(text, key), "mrope_section");
+    if (!section)
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: %s needs \"%s%s.mrope_section\" (three counts of RoPE "
+                          "frequencies, summing to head_dim / 2), and it is missing", r->path, cfg->architecture,
+                          r->where, key);
+    int64_t sum = 0, i = 0;
+    if (!cJSON_IsArray(section) || cJSON_GetArraySize(section) != 3) i = -1;
+    for (const cJSON *s = i == 0 ? section->child : NULL; s; s = s->next, i++) {
+        if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble != floor(s->valuedouble)) {
+            i = -1;
+            break;
+        }
+        cfg->mrope_section[i] = (int64_t)s->valuedouble;
+        sum += cfg->mrope_section[i];
+    }
+    if (i != 3 || sum != cfg->head_dim / 2)
+        return dk_err_set(r->err, DK_EXIT_USAGE, "%s: \"%s%s.mrope_section\" must be three non-negative integers "
+                          "summing to head_dim / 2 = %" PRId64 ": fix config.json", r->path, r->where, key,
+                          cfg->head_dim / 2);
+    return 0;
 }
 
 static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk_err *err) {
@@ -469,6 +611,16 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
     if (find_architecture(path, root, &a, err) != 0) return -1;
     cfg->arch = architectures[a].arch;
     snprintf(cfg->architecture, sizeof cfg->architecture, "%s", architectures[a].architecture);
+    cfg->gated_mlp = true;
+    if (cfg->arch == DK_ARCH_GPT2) {
+        reader rg = {path, "", err};
+        char model_type[32];
+        if (get_string(&rg, root, "model_type", "gpt2", model_type, sizeof model_type) != 0) return -1;
+        if (strcmp(model_type, "gpt2") != 0)
+            return dk_err_set(err, DK_EXIT_USAGE, "%s: architecture %s expects \"model_type\": \"gpt2\", found "
+                              "\"%s\": the config.json is inconsistent", path, cfg->architecture, model_type);
+        return parse_gpt2(&rg, root, cfg);
+    }
 
     /* The class whose defaults apply is the model_type's (that is how AutoConfig picks it). */
     reader r = {path, "", err};
@@ -489,8 +641,24 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
         cfg->nested_text_config = true;
         r.where = "text_config.";
         if (get_string(&r, text, "model_type", "gemma3_text", model_type, sizeof model_type) != 0) return -1;
+    } else if (strcmp(model_type, "qwen2_5_vl") == 0) {
+        /* the language model: text_config (transformers >= 4.52), or the top level (the Hub's files) */
+        if (cfg->arch != DK_ARCH_QWEN2_5_VL)
+            return dk_err_set(err, DK_EXIT_USAGE, "%s: architecture %s does not go with model_type \"qwen2_5_vl\"",
+                              path, cfg->architecture);
+        snprintf(model_type, sizeof model_type, "qwen2_5_vl_text");
+        const cJSON *nested = field(root, "text_config");
+        if (nested) {
+            if (!cJSON_IsObject(nested)) return wrong_type(&r, "text_config", "an object", nested);
+            text = nested;
+            cfg->nested_text_config = true;
+            r.where = "text_config.";
+            if (get_string(&r, text, "model_type", "qwen2_5_vl_text", model_type, sizeof model_type) != 0) return -1;
+        }
     }
-    const char *expected_type = cfg->arch == DK_ARCH_GEMMA3 ? "gemma3_text" : architectures[a].model_type;
+    const char *expected_type = cfg->arch == DK_ARCH_GEMMA3       ? "gemma3_text"
+                                : cfg->arch == DK_ARCH_QWEN2_5_VL ? "qwen2_5_vl_text"
+                                                                  : architectures[a].model_type;
     if (strcmp(model_type, expected_type) != 0)
         return dk_err_set(err, DK_EXIT_USAGE,
                           "%s: architecture %s expects \"%smodel_type\": \"%s\", found \"%s\": the config.json is "
@@ -534,6 +702,7 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
     if (cfg->head_dim % 2 != 0)
         return dk_err_set(err, DK_EXIT_USAGE, "%s: head_dim %" PRId64 " is odd; RoPE pairs dimensions (i, i + D/2)",
                           path, cfg->head_dim);
+    if (cfg->arch == DK_ARCH_QWEN2_5_VL && parse_mrope(&r, text, cfg) != 0) return -1;
     if (get_int(&r, text, "max_position_embeddings", d->max_position_embeddings, &cfg->max_position_embeddings) ||
         require_positive(&r, "max_position_embeddings", cfg->max_position_embeddings) ||
         get_double(&r, text, "rms_norm_eps", d->rms_norm_eps, &cfg->rms_norm_eps))
@@ -556,8 +725,9 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
         return -1;
     if (get_bool(&r, text, "attention_bias", false, &cfg->attention_bias) != 0) return -1;
     if (cfg->arch == DK_ARCH_LLAMA && get_bool(&r, text, "mlp_bias", false, &cfg->mlp_bias) != 0) return -1;
-    cfg->qkv_bias = cfg->attention_bias || cfg->arch == DK_ARCH_QWEN2; /* Qwen2Attention: hard-coded */
-    cfg->o_bias = cfg->attention_bias && cfg->arch != DK_ARCH_QWEN2 && cfg->arch != DK_ARCH_MISTRAL;
+    const bool qwen2_block = cfg->arch == DK_ARCH_QWEN2 || cfg->arch == DK_ARCH_QWEN2_5_VL;
+    cfg->qkv_bias = cfg->attention_bias || qwen2_block; /* Qwen2Attention (and Qwen2.5-VL's): hard-coded */
+    cfg->o_bias = cfg->attention_bias && !qwen2_block && cfg->arch != DK_ARCH_MISTRAL;
     if (cfg->arch == DK_ARCH_MISTRAL) cfg->qkv_bias = false; /* MistralAttention: bias=False */
     cfg->qk_norm = cfg->arch == DK_ARCH_QWEN3 || cfg->arch == DK_ARCH_GEMMA3;
     cfg->gemma_norms = cfg->arch == DK_ARCH_GEMMA2 || cfg->arch == DK_ARCH_GEMMA3;
@@ -576,30 +746,8 @@ static int parse_root(const char *path, const cJSON *root, dk_hf_config *cfg, dk
     }
 
     /* Gemma's modeling code reads hidden_activation (hidden_act is a leftover in some Gemma 2 files). */
-    const char *act_key = gemma ? "hidden_activation" : "hidden_act";
-    if (get_string(&r, text, act_key, d->hidden_act, cfg->hidden_act, sizeof cfg->hidden_act) != 0) return -1;
-    if (strcmp(cfg->hidden_act, "silu") == 0 || strcmp(cfg->hidden_act, "swish") == 0)
-        cfg->activation = DK_ACT_SILU;
-    else if (strcmp(cfg->hidden_act, "gelu_pytorch_tanh") == 0 || strcmp(cfg->hidden_act, "gelu_new") == 0)
-        cfg->activation = DK_ACT_GELU_TANH;
-    else if (strcmp(cfg->hidden_act, "gelu") == 0)
-        cfg->activation = DK_ACT_GELU;
-    else
-        return dk_err_set(err, DK_EXIT_USAGE,
-                          "%s: \"%s%s\" is \"%s\"; diffkit supports silu, gelu_pytorch_tanh, gelu_new and gelu", path,
-                          r.where, act_key, cfg->hidden_act);
-
-    /* dtype (informational): "dtype" (transformers >= 4.56) or "torch_dtype", top level first. */
-    const cJSON *dtype_obj = root;
-    const char *dtype_key = field(root, "dtype") ? "dtype" : "torch_dtype";
-    if (!field(root, dtype_key) && nested) {
-        dtype_obj = text;
-        dtype_key = field(text, "dtype") ? "dtype" : "torch_dtype";
-    }
-    reader rd = r;
-    rd.where = dtype_obj == root ? "" : r.where;
-    if (get_string(&rd, dtype_obj, dtype_key, "", cfg->dtype_name, sizeof cfg->dtype_name) != 0) return -1;
-    cfg->dtype = cfg->dtype_name[0] ? dk_dtype_parse(cfg->dtype_name) : DK_DTYPE_INVALID;
+    if (parse_activation(&r, text, gemma ? "hidden_activation" : "hidden_act", d->hidden_act, cfg) != 0) return -1;
+    if (parse_dtype(&r, root, text, cfg) != 0) return -1;
 
     return parse_token_ids(&r, root, text, d, cfg);
 }
@@ -626,12 +774,8 @@ static int check_duplicate_keys(const char *path, const cJSON *obj, const char *
 int dk_hf_config_parse(const char *json_text, size_t len, const char *path, dk_hf_config *cfg, dk_err *err) {
     memset(cfg, 0, sizeof *cfg);
     cfg->path = dk_strdup(path ? path : "config.json");
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
+    cJSON *root = dk_json_parse_document(json_text, len, cfg->path, DK_EXIT_USAGE, "fix or download it again", err);
     if (!root) {
-        size_t at = end && end >= json_text && end <= json_text + len ? (size_t)(end - json_text) : 0;
-        dk_err_set(err, DK_EXIT_USAGE, "%s is not valid JSON (error near byte %zu): fix or download it again",
-                   cfg->path, at);
         dk_hf_config_free(cfg);
         return -1;
     }

@@ -6,8 +6,9 @@
  * (gemma-3-4b's text_config holds 6 keys; Gemma's tie_word_embeddings is usually absent and means true).
  * Reading the file exactly as transformers does is what makes our logits match. This module:
  *   - accepts the architectures in scope: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
- *     Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, and the language model of
- *     Gemma3ForConditionalGeneration (nested "text_config");
+ *     Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GPT2LMHeadModel (its own key names: n_embd,
+ *     n_layer, ...), and the language models of Gemma3ForConditionalGeneration and
+ *     Qwen2_5_VLForConditionalGeneration (nested "text_config", or Qwen2.5-VL's older flat file);
  *   - applies the defaults of each transformers config class (LlamaConfig, ..., Gemma3TextConfig) for
  *     keys that are absent or null;
  *   - reads both spellings of RoPE: transformers 4.x `rope_theta` + `rope_scaling` (legacy key `type`)
@@ -37,6 +38,8 @@ typedef enum {
     DK_ARCH_QWEN3,    /* Qwen3ForCausalLM: per-head q/k RMSNorm */
     DK_ARCH_GEMMA2,   /* Gemma2ForCausalLM: (1+w) norms, sandwich norms, softcaps, alternating windows */
     DK_ARCH_GEMMA3,   /* Gemma3ForCausalLM / Gemma3ForConditionalGeneration's language model */
+    DK_ARCH_GPT2,     /* GPT2LMHeadModel: learned positions, LayerNorm, GELU MLP without a gate, Conv1D weights */
+    DK_ARCH_QWEN2_5_VL, /* Qwen2_5_VLForConditionalGeneration's language model: Qwen2's block, M-RoPE */
 } dk_arch;
 
 typedef enum { DK_ROPE_DEFAULT, DK_ROPE_LINEAR, DK_ROPE_LLAMA3, DK_ROPE_YARN } dk_rope_type;
@@ -75,8 +78,8 @@ typedef struct dk_hf_config {
     int64_t num_attention_heads;  /* nh */
     int64_t num_key_value_heads;  /* nkv (divides nh) */
     int64_t head_dim;             /* D (Qwen3, Gemma: nh*D may differ from H) */
-    int64_t max_position_embeddings;
-    double rms_norm_eps;
+    int64_t max_position_embeddings; /* GPT-2: n_positions, the size of its position table */
+    double rms_norm_eps;          /* the norms' epsilon (GPT-2: layer_norm_epsilon) */
 
     dk_rope_params rope;          /* full-attention layers */
     dk_rope_params rope_sliding;  /* sliding-window layers (Gemma 3: rope_local_base_freq, default type) */
@@ -90,6 +93,12 @@ typedef struct dk_hf_config {
     bool mlp_bias;                /* gate/up/down biases (Llama's mlp_bias) */
     bool qk_norm;                 /* per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3) */
     bool gemma_norms;             /* (1+w) RMSNorm, sqrt(H) embedding scale, pre/post-feedforward norms */
+    bool layer_norm;              /* LayerNorm with weight and bias instead of RMSNorm (GPT-2) */
+    bool learned_positions;       /* a position-embedding table added to the token embedding, no RoPE (GPT-2) */
+    bool gated_mlp;               /* down(act(gate) ⊙ up); false: down(act(up)) (GPT-2's c_fc, c_proj) */
+    int64_t mrope_section[3];     /* Qwen2.5-VL: how many of the D/2 RoPE frequencies take the temporal, height
+                                   * and width position (sum D/2). Text-only input gives all three the token's
+                                   * position, which is ordinary RoPE: the engine runs text only. 0s otherwise. */
 
     double query_pre_attn_scalar; /* Gemma: attention scale = query_pre_attn_scalar^-0.5; 0 for others */
     double attention_scale;       /* the score scale actually used: D^-0.5 or query_pre_attn_scalar^-0.5 */
@@ -115,6 +124,10 @@ int dk_hf_config_parse(const char *json_text, size_t len, const char *path, dk_h
 void dk_hf_config_free(dk_hf_config *cfg);
 
 const char *dk_arch_name(dk_arch arch);          /* "llama", "qwen3", ... */
+/* 0 when `architecture` (a config.json "architectures" entry, e.g. a model config's `architecture:`) is one the
+ * engine runs; else -1 with err (code 2) naming it and listing the supported ones. `where` names the setting in
+ * the message ("model.architecture (configs/model/x.yaml)"). */
+int dk_hf_architecture_check(const char *architecture, const char *where, dk_err *err);
 const char *dk_rope_type_name(dk_rope_type type); /* "default", "linear", "llama3", "yarn" */
 /* Whether layer l uses sliding-window attention. */
 static inline bool dk_hf_layer_is_sliding(const dk_hf_config *cfg, int64_t l) {

@@ -8,8 +8,8 @@
 
 char *dk_model_folder(const char *path_or_id, const char *required_file, dk_err *err) {
     if (dk_is_dir(path_or_id)) {
-        char *file = dk_path_join(path_or_id, required_file);
-        bool present = dk_is_file(file);
+        char *file = required_file ? dk_path_join(path_or_id, required_file) : NULL;
+        bool present = !file || dk_is_file(file);
         free(file);
         if (!present) {
             dk_err_set(err, DK_EXIT_USAGE, "%s is a folder without %s", path_or_id, required_file);

@@ -5,7 +5,8 @@
 
 #include "core/error.h"
 
-/* A malloc'ed folder holding required_file ("config.json", "adapter_config.json"), or NULL with err set. */
+/* A malloc'ed folder holding required_file ("config.json", "adapter_config.json"; NULL: any folder), or NULL
+ * with err set. */
 char *dk_model_folder(const char *path_or_id, const char *required_file, dk_err *err);
 
 #endif

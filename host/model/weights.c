@@ -1,11 +1,13 @@
 /* weights.c — see weights.h. Layout: 1. binding names to tensors with shape checks (and comparing two
- * checkpoints' shapes); 2. widening; 3. the tiled linear. */
+ * checkpoints' shapes); 1b. GPT-2's Conv1D tensors transposed into derived ones; 2. widening; 3. the tiled
+ * linear. */
 #include "weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strutil.h"
 #include "kernels/cpu/convert.h"
 #include "kernels/cpu/gemm.h"
 
@@ -36,20 +38,152 @@ static const dk_st_tensor *bind_layer(const dk_model_weights *w, int64_t l, cons
 
 /* Which prefix the checkpoint uses for the language model. */
 static int find_prefix(dk_model_weights *w, const dk_hf_config *cfg, dk_err *err) {
-    static const char *const candidates[] = {"model.", "model.language_model.", "language_model.model."};
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+    static const char *const decoder[] = {"model.", "model.language_model.", "language_model.model."};
+    static const char *const gpt2[] = {"transformer.", ""};
+    const bool is_gpt2 = cfg->arch == DK_ARCH_GPT2;
+    const char *const *candidates = is_gpt2 ? gpt2 : decoder;
+    const size_t n = is_gpt2 ? 2 : 3;
+    const char *embedding = is_gpt2 ? "wte.weight" : "embed_tokens.weight";
+    dk_strbuf looked = {0};
+    for (size_t i = 0; i < n; i++) {
         char name[128];
-        snprintf(name, sizeof name, "%sembed_tokens.weight", candidates[i]);
+        snprintf(name, sizeof name, "%s%s", candidates[i], embedding);
         if (dk_st_find(w->ck, name)) {
             snprintf(w->prefix, sizeof w->prefix, "%s", candidates[i]);
+            dk_strbuf_free(&looked);
             return 0;
         }
+        dk_strbuf_printf(&looked, "%s%s", i ? ", " : "", name);
     }
-    return dk_err_set(err, DK_EXIT_RUNTIME,
-                      "%s: no embedding tensor found (looked for model.embed_tokens.weight, "
-                      "model.language_model.embed_tokens.weight, language_model.model.embed_tokens.weight); is this "
-                      "a %s checkpoint?",
-                      w->ck->path, cfg->architecture);
+    dk_err_set(err, DK_EXIT_RUNTIME, "%s: no embedding tensor found (looked for %s); is this a %s checkpoint?",
+               w->ck->path, looked.data, cfg->architecture);
+    dk_strbuf_free(&looked);
+    return -1;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 1b. GPT-2: Conv1D weights (in, out) become (out, in) tensors, c_attn split into q, k, v */
+
+static dk_st_tensor *new_derived(dk_model_weights *w, const dk_st_tensor *src, const char *name) {
+    CHECK(w->derived && w->n_derived < (size_t)(9 * w->n_layers), "derived tensor table full (a bug)");
+    dk_st_tensor *d = &w->derived[w->n_derived++];
+    *d = *src;
+    d->name = dk_strdup(name);
+    return d;
+}
+
+/* Columns [col0, col0 + cols) of a 2-D (rows, C) tensor, transposed into a new (cols, rows) tensor of the
+ * same dtype. */
+static const dk_st_tensor *transposed(dk_model_weights *w, const dk_st_tensor *src, int64_t col0, int64_t cols,
+                                      const char *name) {
+    const int64_t rows = src->shape[0], C = src->shape[1];
+    const size_t elem = src->dtype == DK_DTYPE_F32 ? 4 : 2;
+    unsigned char *data = dk_malloc((size_t)(rows * cols) * elem);
+    const unsigned char *s = src->data;
+    enum { BLOCK = 64 }; /* blocks of 64 x 64 keep both sides in cache */
+    for (int64_t r0 = 0; r0 < rows; r0 += BLOCK)
+        for (int64_t c0 = 0; c0 < cols; c0 += BLOCK)
+            for (int64_t c = c0; c < cols && c < c0 + BLOCK; c++)
+                for (int64_t r = r0; r < rows && r < r0 + BLOCK; r++)
+                    memcpy(data + (size_t)(c * rows + r) * elem, s + (size_t)(r * C + col0 + c) * elem, elem);
+    dk_st_tensor *d = new_derived(w, src, name);
+    w->derived_data[w->n_derived - 1] = data;
+    d->shape[0] = cols;
+    d->shape[1] = rows;
+    d->numel = rows * cols;
+    d->data = data;
+    d->nbytes = (size_t)(rows * cols) * elem;
+    d->offset = 0;
+    return d;
+}
+
+/* Elements [start, start + n) of a 1-D tensor, as a tensor viewing the mapping. */
+static const dk_st_tensor *slice(dk_model_weights *w, const dk_st_tensor *src, int64_t start, int64_t n,
+                                 const char *name) {
+    const size_t elem = src->dtype == DK_DTYPE_F32 ? 4 : 2;
+    dk_st_tensor *d = new_derived(w, src, name);
+    d->shape[0] = n;
+    d->numel = n;
+    d->data = (const unsigned char *)src->data + (size_t)start * elem;
+    d->nbytes = (size_t)n * elem;
+    d->offset = src->offset + (size_t)start * elem;
+    return d;
+}
+
+/* <prefix>h.<l>.<suffix>, required, with this shape. */
+static const dk_st_tensor *gpt2_tensor(const dk_model_weights *w, int64_t l, const char *suffix, int ndim, int64_t d0,
+                                       int64_t d1, dk_err *err) {
+    char name[192];
+    snprintf(name, sizeof name, "%sh.%lld.%s", w->prefix, (long long)l, suffix);
+    int64_t shape[2] = {d0, d1};
+    return dk_st_require(w->ck, name, ndim, shape, err);
+}
+
+static int bind_gpt2_layer(dk_model_weights *w, const dk_hf_config *cfg, int64_t l, dk_err *err) {
+    dk_layer_weights *lw = &w->layers[l];
+    const int64_t H = cfg->hidden_size, I = cfg->intermediate_size;
+    char name[192];
+    const dk_st_tensor *ln_1_w, *ln_1_b, *ln_2_w, *ln_2_b, *attn_w, *attn_b, *proj_w, *proj_b, *fc_w, *fc_b, *down_w,
+        *down_b;
+    if (!(ln_1_w = gpt2_tensor(w, l, "ln_1.weight", 1, H, 0, err)) ||
+        !(ln_1_b = gpt2_tensor(w, l, "ln_1.bias", 1, H, 0, err)) ||
+        !(ln_2_w = gpt2_tensor(w, l, "ln_2.weight", 1, H, 0, err)) ||
+        !(ln_2_b = gpt2_tensor(w, l, "ln_2.bias", 1, H, 0, err)) ||
+        !(attn_w = gpt2_tensor(w, l, "attn.c_attn.weight", 2, H, 3 * H, err)) ||
+        !(attn_b = gpt2_tensor(w, l, "attn.c_attn.bias", 1, 3 * H, 0, err)) ||
+        !(proj_w = gpt2_tensor(w, l, "attn.c_proj.weight", 2, H, H, err)) ||
+        !(proj_b = gpt2_tensor(w, l, "attn.c_proj.bias", 1, H, 0, err)) ||
+        !(fc_w = gpt2_tensor(w, l, "mlp.c_fc.weight", 2, H, I, err)) ||
+        !(fc_b = gpt2_tensor(w, l, "mlp.c_fc.bias", 1, I, 0, err)) ||
+        !(down_w = gpt2_tensor(w, l, "mlp.c_proj.weight", 2, I, H, err)) ||
+        !(down_b = gpt2_tensor(w, l, "mlp.c_proj.bias", 1, H, 0, err)))
+        return -1;
+    lw->input_norm = ln_1_w;
+    lw->input_norm_bias = ln_1_b;
+    lw->post_attn_norm = ln_2_w;
+    lw->post_attn_norm_bias = ln_2_b;
+    static const char *const qkv[3] = {"q", "k", "v"};
+    for (int j = 0; j < 3; j++) {
+        dk_linear_weight *p = &lw->proj[DK_MOD_Q + j];
+        snprintf(name, sizeof name, "%sh.%lld.attn.c_attn.weight[%s, transposed]", w->prefix, (long long)l, qkv[j]);
+        p->weight = transposed(w, attn_w, j * H, H, name);
+        snprintf(name, sizeof name, "%sh.%lld.attn.c_attn.bias[%s]", w->prefix, (long long)l, qkv[j]);
+        p->bias = slice(w, attn_b, j * H, H, name);
+        p->out_features = p->in_features = H;
+    }
+    const struct {
+        dk_module m;
+        const dk_st_tensor *weight, *bias;
+        int64_t out, in;
+    } plain[] = {{DK_MOD_O, proj_w, proj_b, H, H}, {DK_MOD_UP, fc_w, fc_b, I, H}, {DK_MOD_DOWN, down_w, down_b, H, I}};
+    for (size_t j = 0; j < sizeof plain / sizeof plain[0]; j++) {
+        dk_linear_weight *p = &lw->proj[plain[j].m];
+        snprintf(name, sizeof name, "%s[transposed]", plain[j].weight->name);
+        p->weight = transposed(w, plain[j].weight, 0, plain[j].out, name);
+        p->bias = plain[j].bias;
+        p->out_features = plain[j].out;
+        p->in_features = plain[j].in;
+    }
+    lw->proj[DK_MOD_GATE] = (dk_linear_weight){.out_features = I, .in_features = H}; /* no gate */
+    return 0;
+}
+
+static int bind_gpt2(dk_model_weights *w, const dk_hf_config *cfg, dk_err *err) {
+    const int64_t V = cfg->vocab_size, H = cfg->hidden_size, P = cfg->max_position_embeddings;
+    w->derived = dk_calloc((size_t)(9 * w->n_layers), sizeof *w->derived);
+    w->derived_data = dk_calloc((size_t)(9 * w->n_layers), sizeof *w->derived_data);
+    if (!(w->embed = bind(w, "wte.weight", 2, V, H, err)) || !(w->pos_embed = bind(w, "wpe.weight", 2, P, H, err)) ||
+        !(w->final_norm = bind(w, "ln_f.weight", 1, H, 0, err)) ||
+        !(w->final_norm_bias = bind(w, "ln_f.bias", 1, H, 0, err)))
+        return -1;
+    if (cfg->tie_word_embeddings) {
+        w->lm_head = w->embed;
+    } else if (!(w->lm_head = dk_st_require(w->ck, "lm_head.weight", 2, (int64_t[]){V, H}, err))) {
+        return -1;
+    }
+    for (int64_t l = 0; l < w->n_layers; l++)
+        if (bind_gpt2_layer(w, cfg, l, err) != 0) return -1;
+    return 0;
 }
 
 static int bind_layer_weights(dk_model_weights *w, const dk_hf_config *cfg, int64_t l, dk_err *err) {
@@ -92,6 +226,13 @@ int dk_model_weights_open(const dk_hf_config *cfg, const char *folder, dk_model_
     w->ck = dk_st_open_dir(folder, err);
     if (!w->ck) return -1;
     if (find_prefix(w, cfg, err) != 0) goto fail;
+    w->n_layers = cfg->num_hidden_layers;
+    w->layers = dk_calloc((size_t)w->n_layers, sizeof *w->layers);
+    for (size_t i = 0; i < w->ck->n_tensors; i++) w->file_bytes += w->ck->tensors[i].nbytes;
+    if (cfg->arch == DK_ARCH_GPT2) {
+        if (bind_gpt2(w, cfg, err) != 0) goto fail;
+        return 0;
+    }
     const int64_t V = cfg->vocab_size, H = cfg->hidden_size;
     if (!(w->embed = bind(w, "embed_tokens.weight", 2, V, H, err))) goto fail;
     if (!(w->final_norm = bind(w, "norm.weight", 1, H, 0, err))) goto fail;
@@ -104,11 +245,8 @@ int dk_model_weights_open(const dk_hf_config *cfg, const char *folder, dk_model_
         int64_t shape[2] = {V, H};
         if (!(w->lm_head = dk_st_require(w->ck, head, 2, shape, err))) goto fail;
     }
-    w->n_layers = cfg->num_hidden_layers;
-    w->layers = dk_calloc((size_t)w->n_layers, sizeof *w->layers);
     for (int64_t l = 0; l < w->n_layers; l++)
         if (bind_layer_weights(w, cfg, l, err) != 0) goto fail;
-    for (size_t i = 0; i < w->ck->n_tensors; i++) w->file_bytes += w->ck->tensors[i].nbytes;
     return 0;
 fail:
     dk_err_prefix(err, "loading the weights of %s (%s): ", folder, cfg->architecture);
@@ -117,6 +255,12 @@ fail:
 }
 
 void dk_model_weights_close(dk_model_weights *w) {
+    for (size_t i = 0; i < w->n_derived; i++) {
+        free((char *)w->derived[i].name);
+        free(w->derived_data[i]);
+    }
+    free(w->derived);
+    free(w->derived_data);
     if (w->ck) dk_st_close(w->ck);
     free(w->layers);
     memset(w, 0, sizeof *w);
@@ -140,13 +284,17 @@ int dk_model_weights_check_same_shapes(const dk_model_weights *base, const dk_mo
         return dk_err_set(err, DK_EXIT_RUNTIME, "the organism %s has %lld layers, the base model %s %lld",
                           other->ck->path, (long long)other->n_layers, base->ck->path, (long long)base->n_layers);
     if (same_shape(base->embed, other->embed, base, other, err) || same_shape(base->lm_head, other->lm_head, base, other, err) ||
-        same_shape(base->final_norm, other->final_norm, base, other, err))
+        same_shape(base->final_norm, other->final_norm, base, other, err) ||
+        same_shape(base->final_norm_bias, other->final_norm_bias, base, other, err) ||
+        same_shape(base->pos_embed, other->pos_embed, base, other, err))
         return -1;
     for (int64_t l = 0; l < base->n_layers; l++) {
         const dk_layer_weights *a = &base->layers[l], *b = &other->layers[l];
         const dk_st_tensor *pairs[][2] = {{a->input_norm, b->input_norm}, {a->post_attn_norm, b->post_attn_norm},
                                           {a->pre_ff_norm, b->pre_ff_norm}, {a->post_ff_norm, b->post_ff_norm},
-                                          {a->q_norm, b->q_norm}, {a->k_norm, b->k_norm}};
+                                          {a->q_norm, b->q_norm}, {a->k_norm, b->k_norm},
+                                          {a->input_norm_bias, b->input_norm_bias},
+                                          {a->post_attn_norm_bias, b->post_attn_norm_bias}};
         for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
             if (same_shape(pairs[i][0], pairs[i][1], base, other, err)) return -1;
         for (int m = 0; m < DK_N_MODULES; m++)

@@ -11,7 +11,12 @@
  * Names (models_formats.md §3.8): `model.` for the causal LMs; the language model of
  * Gemma3ForConditionalGeneration is `model.language_model.` (transformers >= 4.52) or
  * `language_model.model.` (Hub originals), its head `lm_head.` or `language_model.lm_head.`; vision tensors
- * are ignored. A missing tensor or a wrong shape is an error naming the tensor, expected vs found.
+ * are ignored. Qwen2.5-VL's language model is `model.` (what transformers saves) or `model.language_model.`.
+ * GPT-2 (`transformer.` or, in the Hub's original file, no prefix) stores its projections as Conv1D: an
+ * (in, out) matrix, q, k and v fused in one c_attn. They are transposed once at load into (out, in) tensors
+ * owned here (`derived`), q/k/v split apart, so that everything downstream (the tiled linear, LoRA shapes,
+ * the CUDA upload) sees the layout of every other model; GPT-2 checkpoints are small (124M to 1.5B).
+ * A missing tensor or a wrong shape is an error naming the tensor, expected vs found.
  */
 #ifndef DK_MODEL_WEIGHTS_H
 #define DK_MODEL_WEIGHTS_H
@@ -34,11 +39,14 @@ typedef struct dk_linear_weight {
 typedef struct dk_layer_weights {
     const dk_st_tensor *input_norm;     /* (H) */
     const dk_st_tensor *post_attn_norm; /* (H) */
+    const dk_st_tensor *input_norm_bias;     /* (H) LayerNorm bias (GPT-2's ln_1), else NULL */
+    const dk_st_tensor *post_attn_norm_bias; /* (H) GPT-2's ln_2, else NULL */
     const dk_st_tensor *pre_ff_norm;    /* (H) Gemma only, else NULL */
     const dk_st_tensor *post_ff_norm;   /* (H) Gemma only, else NULL */
     const dk_st_tensor *q_norm;         /* (D) Qwen3 / Gemma 3 only, else NULL */
     const dk_st_tensor *k_norm;         /* (D) */
-    dk_linear_weight proj[DK_N_MODULES];
+    dk_linear_weight proj[DK_N_MODULES]; /* GPT-2: q/k/v from c_attn, o = attn.c_proj, up = c_fc,
+                                          * down = mlp.c_proj, no gate (weight NULL) */
 } dk_layer_weights;
 
 typedef struct dk_model_weights {
@@ -46,10 +54,16 @@ typedef struct dk_model_weights {
     char prefix[64];                    /* "model.", "model.language_model.", "language_model.model." */
     const dk_st_tensor *embed;          /* (V, H) */
     const dk_st_tensor *final_norm;     /* (H) */
+    const dk_st_tensor *final_norm_bias;/* (H) GPT-2's ln_f bias, else NULL */
+    const dk_st_tensor *pos_embed;      /* (max_position_embeddings, H) GPT-2's wpe, else NULL */
     const dk_st_tensor *lm_head;        /* (V, H); the embedding when tied */
     int64_t n_layers;
     dk_layer_weights *layers;           /* (n_layers) */
     size_t file_bytes;                  /* sum of the mapped files' sizes */
+    dk_st_tensor *derived;              /* (n_derived) tensors made at load (GPT-2), owned; data in derived_data
+                                         * or a view into the mapping */
+    size_t n_derived;
+    void **derived_data;                /* (n_derived) the buffer each derived tensor owns, or NULL */
 } dk_model_weights;
 
 /* Opens the checkpoint in `folder` and binds every tensor the config's architecture needs. 0, or -1 with

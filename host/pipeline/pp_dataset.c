@@ -1,4 +1,5 @@
 /* pp_dataset.c — dataset resolution, JSON Lines records to texts, tokenization (see pp_dataset.h). */
+#define _GNU_SOURCE /* memmem */
 #include "pipeline/pp_dataset.h"
 
 #include <cjson/cJSON.h>
@@ -8,6 +9,7 @@
 #include "core/log.h"
 #include "io/act_store.h"
 #include "io/file.h"
+#include "io/json_text.h"
 #include "io/json_value.h"
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -83,31 +85,51 @@ int dk_pp_resolve_dataset(const char *id, const char *split, const char *config_
 
 /* ---- records -> texts ------------------------------------------------------------------------------- */
 
-static void push_text(dk_pp_texts *t, int64_t *cap, char *text, int64_t line, bool add_special) {
+static void push_text(dk_pp_texts *t, int64_t *cap, char *text, size_t len, int64_t line, bool add_special) {
     if (t->n == *cap) {
         *cap = *cap ? 2 * *cap : 1024;
         t->texts = dk_realloc(t->texts, (size_t)*cap * sizeof *t->texts);
+        t->lens = dk_realloc(t->lens, (size_t)*cap * sizeof *t->lens);
         t->line_no = dk_realloc(t->line_no, (size_t)*cap * sizeof *t->line_no);
         t->add_special = dk_realloc(t->add_special, (size_t)*cap * sizeof *t->add_special);
     }
     t->texts[t->n] = text;
+    t->lens[t->n] = len;
     t->line_no[t->n] = line;
     t->add_special[t->n] = add_special;
     t->n++;
 }
 
-/* One record to a text: 1 = text made, 0 = skipped (template refuses the conversation), -1 = malformed. */
-static int record_text(const cJSON *obj, const dk_pp_read_options *opt, char **text, bool *add_special,
-                       char *why, size_t why_cap) {
+/* Whether cJSON's copy of a string (v) is all of it: false when the JSON text of line[0..n) at `path` holds
+ * U+0000, where cJSON's string ends. */
+static bool whole_string(const char *line, size_t n, const dk_json_step *path, size_t depth, const cJSON *v) {
+    if (!dk_json_has_nul_escape(line, n)) return true;
+    char *s = NULL;
+    size_t len = 0;
+    const char *at = dk_json_locate(line, n, path, depth);
+    bool whole = !at || dk_json_decode_string(at, line + n, &s, &len) != 0 || len == strlen(v->valuestring);
+    free(s);
+    return whole;
+}
+
+/* One record (the JSON line[0..n), obj its parse) to a text of *len bytes: 1 = text made, 0 = skipped (the
+ * template refuses the conversation), -1 = malformed. */
+static int record_text(const char *line, size_t n, const cJSON *obj, const dk_pp_read_options *opt, char **text,
+                       size_t *len, bool *add_special, char *why, size_t why_cap) {
     if (!opt->is_chat) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, opt->text_column);
         if (!cJSON_IsString(v)) {
             snprintf(why, why_cap, "no string field \"%s\"", opt->text_column);
             return -1;
         }
-        *text = dk_strdup(v->valuestring);
+        const dk_json_step path[] = {{opt->text_column, 0}};
+        const char *at = dk_json_has_nul_escape(line, n) ? dk_json_locate(line, n, path, 1) : NULL;
+        if (!at || dk_json_decode_string(at, line + n, text, len) != 0) { /* no U+0000: cJSON's string is all of it */
+            *len = strlen(v->valuestring);
+            *text = dk_strndup(v->valuestring, *len);
+        }
         /* seed: add_special_tokens = (bos_token not in text) */
-        *add_special = !(opt->bos_token && opt->bos_token[0] && strstr(*text, opt->bos_token));
+        *add_special = !(opt->bos_token && opt->bos_token[0] && memmem(*text, *len, opt->bos_token, strlen(opt->bos_token)));
         return 1;
     }
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(obj, opt->messages_column);
@@ -115,9 +137,9 @@ static int record_text(const cJSON *obj, const dk_pp_read_options *opt, char **t
         snprintf(why, why_cap, "no non-empty list field \"%s\"", opt->messages_column);
         return -1;
     }
-    int n = cJSON_GetArraySize(msgs);
-    dk_chat_message *m = dk_calloc((size_t)n, sizeof *m);
-    for (int i = 0; i < n; i++) {
+    int n_msgs = cJSON_GetArraySize(msgs);
+    dk_chat_message *m = dk_calloc((size_t)n_msgs, sizeof *m);
+    for (int i = 0; i < n_msgs; i++) {
         const cJSON *it = cJSON_GetArrayItem(msgs, i);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
@@ -127,18 +149,26 @@ static int record_text(const cJSON *obj, const dk_pp_read_options *opt, char **t
             free(m);
             return -1;
         }
+        const dk_json_step path[] = {{opt->messages_column, 0}, {NULL, i}, {"content", 0}};
+        if (!whole_string(line, n, path, 3, content)) {
+            snprintf(why, why_cap, "message %d of \"%s\" holds U+0000 (\\u0000), which diffkit's chat templates do "
+                     "not render (plain text records encode it)", i, opt->messages_column);
+            free(m);
+            return -1;
+        }
         m[i].role = role->valuestring;
         m[i].content = content->valuestring;
     }
     dk_chat_options co = {.add_generation_prompt = false, .enable_thinking = -1, .bos_token = opt->bos_token};
     dk_err render_err = {0};
-    *text = dk_chat_render(opt->family, m, (size_t)n, &co, &render_err);
+    *text = dk_chat_render(opt->family, m, (size_t)n_msgs, &co, &render_err);
     free(m);
     *add_special = false; /* the template holds the BOS */
     if (!*text) {
         snprintf(why, why_cap, "%s", render_err.msg);
         return 0;
     }
+    *len = strlen(*text);
     return 1;
 }
 
@@ -163,17 +193,19 @@ int dk_pp_read_texts(const char *path, const dk_pp_read_options *opt, dk_pp_text
         }
         n_records++;
         char why[2048] = "";
+        const size_t line_len = (size_t)((end ? end : data + size) - line);
         char parse_why[256];
-        cJSON *obj = dk_json_parse_one(line, (size_t)((end ? end : data + size) - line), parse_why, sizeof parse_why);
+        cJSON *obj = dk_json_parse_one(line, line_len, parse_why, sizeof parse_why);
         int r = -1;
         char *text = NULL;
+        size_t text_len = 0;
         bool add_special = false;
         if (!obj) snprintf(why, sizeof why, "not a JSON object: %s", parse_why);
         else if (!cJSON_IsObject(obj)) snprintf(why, sizeof why, "not a JSON object");
-        else r = record_text(obj, opt, &text, &add_special, why, sizeof why);
+        else r = record_text(line, line_len, obj, opt, &text, &text_len, &add_special, why, sizeof why);
         cJSON_Delete(obj);
         if (r == 1) {
-            push_text(out, &cap, text, line_no, add_special);
+            push_text(out, &cap, text, text_len, line_no, add_special);
         } else if (r == 0) {
             out->n_chat_skipped++;
             LOG_DEBUG("%s:%lld: conversation skipped: %s", path, (long long)line_no, why);
@@ -203,6 +235,7 @@ int dk_pp_read_texts(const char *path, const dk_pp_read_options *opt, dk_pp_text
 void dk_pp_texts_free(dk_pp_texts *t) {
     for (int64_t i = 0; i < t->n; i++) free(t->texts[i]);
     free(t->texts);
+    free(t->lens);
     free(t->line_no);
     free(t->add_special);
     memset(t, 0, sizeof *t);
@@ -217,6 +250,7 @@ int dk_pp_tokenize(const dk_tokenizer *tok, const dk_pp_texts *texts, int64_t co
     dk_tok_ids *ids = dk_calloc((size_t)n, sizeof *ids);
     /* two passes, texts with and without special tokens, each multi-threaded */
     const char **batch = dk_malloc((size_t)n * sizeof *batch);
+    size_t *lens = dk_malloc((size_t)n * sizeof *lens);
     int64_t *which = dk_malloc((size_t)n * sizeof *which);
     dk_tok_ids *outs = dk_calloc((size_t)n, sizeof *outs);
     int rc = 0;
@@ -226,16 +260,18 @@ int dk_pp_tokenize(const dk_tokenizer *tok, const dk_pp_texts *texts, int64_t co
         for (int64_t i = 0; i < n; i++)
             if (texts->add_special[i] == special) {
                 batch[m] = texts->texts[i];
+                lens[m] = texts->lens[i];
                 which[m++] = i;
             }
         if (m == 0) continue;
         memset(outs, 0, (size_t)m * sizeof *outs);
         size_t failed = 0;
-        rc = dk_tokenizer_encode_batch(tok, batch, (size_t)m, special, n_threads, outs, &failed, err);
+        rc = dk_tokenizer_encode_batch(tok, batch, lens, (size_t)m, special, n_threads, outs, &failed, err);
         for (int64_t k = 0; k < m; k++) ids[which[k]] = outs[k];
         if (rc != 0) dk_err_prefix(err, "%s:%lld: ", path, (long long)texts->line_no[which[failed]]);
     }
     free(batch);
+    free(lens);
     free(which);
     free(outs);
     int64_t cap_seqs = n + 1, total = 0;

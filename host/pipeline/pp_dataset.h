@@ -32,6 +32,7 @@ typedef struct dk_pp_read_options {
 
 typedef struct dk_pp_texts {
     char **texts;           /* (n) rendered texts */
+    size_t *lens;           /* (n) their lengths in bytes (a text may hold U+0000, as HF's strings may) */
     int64_t *line_no;       /* (n) 1-based line of each record in its file */
     bool *add_special;      /* (n) add the tokenizer's special tokens (BOS) when the text lacks them */
     int64_t n;

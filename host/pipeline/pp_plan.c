@@ -52,5 +52,8 @@ uint64_t dk_pp_fingerprint(const dk_pp_identity *id, const dk_pp_tokens *t, cons
     /* rows from the GPU (bf16 compute) differ from the CPU reference's: another content, another fingerprint,
      * so a store is never resumed or reused across compute modes */
     if (id->compute && strcmp(id->compute, "cpu-fp32") != 0) h = hash_str(h, id->compute);
+    /* settings that change what is stored; hashed only when not the default, so older stores keep theirs */
+    if (id->skip_first > 0) h = dk_fnv1a(hash_str(h, "skip_first"), &id->skip_first, sizeof id->skip_first);
+    if (!id->store_tokens) h = hash_str(h, "no_tokens");
     return h;
 }

@@ -5,6 +5,7 @@
 #ifndef DK_PP_PLAN_H
 #define DK_PP_PLAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "pipeline/pp_dataset.h"
@@ -20,7 +21,8 @@ void dk_pp_plan_make(const dk_pp_tokens *t, int64_t batch_size, dk_pp_plan *plan
 void dk_pp_plan_free(dk_pp_plan *plan);
 
 /* What makes two stores' contents equal: the model, its adapter, the captured layers, the dtype, the tokens
- * and their sequence and chunk boundaries, and what computed the rows (compute: dk_backend_compute_name;
+ * and their sequence and chunk boundaries, the leading tokens skipped and whether tokens are stored, and what
+ * computed the rows (compute: dk_backend_compute_name;
  * "cpu-fp32" or NULL adds nothing to the hash, so CPU stores keep the fingerprints they had before the GPU
  * path existed). */
 typedef struct dk_pp_identity {
@@ -28,6 +30,8 @@ typedef struct dk_pp_identity {
     const int64_t *layers;
     int n_layers;
     int64_t d_model, context_len;
+    int64_t skip_first;        /* leading tokens of each sequence not stored (0: none) */
+    bool store_tokens;         /* the tokens dataset is written */
 } dk_pp_identity;
 
 uint64_t dk_pp_fingerprint(const dk_pp_identity *id, const dk_pp_tokens *t, const dk_pp_plan *plan);

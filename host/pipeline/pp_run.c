@@ -32,6 +32,11 @@
  * complete) and stops; a compute thread waiting for a buffer set sees the writer stopped and stops too.
  * A fatal CHECK on either thread ends the job with MPI_Abort, as before.
  *
+ * Leading tokens not stored (layout->skip_first > 0, the seed's ignore_first_n_tokens_per_sample_during_collection):
+ * the forward runs whole sequences; the writer first moves each sequence's kept rows together, in place in the
+ * capture buffers (its own until the round is written), and gathers their tokens, then narrows and summarises
+ * the kept rows only.
+ *
  * Buffers: two sets of fp32 capture buffers (pinned on the GPU, dk_backend_host_alloc; the forward of
  * round r + 1 fills one while the writer narrows the other), one set of bf16 rows and statistics (the
  * writer's alone). Tokens are read in place from t.
@@ -64,6 +69,7 @@ enum { HOLD_TIMEOUT_S = 60 };
 static void chunk_stats(const float *x, int64_t n, int64_t d, double *mean, double *m2) {
     memset(mean, 0, (size_t)d * sizeof(double));
     memset(m2, 0, (size_t)d * sizeof(double));
+    if (n == 0) return; /* a chunk whose sequences are all skipped: merged with weight 0 */
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++) mean[j] += x[i * d + j];
     for (int64_t j = 0; j < d; j++) mean[j] /= (double)n;
@@ -93,6 +99,7 @@ typedef struct pipeline {
     const dk_dist *d;
     dk_store_writer *w;
     const dk_store_layout *layout;
+    const dk_pp_plan *plan;
     const dk_pp_tokens *t;
     const char *label;
     int64_t rounds;
@@ -102,6 +109,7 @@ typedef struct pipeline {
     slot slots[2];
     /* the writer's own: the narrowed rows and statistics of the round it writes */
     uint16_t *bf16[DK_STORE_MAX_LAYERS];                        /* per layer (T, H) bf16 bits */
+    int32_t *kept_tokens;                                       /* (T) tokens of the kept rows (skip_first > 0) */
     double *mean[DK_STORE_MAX_LAYERS], *m2[DK_STORE_MAX_LAYERS];/* per layer (H) */
     double narrow_s;
     /* shared, under mu */
@@ -120,20 +128,23 @@ typedef struct pipeline {
 /* The guard against non-finite activations (core/finite.h): a NaN or Inf anywhere in the chunk makes its
  * mean or m2 non-finite, so testing those 2d numbers costs nothing; only then is the chunk searched, to name
  * the sequence and token. 0, or -1 with err. */
-static int check_finite_chunk(const pipeline *p, const slot *s, int64_t layer_index, const double *mean,
-                              const double *m2, dk_err *err) {
+static int check_finite_chunk(const pipeline *p, const slot *s, int64_t kept_rows, int64_t layer_index,
+                              const double *mean, const double *m2, dk_err *err) {
     size_t d = (size_t)p->d_model;
     if (dk_first_nonfinite_f64(mean, d) < 0 && dk_first_nonfinite_f64(m2, d) < 0) return 0;
-    int64_t bad = dk_first_nonfinite_f32(s->capture[layer_index], (size_t)s->rows * d);
+    /* the kept rows (each sequence without its first skip_first tokens) are at the front of the capture */
+    int64_t bad = dk_first_nonfinite_f32(s->capture[layer_index], (size_t)kept_rows * d);
     int64_t row = bad >= 0 ? bad / p->d_model : 0, col = bad >= 0 ? bad % p->d_model : 0;
-    int64_t first_row = p->t->offsets[p->layout->chunk_seq[s->chunk.chunk]], seq = p->layout->chunk_seq[s->chunk.chunk];
-    while (p->t->offsets[seq + 1] <= first_row + row) seq++;
+    const int64_t *stored = p->layout->seq_offsets;
+    int64_t seq = p->layout->chunk_seq[s->chunk.chunk], first_row = stored[seq];
+    while (stored[seq + 1] <= first_row + row) seq++;
     const char *kind = bad >= 0 ? dk_nonfinite_name(s->capture[layer_index][bad]) : "an overflow in the statistics";
     return dk_err_set(err, DK_EXIT_RUNTIME, "%s: the model produced non-finite activations (%s) at layer %lld, "
                       "sequence %lld (token %lld, dimension %lld), chunk %lld: the weights, the adapter or its scale "
                       "give NaN/Inf on this input; the store is not marked complete", p->label, kind,
                       (long long)p->layout->layers[layer_index], (long long)seq,
-                      (long long)(first_row + row - p->t->offsets[seq]), (long long)col, (long long)s->chunk.chunk);
+                      (long long)(first_row + row - stored[seq] + p->layout->skip_first), (long long)col,
+                      (long long)s->chunk.chunk);
 }
 
 /* wakes every waiter and releases mu (held by the caller) */
@@ -160,6 +171,26 @@ static int hold_for_next_round(pipeline *p, int64_t r, dk_err *err) {
                       (long long)r + 2, (long long)r + 1);
 }
 
+/* Moves the kept rows of s's chunk (each sequence without its first layout->skip_first tokens) to the front of
+ * its capture buffers and their tokens into p->kept_tokens; returns how many rows are kept. */
+static int64_t keep_rows(pipeline *p, slot *s) {
+    const int64_t skip = p->layout->skip_first, H = p->d_model, c = s->chunk.chunk;
+    const int64_t s0 = p->plan->chunk_seq[c], s1 = p->plan->chunk_seq[c + 1], row0 = p->t->offsets[s0];
+    int64_t kept = 0;
+    for (int64_t q = s0; q < s1; q++) {
+        const int64_t from = p->t->offsets[q] - row0 + skip, n = p->t->offsets[q + 1] - p->t->offsets[q] - skip;
+        if (n <= 0) continue;
+        for (int64_t i = 0; i < p->n_layers; i++)
+            memmove(s->capture[i] + kept * H, s->capture[i] + from * H, (size_t)(n * H) * sizeof(float));
+        memcpy(p->kept_tokens + kept, p->t->ids + row0 + from, (size_t)n * sizeof(int32_t));
+        kept += n;
+    }
+    CHECK(kept == p->layout->seq_offsets[s1] - p->layout->seq_offsets[s0], "chunk %lld: %lld rows kept, the plan "
+          "says %lld", (long long)c, (long long)kept, (long long)(p->layout->seq_offsets[s1] - p->layout->seq_offsets[s0]));
+    s->chunk.tokens = p->kept_tokens;
+    return kept;
+}
+
 static void *writer_main(void *arg) {
     pipeline *p = arg;
     int64_t bytes_global = 0;
@@ -179,10 +210,11 @@ static void *writer_main(void *arg) {
         }
         if (s->chunk.chunk >= 0 && !dk_err_is_set(&err)) {
             double t0 = dk_time_now();
+            const int64_t kept = p->layout->skip_first > 0 ? keep_rows(p, s) : s->rows;
             for (int64_t i = 0; i < p->n_layers && !dk_err_is_set(&err); i++) {
-                dk_cpu_f32_to_bf16(p->bf16[i], s->capture[i], (size_t)(s->rows * p->d_model));
-                chunk_stats(s->capture[i], s->rows, p->d_model, p->mean[i], p->m2[i]);
-                check_finite_chunk(p, s, i, p->mean[i], p->m2[i], &err);
+                dk_cpu_f32_to_bf16(p->bf16[i], s->capture[i], (size_t)(kept * p->d_model));
+                chunk_stats(s->capture[i], kept, p->d_model, p->mean[i], p->m2[i]);
+                check_finite_chunk(p, s, kept, i, p->mean[i], p->m2[i], &err);
                 s->chunk.rows[i] = p->bf16[i];
                 s->chunk.mean[i] = p->mean[i];
                 s->chunk.m2[i] = p->m2[i];
@@ -298,6 +330,10 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
     memset(&p, 0, sizeof p);
     p.n_layers = nl;
     p.d_model = H;
+    p.layout = layout;
+    p.plan = plan;
+    p.t = t;
+    p.kept_tokens = dk_malloc((size_t)T * sizeof(int32_t));
     for (int64_t i = 0; i < nl; i++) {
         for (int k = 0; k < 2; k++) {
             p.slots[k].capture[i] = dk_backend_host_alloc(be, (size_t)(T * H) * sizeof(float));
@@ -378,6 +414,7 @@ int dk_pp_run_store(const dk_dist *d, dk_store_writer *w, const dk_store_layout 
     }
     free(ids);
     free(starts);
+    free(p.kept_tokens);
     free(done);
     free(pending);
     free(mine);

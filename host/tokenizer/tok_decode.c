@@ -1,6 +1,7 @@
 /* tok_decode.c — ids back to text, as HF TokenizerImpl::decode: id -> token string (added tokens first),
  * optionally drop special tokens, then the decoder chain (each decoder maps a list of strings to a list
- * of strings: src/decoders decode_chain) and a final concatenation. */
+ * of strings: src/decoders decode_chain) and a final concatenation. The same chain without the replacement
+ * of invalid UTF-8 gives the raw bytes of one token (dk_tokenizer_token_bytes). */
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tok_unicode.h"
 
@@ -46,7 +47,8 @@ static int byte_token(const char *s, size_t len) {
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-static void decode_chain(const tok_decoder *d, str_list *in, str_list *out) {
+/* raw: keep the bytes of ByteLevel and ByteFallback tokens as they are instead of replacing invalid UTF-8. */
+static void decode_chain(const tok_decoder *d, str_list *in, str_list *out, bool raw_bytes) {
     switch (d->type) {
     case TOK_DEC_BYTE_LEVEL: {
         dk_strbuf raw = {0};
@@ -71,7 +73,8 @@ static void decode_chain(const tok_decoder *d, str_list *in, str_list *out) {
         }
         dk_strbuf text = {0};
         dk_strbuf_append(&text, "");
-        tok_utf8_append_lossy(&text, raw.data ? raw.data : "", raw.len);
+        if (raw_bytes) dk_strbuf_append_n(&text, raw.len ? raw.data : "", raw.len);
+        else tok_utf8_append_lossy(&text, raw.data ? raw.data : "", raw.len);
         dk_strbuf_free(&raw);
         list_push(out, text.data, text.len);
         dk_strbuf_free(&text);
@@ -104,7 +107,8 @@ static void decode_chain(const tok_decoder *d, str_list *in, str_list *out) {
                 continue;
             }
             if (bytes.len) {
-                if (tok_utf8_first_invalid(bytes.data, bytes.len) == bytes.len) list_push(out, bytes.data, bytes.len);
+                if (raw_bytes || tok_utf8_first_invalid(bytes.data, bytes.len) == bytes.len)
+                    list_push(out, bytes.data, bytes.len);
                 else
                     for (size_t k = 0; k < bytes.len; k++) list_push(out, "\xEF\xBF\xBD", 3);
                 bytes.len = 0;
@@ -173,7 +177,7 @@ static void decode_chain(const tok_decoder *d, str_list *in, str_list *out) {
         str_list cur = *in, next = {0};
         memset(in, 0, sizeof *in);
         for (size_t k = 0; k < d->n_children; k++) {
-            decode_chain(&d->children[k], &cur, &next);
+            decode_chain(&d->children[k], &cur, &next, raw_bytes);
             list_free(&cur);
             cur = next;
             memset(&next, 0, sizeof next);
@@ -184,8 +188,8 @@ static void decode_chain(const tok_decoder *d, str_list *in, str_list *out) {
     }
 }
 
-char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special_tokens,
-                          size_t *len, dk_err *err) {
+static char *decode(const dk_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special_tokens, bool raw_bytes,
+                   size_t *len, dk_err *err) {
     tok_pattern_take_error(NULL, 0);
     str_list tokens = {0};
     for (size_t i = 0; i < n; i++) {
@@ -207,7 +211,7 @@ char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n,
     dk_strbuf_append(&text, "");
     if (tok->decoder) {
         str_list out = {0};
-        decode_chain(tok->decoder, &tokens, &out);
+        decode_chain(tok->decoder, &tokens, &out, raw_bytes);
         for (size_t i = 0; i < out.n; i++) dk_strbuf_append_n(&text, out.items[i].data, out.items[i].len);
         list_free(&out);
     } else {
@@ -226,6 +230,19 @@ char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n,
     }
     if (len) *len = text.len;
     return dk_strbuf_take(&text);
+}
+
+char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special_tokens,
+                          size_t *len, dk_err *err) {
+    return decode(tok, ids, n, skip_special_tokens, false, len, err);
+}
+
+char *dk_tokenizer_token_bytes(const dk_tokenizer *tok, int32_t id, size_t *len, dk_err *err) {
+    return decode(tok, &id, 1, false, true, len, err);
+}
+
+bool dk_tokenizer_is_added(const dk_tokenizer *tok, int32_t id) {
+    return id >= 0 && id < tok->vocab_size && tok->added_by_id[id] >= 0;
 }
 
 int32_t dk_tokenizer_vocab_size(const dk_tokenizer *tok) { return tok->vocab_size; }

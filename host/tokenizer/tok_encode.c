@@ -64,6 +64,7 @@ static void encode_plain(dk_tok_worker *w, const char *s, size_t len, bool at_st
     tok_pieces_clear(&w->pieces);
     tok_pieces_add(&w->pieces, s, len, at_start);
     if (tok->pretokenizer) tok_pretokenize(tok->pretokenizer, &w->pieces, &w->pre);
+    if (tok_pattern_failed()) return; /* the text is refused: no BPE over the unsplit rest (millions of bytes) */
     for (size_t i = 0; i < w->pieces.n; i++)
         tok_bpe_word(&tok->bpe, tok_piece_text(&w->pieces, i), w->pieces.items[i].len, w->cache, w->bpe, out);
 }
@@ -79,7 +80,7 @@ int dk_tok_worker_encode(dk_tok_worker *w, const char *text, size_t len, bool ad
     if (add_special_tokens)
         for (size_t i = 0; i < tok->post.n_before; i++) dk_tok_ids_push(out, tok->post.before[i]);
     size_t n = tok_added_split(tok, &tok->trie_raw, text, len, &w->segs, &w->segs_cap);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !tok_pattern_failed(); i++) {
         tok_segment seg = w->segs[i];
         if (seg.token >= 0) {
             dk_tok_ids_push(out, tok->added[seg.token].id);
@@ -125,6 +126,7 @@ enum { BATCH_CHUNK = 16 };
 typedef struct batch_job {
     const dk_tokenizer *tok;
     const char *const *texts;
+    const size_t *lens;       /* (n), or NULL: NUL-terminated texts */
     size_t n;
     bool add_special_tokens;
     dk_tok_ids *outs;
@@ -143,7 +145,8 @@ static void *batch_thread(void *arg) {
         size_t end = start + BATCH_CHUNK < job->n ? start + BATCH_CHUNK : job->n;
         for (size_t i = start; i < end; i++) {
             dk_err e = {0};
-            if (dk_tok_worker_encode(w, job->texts[i], strlen(job->texts[i]), job->add_special_tokens, &job->outs[i], &e) < 0) {
+            const size_t len = job->lens ? job->lens[i] : strlen(job->texts[i]);
+            if (dk_tok_worker_encode(w, job->texts[i], len, job->add_special_tokens, &job->outs[i], &e) < 0) {
                 pthread_mutex_lock(&job->lock);
                 if (i < job->failed_index) {
                     job->failed_index = i;
@@ -157,15 +160,15 @@ static void *batch_thread(void *arg) {
     return NULL;
 }
 
-int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, size_t n, bool add_special_tokens,
-                              int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err) {
+int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, const size_t *lens, size_t n,
+                              bool add_special_tokens, int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err) {
     if (n_threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = cores > 0 ? (int)cores : 1;
     }
     size_t max_useful = (n + BATCH_CHUNK - 1) / BATCH_CHUNK;
     if ((size_t)n_threads > max_useful) n_threads = max_useful ? (int)max_useful : 1;
-    batch_job job = {.tok = tok, .texts = texts, .n = n, .add_special_tokens = add_special_tokens, .outs = outs,
+    batch_job job = {.tok = tok, .texts = texts, .lens = lens, .n = n, .add_special_tokens = add_special_tokens, .outs = outs,
                      .failed_index = n};
     atomic_init(&job.next, 0);
     pthread_mutex_init(&job.lock, NULL);

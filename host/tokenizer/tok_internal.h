@@ -62,6 +62,8 @@ void tok_pattern_free(tok_pattern *pat);
 /* Non-zero (an Oniguruma error code, its text in msg) when a regex search on this thread failed since the
  * last call (e.g. the backtracking limit on a run of ~10M spaces); clears it. See tok_pattern.c. */
 int tok_pattern_take_error(char *msg, size_t cap);
+/* True while such a failure is pending (the encoder then stops instead of encoding what is left). */
+bool tok_pattern_failed(void);
 
 /* ------------------------------------------------------------------------------------------------------
  * Components. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/json_text.h"
+
 int dk_jsonl_open(dk_jsonl_reader *r, const char *path, dk_err *err) {
     memset(r, 0, sizeof *r);
     if (!path || strcmp(path, "-") == 0) {
@@ -27,13 +29,18 @@ void dk_jsonl_close(dk_jsonl_reader *r) {
     memset(r, 0, sizeof *r);
 }
 
-bool dk_json_has_nul_escape(const char *s) {
-    for (; *s; s++) {
-        if (*s != '\\') continue;
-        if (s[1] == 'u' && s[2] == '0' && s[3] == '0' && s[4] == '0' && s[5] == '0') return true;
-        if (s[1]) s++; /* skip the escaped char (so "\\\\u0000" is not a NUL) */
+int dk_jsonl_string(const dk_jsonl_reader *r, const cJSON *obj, const char *key, char **out, size_t *len) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v)) return 0;
+    const size_t n = strlen(r->line);
+    if (dk_json_has_nul_escape(r->line, n)) { /* read it from the text itself, with its length */
+        const dk_json_step path[] = {{key, 0}};
+        const char *at = dk_json_locate(r->line, n, path, 1);
+        if (at && dk_json_decode_string(at, r->line + n, out, len) == 0) return 1;
     }
-    return false;
+    *len = strlen(v->valuestring);
+    *out = dk_strndup(v->valuestring, *len);
+    return 1;
 }
 
 int dk_jsonl_next(dk_jsonl_reader *r, cJSON **obj, dk_err *err) {
@@ -54,11 +61,6 @@ int dk_jsonl_next(dk_jsonl_reader *r, cJSON **obj, dk_err *err) {
             *obj = NULL;
             return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: not a JSON object (%s): %.80s%s", r->name, r->line_no,
                               why, r->line, n > 80 ? "..." : "");
-        }
-        if (dk_json_has_nul_escape(r->line)) {
-            cJSON_Delete(*obj);
-            *obj = NULL;
-            return dk_err_set(err, DK_EXIT_RUNTIME, "%s:%ld: text with U+0000 (\\u0000) is not supported", r->name, r->line_no);
         }
         return 1;
     }

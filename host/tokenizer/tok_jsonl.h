@@ -28,8 +28,10 @@ void dk_jsonl_close(dk_jsonl_reader *r);
 /* Next non-empty line parsed as a JSON object: 1 (*obj set, the caller deletes it), 0 at end of input,
  * -1 with err (code 1) naming the line when it is not a JSON object. */
 int dk_jsonl_next(dk_jsonl_reader *r, cJSON **obj, dk_err *err);
-/* True when the raw JSON text has a \u0000 escape (cJSON strings stop at NUL, so we refuse them). */
-bool dk_json_has_nul_escape(const char *line);
+/* The string member `key` of the line dk_jsonl_next last read (obj: its parse) with its length, U+0000
+ * (\u0000) included (cJSON's own strings end at the first NUL; io/json_text.h). 1 (*out malloc'ed, *len), 0 when
+ * the member is absent or not a string. */
+int dk_jsonl_string(const dk_jsonl_reader *r, const cJSON *obj, const char *key, char **out, size_t *len);
 
 /* Writes s[0..len) as a JSON string literal (UTF-8 kept, control chars escaped). */
 void dk_json_write_string(FILE *out, const char *s, size_t len);

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/strutil.h"
 #include "io/file.h"
+#include "io/json_value.h"
 
 #include <cjson/cJSON.h>
 #include <libgen.h>
@@ -437,16 +438,9 @@ dk_tokenizer *dk_tokenizer_from_json(const char *json, size_t len, const char *n
                    line);
         return NULL;
     }
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) {
-        const char *where = cJSON_GetErrorPtr();
-        size_t off = where && where >= json && where <= json + len ? (size_t)(where - json) : len;
-        size_t line = 1;
-        for (size_t i = 0; i < off; i++) line += json[i] == '\n';
-        dk_err_set(err, DK_EXIT_USAGE, "%s: not valid JSON (truncated or corrupt?) near byte %zu, line %zu; "
-                   "re-download tokenizer.json", name, off, line);
-        return NULL;
-    }
+    cJSON *root = dk_json_parse_document(json, len, name, DK_EXIT_USAGE, "truncated or corrupt? re-download "
+                                         "tokenizer.json", err);
+    if (!root) return NULL;
     dk_tokenizer *tok = dk_calloc(1, sizeof *tok);
     tok->name = dk_strdup(name);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");

@@ -168,6 +168,8 @@ static const char *find_literal(const char *s, size_t n, const char *lit, size_t
  * (dk_tok_worker_encode) turns it into an error for that text. */
 static _Thread_local int search_error;
 
+bool tok_pattern_failed(void) { return search_error != 0; }
+
 int tok_pattern_take_error(char *msg, size_t cap) {
     int e = search_error;
     search_error = 0;

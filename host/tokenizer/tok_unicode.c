@@ -1,10 +1,13 @@
 /* tok_unicode.c — UTF-8 helpers, the GPT-2 byte map and character classes (see tok_unicode.h). */
 #include "tokenizer/tok_unicode.h"
 
+#include "core/error.h"
 #include "core/strutil.h"
 #include "tokenizer/tokenizer.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <utf8proc.h>
 
 size_t tok_utf8_valid_len(const unsigned char *s, size_t n) {
@@ -46,6 +49,30 @@ size_t tok_utf8_first_invalid(const char *s, size_t n) {
 }
 
 size_t dk_utf8_first_invalid(const char *s, size_t n) { return tok_utf8_first_invalid(s, n); }
+
+bool dk_utf8_can_occur(const char *s, size_t n) {
+    if (tok_utf8_first_invalid(s, n) == n) return true;
+    /* Mend a cut character: prepend a lead byte (when s starts inside a character) and append continuation
+     * bytes (when it ends inside one); 0x80, 0x90 and 0xA0 cover the second-byte ranges of every lead. */
+    const unsigned char *u = (const unsigned char *)s;
+    bool starts_inside = u[0] >= 0x80 && u[0] <= 0xBF;
+    static const unsigned char second[3] = {0x80, 0x90, 0xA0};
+    char *buf = dk_malloc(n + 4);
+    bool found = false;
+    for (int lead = starts_inside ? 0xC2 : 0; lead <= (starts_inside ? 0xF4 : 0); lead++) {
+        size_t p = 0;
+        if (starts_inside) buf[p++] = (char)lead;
+        memcpy(buf + p, s, n);
+        for (int extra = 0; extra <= 3; extra++)
+            for (int c = 0; c < (extra ? 3 : 1); c++) {
+                size_t len = p + n;
+                for (int k = 0; k < extra; k++) buf[len++] = (char)(k == 0 ? second[c] : 0x80);
+                found = found || tok_utf8_first_invalid(buf, len) == len;
+            }
+    }
+    free(buf);
+    return found;
+}
 
 uint32_t tok_utf8_decode(const char *s, size_t *len) {
     const unsigned char *u = (const unsigned char *)s;

@@ -70,18 +70,28 @@ int dk_tok_worker_encode(dk_tok_worker *w, const char *text, size_t len, bool ad
 int dk_tokenizer_encode(dk_tokenizer *tok, const char *text, size_t len, bool add_special_tokens, dk_tok_ids *out,
                         dk_err *err);
 
-/* Encodes texts[0..n) (NUL-terminated) on n_threads threads (<= 0: all cores). outs[i] receives text i's ids
- * (appended). On failure returns -1 with err; the first failing index (0-based) goes to *failed when failed is
- * not NULL (the caller names the text, e.g. by its input line), else the message starts "text I: ". */
-int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, size_t n, bool add_special_tokens,
-                              int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err);
+/* Encodes texts[0..n) on n_threads threads (<= 0: all cores): text i is lens[i] bytes (it may hold U+0000, as
+ * HF's strings may), or NUL-terminated when lens is NULL. outs[i] receives text i's ids (appended). On failure
+ * returns -1 with err; the first failing index (0-based) goes to *failed when failed is not NULL (the caller
+ * names the text, e.g. by its input line), else the message starts "text I: ". */
+int dk_tokenizer_encode_batch(const dk_tokenizer *tok, const char *const *texts, const size_t *lens, size_t n,
+                              bool add_special_tokens, int n_threads, dk_tok_ids *outs, size_t *failed, dk_err *err);
 
 /* Offset of the first byte of s[0..n) that is not valid UTF-8, or n when all of it is valid. */
 size_t dk_utf8_first_invalid(const char *s, size_t n);
+/* Whether the bytes s[0..n) occur in some valid UTF-8 text: valid UTF-8 apart from a character cut short at
+ * either end. False for bytes no UTF-8 text holds (0xC0, 0xC1, 0xF5-0xFF, overlong or surrogate sequences). */
+bool dk_utf8_can_occur(const char *s, size_t n);
 
 /* Decoding, as HF decode(ids, skip_special_tokens). Returns a malloc'ed NUL-terminated UTF-8 string (length
  * in *len if not NULL), or NULL with err set when an id is out of range. */
 char *dk_tokenizer_decode(const dk_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special_tokens,
                           size_t *len, dk_err *err);
+/* The bytes one token stands for: decoding without replacing invalid UTF-8, so that a lone byte token of a
+ * byte-level or byte-fallback vocabulary gives its byte. Malloc'ed (NUL-terminated, length in *len), or NULL with
+ * err set when the id is out of range. */
+char *dk_tokenizer_token_bytes(const dk_tokenizer *tok, int32_t id, size_t *len, dk_err *err);
+/* Whether id is an added token (special or not: <|im_end|>, <think>, ...). */
+bool dk_tokenizer_is_added(const dk_tokenizer *tok, int32_t id);
 
 #endif

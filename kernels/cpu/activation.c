@@ -20,3 +20,7 @@ float dk_cpu_act_scalar(float x, dk_cpu_act act) {
 void dk_cpu_gated_act(float *out, const float *gate, const float *up, size_t n, dk_cpu_act act) {
     for (size_t i = 0; i < n; i++) out[i] = dk_cpu_act_scalar(gate[i], act) * up[i];
 }
+
+void dk_cpu_plain_act(float *out, const float *x, size_t n, dk_cpu_act act) {
+    for (size_t i = 0; i < n; i++) out[i] = dk_cpu_act_scalar(x[i], act);
+}

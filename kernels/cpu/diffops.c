@@ -85,16 +85,28 @@ void dk_cpu_log_softmax_at(const float *x, int64_t rows, int64_t n, const int32_
 }
 
 void dk_cpu_pair_metrics(const uint16_t *base, const uint16_t *ft, int64_t rows, int64_t d, float *norm_diff,
-                         float *cos_dist, float *norm_base, float *norm_ft) {
+                         float *cos_dist, float *cos_sim, float *norm_base, float *norm_ft) {
+    const double eps = 1e-8; /* torch.nn.functional.cosine_similarity's default */
     for (int64_t r = 0; r < rows; r++) {
         double bb = 0, ff = 0, bf = 0, dd = 0;
         for (int64_t j = 0; j < d; j++) {
             const double b = dk_bf16_to_f32(base[r * d + j]), f = dk_bf16_to_f32(ft[r * d + j]);
             bb += b * b, ff += f * f, bf += b * f, dd += (f - b) * (f - b);
         }
+        const double nb = sqrt(bb), nf = sqrt(ff);
+        /* torch: each norm clamped to eps on its own, x/|x| · y/|y|; a zero row gives 0 */
+        const double cos = bf / ((nb > eps ? nb : eps) * (nf > eps ? nf : eps));
         norm_diff[r] = (float)sqrt(dd);
-        norm_base[r] = (float)sqrt(bb);
-        norm_ft[r] = (float)sqrt(ff);
-        cos_dist[r] = bb > 0 && ff > 0 ? (float)(1.0 - bf / (sqrt(bb) * sqrt(ff))) : 1.0f;
+        norm_base[r] = (float)nb;
+        norm_ft[r] = (float)nf;
+        cos_dist[r] = (float)(1.0 - cos);
+        if (cos_sim) cos_sim[r] = (float)cos;
+    }
+}
+
+void dk_cpu_sum_samples(double *acc, const float *x, const float *minus, int64_t n_samples, int64_t n_elems) {
+    for (int64_t s = 0; s < n_samples; s++) {
+        const float *xs = x + s * n_elems, *ms = minus ? minus + s * n_elems : NULL;
+        for (int64_t i = 0; i < n_elems; i++) acc[i] += ms ? (double)xs[i] - (double)ms[i] : (double)xs[i];
     }
 }

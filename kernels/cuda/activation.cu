@@ -24,6 +24,12 @@ __global__ void k_gated_act(T *out, const T *gu, int64_t n_tokens, int64_t I, in
 }
 
 template <typename T>
+__global__ void k_plain_act(T *out, const T *x, int64_t n, int act) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dk_st(out + i, act_scalar(dk_ld(x + i), act));
+}
+
+template <typename T>
 __global__ void k_add_bias(T *y, int64_t ld, const float *b, int64_t n_rows, int64_t n) {
     const int64_t total = n_rows * n;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -45,6 +51,17 @@ extern "C" cudaError_t dk_cuda_gated_act(void *out, const void *gu, int64_t T, i
         k_gated_act<<<grid, block, 0, stream>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)gu, T, I, (int)act);
     else
         k_gated_act<<<grid, block, 0, stream>>>((float *)out, (const float *)gu, T, I, (int)act);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dk_cuda_plain_act(void *out, const void *x, int64_t T, int64_t I, dk_cuda_act act,
+                                         dk_cuda_dtype dtype, cudaStream_t stream) {
+    if (T * I == 0) return cudaSuccess;
+    const unsigned block = 256, grid = dk_grid_1d((size_t)(T * I), block);
+    if (dtype == DK_CUDA_BF16)
+        k_plain_act<<<grid, block, 0, stream>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)x, T * I, (int)act);
+    else
+        k_plain_act<<<grid, block, 0, stream>>>((float *)out, (const float *)x, T * I, (int)act);
     return cudaGetLastError();
 }
 

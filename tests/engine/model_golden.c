@@ -54,6 +54,14 @@ void golden_tokens_read_model(const char *name, golden_tokens *t) {
     free(dir);
 }
 
+void golden_open_lora(const char *name, const char *adapter_dir, dk_model *m, dk_lora_adapter *a) {
+    char *dir = golden_model_dir(name);
+    dk_err err = {0};
+    CHECK(dk_model_open(dir, m, &err) == 0, "%s", err.msg);
+    CHECK(dk_lora_load(adapter_dir, &m->cfg, &m->w, a, &err) == 0, "%s", err.msg);
+    free(dir);
+}
+
 void golden_tokens_free(golden_tokens *t) {
     free(t->ids);
     free(t->seq_start);

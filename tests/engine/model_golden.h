@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "io/safetensors.h"
+#include "model/forward.h"
+#include "model/lora.h"
 
 /* A packed batch read from a tokens.jsonl ({"ids": [...]} per line). */
 typedef struct golden_tokens {
@@ -21,6 +23,9 @@ char *golden_model_dir(const char *name);
 /* The tokens.jsonl of golden model `name`; llama_f32 holds llama's weights as F32 and shares its tokens. */
 void golden_tokens_read_model(const char *name, golden_tokens *t);
 void golden_tokens_free(golden_tokens *t);
+/* Opens golden model `name` into m and loads the LoRA adapter folder adapter_dir for it into a; exits with the
+ * error when either fails (fixtures must load). The caller frees both (dk_lora_free, dk_model_close). */
+void golden_open_lora(const char *name, const char *adapter_dir, dk_model *m, dk_lora_adapter *a);
 
 /* The named float tensor of a golden file, widened (the caller frees); exits when absent: fixtures must
  * be complete. */

@@ -8,6 +8,7 @@
 #include "io/file.h"
 
 #include <cjson/cJSON.h>
+#include <sys/wait.h>
 
 static const double REL_TOL = 5e-5;
 static const char *diffkit;
@@ -96,6 +97,92 @@ static void test_forward_cli(const char *fx, const char *tmp) {
     free(b);
 }
 
+/* A copy of model folder `src` in tmp/name, its tokenizer.json replaced by `tokenizer` (NULL: copied). */
+static char *model_copy(const char *fx, const char *src, const char *tmp, const char *name, const char *tokenizer) {
+    char *dir = dk_sprintf("%s/%s", tmp, name);
+    dk_err err = {0};
+    CHECK(dk_mkdirs(dir, &err) == 0, "%s", err.msg);
+    const char *files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 4; i++) {
+        char *from = dk_sprintf("%s/models/%s/%s", fx, src, files[i]), *to = dk_sprintf("%s/%s", dir, files[i]);
+        size_t n;
+        unsigned char *bytes = engine_read_all(from, &n);
+        if (i == 2 && tokenizer) engine_write_all(to, tokenizer, strlen(tokenizer));
+        else engine_write_all(to, bytes, n);
+        free(bytes);
+        free(from);
+        free(to);
+    }
+    return dir;
+}
+
+/* An exit code and whether the command's stderr contains `needle`. */
+static bool run_expect(int code, const char *needle, const char *tmp, const char *cmd) {
+    char *log = dk_sprintf("%s/cmd.log", tmp), *full = dk_sprintf("%s 2>%s", cmd, log);
+    int rc = system(full); /* a failing command is expected here: not run(), which reports failures */
+    free(full);
+    size_t n;
+    char *text = (char *)engine_read_all(log, &n);
+    bool ok = WIFEXITED(rc) && WEXITSTATUS(rc) == code && strstr(text, needle) != NULL;
+    if (!ok) fprintf(stderr, "expected exit %d and \"%s\", got %d:\n%s\n", code, needle, WEXITSTATUS(rc), text);
+    free(text);
+    free(log);
+    return ok;
+}
+
+/* An organism published as a full checkpoint: --finetuned-model runs it (llama_ft: every weight of llama moved;
+ * golden from transformers) after checking shapes and tokenizer against --model. */
+static void test_finetuned_model_cli(const char *fx, const char *tmp) {
+    EXPECT(run("%s forward --model %s/models/llama --finetuned-model %s/models/llama_ft --tokens "
+               "%s/models/llama/tokens.jsonl --output %s/ft.st 2>/dev/null", diffkit, fx, fx, fx, tmp) == 0,
+           "forward --finetuned-model");
+    char *out = dk_sprintf("%s/ft.st", tmp), *golden = dk_sprintf("%s/models/llama_ft/golden.safetensors", fx);
+    compare_files("forward --finetuned-model llama_ft", out, golden, "", 96, 16);
+    free(out);
+    free(golden);
+
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s forward --model %s/models/llama --finetuned-model %s/models/mistral --tokens "
+             "%s/models/llama/tokens.jsonl --output %s/x.st", diffkit, fx, fx, fx, tmp);
+    EXPECT(run_expect(2, "does not have the base model's shapes", tmp, cmd), "a finetune of another shape");
+    snprintf(cmd, sizeof cmd, "%s forward --model %s/models/llama --finetuned-model %s/models/llama_ft --adapter "
+             "%s/adapters/llama_lora --tokens %s/models/llama/tokens.jsonl --output %s/x.st", diffkit, fx, fx, fx, fx,
+             tmp);
+    EXPECT(run_expect(2, "--adapter and --finetuned-model exclude each other", tmp, cmd), "adapter + finetune");
+
+    /* tokenizers: the same content re-saved (another key order, another "version") is the same tokenizer; a
+     * changed merge list is not */
+    char *tok_path = dk_sprintf("%s/models/llama_text/tokenizer.json", fx);
+    size_t n;
+    char *tok_text = (char *)engine_read_all(tok_path, &n);
+    cJSON *tok = cJSON_Parse(tok_text);
+    cJSON *version = cJSON_DetachItemFromObjectCaseSensitive(tok, "version");
+    cJSON_Delete(version);
+    cJSON_AddStringToObject(tok, "version", "9.9");
+    char *resaved = cJSON_Print(tok);
+    cJSON *merges = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tok, "model"), "merges");
+    CHECK(cJSON_GetArraySize(merges) > 3, "the fixture tokenizer has merges");
+    cJSON_DeleteItemFromArray(merges, 2);
+    char *changed = cJSON_Print(tok);
+    char *same_dir = model_copy(fx, "llama_text", tmp, "ft_same_tokenizer", resaved);
+    char *other_dir = model_copy(fx, "llama_text", tmp, "ft_other_tokenizer", changed);
+    EXPECT(run("%s generate --model %s/models/llama_text --finetuned-model %s --prompt 'The quick' "
+               "--max-new-tokens 3 >/dev/null 2>&1", diffkit, fx, same_dir) == 0,
+           "a re-saved, identical tokenizer was refused");
+    snprintf(cmd, sizeof cmd, "%s generate --model %s/models/llama_text --finetuned-model %s --prompt 'The quick' "
+             "--max-new-tokens 3", diffkit, fx, other_dir);
+    EXPECT(run_expect(2, "use different tokenizers", tmp, cmd) && run_expect(2, "in \"model\"", tmp, cmd),
+           "a different tokenizer must be refused, naming the part that differs");
+    printf("  %-36s shapes, adapter exclusion and tokenizers checked\n", "forward/generate --finetuned-model");
+    cJSON_Delete(tok);
+    free(resaved);
+    free(changed);
+    free(tok_text);
+    free(tok_path);
+    free(same_dir);
+    free(other_dir);
+}
+
 static void test_generate_cli(const char *fx) {
     static const char *const models[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gemma3_mm"};
     int same = 0;
@@ -180,6 +267,7 @@ int main(int argc, char **argv) {
     fx[strlen(fx) - 1] = '\0'; /* no trailing slash */
     const char *tmp = engine_scratch_dir();
     test_forward_cli(fx, tmp);
+    test_finetuned_model_cli(fx, tmp);
     test_generate_cli(fx);
     test_generate_text_cli(fx);
     engine_scratch_cleanup();

@@ -11,6 +11,7 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dtype_convert.h"
 #include "model/hf_config.h"
@@ -188,6 +189,29 @@ static void test_activations(void) {
     free(path);
 }
 
+/* GPT-2: torch.nn.LayerNorm and NewGELUActivation ("gelu_new", no gate). */
+static void test_layernorm(void) {
+    char *path = engine_fixture("kernels/layernorm.bin");
+    bin_reader r = {0};
+    r.bytes = engine_read_all(path, &r.size);
+    enum { ROWS = 4, DIM = 40, N = 3 * 29 };
+    const float *x = take(&r, ROWS * DIM), *w = take(&r, DIM), *b = take(&r, DIM), *want = take(&r, ROWS * DIM);
+    float out[ROWS * DIM];
+    dk_cpu_layernorm(out, x, w, b, ROWS, DIM, 1e-5f);
+    diff_stats s = compare(out, want, ROWS * DIM);
+    report("LayerNorm f32 vs torch.nn.LayerNorm", s);
+    /* the row at 100x magnitude normalises to the same size: a few ulps, or 1e-6 absolute near zero */
+    EXPECT(s.max_ulp <= 8 || s.max_abs <= 1e-6, "layernorm: %lld ulp, abs %g", (long long)s.max_ulp, s.max_abs);
+    const float *ax = take(&r, N), *agelu = take(&r, N);
+    float aout[N];
+    dk_cpu_plain_act(aout, ax, N, DK_CPU_ACT_GELU_TANH);
+    s = compare(aout, agelu, N);
+    report("gelu_tanh(x) vs NewGELUActivation", s);
+    EXPECT(s.max_ulp <= 8 || s.max_abs <= 1e-6, "gelu_new: %lld ulp, abs %g", (long long)s.max_ulp, s.max_abs);
+    free(r.bytes);
+    free(path);
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * RoPE */
 
@@ -345,6 +369,7 @@ int main(void) {
     test_linear();
     test_rmsnorm();
     test_activations();
+    test_layernorm();
     test_rope_freqs();
     test_rope_apply();
     return dk_test_finish("test_cpu_kernels");

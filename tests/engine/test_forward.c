@@ -23,13 +23,22 @@
 #include "io/file.h"
 #include "model/forward.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 
 static const double REL_TOL = 5e-5;
 static const double W2_TOL = 2e-4;
 
 static const char *const MODELS[] = {"llama", "llama_f32", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
-                                     "gemma3_mm"};
+                                     "gemma3_mm", "gpt2", "gpt2_hub", "qwen25_vl"};
+
+/* The model whose golden and tokens a fixture uses: copies of a model (an fp32 checkpoint, Hub tensor names)
+ * compute the same numbers. */
+static const char *golden_of(const char *model) {
+    if (strcmp(model, "llama_f32") == 0) return "llama";
+    if (strcmp(model, "gpt2_hub") == 0) return "gpt2";
+    return model;
+}
 
 /* Everything a full run produces: every layer's residual and all logits. */
 typedef struct full_run {
@@ -109,12 +118,12 @@ static void test_architectures(void) {
     printf("forward vs transformers (fp32 eager), 4 sequences packed in one batch:\n");
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
         char *dir = golden_model_dir(MODELS[i]);
-        char *golden_dir = golden_model_dir(strcmp(MODELS[i], "llama_f32") == 0 ? "llama" : MODELS[i]);
+        char *golden_dir = golden_model_dir(golden_of(MODELS[i]));
         dk_model m;
         dk_err err = {0};
         if (!EXPECT(dk_model_open(dir, &m, &err) == 0, "%s: %s", MODELS[i], err.msg)) continue;
         golden_tokens tok;
-        golden_tokens_read_model(MODELS[i], &tok);
+        golden_tokens_read_model(golden_of(MODELS[i]), &tok);
         dk_st_checkpoint *golden = open_golden(golden_dir);
         full_run r;
         run_full(&m, NULL, &tok, &r);
@@ -129,22 +138,23 @@ static void test_architectures(void) {
 }
 
 /* The tiny models fit each matrix in one widening tile; big ones (an 8B LM head) are widened a few rows at
- * a time. A 100-float tile (3 rows of 32, 2 of 40) forces that path everywhere, biases (Qwen2) included. */
+ * a time. A 100-float tile (3 rows of 32, 2 of 40) forces that path everywhere, biases (Qwen2, GPT-2) included. */
 static void test_small_weight_tiles(void) {
-    static const char *const names[] = {"qwen2", "gemma3"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const names[] = {"qwen2", "gemma3", "gpt2"};
+    static const int64_t tiles[] = {100, 100, 130}; /* GPT-2's widest row: 128 (c_proj, transposed) */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *dir = golden_model_dir(names[i]);
         dk_model m;
         dk_err err = {0};
         CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
-        m.weight_tile_floats = 100;
+        m.weight_tile_floats = tiles[i];
         golden_tokens tok;
         golden_tokens_read_model(names[i], &tok);
         dk_st_checkpoint *golden = open_golden(dir);
         full_run r;
         run_full(&m, NULL, &tok, &r);
         char label[64];
-        snprintf(label, sizeof label, "%s, 100-float tiles", names[i]);
+        snprintf(label, sizeof label, "%s, %lld-float tiles", names[i], (long long)tiles[i]);
         compare_run(label, &m, &tok, &r, golden, "", REL_TOL);
         full_run_free(&r);
         dk_st_close(golden);
@@ -264,8 +274,10 @@ static void test_hooks(void) {
  * LoRA: multiplier 1 = peft (unmerged), 2 = W + 2·scale·BA merged in fp32, 0 = the base, bit for bit */
 
 static void test_lora(void) {
-    static const char *const adapters[][2] = {{"llama_lora", "llama"}, {"qwen3_rslora", "qwen3"},
-                                              {"gemma3_lora", "gemma3"}};
+    static const char *const adapters[][2] = {
+        {"llama_lora", "llama"},   {"qwen3_rslora", "qwen3"},     {"gemma3_lora", "gemma3"},
+        {"llama_patterns", "llama"}, {"qwen3_regex", "qwen3"},    {"gpt2_lora", "gpt2"},
+        {"qwen25_vl_lora", "qwen25_vl"}};
     printf("LoRA adapters vs peft:\n");
     for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++) {
         char *rel = dk_sprintf("adapters/%s", adapters[i][0]);
@@ -316,12 +328,11 @@ static void test_lora(void) {
 
 /* Per-(layer, module) multipliers: llama_lora adapts q/v/down_proj of layers 0 and 2 only. */
 static void test_lora_multiplier_granularity(void) {
-    char *mdir = golden_model_dir("llama"), *adir = engine_fixture("adapters/llama_lora");
+    char *adir = engine_fixture("adapters/llama_lora");
     dk_model m;
     dk_lora_adapter a;
+    golden_open_lora("llama", adir, &m, &a);
     dk_err err = {0};
-    CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
-    CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
     EXPECT(a.n_adapted == 6, "llama_lora adapts %lld (layer, module) pairs, expected 2 layers x 3 modules",
            (long long)a.n_adapted);
     EXPECT(dk_lora_at(&a, 1, DK_MOD_Q)->A == NULL && dk_lora_at(&a, 0, DK_MOD_K)->A == NULL &&
@@ -351,12 +362,8 @@ static void test_lora_multiplier_granularity(void) {
            (unsigned long long)first_id, (unsigned long long)a.load_id);
     dk_lora_free(&a);
     dk_model_close(&m);
-    free(mdir);
     free(adir);
 }
-
-/* ---------------------------------------------------------------------------------------------------
- * Bad input: clear errors, never a crash */
 
 static void copy_file(const char *from, const char *to) {
     size_t n;
@@ -364,6 +371,153 @@ static void copy_file(const char *from, const char *to) {
     engine_write_all(to, bytes, n);
     free(bytes);
 }
+
+/* ---------------------------------------------------------------------------------------------------
+ * What adapter_config.json selects (peft's rules), checked against what peft built */
+
+static void test_lora_selection(void) {
+    dk_model llama, qwen3, gpt2;
+    dk_lora_adapter a;
+    dk_err err = {0};
+    char *dirs[3] = {golden_model_dir("llama"), golden_model_dir("qwen3"), golden_model_dir("gpt2")};
+    CHECK(dk_model_open(dirs[0], &llama, &err) == 0 && dk_model_open(dirs[1], &qwen3, &err) == 0 &&
+          dk_model_open(dirs[2], &gpt2, &err) == 0, "%s", err.msg);
+
+    /* llama_lora's tensors (q, v, down_proj of layers 0 and 2) under a config selecting layer 0: the layer-2
+     * tensors are ignored, as peft ignores them (the golden is peft loading that folder) */
+    char *adir = engine_fixture("adapters/llama_lora_layer0");
+    if (EXPECT(dk_lora_load(adir, &llama.cfg, &llama.w, &a, &err) == 0, "llama_lora_layer0: %s", err.msg)) {
+        EXPECT(a.n_adapted == 3 && dk_lora_at(&a, 2, DK_MOD_Q)->A == NULL && dk_lora_at(&a, 0, DK_MOD_V)->A != NULL,
+               "layers_to_transform [0]: %lld pairs adapted", (long long)a.n_adapted);
+        golden_tokens tok;
+        golden_tokens_read_model("llama", &tok);
+        dk_st_checkpoint *golden = open_golden(adir);
+        full_run r;
+        run_full(&llama, &a, &tok, &r);
+        compare_run("llama_lora_layer0", &llama, &tok, &r, golden, "", REL_TOL);
+        full_run_free(&r);
+        dk_st_close(golden);
+        golden_tokens_free(&tok);
+        dk_lora_free(&a);
+    }
+    free(adir);
+
+    /* rank_pattern / alpha_pattern: the first matching key wins; layers 0 and 1 only; whole modules saved */
+    adir = engine_fixture("adapters/llama_patterns");
+    if (EXPECT(dk_lora_load(adir, &llama.cfg, &llama.w, &a, &err) == 0, "llama_patterns: %s", err.msg)) {
+        const dk_lora_module *q0 = dk_lora_at(&a, 0, DK_MOD_Q), *q1 = dk_lora_at(&a, 1, DK_MOD_Q);
+        const dk_lora_module *down = dk_lora_at(&a, 0, DK_MOD_DOWN), *o = dk_lora_at(&a, 1, DK_MOD_O);
+        const dk_lora_module *v = dk_lora_at(&a, 1, DK_MOD_V);
+        EXPECT(q0->r == 4 && q1->r == 6 && down->r == 2 && o->r == 4 && v->r == 4 && a.r == 6, "ranks %lld %lld %lld",
+               (long long)q0->r, (long long)q1->r, (long long)down->r);
+        EXPECT(q0->scale == 3.0f / 4 && q1->scale == 3.0f / 6 && o->scale == 12.0f / 4 && down->scale == 8.0f / 2 &&
+                   v->scale == 2.0f, "scales %g %g %g %g", q0->scale, q1->scale, o->scale, down->scale);
+        EXPECT(dk_lora_at(&a, 2, DK_MOD_Q)->A == NULL && a.n_adapted == 8, "%lld pairs", (long long)a.n_adapted);
+        EXPECT(a.embed != NULL && a.lm_head != NULL, "modules_to_save not loaded");
+        dk_lora_free(&a);
+    }
+    free(adir);
+
+    /* target_modules as a regex, minus exclude_modules */
+    adir = engine_fixture("adapters/qwen3_regex");
+    if (EXPECT(dk_lora_load(adir, &qwen3.cfg, &qwen3.w, &a, &err) == 0, "qwen3_regex: %s", err.msg)) {
+        EXPECT(dk_lora_at(&a, 2, DK_MOD_UP)->A == NULL && dk_lora_at(&a, 1, DK_MOD_UP)->A != NULL &&
+                   dk_lora_at(&a, 2, DK_MOD_K)->A != NULL && dk_lora_at(&a, 0, DK_MOD_Q)->A == NULL &&
+                   a.n_adapted == 8, "regex selection: %lld pairs", (long long)a.n_adapted);
+        dk_lora_free(&a);
+    }
+    free(adir);
+
+    /* GPT-2: c_attn feeds q, k and v; "c_proj" names both attn.c_proj and mlp.c_proj */
+    adir = engine_fixture("adapters/gpt2_lora");
+    if (EXPECT(dk_lora_load(adir, &gpt2.cfg, &gpt2.w, &a, &err) == 0, "gpt2_lora: %s", err.msg)) {
+        EXPECT(a.n_adapted == 3 * 5 && dk_lora_at(&a, 0, DK_MOD_K)->out_features == 32 &&
+                   dk_lora_at(&a, 1, DK_MOD_DOWN)->A != NULL && dk_lora_at(&a, 1, DK_MOD_UP)->A == NULL,
+               "gpt2 slots: %lld pairs", (long long)a.n_adapted);
+        dk_lora_free(&a);
+    }
+    free(adir);
+    dk_model_close(&llama);
+    dk_model_close(&qwen3);
+    dk_model_close(&gpt2);
+    for (int i = 0; i < 3; i++) free(dirs[i]);
+}
+
+/* A copy of fixture adapter `src` whose adapter_config.json has the fields of the JSON object `changes` set. */
+static char *adapter_variant(const char *src, const char *name, const char *changes) {
+    char *rel = dk_sprintf("adapters/%s", src), *from = engine_fixture(rel);
+    char *dir = dk_path_join(engine_scratch_dir(), name);
+    dk_err err = {0};
+    CHECK(dk_mkdirs(dir, &err) == 0, "%s", err.msg);
+    char *a = dk_path_join(from, "adapter_model.safetensors"), *b = dk_path_join(dir, "adapter_model.safetensors");
+    copy_file(a, b);
+    free(a);
+    free(b);
+    a = dk_path_join(from, "adapter_config.json");
+    size_t n;
+    char *text = (char *)engine_read_all(a, &n);
+    cJSON *cfg = cJSON_ParseWithLength(text, n), *delta = cJSON_Parse(changes);
+    CHECK(cfg && delta, "bad test JSON %s", changes);
+    for (cJSON *item = delta->child; item; item = item->next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, item->string);
+        cJSON_AddItemToObject(cfg, item->string, cJSON_Duplicate(item, 1));
+    }
+    char *out = cJSON_Print(cfg);
+    b = dk_path_join(dir, "adapter_config.json");
+    engine_write_all(b, out, strlen(out));
+    free(out);
+    cJSON_Delete(cfg);
+    cJSON_Delete(delta);
+    free(text);
+    free(a);
+    free(b);
+    free(from);
+    free(rel);
+    return dir;
+}
+
+/* Adapter configs diffkit must refuse, each with a message naming what is wrong. */
+static void test_lora_refusals(void) {
+    static const struct {
+        const char *src, *name, *changes, *expect1, *expect2;
+    } cases[] = {
+        {"llama_lora", "no_such_module", "{\"target_modules\": [\"q_proj\", \"qkv_proj\"]}", "'qkv_proj'",
+         "q_proj, k_proj"},
+        {"llama_lora", "no_such_layer", "{\"layers_to_transform\": [0, 7]}", "layer 7", "has 3 layers"},
+        {"llama_lora", "pattern_nothing", "{\"layers_pattern\": \"blocks\"}", "selects no module", "layers_pattern 'blocks'"},
+        {"qwen3_regex", "regex_nothing", "{\"target_modules\": \".*\\\\.nothing\"}", "selects no module", ".nothing"},
+        {"qwen3_regex", "bad_regex", "{\"target_modules\": \"(q_proj\"}", "not a valid regular expression", "(q_proj"},
+        {"llama_lora", "dora", "{\"use_dora\": true}", "\"use_dora\"", "DoRA"},
+        {"llama_lora", "lora_bias", "{\"lora_bias\": true}", "\"lora_bias\"", "bias on lora_B"},
+        {"llama_lora", "qalora", "{\"use_qalora\": true}", "\"use_qalora\"", "QA-LoRA"},
+        {"llama_lora", "target_parameters", "{\"target_parameters\": [\"experts.weight\"]}", "\"target_parameters\"",
+         "parameters"},
+        {"llama_lora", "pissa", "{\"init_lora_weights\": \"pissa\"}", "\"init_lora_weights\"", "PiSSA"},
+        {"llama_lora", "unknown_field", "{\"frobnicate_layers\": 3}", "\"frobnicate_layers\"", "does not know"},
+        {"llama_patterns", "save_score", "{\"modules_to_save\": [\"score\"]}", "'score'", "lm_head and embed_tokens"},
+        {"llama_lora", "no_targets", "{\"target_modules\": null}", "\"target_modules\" is missing", NULL},
+    };
+    dk_model m;
+    dk_err err = {0};
+    char *llama = golden_model_dir("llama"), *qwen3 = golden_model_dir("qwen3");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool on_qwen3 = strcmp(cases[i].src, "qwen3_regex") == 0;
+        CHECK(dk_model_open(on_qwen3 ? qwen3 : llama, &m, &err) == 0, "%s", err.msg);
+        char *dir = adapter_variant(cases[i].src, cases[i].name, cases[i].changes);
+        dk_lora_adapter a;
+        dk_err_clear(&err);
+        EXPECT(dk_lora_load(dir, &m.cfg, &m.w, &a, &err) != 0, "%s: accepted", cases[i].name);
+        EXPECT(err.code == DK_EXIT_USAGE, "%s: exit code %d", cases[i].name, err.code);
+        EXPECT_ERR_HAS(&err, cases[i].expect1, cases[i].expect2 ? cases[i].expect2 : cases[i].expect1);
+        dk_model_close(&m);
+        free(dir);
+    }
+    free(llama);
+    free(qwen3);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Bad input: clear errors, never a crash */
 
 /* A scratch copy of the llama fixture whose config.json and model.safetensors can then be damaged. */
 static char *scratch_model(const char *name) {
@@ -554,6 +708,8 @@ int main(void) {
     test_hooks();
     test_lora();
     test_lora_multiplier_granularity();
+    test_lora_selection();
+    test_lora_refusals();
     test_gemma3_hub_prefix();
     test_organism_shapes();
     test_errors();

@@ -13,7 +13,8 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 
-static const char *const MODELS[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gemma3_mm"};
+static const char *const MODELS[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gemma3_mm", "gpt2",
+                                     "qwen25_vl"};
 static const int64_t EOS = 2;
 
 typedef struct golden_generation {
@@ -228,6 +229,52 @@ static void test_cache_matches_full_forward(void) {
     free(dir);
 }
 
+/* A long generation outgrows the first KV cache (prompts + 256 positions) and the cache grows while the
+ * sequences run (generate.c): every token generated after the growth must still be the greedy choice of a
+ * full forward over the prompt and the tokens before it. Two prompts of different lengths, no stop token. */
+static void test_long_generation_grows_cache(void) {
+    char *dir = engine_fixture("models/llama");
+    dk_model m;
+    dk_err err = {0};
+    CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
+    const int64_t V = m.cfg.vocab_size, N = 300;
+    int64_t prompts[] = {1, 57, 83, 49, 41, 1, 42}, starts[3] = {0, 5, 7};
+    dk_batch b = {prompts, 7, starts, 2, true};
+    dk_generate_options o = {.max_new_tokens = N};
+    dk_generation gen;
+    CHECK(dk_generate(&m, NULL, &b, &o, &gen, &err) == 0, "%s", err.msg);
+    EXPECT(gen.n_ids[0] == N && gen.n_ids[1] == N, "generated %lld and %lld tokens, expected %lld",
+           (long long)gen.n_ids[0], (long long)gen.n_ids[1], (long long)N);
+    int64_t *ids = dk_malloc((size_t)(5 + N) * sizeof *ids);
+    float *logits = dk_malloc((size_t)V * sizeof(float));
+    int checked = 0, wrong = 0;
+    for (int64_t s = 0; s < 2; s++) {
+        int64_t plen = starts[s + 1] - starts[s];
+        memcpy(ids, prompts + starts[s], (size_t)plen * sizeof *ids);
+        memcpy(ids + plen, gen.ids[s], (size_t)N * sizeof *ids);
+        const int64_t at[] = {0, 200, 255, 256, 257, 258, 261, 262, 263, 270, 299};
+        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+            int64_t k = at[i], one[2] = {0, plen + k};
+            dk_batch full = {ids, plen + k, one, 1, true};
+            dk_hook_plan last = {.logits = DK_LOGITS_LAST, .logits_out = logits};
+            CHECK(dk_forward(&m, NULL, &full, &last, NULL, &err) == 0, "%s", err.msg);
+            float best = logits[0];
+            for (int64_t v = 1; v < V; v++) best = logits[v] > best ? logits[v] : best;
+            /* the token chosen through the (grown) cache is the argmax here, up to rounding of near-ties */
+            wrong += logits[gen.ids[s][k]] < best - 1e-4f * (fabsf(best) + 1.0f);
+            checked++;
+        }
+    }
+    EXPECT(wrong == 0, "%d of %d tokens generated across the cache growth are not the greedy choice", wrong, checked);
+    printf("  long generation (2 x %lld tokens, cache grown past 256 new positions): %d steps checked against a "
+           "full forward\n", (long long)N, checked);
+    free(ids);
+    free(logits);
+    dk_generation_free(&gen);
+    dk_model_close(&m);
+    free(dir);
+}
+
 static void test_sampling(void) {
     enum { V = 8 };
     const float logits[V] = {0.5f, 2.0f, 1.9f, -1.0f, 1.0f, 0.0f, 1.8f, -3.0f};
@@ -258,6 +305,7 @@ int main(void) {
     test_greedy_matches_transformers();
     test_steered_generation();
     test_cache_matches_full_forward();
+    test_long_generation_grows_cache();
     test_sampling();
     return dk_test_finish("test_generate");
 }

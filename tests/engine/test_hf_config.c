@@ -131,7 +131,8 @@ static void check_case(const char *dir, const char *name) {
         check_rope(name, "sliding", get(e, "rope_sliding"), &c.rope_sliding);
 
         /* Family facts of the modeling code (models_formats.md §3), not in config.json. */
-        EXPECT(c.qkv_bias == (c.attention_bias || c.arch == DK_ARCH_QWEN2), "%s: qkv_bias", name);
+        EXPECT(c.qkv_bias == (c.attention_bias || c.arch == DK_ARCH_QWEN2 || c.arch == DK_ARCH_QWEN2_5_VL), "%s: qkv_bias",
+               name);
         EXPECT(c.qk_norm == (c.arch == DK_ARCH_QWEN3 || c.arch == DK_ARCH_GEMMA3), "%s: qk_norm", name);
         double want_scale = c.gemma_norms ? 1.0 / sqrt(c.query_pre_attn_scalar) : 1.0 / sqrt((double)c.head_dim);
         EXPECT(c.attention_scale == want_scale, "%s: attention_scale %g", name, c.attention_scale);
@@ -224,7 +225,7 @@ static void test_errors(void) {
                         "Gemma3ForConditionalGeneration", NULL);
     expect_config_error("{\"architectures\":[\"Qwen3ForCausalLm\"]}", DK_EXIT_USAGE, "did you mean Qwen3ForCausalLM",
                         NULL);
-    expect_config_error("{\"model_type\":\"gpt2\"}", DK_EXIT_USAGE, "gpt2", "not supported", NULL);
+    expect_config_error("{\"model_type\":\"falcon\"}", DK_EXIT_USAGE, "falcon", "not supported", NULL);
     expect_config_error("{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"vocab_size\":10}",
                         DK_EXIT_USAGE, "required key \"hidden_size\" is missing", NULL);
     expect_config_error("{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"qwen2\"}", DK_EXIT_USAGE,

@@ -144,6 +144,35 @@ static inline int dbuf_guards_ok(const dbuf *b) {
     return ok;
 }
 
+/* A device array of n elements of esize bytes (int32 ids, double sums) with guard bands; moved with
+ * dbuf_put/dbuf_get, byte for byte. */
+static inline dbuf dbuf_new_raw(size_t n, size_t esize) {
+    dbuf b = {0};
+    b.n = n, b.dtype = DK_CUDA_F32, b.esize = esize;
+    CUDA_CHECK(cudaMalloc((void **)&b.base, (n + 2 * GPU_GUARD) * esize));
+    gpu_poison_device(b.base, (n + 2 * GPU_GUARD) * esize);
+    b.d = b.base + GPU_GUARD * esize;
+    return b;
+}
+static inline void dbuf_put(dbuf *b, const void *host) {
+    CUDA_CHECK(cudaMemcpy(b->d, host, b->n * b->esize, cudaMemcpyHostToDevice));
+}
+/* n elements (malloc'ed) */
+static inline void *dbuf_get(const dbuf *b) {
+    void *out = malloc(b->n ? b->n * b->esize : 1);
+    CUDA_CHECK(cudaMemcpy(out, b->d, b->n * b->esize, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+static inline void gpu_expect_guards(const char *what, const dbuf *b) {
+    EXPECT(dbuf_guards_ok(b), "%s: guard band overwritten (out-of-bounds write)", what);
+}
+
+/* Bitwise equality of two results of identical launches (bytes). */
+static inline void gpu_expect_same_bits(const char *what, const void *a, const void *b, size_t bytes) {
+    EXPECT(memcmp(a, b, bytes) == 0, "%s: two identical launches gave different bits", what);
+}
+
 static inline void dbuf_free(dbuf *b) {
     CUDA_CHECK(cudaFree(b->base));
     memset(b, 0, sizeof *b);
@@ -182,6 +211,17 @@ static inline void gpu_expect_close(const char *what, const float *got, const fl
     EXPECT(c.non_finite == 0, "%s: %zu non-finite outputs", what, c.non_finite);
     EXPECT(c.err <= tol, "%s (%s): relative error %.3g > tolerance %.3g", what, mode == DK_CUDA_F32 ? "f32" : "bf16",
            c.err, tol);
+}
+
+/* The tolerance of dk_cuda_kl_rows against dk_cpu_kl_rows for one row (kernels/cuda/diffops.cuh,
+ * tools/kl_fp32_error_sim.py): 8 units + 4e-6·|kl_cpu|, unit = 2^-24·(A + ln V + 1), A = max |z|/T over both rows. */
+static inline double gpu_kl_tolerance(const float *zf, const float *zb, int64_t V, float temperature, double kl_cpu) {
+    double A = 0;
+    for (int64_t v = 0; v < V; v++) {
+        if (fabs(zf[v]) > A) A = fabs(zf[v]);
+        if (fabs(zb[v]) > A) A = fabs(zb[v]);
+    }
+    return 8 * ldexp(A / temperature + log((double)V) + 1.0, -24) + 4e-6 * fabs(kl_cpu);
 }
 
 #endif

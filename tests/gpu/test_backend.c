@@ -1,7 +1,8 @@
 /* test_backend.c — the device switch (host/model/backend.h) and the host half of the CUDA attention (its tile
  * list), on any machine: with no GPU (or a build without CUDA) device=auto must resolve to the CPU and
  * device=cuda must fail with a message, not crash; with a GPU auto must pick it. device=cpu is dk_forward
- * bit for bit. Label: engine (it runs everywhere; the GPU numerics are test_forward_cuda's). */
+ * bit for bit; KL on the device is refused on the CPU. Label: engine (it runs everywhere; the GPU numerics are
+ * test_forward_cuda's and test_kl_cuda's). */
 #include "test.h"
 
 #include "engine_test.h"
@@ -44,6 +45,12 @@ static void test_switch(void) {
     plan.captures = &b;
     EXPECT(dk_backend_forward(&be, NULL, &batch, &plan, NULL, &err) == 0, "%s", err.msg);
     EXPECT(memcmp(a, b, (size_t)(T * H) * 4) == 0, "device=cpu must be dk_forward bit for bit");
+    /* KL on the device needs both sides on the GPU: on the CPU the caller takes the host path, and a call
+     * anyway is refused with a message, not run */
+    EXPECT(!dk_backend_kl_on_device(&be, &be), "a CPU backend takes no KL on the device");
+    float kl[1];
+    EXPECT(dk_backend_kl_rows(&be, NULL, &be, NULL, &batch, 1.0f, kl, &err) != 0, "KL on the device on the CPU");
+    EXPECT_CONTAINS(err.msg, "not both on cuda");
     dk_backend_close(&be);
 
     const bool gpu = dk_backend_cuda_usable();

@@ -49,7 +49,7 @@ static double bf16_tol(const char *name, bool mma) {
 }
 
 static const char *const MODELS[] = {"llama", "llama_f32", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
-                                     "gemma3_mm"};
+                                     "gemma3_mm", "gpt2", "qwen25_vl"};
 
 typedef struct full_run {
     int64_t n_layers;
@@ -260,18 +260,18 @@ static void test_hooks(void) {
 
 /* LoRA adapters at multipliers 1, 2 and 0 (0 must be exactly the base run) in fp32 mode, and at 1 in bf16. */
 static void test_lora(void) {
-    static const char *const adapters[][2] = {{"llama_lora", "llama"}, {"qwen3_rslora", "qwen3"},
-                                              {"gemma3_lora", "gemma3"}};
-    printf("LoRA, CUDA vs CPU:\n");
+    static const char *const adapters[][2] = {{"llama_lora", "llama"},         {"qwen3_rslora", "qwen3"},
+                                              {"gemma3_lora", "gemma3"},       {"llama_patterns", "llama"},
+                                              {"qwen3_regex", "qwen3"},        {"gpt2_lora", "gpt2"},
+                                              {"qwen25_vl_lora", "qwen25_vl"}};
+    printf("LoRA, CUDA vs CPU (llama_patterns: saved embed_tokens and lm_head too):\n");
     for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++) {
         char *rel = dk_sprintf("adapters/%s", adapters[i][0]);
         char *adir = engine_fixture(rel);
-        char *mdir = golden_model_dir(adapters[i][1]);
         dk_model m;
         dk_lora_adapter a;
+        golden_open_lora(adapters[i][1], adir, &m, &a);
         dk_err err = {0};
-        CHECK(dk_model_open(mdir, &m, &err) == 0, "%s", err.msg);
-        CHECK(dk_lora_load(adir, &m.cfg, &m.w, &a, &err) == 0, "%s", err.msg);
         golden_tokens tok;
         golden_tokens_read_model(adapters[i][1], &tok);
         dk_cuda_forward *f;
@@ -328,7 +328,7 @@ static void test_lora(void) {
         dk_lora_free(&a);
         golden_tokens_free(&tok);
         dk_model_close(&m);
-        free(adir), free(mdir), free(rel);
+        free(adir), free(rel);
     }
 }
 

@@ -5,8 +5,10 @@
  * fp32 tolerance table (mode F32, err = ‖got − want‖ / ‖want‖):
  *   embedding, steer, patch              0       bit-identical (the same fp32 operations, no contraction)
  *   rmsnorm, add_rmsnorm                 2e-6    sum of squares in fp32 tree order vs double on the CPU
+ *   layernorm, add_layernorm             2e-6    mean and variance in fp32 tree order vs double on the CPU
+ *   position embedding                   0       one fp32 add, as the CPU
  *   rope tables, qk_norm_rope            2e-6    device cosf/sinf within 2 ulp of libm
- *   gated activation, bias, softcap      2e-6    device expf/tanhf/erff within 2 ulp
+ *   gated / plain activation, bias, softcap  2e-6    device expf/tanhf/erff within 2 ulp
  *   attention                            1e-5    online vs two-pass softmax, summation order over keys
  *   (attention_mma is bf16 only: 3·floor + 1e-4, see test_attention)
  *   GEMM, LoRA (fp32, no TF32)           1e-5    K-term dot products summed in another order
@@ -16,6 +18,7 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation.cuh"
@@ -23,51 +26,115 @@
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/hooks.cuh"
+#include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "model/lora.h"
 
 static const char *mode_name(dk_cuda_dtype m) { return m == DK_CUDA_F32 ? "f32" : "bf16"; }
 
-static void expect_guards(const char *what, const dbuf *b) {
-    EXPECT(dbuf_guards_ok(b), "%s: guard band overwritten (out-of-bounds write)", what);
+/* A device copy of n host ints (index arrays: token ids, positions, rows); the caller cudaFree()s it. */
+static int32_t *device_ints(const int32_t *h, size_t n) {
+    int32_t *d;
+    CUDA_CHECK(cudaMalloc((void **)&d, n * sizeof *d));
+    CUDA_CHECK(cudaMemcpy(d, h, n * sizeof *d, cudaMemcpyHostToDevice));
+    return d;
 }
 
-/* Bitwise equality of two downloads of the same buffer after two identical launches. */
-static void expect_same_bits(const char *what, const float *a, const float *b, size_t n) {
-    EXPECT(memcmp(a, b, n * sizeof *a) == 0, "%s: two identical launches gave different bits", what);
+/* A kernel that must match the CPU bit for bit: equal bytes, guards intact, and the line that says so. */
+static void expect_exact(const char *what, const float *got, const float *want, size_t n, const dbuf *d) {
+    EXPECT(memcmp(got, want, n * sizeof *got) == 0, "%s: not bit-identical to the CPU", what);
+    gpu_expect_guards(what, d);
+    printf("  %-48s exact\n", what);
+}
+
+/* A fused residual add + norm: the residual x (fp32 in both modes, within x_tol) and the normed h, and both
+ * buffers' guards. */
+static void expect_add_norm(const char *what, const dbuf *d_x, const float *x, double x_tol, const dbuf *d_h,
+                            const float *h, dk_cuda_dtype mode) {
+    float *got_x = dbuf_download(d_x), *got_h = dbuf_download(d_h);
+    char w1[112], w2[112];
+    snprintf(w1, sizeof w1, "%s: x", what);
+    snprintf(w2, sizeof w2, "%s: h", what);
+    gpu_expect_close(w1, got_x, x, d_x->n, DK_CUDA_F32, x_tol);
+    gpu_expect_close(w2, got_h, h, d_h->n, mode, 2e-6);
+    gpu_expect_guards(w1, d_x);
+    gpu_expect_guards(w2, d_h);
+    free(got_x), free(got_h);
 }
 
 /* ---------------------------------------------------------------------------------------------------
  * embedding */
 
-static void test_embedding(dk_cuda_dtype mode) {
-    const int64_t V = 37, H = 45, T = 29;
-    const float scale = mode == DK_CUDA_F32 ? sqrtf((float)H) : 1.0f;
-    float *table = gpu_random((size_t)(V * H), -2, 2);
-    dbuf d_table = dbuf_new((size_t)(V * H), mode), d_x = dbuf_new((size_t)(T * H), DK_CUDA_F32);
-    dbuf_upload(&d_table, table);
-    int32_t ids[29];
-    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)((t * 7 + 3) % V);
-    ids[0] = 0, ids[T - 1] = (int32_t)(V - 1);
-    int32_t *d_ids;
-    CUDA_CHECK(cudaMalloc((void **)&d_ids, sizeof ids));
-    CUDA_CHECK(cudaMemcpy(d_ids, ids, sizeof ids, cudaMemcpyHostToDevice));
-    CUDA_CHECK(dk_cuda_embedding(d_x.d, d_ids, d_table.d, mode, T, H, scale, 0));
-    float *got = dbuf_download(&d_x), *want = malloc((size_t)(T * H) * 4);
+/* Rows gathered from a table, bit for bit the CPU's loop: the token embedding x = table[ids]·scale (scale √H
+ * as Gemma's in f32 mode, 1 in bf16), or GPT-2's learned positions x += table[positions] (two sequences). */
+static void test_table_rows(dk_cuda_dtype mode, bool positions) {
+    const int64_t R = positions ? 23 : 37, H = 45, T = 29;
+    const float scale = !positions && mode == DK_CUDA_F32 ? sqrtf((float)H) : 1.0f;
+    float *table = gpu_random((size_t)(R * H), -2, 2), *x = gpu_random((size_t)(T * H), -2, 2);
+    dbuf d_table = dbuf_new((size_t)(R * H), mode), d_x = dbuf_new((size_t)(T * H), DK_CUDA_F32);
+    dbuf_upload(&d_table, table), dbuf_upload(&d_x, x); /* the table rounded to bf16 in place, as held */
+    int32_t idx[29];
+    for (int64_t t = 0; t < T; t++)
+        idx[t] = (int32_t)(positions ? (t < 15 ? t : (t - 15) % R) : (t * 7 + 3) % R);
+    if (!positions) idx[0] = 0, idx[T - 1] = (int32_t)(R - 1);
+    int32_t *d_idx = device_ints(idx, (size_t)T);
+    if (positions)
+        CUDA_CHECK(dk_cuda_add_position_embedding(d_x.d, d_idx, d_table.d, mode, T, H, 0));
+    else
+        CUDA_CHECK(dk_cuda_embedding(d_x.d, d_idx, d_table.d, mode, T, H, scale, 0));
+    float *got = dbuf_download(&d_x);
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < H; j++) {
-            const float v = table[ids[t] * H + j];
-            want[t * H + j] = scale != 1.0f ? v * scale : v;
+            const float v = table[idx[t] * H + j];
+            x[t * H + j] = positions ? x[t * H + j] + v : scale != 1.0f ? v * scale : v;
         }
     char what[64];
-    snprintf(what, sizeof what, "embedding %s", mode_name(mode));
-    EXPECT(memcmp(got, want, (size_t)(T * H) * 4) == 0, "%s: not bit-identical to the CPU gather", what);
-    expect_guards(what, &d_x);
-    printf("  %-48s exact\n", what);
+    snprintf(what, sizeof what, "%s %s", positions ? "position embedding" : "embedding", mode_name(mode));
+    expect_exact(what, got, x, (size_t)(T * H), &d_x);
     dbuf_free(&d_table), dbuf_free(&d_x);
-    CUDA_CHECK(cudaFree(d_ids));
-    free(table), free(got), free(want);
+    CUDA_CHECK(cudaFree(d_idx));
+    free(table), free(x), free(got);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * layernorm (GPT-2) and its fused residual add */
+
+static void test_layernorm(dk_cuda_dtype mode, int64_t rows, int64_t dim) {
+    char what[96];
+    snprintf(what, sizeof what, "layernorm rows %lld dim %lld", (long long)rows, (long long)dim);
+    const float eps = 1e-5f;
+    const size_t n = (size_t)(rows * dim);
+    float *x = gpu_random(n, -3, 3), *w = gpu_random((size_t)dim, -1, 1), *b = gpu_random((size_t)dim, -1, 1);
+    for (int64_t j = 0; j < dim; j++) x[j] += 40.0f; /* a row far from zero mean */
+    dbuf d_x = dbuf_new(n, DK_CUDA_F32), d_w = dbuf_new((size_t)dim, DK_CUDA_F32), d_b = dbuf_new((size_t)dim, DK_CUDA_F32);
+    dbuf d_out = dbuf_new(n, mode);
+    dbuf_upload(&d_x, x), dbuf_upload(&d_w, w), dbuf_upload(&d_b, b);
+    CUDA_CHECK(dk_cuda_layernorm(d_out.d, d_x.d, NULL, d_w.d, d_b.d, rows, dim, eps, mode, 0));
+    float *got = dbuf_download(&d_out), *want = malloc(n * 4);
+    dk_cpu_layernorm(want, x, w, b, rows, dim, eps);
+    gpu_expect_close(what, got, want, n, mode, 2e-6);
+    gpu_expect_guards(what, &d_out);
+    /* row_index: the last row alone */
+    const int32_t last = (int32_t)(rows - 1);
+    int32_t *d_last = device_ints(&last, 1);
+    CUDA_CHECK(dk_cuda_layernorm(d_out.d, d_x.d, d_last, d_w.d, d_b.d, 1, dim, eps, mode, 0));
+    float *got_last = dbuf_download(&d_out);
+    EXPECT(memcmp(got_last, got + (rows - 1) * dim, (size_t)dim * 4) == 0, "%s: the gathered row differs", what);
+
+    /* fused: x += delta; h = LayerNorm(x) */
+    float *delta = gpu_random(n, -2, 2);
+    dbuf d_delta = dbuf_new(n, mode);
+    dbuf_upload(&d_delta, delta); /* delta rounded to bf16 in place, as the GPU holds it */
+    CUDA_CHECK(dk_cuda_add_layernorm(d_x.d, d_delta.d, d_out.d, d_w.d, d_b.d, rows, dim, eps, mode, 0));
+    for (size_t i = 0; i < n; i++) x[i] += delta[i];
+    dk_cpu_layernorm(want, x, w, b, rows, dim, eps);
+    char fused[112];
+    snprintf(fused, sizeof fused, "add_%s", what);
+    expect_add_norm(fused, &d_x, x, 0.0, &d_out, want, mode);
+    CUDA_CHECK(cudaFree(d_last));
+    dbuf_free(&d_x), dbuf_free(&d_w), dbuf_free(&d_b), dbuf_free(&d_out), dbuf_free(&d_delta);
+    free(x), free(w), free(b), free(got), free(want), free(got_last), free(delta);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -86,16 +153,15 @@ static void test_rmsnorm(dk_cuda_dtype mode, bool gemma, int64_t rows, int64_t d
     float *got = dbuf_download(&d_out), *want = malloc((size_t)(rows * dim) * 4);
     dk_cpu_rmsnorm(want, x, w, rows, dim, eps, gemma ? DK_RMSNORM_GEMMA : DK_RMSNORM_LLAMA);
     gpu_expect_close(what, got, want, (size_t)(rows * dim), mode, 2e-6);
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     CUDA_CHECK(dk_cuda_rmsnorm(d_out.d, d_x.d, NULL, d_w.d, rows, dim, eps, gemma, mode, 0));
     float *again = dbuf_download(&d_out);
-    expect_same_bits(what, got, again, (size_t)(rows * dim));
+    gpu_expect_same_bits(what, got, again, (size_t)(rows * dim) * sizeof(float));
 
     /* row_index: rows in reverse order */
-    int32_t *idx = malloc((size_t)rows * 4), *d_idx;
+    int32_t *idx = malloc((size_t)rows * 4);
     for (int64_t r = 0; r < rows; r++) idx[r] = (int32_t)(rows - 1 - r);
-    CUDA_CHECK(cudaMalloc((void **)&d_idx, (size_t)rows * 4));
-    CUDA_CHECK(cudaMemcpy(d_idx, idx, (size_t)rows * 4, cudaMemcpyHostToDevice));
+    int32_t *d_idx = device_ints(idx, (size_t)rows);
     CUDA_CHECK(dk_cuda_rmsnorm(d_out.d, d_x.d, d_idx, d_w.d, rows, dim, eps, gemma, mode, 0));
     float *got_idx = dbuf_download(&d_out);
     size_t same = 0;
@@ -128,16 +194,9 @@ static void test_add_rmsnorm(dk_cuda_dtype mode, bool gemma, bool post, int64_t 
     else memcpy(d, delta, n * 4);
     for (size_t i = 0; i < n; i++) x[i] += d[i];
     dk_cpu_rmsnorm(h, x, w, rows, dim, eps, kind);
-    float *got_x = dbuf_download(&d_x), *got_h = dbuf_download(&d_h);
-    char w1[112], w2[112];
-    snprintf(w1, sizeof w1, "%s: x", what);
-    snprintf(w2, sizeof w2, "%s: h", what);
-    gpu_expect_close(w1, got_x, x, n, DK_CUDA_F32, post ? 2e-6 : 0.0); /* x is fp32 in both modes */
-    gpu_expect_close(w2, got_h, h, n, mode, 2e-6);
-    expect_guards(w1, &d_x);
-    expect_guards(w2, &d_h);
+    expect_add_norm(what, &d_x, x, post ? 2e-6 : 0.0, &d_h, h, mode);
     dbuf_free(&d_x), dbuf_free(&d_delta), dbuf_free(&d_w), dbuf_free(&d_pw), dbuf_free(&d_h);
-    free(x), free(delta), free(w), free(pw), free(d), free(h), free(got_x), free(got_h);
+    free(x), free(delta), free(w), free(pw), free(d), free(h);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -158,9 +217,7 @@ static void test_rope(dk_cuda_dtype mode, int64_t T, int64_t nh, int64_t D, bool
     dbuf d_x = dbuf_new(n, mode), d_nw = dbuf_new((size_t)D, DK_CUDA_F32), d_f = dbuf_new((size_t)(D / 2), DK_CUDA_F32);
     dbuf d_cos = dbuf_new((size_t)(T * D), DK_CUDA_F32), d_sin = dbuf_new((size_t)(T * D), DK_CUDA_F32);
     dbuf_upload(&d_x, x), dbuf_upload(&d_nw, nw), dbuf_upload(&d_f, inv_freq);
-    int32_t *d_pos;
-    CUDA_CHECK(cudaMalloc((void **)&d_pos, (size_t)T * 4));
-    CUDA_CHECK(cudaMemcpy(d_pos, pos, (size_t)T * 4, cudaMemcpyHostToDevice));
+    int32_t *d_pos = device_ints(pos, (size_t)T);
     CUDA_CHECK(dk_cuda_rope_tables(d_cos.d, d_sin.d, d_f.d, d_pos, T, D, scaling, 0));
     CUDA_CHECK(dk_cuda_qk_norm_rope(d_x.d, ld, T, nh, D, with_norm ? d_nw.d : NULL, eps, gemma, d_cos.d, d_sin.d, mode, 0));
 
@@ -172,7 +229,7 @@ static void test_rope(dk_cuda_dtype mode, int64_t T, int64_t nh, int64_t D, bool
     gpu_expect_close(wt, got_cos, cos, (size_t)(T * D), DK_CUDA_F32, 2e-6);
     snprintf(wt, sizeof wt, "%s: sin table", what);
     gpu_expect_close(wt, got_sin, sin, (size_t)(T * D), DK_CUDA_F32, 2e-6);
-    expect_guards(wt, &d_sin);
+    gpu_expect_guards(wt, &d_sin);
 
     /* CPU on a compact copy of the heads, with the CPU's own tables */
     float *compact = malloc((size_t)(T * nh * D) * 4);
@@ -188,7 +245,7 @@ static void test_rope(dk_cuda_dtype mode, int64_t T, int64_t nh, int64_t D, bool
     }
     gpu_expect_close(what, got_compact, compact, (size_t)(T * nh * D), mode, 2e-6);
     EXPECT(extra_changed == 0, "%s: %zu rows had columns outside the heads changed", what, extra_changed);
-    expect_guards(what, &d_x);
+    gpu_expect_guards(what, &d_x);
     dbuf_free(&d_x), dbuf_free(&d_nw), dbuf_free(&d_f), dbuf_free(&d_cos), dbuf_free(&d_sin);
     CUDA_CHECK(cudaFree(d_pos));
     free(x), free(nw), free(inv_freq), free(pos), free(pos64), free(cos), free(sin), free(got_cos), free(got_sin);
@@ -254,7 +311,7 @@ static void test_attention(dk_cuda_dtype mode, const int64_t *lens, int64_t n_se
     } else {
         gpu_expect_close(what, got, want, (size_t)(T * qd), mode, 1e-5);
     }
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     if (mma)
         CUDA_CHECK(dk_cuda_attention_mma(d_out.d, qd, base, ld, base + (size_t)qd * e, ld, base + (size_t)(qd + kvd) * e,
                                          ld, d_tiles, n_tiles, nh, nkv, D, scale, softcap, window, 0));
@@ -262,7 +319,7 @@ static void test_attention(dk_cuda_dtype mode, const int64_t *lens, int64_t n_se
         CUDA_CHECK(dk_cuda_attention(d_out.d, qd, base, ld, base + (size_t)qd * e, ld, base + (size_t)(qd + kvd) * e,
                                      ld, d_tiles, n_tiles, nh, nkv, D, scale, softcap, window, mode, 0));
     float *again = dbuf_download(&d_out);
-    expect_same_bits(what, got, again, (size_t)(T * qd));
+    gpu_expect_same_bits(what, got, again, (size_t)(T * qd) * sizeof(float));
     dbuf_free(&d_qkv), dbuf_free(&d_out);
     CUDA_CHECK(cudaFree(d_tiles));
     free(start), free(qkv), free(tiles), free(got), free(again), free(q), free(k), free(v), free(want), free(seg);
@@ -289,9 +346,27 @@ static void test_gated_act(dk_cuda_dtype mode, dk_cuda_act act, int64_t T, int64
     dk_cpu_gated_act(want, gate, up, (size_t)(T * I), cpu);
     float *got = dbuf_download(&d_out);
     gpu_expect_close(what, got, want, (size_t)(T * I), mode, 2e-6);
-    expect_guards(what, &d_out);
+    gpu_expect_guards(what, &d_out);
     dbuf_free(&d_gu), dbuf_free(&d_out);
     free(gu), free(gate), free(up), free(want), free(got);
+}
+
+/* GPT-2's MLP: act(x) with no gate. */
+static void test_plain_act(dk_cuda_dtype mode, int64_t T, int64_t I) {
+    char what[96];
+    snprintf(what, sizeof what, "plain_act gelu_tanh T %lld I %lld", (long long)T, (long long)I);
+    float *x = gpu_random((size_t)(T * I), -6, 6);
+    dbuf d_x = dbuf_new((size_t)(T * I), mode), d_out = dbuf_new((size_t)(T * I), mode);
+    dbuf_upload(&d_x, x);
+    if (mode == DK_CUDA_BF16)
+        for (int64_t i = 0; i < T * I; i++) x[i] = dk_bf16_to_f32(dk_f32_to_bf16(x[i]));
+    CUDA_CHECK(dk_cuda_plain_act(d_out.d, d_x.d, T, I, DK_CUDA_ACT_GELU_TANH, mode, 0));
+    float *want = malloc((size_t)(T * I) * 4), *got = dbuf_download(&d_out);
+    dk_cpu_plain_act(want, x, (size_t)(T * I), DK_CPU_ACT_GELU_TANH);
+    gpu_expect_close(what, got, want, (size_t)(T * I), mode, 2e-6);
+    gpu_expect_guards(what, &d_out);
+    dbuf_free(&d_x), dbuf_free(&d_out);
+    free(x), free(want), free(got);
 }
 
 static void test_bias_softcap(dk_cuda_dtype mode) {
@@ -306,7 +381,7 @@ static void test_bias_softcap(dk_cuda_dtype mode) {
     float *got = dbuf_download(&d_y);
     gpu_expect_close(mode == DK_CUDA_F32 ? "add_bias (strided) f32" : "add_bias (strided) bf16", got, want,
                      (size_t)(T * ld), mode, 0.0);
-    expect_guards("add_bias", &d_y);
+    gpu_expect_guards("add_bias", &d_y);
     dbuf_free(&d_y), dbuf_free(&d_b);
     free(y), free(b), free(want), free(got);
 
@@ -320,7 +395,7 @@ static void test_bias_softcap(dk_cuda_dtype mode) {
     for (int64_t i = 0; i < N; i++) lw[i] = tanhf(l[i] / cap) * cap;
     float *lg = dbuf_download(&d_l);
     gpu_expect_close("softcap", lg, lw, (size_t)N, DK_CUDA_F32, 2e-6);
-    expect_guards("softcap", &d_l);
+    gpu_expect_guards("softcap", &d_l);
     dbuf_free(&d_l);
     free(l), free(lw), free(lg);
 }
@@ -337,9 +412,7 @@ static void test_steer_patch(void) {
         for (int64_t j = 0; j < H; j++) x[t * H + j] += -2.5f * v[j];
     memcpy(x + 11 * H, pv, (size_t)H * 4);
     float *got = dbuf_download(&d_x);
-    EXPECT(memcmp(got, x, (size_t)(T * H) * 4) == 0, "steer + patch: not bit-identical to forward.c's after_block");
-    expect_guards("steer + patch", &d_x);
-    printf("  %-48s exact\n", "steer + patch");
+    expect_exact("steer + patch (forward.c's after_block)", got, x, (size_t)(T * H), &d_x);
     dbuf_free(&d_x), dbuf_free(&d_v), dbuf_free(&d_pv);
     free(x), free(v), free(pv), free(got);
 }
@@ -373,12 +446,12 @@ static void test_linear(dk_cuda_gemm *g, dk_cuda_dtype mode, dk_cuda_dtype out_m
             want[m * ldy + j] = j < N ? prod[m * N + j] + beta * y0[m * ldy + j] : y0[m * ldy + j];
     float *got = dbuf_download(&d_y);
     gpu_expect_close(what, got, want, (size_t)(M * ldy), out_mode, 1e-5);
-    expect_guards(what, &d_y);
+    gpu_expect_guards(what, &d_y);
     CUBLAS_CHECK(dk_cuda_linear(g, d_y.d, ldy, out_mode, d_x.d, K, d_w.d, mode, M, N, K, 1.0f, 0.0f, 0));
     float *once = dbuf_download(&d_y);
     CUBLAS_CHECK(dk_cuda_linear(g, d_y.d, ldy, out_mode, d_x.d, K, d_w.d, mode, M, N, K, 1.0f, 0.0f, 0));
     float *twice = dbuf_download(&d_y);
-    expect_same_bits(what, once, twice, (size_t)(M * ldy));
+    gpu_expect_same_bits(what, once, twice, (size_t)(M * ldy) * sizeof(float));
     dbuf_free(&d_x), dbuf_free(&d_w), dbuf_free(&d_y);
     free(x), free(w), free(y0), free(prod), free(want), free(got), free(once), free(twice);
 }
@@ -412,8 +485,8 @@ static void test_lora(dk_cuda_gemm *g, dk_cuda_dtype mode) {
         printf("  %-48s bf16 err %.3g (tol %.3g)\n", what, c.err, 4 * c.floor + 1e-3);
         EXPECT(c.non_finite == 0 && c.err <= 4 * c.floor + 1e-3, "%s bf16: error %.3g", what, c.err);
     }
-    expect_guards(what, &d_y);
-    expect_guards(what, &d_tmp);
+    gpu_expect_guards(what, &d_y);
+    gpu_expect_guards(what, &d_tmp);
     dbuf_free(&d_x), dbuf_free(&d_A), dbuf_free(&d_B), dbuf_free(&d_y), dbuf_free(&d_tmp);
     free(x), free(A), free(B), free(y), free(yc), free(tmp), free(want), free(got);
 }
@@ -445,7 +518,7 @@ int main(void) {
         const dk_cuda_dtype mode = modes[mi];
         printf("mode %s\n", mode_name(mode));
         if (attention_only) goto attention;
-        test_embedding(mode);
+        test_table_rows(mode, false);
         test_rmsnorm(mode, false, 1, 1);
         test_rmsnorm(mode, false, 7, 33);
         test_rmsnorm(mode, true, 5, 1152);
@@ -453,6 +526,11 @@ int main(void) {
         test_add_rmsnorm(mode, false, false, 9, 45);
         test_add_rmsnorm(mode, true, true, 6, 1152);
         test_add_rmsnorm(mode, true, false, 4, 300);
+        test_table_rows(mode, true);
+        test_layernorm(mode, 1, 1);
+        test_layernorm(mode, 7, 33);
+        test_layernorm(mode, 5, 768);
+        test_layernorm(mode, 3, 2049);
         test_rope(mode, 11, 3, 8, false, false);
         test_rope(mode, 9, 5, 12, true, false);
         test_rope(mode, 7, 4, 256, true, true);
@@ -480,6 +558,7 @@ int main(void) {
         test_gated_act(mode, DK_CUDA_ACT_SILU, 7, 45);
         test_gated_act(mode, DK_CUDA_ACT_GELU_TANH, 5, 63);
         test_gated_act(mode, DK_CUDA_ACT_GELU_ERF, 3, 17);
+        test_plain_act(mode, 5, 67);
         test_bias_softcap(mode);
         test_gemm_all(mode);
     }

@@ -89,9 +89,7 @@ case "$1" in
     [ "$(cat "$store.partial")" = "the other job's half-written store" ] || fail "the other job's .partial was touched"
     no_complete "$WORK/o" ;;
   file_size_limit)   # disk full as a file-size limit on the ranks: a message naming the store, no HDF5 stack
-    DK_PP_OUT="$WORK/o" "$MPIEXEC" -n 2 --oversubscribe --mca btl self,tcp --mca orte_abort_on_non_zero_status 0 \
-      bash -c 'ulimit -f 1000; "$0" "$@"; rc=$?; echo "rank-exit $rc" >&2; exit $rc' "$PP_BIN/diff_preprocess" \
-      --config-dir "$CONFIGS" "${ORG[@]}" >"$WORK/log" 2>&1
+    RANKS_ULIMIT_F=1000 run_pp 2 "$WORK/o" "$WORK/log" "${ORG[@]}" || true
     grep -Eq "error: .*activations/llama_text/org/train.h5.partial grew past the file-size limit \(File too large\)" \
       "$WORK/log" || { cat "$WORK/log" >&2; fail "no file-size message"; }
     grep -q "HDF5-DIAG\|error stack" "$WORK/log" && { cat "$WORK/log" >&2; fail "an HDF5 error stack was printed"; }

@@ -2,11 +2,7 @@
 # h5py reads the same values as the C reader: the bf16 custom float decoded by HDF5 to float32, the raw-bits
 # fast path of docs/formats.md, tokens and offsets. Skips (exit 77) when no python3 has h5py.
 source "$(dirname "$0")/pp_lib.sh"
-PY=""
-for p in /usr/bin/python3 python3; do
-  if command -v "$p" >/dev/null && "$p" -c "import h5py, numpy" 2>/dev/null; then PY=$p; break; fi
-done
-[ -n "$PY" ] || { echo "SKIP: no python3 with h5py (apt-get install python3-h5py python3-numpy)"; exit 77; }
+PY=$(h5py_python) || exit 77
 run_pp 2 "$WORK/o" "$WORK/log" preprocessing.training_only=true || { cat "$WORK/log"; fail "run failed"; }
 f="$WORK/o/activations/llama_lora/org/train.h5"
 "$PP_TOOL" dump "$f" 2 0 -1 > "$WORK/c.txt" || fail "C dump"

@@ -5,9 +5,14 @@
  *     pp_store_tool close REF.h5 B.h5 TOL    B computed another way (the GPU) than REF (the CPU): same tokens,
  *                                            offsets and layers, rows within relative error TOL, statistics
  *                                            within the bounds the rows imply (close_layer below)
+ *     pp_store_tool skipped FULL.h5 SKIP.h5 N  SKIP stored every sequence of FULL without its first N tokens: its
+ *                                            rows (bf16 bits) and tokens are FULL's from position N on, and its
+ *                                            statistics count and average exactly those rows
+ *     pp_store_tool info A.h5 LAYER          "rows R sequences S tokens yes|no skip N" (store_tokens, skipping)
  * Exit 0 when all is well, 1 with a message otherwise. */
 #include <hdf5.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,12 @@ static int read_layers(const char *path, int64_t *layers, int64_t *n) {
     return 0;
 }
 
+/* Whether two stores' tokens differ (a store without tokens differs from one with them). */
+static bool tokens_differ(const dk_act_store *a, const dk_act_store *b) {
+    if (!a->tokens != !b->tokens) return true;
+    return a->tokens && memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * 4) != 0;
+}
+
 static int compare(const char *pa, const char *pb) {
     int64_t la[64], lb[64], na = 0, nb = 0;
     if (read_layers(pa, la, &na) || read_layers(pb, lb, &nb)) return fail("cannot open %s or %s", pa, pb);
@@ -45,7 +56,7 @@ static int compare(const char *pa, const char *pb) {
             return fail("%s%s", err.msg, "");
         if (a.n_tokens != b.n_tokens || a.n_seqs != b.n_seqs || a.d_model != b.d_model)
             return fail("%s and %s differ in shape", pa, pb);
-        if (memcmp(a.tokens, b.tokens, (size_t)a.n_tokens * 4)) return fail("%s and %s differ in tokens", pa, pb);
+        if (tokens_differ(&a, &b)) return fail("%s and %s differ in tokens", pa, pb);
         if (memcmp(a.seq_offsets, b.seq_offsets, (size_t)(a.n_seqs + 1) * 8))
             return fail("%s and %s differ in seq_offsets", pa, pb);
         if (a.fingerprint != b.fingerprint) return fail("%s and %s differ in plan_fingerprint", pa, pb);
@@ -150,7 +161,7 @@ static int close_stores(const char *pa, const char *pb, double tol) {
             return fail("%s%s", err.msg, "");
         if (a.n_tokens != b.n_tokens || a.n_seqs != b.n_seqs || a.d_model != b.d_model)
             rc = fail("%s and %s differ in shape", pa, pb);
-        else if (memcmp(a.tokens, b.tokens, (size_t)a.n_tokens * 4))
+        else if (tokens_differ(&a, &b))
             rc = fail("%s and %s differ in tokens", pa, pb);
         else if (memcmp(a.seq_offsets, b.seq_offsets, (size_t)(a.n_seqs + 1) * 8))
             rc = fail("%s and %s differ in seq_offsets", pa, pb);
@@ -171,7 +182,7 @@ static int dump(const char *path, int64_t layer, int64_t row0, int64_t n) {
     float *x = malloc((size_t)(n * s.d_model + 1) * sizeof(float));
     if (dk_act_store_rows(&s, row0, n, x, &err)) return fail("%s%s", err.msg, "");
     for (int64_t i = 0; i < n * s.d_model; i++) printf("%.9g\n", x[i]);
-    for (int64_t i = row0; i < row0 + n; i++) printf("token %d\n", s.tokens[i]);
+    for (int64_t i = row0; s.tokens && i < row0 + n; i++) printf("token %d\n", s.tokens[i]);
     free(x);
     dk_act_store_close(&s);
     return 0;
@@ -208,11 +219,72 @@ static int pair(const char *pb, const char *pf, int64_t layer) {
     return 0;
 }
 
+static int skipped(const char *pf, const char *ps, int64_t skip) {
+    int64_t layers[64], n_layers = 0;
+    if (read_layers(pf, layers, &n_layers)) return fail("cannot open %s%s", pf, "");
+    for (int64_t li = 0; li < n_layers; li++) {
+        dk_act_store f, s;
+        dk_err err = {0};
+        if (dk_act_store_open(&f, pf, layers[li], false, &err) || dk_act_store_open(&s, ps, layers[li], false, &err))
+            return fail("%s%s", err.msg, "");
+        if (f.n_seqs != s.n_seqs || s.skip_first != skip || f.skip_first != 0)
+            return fail("%s and %s: not the same sequences, or not the skip asked for", pf, ps);
+        const int64_t H = f.d_model;
+        uint16_t *rf = malloc((size_t)(f.n_tokens * H + 1) * 2), *rs = malloc((size_t)(s.n_tokens * H + 1) * 2);
+        float *xs = malloc((size_t)(s.n_tokens * H + 1) * sizeof(float));
+        dk_act_store_rows_bf16(&f, 0, f.n_tokens, rf, &err);
+        dk_act_store_rows_bf16(&s, 0, s.n_tokens, rs, &err);
+        dk_act_store_rows(&s, 0, s.n_tokens, xs, &err);
+        int64_t kept = 0;
+        for (int64_t q = 0; q < f.n_seqs; q++) {
+            const int64_t fo = f.seq_offsets[q], len = f.seq_offsets[q + 1] - fo, n = len > skip ? len - skip : 0;
+            if (s.seq_offsets[q] != kept || s.seq_offsets[q + 1] - s.seq_offsets[q] != n)
+                return fail("%s: sequence offsets are not FULL's minus the skipped tokens (%s)", ps, pf);
+            if (n && memcmp(rs + kept * H, rf + (fo + skip) * H, (size_t)(n * H) * 2))
+                return fail("%s: rows differ from %s's rows after the skipped tokens", ps, pf);
+            if (n && s.tokens && f.tokens && memcmp(s.tokens + kept, f.tokens + fo + skip, (size_t)n * 4))
+                return fail("%s: tokens differ from %s's after the skipped tokens", ps, pf);
+            kept += n;
+        }
+        if (kept != s.n_tokens) return fail("%s: rows do not add up%s", ps, "");
+        double *mean = malloc((size_t)H * 16), *var = mean + H;
+        int64_t count = 0;
+        if (dk_act_store_stats(&s, mean, var, &count, &err)) return fail("%s%s", err.msg, "");
+        if (count != s.n_tokens) return fail("%s: statistics count the skipped tokens too%s", ps, "");
+        const double u = 1.01 * ldexp(1.0, -8); /* bf16 rows vs the fp32 the statistics saw (close_layer) */
+        for (int64_t j = 0; j < H; j++) {
+            double sum = 0, abs_sum = 0;
+            for (int64_t i = 0; i < s.n_tokens; i++) sum += xs[i * H + j], abs_sum += fabs(xs[i * H + j]);
+            if (fabs(sum / (double)s.n_tokens - mean[j]) > u * abs_sum / (double)s.n_tokens * 1.001 + 1e-12)
+                return fail("%s: the stored mean is not the mean of the kept rows%s", ps, "");
+        }
+        printf("layer %lld: %lld of %lld rows kept, skipped tokens left out of rows, tokens and statistics\n",
+               (long long)layers[li], (long long)s.n_tokens, (long long)f.n_tokens);
+        free(rf), free(rs), free(xs), free(mean);
+        dk_act_store_close(&f);
+        dk_act_store_close(&s);
+    }
+    return 0;
+}
+
+static int info(const char *path, int64_t layer) {
+    dk_act_store s;
+    dk_err err = {0};
+    if (dk_act_store_open(&s, path, layer, false, &err)) return fail("%s%s", err.msg, "");
+    printf("rows %lld sequences %lld tokens %s skip %lld\n", (long long)s.n_tokens, (long long)s.n_seqs,
+           s.tokens ? "yes" : "no", (long long)s.skip_first);
+    dk_act_store_close(&s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "compare") == 0) return compare(argv[2], argv[3]);
     if (argc == 6 && strcmp(argv[1], "dump") == 0) return dump(argv[2], atoll(argv[3]), atoll(argv[4]), atoll(argv[5]));
     if (argc == 5 && strcmp(argv[1], "pair") == 0) return pair(argv[2], argv[3], atoll(argv[4]));
     if (argc == 5 && strcmp(argv[1], "close") == 0) return close_stores(argv[2], argv[3], atof(argv[4]));
-    fprintf(stderr, "usage: pp_store_tool compare A B | dump A LAYER ROW0 N | pair BASE FT LAYER | close REF B TOL\n");
+    if (argc == 5 && strcmp(argv[1], "skipped") == 0) return skipped(argv[2], argv[3], atoll(argv[4]));
+    if (argc == 4 && strcmp(argv[1], "info") == 0) return info(argv[2], atoll(argv[3]));
+    fprintf(stderr, "usage: pp_store_tool compare A B | dump A LAYER ROW0 N | pair BASE FT LAYER | close REF B TOL | "
+                    "skipped FULL SKIP N | info A LAYER\n");
     return 2;
 }

@@ -85,7 +85,7 @@ static void fuzz_text(const uint8_t *data, size_t size) {
             if (strlen(copy) == size) { /* the batch encoder gives the same ids */
                 const char *one[1] = {copy};
                 dk_tok_ids batch = {0};
-                if (dk_tokenizer_encode_batch(preloaded[i], one, 1, false, 1, &batch, NULL, &err) != 0) abort();
+                if (dk_tokenizer_encode_batch(preloaded[i], one, NULL, 1, false, 1, &batch, NULL, &err) != 0) abort();
                 if (batch.n != ids.n || (ids.n && memcmp(batch.ids, ids.ids, ids.n * sizeof *ids.ids) != 0)) abort();
                 dk_tok_ids_free(&batch);
             }

@@ -96,7 +96,7 @@ static void check_tokenizer(const char *name) {
     }
     int enc_ok = 0, plain_ok = 0, batch_ok = 0, dec_ok = 0, rand_ok = 0;
     dk_tok_ids *batch = calloc(n_corpus, sizeof *batch);
-    EXPECT(dk_tokenizer_encode_batch(tok, texts, n_corpus, true, 2, batch, NULL, &err) == 0, "batch: %s", err.msg);
+    EXPECT(dk_tokenizer_encode_batch(tok, texts, NULL, n_corpus, true, 2, batch, NULL, &err) == 0, "batch: %s", err.msg);
     for (size_t i = 0; i < n_corpus && i < n_golden; i++) {
         cJSON *row = cJSON_Parse(glines[i]);
         const cJSON *want = cJSON_GetObjectItemCaseSensitive(row, "ids");

@@ -124,8 +124,20 @@ int main(void) {
     EXPECT_CONTAINS(err.msg, "re-download");
 
     dk_err_clear(&err);
-    EXPECT(dk_hf_resolve("not-an-id", NULL, NULL, &loc, &err) != 0 && err.code == DK_EXIT_USAGE, "malformed id");
+    EXPECT(dk_hf_resolve("org//name", NULL, NULL, &loc, &err) != 0 && err.code == DK_EXIT_USAGE, "malformed id");
     EXPECT_CONTAINS(err.msg, "ORG/NAME");
+
+    /* the Hub's legacy ids without an organisation ("gpt2") live in models--NAME */
+    dk_err_clear(&err);
+    const char *legacy_snap[] = {HASH_A};
+    make_repo(hub2, "gpt2", HASH_A, legacy_snap, 1);
+    EXPECT(dk_hf_resolve("gpt2", NULL, "config.json", &loc, &err) == 0, "legacy id: %s", err.msg);
+    EXPECT(loc.path && strstr(loc.path, "hf_home/hub/models--gpt2/snapshots/") != NULL, "legacy id path: %s",
+           loc.path ? loc.path : "(null)");
+    dk_hf_location_free(&loc);
+    EXPECT(dk_hf_resolve("distilgpt3", NULL, NULL, &loc, &err) != 0 && err.code == DK_EXIT_RUNTIME, "missing legacy id");
+    EXPECT_CONTAINS(err.msg, "hub_cache/models--distilgpt3");
+    EXPECT_CONTAINS(err.msg, "huggingface-cli download distilgpt3");
 
     /* a local folder wins over any cache */
     char *local = dk_sprintf("%s/local_model", root);

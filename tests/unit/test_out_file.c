@@ -229,6 +229,19 @@ static void test_finite(void) {
     EXPECT(strcmp(dk_nonfinite_name(-INFINITY), "-Inf") == 0 && strcmp(dk_nonfinite_name(NAN), "NaN") == 0, "names");
     free(x);
     free(y);
+
+    /* a packed batch: sequences of 2, 3 and 1 rows of width 4; the first bad value names its sequence and token */
+    float batch[6 * 4] = {0};
+    const int64_t starts[4] = {0, 2, 5, 6};
+    dk_nonfinite_at w;
+    EXPECT(!dk_first_nonfinite_in_batch(batch, 6, 4, starts, 3, &w), "an all-finite batch");
+    batch[4 * 4 + 3] = -INFINITY; /* row 4: sequence 1, token 2 */
+    batch[5 * 4] = NAN;
+    EXPECT(dk_first_nonfinite_in_batch(batch, 6, 4, starts, 3, &w) && w.seq == 1 && w.token == 2 && isinf(w.value),
+           "row 4 is sequence 1, token 2: got sequence %lld, token %lld", (long long)w.seq, (long long)w.token);
+    batch[4 * 4 + 3] = 0;
+    EXPECT(dk_first_nonfinite_in_batch(batch, 6, 4, starts, 3, &w) && w.seq == 2 && w.token == 0 && isnan(w.value),
+           "row 5 is sequence 2, token 0: got sequence %lld, token %lld", (long long)w.seq, (long long)w.token);
 }
 
 int main(void) {
