@@ -10,5 +10,7 @@ extern const dk_method_spec dk_method_diff_mining;   /* diff_mining.c (job diff_
 extern const dk_method_spec dk_method_activation_difference_lens;   /* adl.c */
 extern const dk_method_spec dk_method_activation_analysis;   /* activation_analysis.c */
 extern const dk_method_spec dk_method_pca;  /* pca.c */
+extern const dk_method_spec dk_method_sae_difference;   /* dict_job.c (job diff_sae) */
+extern const dk_method_spec dk_method_crosscoder;   /* dict_job.c (job diff_crosscoder) */
 
 #endif

@@ -10,12 +10,21 @@
 #   unwritable     the results folder cannot be created
 #   other_settings a complete result exists with other settings: refused unless overwrite=true
 #   steering       latent/component steering asked for: refused (needs generation, a later issue)
+# JOB: diff_pca, diff_sae or diff_crosscoder.
 source "$(dirname "$0")/dict_lib.sh"
 JOB=$1; shift
 CASES=${*:-missing other_model layer few_rows nan unwritable other_settings steering}
 case $JOB in
   diff_pca) ARGS=(diffing.method.training.batch_size=256 diffing.method.analysis.max_activating_examples.n_max_activations=3)
             DIR=pca BATCH=diffing.method.training.batch_size STEER=diffing.method.analysis.component_steering.enabled ;;
+  diff_sae|diff_crosscoder)
+    ARGS=(diffing.method.training.batch_size=256 diffing.method.training.epochs=1 diffing.method.training.k=4
+          diffing.method.training.expansion_factor=2 diffing.method.training.k_max=8 diffing.method.training.num_validation_samples=256
+          diffing.method.datasets.normalization.subsample_size=256 diffing.method.analysis.latent_activations.max_num_samples=4
+          diffing.method.analysis.latent_scaling.num_samples=256)
+    [ $JOB = diff_sae ] && ARGS=("${ARGS[@]:0:4}" "${ARGS[@]:5}")   # no k_max for the SAE
+    DIR=$([ $JOB = diff_sae ] && echo sae_difference || echo crosscoder)
+    BATCH=diffing.method.training.batch_size STEER=diffing.method.analysis.latent_steering.enabled ;;
   *) fail "unknown job $JOB" ;;
 esac
 no_results() { [ -z "$(find "$1" -name results.h5 2>/dev/null)" ] || fail "a results.h5 was left: $(find "$1" -name results.h5)"; }

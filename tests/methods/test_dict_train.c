@@ -84,7 +84,7 @@ static void run_case(const char *fixture, dk_dict_kind kind) {
         free(ew), free(eb), free(dw), free(db);
     }
     dk_dict_train_cfg c = {.steps = steps, .lr = lr, .warmup_steps = warmup, .decay_start = -1,
-                           .auxk_alpha = 1.0 / 32.0, .dead_threshold = dead_tokens, .top_k_aux = d * L / 2,
+                           .auxk_alpha = 1.0 / 32.0, .dead_threshold = dead_tokens, .top_k_aux = d / 2,
                            .threshold_beta = 0.999, .threshold_start_step = thr_start, .k = k,
                            .k_initial = sae ? k : (int64_t)config[10], .k_anneal_steps = sae ? 0 : (int64_t)config[11],
                            .clip = 1.0};
