@@ -20,7 +20,9 @@
  *   5. evaluation on the whole validation set with threshold inference (dictionary_spec §6): fraction of variance
  *                explained 1 − E‖x − x̂‖² / Σ_j Var(x_j) (variance about the mean, over the whole set; per layer
  *                for the crosscoder), the per-batch value the reference logs (labelled legacy), normalised MSE
- *                E‖x − x̂‖² / E‖x‖², L0, the fraction of latents that never fired, the training losses;
+ *                E‖x − x̂‖² / E‖x‖², L0, the fraction of latents that never fired, the training losses; at the
+ *                end, with evaluation.ce_loss_recovered, the CE loss recovered by splicing the reconstruction into
+ *                the finetuned model (dict_ce.h; the only step that opens the models);
  *   6. results   layer_{L}/{run_name}/: the dictionary in the reference's state-dict layout, the threshold, the
  *                normaliser, the loss curve, the metrics; training_metrics.json (the seed's fields); the SAELens
  *                export; the analysis of dict_analysis.h (latent statistics, latent scaling, latent activations).
@@ -37,6 +39,7 @@
 #include "io/act_store.h"
 #include "io/file.h"
 #include "methods/dict_analysis.h"
+#include "methods/dict_ce.h"
 #include "methods/dict_data.h"
 #include "methods/dict_h5.h"
 #include "methods/dict_model.h"
@@ -66,6 +69,8 @@ typedef struct dj_state {
     dk_dict_train_cfg tc;        /* steps filled per layer */
     bool analysis;
     dk_dict_analysis_cfg acfg;
+    bool ce;                     /* evaluation.ce_loss_recovered */
+    int64_t ce_seqs;
     char *ckpt_dir;
     int64_t n_layers;
     dj_layer *L;
@@ -105,6 +110,11 @@ static int run_name(const dj_state *st, const dk_cfg *cfg, int64_t layer, char *
     }
     return dk_err_set(err, DK_EXIT_USAGE, "the run name %s is longer than the seed allows (96 characters with "
                       "\"science-of-finetuning/\"): use shorter model or organism names", out);
+}
+
+/* The models are opened only for the CE loss recovered (the rest reads the stores). */
+static bool wants_models(const dk_cfg *cfg) {
+    return dk_cfg_has(cfg, KEY("evaluation.ce_loss_recovered")) && dk_cfg_bool(cfg, KEY("evaluation.ce_loss_recovered"));
 }
 
 static int dj_prepare(dk_method_job *job, dk_err *err) {
@@ -182,6 +192,11 @@ static int dj_prepare(dk_method_job *job, dk_err *err) {
         return dk_err_set(err, DK_EXIT_USAGE, "model.ignore_first_n_tokens_per_sample_during_training = %lld: must be "
                           ">= 0", (long long)st->skip);
 
+    st->ce = wants_models(cfg);
+    st->ce_seqs = dk_cfg_int(cfg, KEY("evaluation.ce_num_sequences"));
+    if (st->ce && st->ce_seqs < 1)
+        return dk_err_set(err, DK_EXIT_USAGE, KEY("evaluation.ce_num_sequences") " = %lld: must be >= 1 (or set "
+                          "evaluation.ce_loss_recovered=false)", (long long)st->ce_seqs);
     st->analysis = dk_cfg_bool(cfg, KEY("analysis.enabled"));
     if (st->analysis && dk_cfg_bool(cfg, KEY("analysis.latent_steering.enabled")))
         return dk_err_set(err, DK_EXIT_USAGE, KEY("analysis.latent_steering.enabled") " = true: latent steering needs "
@@ -489,6 +504,14 @@ static cJSON *eval_json(const dj_eval *ev, const dk_dict_model *m) {
     return o;
 }
 
+static void add_ce(cJSON *o, const dk_dict_ce *ce) {
+    cJSON_AddNumberToObject(o, "ce_loss_recovered", ce->frac_recovered);
+    cJSON_AddNumberToObject(o, "ce_clean", ce->ce_clean);
+    cJSON_AddNumberToObject(o, "ce_spliced", ce->ce_spliced);
+    cJSON_AddNumberToObject(o, "ce_base_activation", ce->ce_ablated);
+    cJSON_AddNumberToObject(o, "ce_tokens", (double)ce->tokens);
+}
+
 /* ---- one layer ---------------------------------------------------------------------------------------------------- */
 
 static int normaliser(dk_method_job *job, const dj_state *st, const dj_layer *dl, dk_dict_norm *nrm, dk_err *err) {
@@ -588,6 +611,14 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
     }
     dk_progress_end(&prog);
     if (rc == 0 && ev.rows == 0) rc = evaluate(job, st, val_set, &m, &nrm, &ev, err); /* resumed at the end */
+    dk_dict_ce ce = {0};
+    if (rc == 0 && st->ce) {
+        rc = dk_dict_ce_recovered(job, &m, &nrm, val_set, st->ce_seqs, &ce, err);
+        if (rc == 0 && job->d.rank == 0)
+            LOG_INFO("%s layer %lld: CE loss recovered %.4f (clean %.4f, spliced %.4f, base activation %.4f; %lld tokens)",
+                     job->spec->job, (long long)dl->layer, ce.frac_recovered, ce.ce_clean, ce.ce_spliced,
+                     ce.ce_ablated, (long long)ce.tokens);
+    }
 
     char base[256];
     snprintf(base, sizeof base, "layer_%lld/%s", (long long)dl->layer, dl->run_name);
@@ -639,7 +670,9 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         cJSON_AddNumberToObject(tm, "k", (double)tc.k);
         cJSON_AddNumberToObject(tm, "ranks", job->d.nranks);
         cJSON_AddBoolToObject(tm, "resumed_from_checkpoint", resumed > 0);
-        cJSON_AddItemToObject(tm, "last_eval_logs", eval_json(&ev, &m));
+        cJSON *last = eval_json(&ev, &m);
+        if (st->ce) add_ce(last, &ce);
+        cJSON_AddItemToObject(tm, "last_eval_logs", last);
         cJSON_AddItemToObject(tm, "validation_history", cJSON_Duplicate(evals, true));
         snprintf(path, sizeof path, "%s/training_metrics.json", base);
         dk_results_json(r, path, tm);
@@ -648,7 +681,9 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         cJSON_AddNumberToObject(sum_layer, "dictionary_size", (double)F);
         cJSON_AddNumberToObject(sum_layer, "training_steps", (double)tc.steps);
         cJSON_AddNumberToObject(sum_layer, "final_train_loss", tc.steps > 0 ? cv.loss[tc.steps - 1] : NAN);
-        cJSON_AddItemToObject(sum_layer, "validation", eval_json(&ev, &m));
+        cJSON *sv = eval_json(&ev, &m);
+        if (st->ce) add_ce(sv, &ce);
+        cJSON_AddItemToObject(sum_layer, "validation", sv);
 
         char *dir = dk_path_join(job->results_dir, base), *exp = dk_path_join(dir, "saelens");
         const char *hook = "blocks.%lld.hook_resid_post";
@@ -712,6 +747,7 @@ const dk_method_spec dk_method_sae_difference = {
              "sae_difference.yaml). A killed run resumes from its last checkpoint.\n"
              "    mpirun -n 4 diff_sae organism=NAME model=NAME [diffing.method.training.k=100]\n",
     .needs_models = false,
+    .wants_models = wants_models,
     .prepare = dj_prepare,
     .run = dj_run,
     .free_state = dj_free,
@@ -728,6 +764,7 @@ const dk_method_spec dk_method_crosscoder = {
              "checkpoint.\n"
              "    mpirun -n 4 diff_crosscoder organism=NAME model=NAME [diffing.method.training.k=100]\n",
     .needs_models = false,
+    .wants_models = wants_models,
     .prepare = dj_prepare,
     .run = dj_run,
     .free_state = dj_free,

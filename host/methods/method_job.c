@@ -229,7 +229,9 @@ int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
     dk_err err = {0};
     if (read_common(&job, &err) == 0) dk_model_pair_resolve(&job.pair, job.cfg, &err);
     check(&job, &err);
-    if (spec->needs_models) {
+    const bool models = spec->wants_models ? spec->wants_models(job.cfg) : spec->needs_models;
+    job.models_open = models;
+    if (models) {
         if (dk_model_pair_open(&job.pair, &job.d, job.device, job.threads, &err) != 0) dk_dist_exit(&job.d, &err);
         job.tok = job.pair.tok;
     } else {
@@ -264,10 +266,10 @@ int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
         if (dk_results_commit(&job.res, &job.d, &err) != 0) dk_dist_exit(&job.d, &err);
         char b[DK_FMT_BUF];
         LOG_INFO("%s done in %s on %d rank(s) (%s)", spec->job, dk_format_duration(b, dk_time_now() - t0), job.d.nranks,
-                 spec->needs_models ? dk_model_pair_compute(&job.pair) : "from the stores");
+                 models ? dk_model_pair_compute(&job.pair) : "from the stores");
     }
     if (spec->free_state) spec->free_state(&job);
-    if (!spec->needs_models && job.tok) dk_tokenizer_free(job.tok);
+    if (!models && job.tok) dk_tokenizer_free(job.tok);
     dk_model_pair_close(&job.pair);
     dk_strbuf_free(&job.inputs);
     free(job.results_dir);

@@ -38,6 +38,8 @@ typedef struct dk_method_spec {
     const char *results_subdir;  /* under diffing.results_dir: "kl" (seed_spec §4) */
     const char *usage;           /* what the job does, a few lines for --help */
     bool needs_models;           /* open both models and a backend per rank (else ids and tokenizer only) */
+    /* When set, decides needs_models from the configuration (a method whose models serve an optional step). */
+    bool (*wants_models)(const dk_cfg *cfg);
     /* Reads the method's settings, checks its inputs and appends them to job->inputs (every rank; collective
      * calls allowed; the harness agrees the error). Sets job->state. */
     int (*prepare)(dk_method_job *job, dk_err *err);
@@ -60,6 +62,7 @@ struct dk_method_job {
     dk_device device;
     int threads;                 /* CPU threads per rank (resolved; > 0) */
     int64_t seed;
+    bool models_open;            /* the pair's models and backends are open (needs_models / wants_models) */
     void *state;                 /* the method's own */
 };
 

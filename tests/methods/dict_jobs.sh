@@ -37,7 +37,7 @@ ranks_sae|ranks_crosscoder)
       || fail "$job: $n ranks differ from 1"
   done
   grep -q "validation FVE" "$WORK/r1.log" || fail "no validation line in the log"
-  grep "validation FVE" "$WORK/r1.log"
+  grep -E "validation FVE|CE loss" "$WORK/r1.log"
   ;;
 resume)
   run_job 1 diff_sae "$OUT" "$WORK/full.log" "${SAE[@]}" diffing.results_base_dir="$WORK/full" \
