@@ -242,10 +242,12 @@ static int probe(dk_results *r, const char *inputs, bool overwrite, bool *reused
     char *old_inputs = f >= 0 ? read_string(f, "inputs", false) : NULL;
     if (f >= 0) H5Fclose(f);
     int rc = 0;
-    if (old_fp && strcmp(old_fp, r->fingerprint_hex) == 0) {
+    const bool same = old_fp && strcmp(old_fp, r->fingerprint_hex) == 0;
+    if (same && !overwrite) {
         *reused = true;
     } else if (overwrite) {
-        LOG_WARN("%s holds results of other inputs; replacing them (diffing.method.overwrite=true)", r->path);
+        LOG_WARN("%s holds results of %s inputs; replacing them (diffing.method.overwrite=true)", r->path,
+                 same ? "the same" : "other");
         rc = remove_old(r->dir, r->path, err);
     } else {
         char why[800];
