@@ -36,6 +36,7 @@
 #include "core/host_memory.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/timer.h"
 #include "io/act_store.h"
 #include "io/file.h"
 #include "methods/dict_analysis.h"
@@ -576,19 +577,24 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
     dk_progress prog;
     dk_progress_begin(&prog, label, (double)(tc.steps - tr.step), "steps");
     const dk_dict_set *val_set = st->num_val > 0 ? &dl->val : &dl->train;
+    double t_read = 0, t_step = 0; /* this rank's seconds reading rows and in training steps */
+    int64_t rows_read = 0, steps_run = 0;
     while (rc == 0 && tr.step < tc.steps) {
         const int64_t step = tr.step, p0 = (step * B) % positions;
         const int64_t nb = positions - p0 < B ? positions - p0 : B;
         int64_t blo, bhi;
         dk_dict_slice(nb, job->d.rank, job->d.nranks, &blo, &bhi);
         const int64_t n = bhi - blo;
+        const double t0 = dk_time_now();
         dk_dict_order_get(&order, p0, nb, idx);
         if (n > 0) rc = dk_dict_set_read(&dl->train, idx + blo, n, raw, err);
+        const double t1 = dk_time_now();
         if (dk_dist_agree(&job->d, err) != 0) { rc = -1; break; }
         memcpy(x, raw, (size_t)(n * D) * sizeof(float));
         dk_dict_norm_apply(&nrm, x, n);
         rc = dk_dict_trainer_step(&tr, x, raw, n, nb, err);
         if (rc != 0) break;
+        t_read += t1 - t0, t_step += dk_time_now() - t1, rows_read += n, steps_run++;
         const dk_dict_step_stats *ss = &tr.last;
         cv.loss[step] = ss->loss, cv.l2[step] = ss->l2_loss, cv.auxk[step] = ss->auxk_loss, cv.lr[step] = ss->lr;
         cv.dead[step] = ss->dead, cv.k[step] = ss->k;
@@ -610,6 +616,11 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         }
     }
     dk_progress_end(&prog);
+    if (rc == 0 && steps_run > 0 && job->d.rank == 0)
+        LOG_INFO("%s layer %lld: rank 0 read %lld rows in %.2f s (%.0f rows/s) and trained on them in %.2f s (%.0f rows/s): "
+                 "reading %s", job->spec->job, (long long)dl->layer, (long long)rows_read, t_read,
+                 (double)rows_read / (t_read > 0 ? t_read : 1e-9), t_step, (double)rows_read / (t_step > 0 ? t_step : 1e-9),
+                 t_read < t_step ? "keeps up" : "is the bottleneck");
     if (rc == 0 && ev.rows == 0) rc = evaluate(job, st, val_set, &m, &nrm, &ev, err); /* resumed at the end */
     dk_dict_ce ce = {0};
     if (rc == 0 && st->ce) {
