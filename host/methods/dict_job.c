@@ -539,6 +539,7 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
     dk_dict_train_cfg tc = st->tc;
     tc.steps = st->max_steps > 0 ? st->max_steps : (positions + B - 1) / B;
     tc.top_k_aux = d / 2; /* activation_dim // 2 in both reference trainers (per model for the crosscoder) */
+    tc.threads = job->threads;
     st->tc.steps = tc.steps;
     const uint64_t need = (uint64_t)m.P * 4 * 4 + (uint64_t)B * (uint64_t)(3 * F + 6 * D) * 4;
     int rc = dk_host_memory_check(need, "the dictionary, its gradients, Adam moments and one batch",

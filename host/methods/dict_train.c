@@ -1,6 +1,8 @@
 /* dict_train.c — see dict_train.h. */
 #include "methods/dict_train.h"
 
+#include "core/parallel.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -77,6 +79,10 @@ void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dic
     const int64_t aux_cap = rows * (cfg->top_k_aux < F ? cfg->top_k_aux : F);
     tr->aux_idx = dk_malloc((size_t)(aux_cap ? aux_cap : 1) * sizeof(int32_t));
     tr->aux_val = dk_malloc((size_t)(aux_cap ? aux_cap : 1) * sizeof(float));
+    tr->col_ptr = dk_malloc((size_t)(F + 1) * sizeof(int64_t));
+    const int64_t csc_cap = tr->cap_sel > aux_cap ? tr->cap_sel : (aux_cap ? aux_cap : 1); /* main code or AuxK's */
+    tr->row_of = dk_malloc((size_t)csc_cap * sizeof(int32_t));
+    tr->cval = dk_malloc((size_t)csc_cap * sizeof(float));
     tr->fired = dk_malloc((size_t)F);
     tr->dead = dk_malloc((size_t)F);
 }
@@ -85,7 +91,7 @@ void dk_dict_trainer_free(dk_dict_trainer *tr) {
     free(tr->grad), free(tr->adam_m), free(tr->adam_v), free(tr->since_fired);
     free(tr->u), free(tr->pre), free(tr->scores), free(tr->xhat), free(tr->g), free(tr->ehat), free(tr->w);
     free(tr->row_ptr), free(tr->aux_ptr), free(tr->idx), free(tr->fval), free(tr->aux_idx), free(tr->aux_val);
-    free(tr->fired), free(tr->dead);
+    free(tr->fired), free(tr->dead), free(tr->col_ptr), free(tr->row_of), free(tr->cval);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -129,15 +135,112 @@ static void geometric_median(const dk_dist *dist, const dk_dict_shape *s, const 
     free(acc), free(guess), free(prev);
 }
 
+/* ---- the step's passes over threads (c.threads; results do not depend on the thread count) ---------------- */
+
+typedef struct par_ctx {
+    const dk_dict_shape *s;
+    const int64_t *row_ptr, *col_ptr;
+    const int32_t *idx, *row_of;
+    const float *fval, *cval, *g, *u, *W_dec, *b_dec;
+    float *out, *dW_enc, *db_enc, *dW_dec;
+    float *p, *m, *v;
+    const float *grad;
+    float grad_scale;
+    double lr;
+    int64_t t, n;
+    double *partial;
+    const float *scores;
+    uint64_t *hist;               /* (blocks, 65536) */
+    int64_t blocks;
+    uint32_t hi_bin;
+} par_ctx;
+
+static void par_decode(void *ctx, int64_t r0, int64_t r1) {
+    const par_ctx *c = ctx;
+    dk_cpu_dict_decode(c->s, r1 - r0, c->row_ptr + r0, c->idx, c->fval, c->W_dec, c->b_dec, c->out + r0 * c->s->D);
+}
+
+static void par_backward(void *ctx, int64_t j0, int64_t j1) {
+    const par_ctx *c = ctx;
+    dk_cpu_dict_backward_latents(c->s, j0, j1, c->col_ptr, c->row_of, c->cval, c->g, c->u, c->W_dec, c->dW_enc,
+                                 c->db_enc, c->dW_dec);
+}
+
+enum { SUMSQ_BLOCK = 1 << 16 };
+
+static void par_sumsq(void *ctx, int64_t b0, int64_t b1) {
+    par_ctx *c = ctx;
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t i0 = b * SUMSQ_BLOCK, len = c->n - i0 < SUMSQ_BLOCK ? c->n - i0 : SUMSQ_BLOCK;
+        c->partial[b] = dk_cpu_sumsq(c->grad + i0, len);
+    }
+}
+
+static void par_adam(void *ctx, int64_t i0, int64_t i1) {
+    const par_ctx *c = ctx;
+    dk_cpu_adam(c->p + i0, c->grad + i0, c->m + i0, c->v + i0, i1 - i0, c->grad_scale, c->lr, 0.9, 0.999, 1e-8, c->t);
+}
+
+/* histogram block b of `blocks` equal row ranges of the (n) scores */
+static void par_hist(void *ctx, int64_t b0, int64_t b1) {
+    const par_ctx *c = ctx;
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t lo = c->n * b / c->blocks, hi = c->n * (b + 1) / c->blocks;
+        uint64_t *h = c->hist + b * 65536;
+        memset(h, 0, 65536 * sizeof(uint64_t));
+        if (c->hi_bin == UINT32_MAX) dk_cpu_hist_hi(c->scores + lo, hi - lo, h);
+        else dk_cpu_hist_lo(c->scores + lo, hi - lo, c->hi_bin, h);
+    }
+}
+
+/* hist (65536) += the histogram of the count scores (hi_bin UINT32_MAX: high halves; else the low halves within it) */
+static void hist_threads(int threads, const float *scores, int64_t count, uint32_t hi_bin, uint64_t *hist) {
+    const int64_t blocks = threads > 1 && count > 65536 ? threads : 1;
+    par_ctx c = {.scores = scores, .n = count, .blocks = blocks, .hi_bin = hi_bin};
+    c.hist = dk_malloc((size_t)(blocks * 65536) * sizeof(uint64_t));
+    dk_parallel_rows(threads, blocks, 1, par_hist, &c);
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t i = 0; i < 65536; i++) hist[i] += c.hist[b * 65536 + i];
+    free(c.hist);
+}
+
+static void decode_threads(int threads, const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr,
+                           const int32_t *idx, const float *fval, const float *W_dec, const float *b_dec, float *out) {
+    par_ctx c = {.s = s, .row_ptr = row_ptr, .idx = idx, .fval = fval, .W_dec = W_dec, .b_dec = b_dec, .out = out};
+    dk_parallel_rows(threads, rows, 16, par_decode, &c);
+}
+
+/* the sparse backward of a CSR code: its CSC (scratch of the trainer), then latent ranges over the threads */
+static void backward_threads(dk_dict_trainer *tr, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
+                             const float *fval, const float *g, const float *u, float *dW_enc, float *db_enc,
+                             float *dW_dec) {
+    const dk_dict_shape *s = &tr->m->s;
+    dk_cpu_dict_csc(rows, s->F, row_ptr, idx, fval, tr->col_ptr, tr->row_of, tr->cval);
+    par_ctx c = {.s = s, .col_ptr = tr->col_ptr, .row_of = tr->row_of, .cval = tr->cval, .g = g, .u = u,
+                 .W_dec = dk_dict_W_dec(tr->m), .dW_enc = dW_enc, .db_enc = db_enc, .dW_dec = dW_dec};
+    dk_parallel_rows(tr->c.threads, s->F, 8, par_backward, &c);
+}
+
+/* Σ x² in fp64 over fixed blocks of 65536 values summed in order (the same whatever the thread count) */
+static double sumsq_threads(int threads, const float *x, int64_t n) {
+    const int64_t blocks = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    par_ctx c = {.grad = x, .n = n, .partial = dk_malloc((size_t)(blocks ? blocks : 1) * sizeof(double))};
+    dk_parallel_rows(threads, blocks, 1, par_sumsq, &c);
+    double sum = 0;
+    for (int64_t b = 0; b < blocks; b++) sum += c.partial[b];
+    free(c.partial);
+    return sum;
+}
+
 /* ---- the global BatchTopK threshold ------------------------------------------------------------------------ */
 
 /* The K-th largest positive score over every rank's (n, F) scores: *t and the number of entries equal to t this
  * rank keeps (*ties); *t = 0 when there are no more than K positive entries (keep them all). */
-static void global_threshold(const dk_dist *dist, const float *scores, int64_t count, int64_t K, float *t,
+static void global_threshold(const dk_dist *dist, int threads, const float *scores, int64_t count, int64_t K, float *t,
                              int64_t *ties) {
     enum { BINS = 65536 };
     uint64_t *h = dk_calloc(BINS, sizeof(uint64_t)), *mine = dk_calloc(BINS, sizeof(uint64_t));
-    dk_cpu_hist_hi(scores, count, h);
+    hist_threads(threads, scores, count, UINT32_MAX, h);
     MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
     uint64_t total = 0;
     for (int b = 0; b < BINS; b++) total += h[b];
@@ -147,7 +250,7 @@ static void global_threshold(const dk_dist *dist, const float *scores, int64_t c
         uint64_t above = 0;
         int hb = BINS - 1;
         while (above + h[hb] < (uint64_t)K) above += h[hb--];
-        dk_cpu_hist_lo(scores, count, (uint32_t)hb, mine);
+        hist_threads(threads, scores, count, (uint32_t)hb, mine);
         memcpy(h, mine, BINS * sizeof(uint64_t));
         MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
         int lb = BINS - 1;
@@ -193,7 +296,7 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     dk_cpu_dict_scores(tr->pre, n, F, w, tr->scores);
     float t;
     int64_t ties;
-    global_threshold(dist, tr->scores, n * F, K, &t, &ties);
+    global_threshold(dist, c->threads, tr->scores, n * F, K, &t, &ties);
     for (int64_t i = 0; i < n * F; i++) tr->pre[i] = tr->pre[i] > 0 ? tr->pre[i] : 0.0f; /* pre becomes relu(pre) */
     const float *a = tr->pre;
     const int64_t n_sel = dk_cpu_select(tr->scores, a, n, F, t, ties, tr->row_ptr, tr->idx, tr->fval, tr->cap_sel);
@@ -215,7 +318,7 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     }
 
     /* 3. decode, residual, loss and its gradient w.r.t. the reconstruction */
-    dk_cpu_dict_decode(s, n, tr->row_ptr, tr->idx, tr->fval, W_dec, b_dec, tr->xhat);
+    decode_threads(c->threads, s, n, tr->row_ptr, tr->idx, tr->fval, W_dec, b_dec, tr->xhat);
     float *e = tr->xhat; /* e = x − x̂, in place */
     double sums[2] = {0, 0}; /* Σ‖e_b‖², Σ_{b,l}‖e_bl‖ */
     for (int64_t r = 0; r < n; r++)
@@ -254,7 +357,7 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     if (n_dead > 0) {
         const int64_t k_aux = c->top_k_aux < n_dead ? c->top_k_aux : n_dead;
         dk_cpu_auxk_select(w ? tr->scores : a, a, n, F, tr->dead, k_aux, tr->aux_ptr, tr->aux_idx, tr->aux_val);
-        dk_cpu_dict_decode(s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, W_dec, NULL, tr->ehat);
+        decode_threads(c->threads, s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, W_dec, NULL, tr->ehat);
         double *mean_e = dk_calloc((size_t)(D + 2), sizeof(double));
         for (int64_t r = 0; r < n; r++)
             for (int64_t i = 0; i < D; i++) mean_e[i] += e[r * D + i];
@@ -275,8 +378,7 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
             const float coef = (float)(-2.0 * c->auxk_alpha / ((double)B * den));
             for (int64_t r = 0; r < n; r++)
                 for (int64_t i = 0; i < D; i++) tr->ehat[r * D + i] = coef * (e[r * D + i] - tr->ehat[r * D + i]);
-            dk_cpu_dict_backward(s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, tr->ehat, u, W_dec, gW_enc, gb_enc,
-                                 gW_dec);
+            backward_threads(tr, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, tr->ehat, u, gW_enc, gb_enc, gW_dec);
         }
         free(mean_e);
     }
@@ -290,7 +392,7 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     }
 
     /* 5. backward of the main code, the decoder bias, the encoder's path to b_dec; sums over the ranks */
-    dk_cpu_dict_backward(s, n, tr->row_ptr, tr->idx, tr->fval, tr->g, u, W_dec, gW_enc, gb_enc, gW_dec);
+    backward_threads(tr, n, tr->row_ptr, tr->idx, tr->fval, tr->g, u, gW_enc, gb_enc, gW_dec);
     for (int64_t r = 0; r < n; r++)
         for (int64_t i = 0; i < D; i++) gb_dec[i] += tr->g[r * D + i];
     if (sae) dk_cpu_dict_bdec_through_encoder(s, W_enc, gb_enc, gb_dec);
@@ -298,12 +400,13 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
 
     /* 6. projection, clipping, Adam, renormalisation */
     if (sae) dk_cpu_dict_remove_parallel(s, W_dec, gW_dec);
-    const double norm = sqrt(dk_cpu_sumsq(tr->grad, m->P));
+    const double norm = sqrt(sumsq_threads(c->threads, tr->grad, m->P));
     const float coef = (float)(c->clip / (norm + 1e-6));
     st->grad_norm = norm;
     st->lr = dk_dict_lr_at(c, step);
-    dk_cpu_adam(m->p, tr->grad, tr->adam_m, tr->adam_v, m->P, coef < 1.0f ? coef : 1.0f, st->lr, 0.9, 0.999, 1e-8,
-                step + 1);
+    par_ctx pc = {.p = m->p, .grad = tr->grad, .m = tr->adam_m, .v = tr->adam_v, .grad_scale = coef < 1.0f ? coef : 1.0f,
+                  .lr = st->lr, .t = step + 1};
+    dk_parallel_rows(c->threads, m->P, 65536, par_adam, &pc);
     if (sae) dk_cpu_dict_unit_norm(s, W_dec);
     tr->step++;
     return 0;

@@ -45,6 +45,7 @@ typedef struct dk_dict_train_cfg {
     int64_t k_initial;            /* crosscoder: k_max when given, else k (SAE: k) */
     int64_t k_anneal_steps;       /* crosscoder k-annealing; 0: k stays at k_initial (the reference's Q3) */
     double clip;                  /* max global gradient norm (1.0) */
+    int threads;                  /* CPU threads of the step's sparse and element-wise passes (<= 1: one) */
 } dk_dict_train_cfg;
 
 typedef struct dk_dict_step_stats {
@@ -67,6 +68,9 @@ typedef struct dk_dict_trainer {
     int32_t *idx, *aux_idx;
     float *fval, *aux_val;
     int64_t cap_sel;
+    int64_t *col_ptr;               /* (F + 1) the code's CSC for the backward */
+    int32_t *row_of;                /* (cap_sel) */
+    float *cval;                    /* (cap_sel) */
     uint8_t *fired, *dead;
     dk_dict_step_stats last;
 } dk_dict_trainer;

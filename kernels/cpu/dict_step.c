@@ -143,25 +143,66 @@ void dk_cpu_dict_decode(const dk_dict_shape *s, int64_t rows, const int64_t *row
     }
 }
 
+void dk_cpu_dict_csc(int64_t rows, int64_t F, const int64_t *row_ptr, const int32_t *idx, const float *fval,
+                     int64_t *col_ptr, int32_t *row_of, float *cval) {
+    memset(col_ptr, 0, (size_t)(F + 1) * sizeof(int64_t));
+    for (int64_t e = row_ptr[0]; e < row_ptr[rows]; e++) col_ptr[idx[e] + 1]++;
+    for (int64_t j = 0; j < F; j++) col_ptr[j + 1] += col_ptr[j];
+    int64_t *fill = malloc((size_t)(F ? F : 1) * sizeof(int64_t));
+    if (!fill) abort(); /* out of memory: kernels/ has no error channel, as above */
+    memcpy(fill, col_ptr, (size_t)F * sizeof(int64_t));
+    for (int64_t r = 0; r < rows; r++) /* rows in order: each latent's entries stay in row order */
+        for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++) {
+            const int64_t at = fill[idx[e]]++;
+            row_of[at] = (int32_t)r;
+            cval[at] = fval[e];
+        }
+    free(fill);
+}
+
+/* w·g over n values with eight partial sums (vectorisable; fixed order, so the result does not depend on threads). */
+static float dot8(const float *w, const float *g, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += w[i + l] * g[i + l];
+    float tail = 0;
+    for (; i < n; i++) tail += w[i] * g[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+void dk_cpu_dict_backward_latents(const dk_dict_shape *s, int64_t j0, int64_t j1, const int64_t *col_ptr,
+                                  const int32_t *row_of, const float *cval, const float *g, const float *u,
+                                  const float *W_dec, float *dW_enc, float *db_enc, float *dW_dec) {
+    const int64_t D = s->D;
+    for (int64_t j = j0; j < j1; j++) {
+        if (col_ptr[j] == col_ptr[j + 1]) continue;
+        const float *w = W_dec + j * D;
+        float *restrict dwd = dW_dec + j * D, *restrict dwe = dW_enc + j * D;
+        float db = 0;
+        for (int64_t e = col_ptr[j]; e < col_ptr[j + 1]; e++) {
+            const int64_t r = row_of[e];
+            const float f = cval[e], *restrict gr = g + r * D, *restrict ur = u + r * D;
+            const float delta = dot8(w, gr, D);
+            for (int64_t i = 0; i < D; i++) dwd[i] += f * gr[i];
+            for (int64_t i = 0; i < D; i++) dwe[i] += delta * ur[i];
+            db += delta;
+        }
+        db_enc[j] += db;
+    }
+}
+
 void dk_cpu_dict_backward(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
                           const float *fval, const float *g, const float *u, const float *W_dec, float *dW_enc,
                           float *db_enc, float *dW_dec) {
-    const int64_t D = s->D;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *gr = g + r * D, *ur = u + r * D;
-        for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++) {
-            const int64_t j = idx[e];
-            const float f = fval[e], *w = W_dec + j * D;
-            float *dwd = dW_dec + j * D, *dwe = dW_enc + j * D;
-            float delta = 0;
-            for (int64_t i = 0; i < D; i++) {
-                delta += w[i] * gr[i];
-                dwd[i] += f * gr[i];
-            }
-            for (int64_t i = 0; i < D; i++) dwe[i] += delta * ur[i];
-            db_enc[j] += delta;
-        }
-    }
+    const int64_t F = s->F, nnz = row_ptr[rows] - row_ptr[0];
+    int64_t *col_ptr = malloc((size_t)(F + 1) * sizeof(int64_t));
+    int32_t *row_of = malloc((size_t)(nnz ? nnz : 1) * sizeof(int32_t));
+    float *cval = malloc((size_t)(nnz ? nnz : 1) * sizeof(float));
+    if (!col_ptr || !row_of || !cval) abort();
+    dk_cpu_dict_csc(rows, F, row_ptr, idx, fval, col_ptr, row_of, cval);
+    dk_cpu_dict_backward_latents(s, 0, F, col_ptr, row_of, cval, g, u, W_dec, dW_enc, db_enc, dW_dec);
+    free(col_ptr), free(row_of), free(cval);
 }
 
 void dk_cpu_dict_bdec_through_encoder(const dk_dict_shape *s, const float *W_enc, const float *db_enc, float *db_dec) {

@@ -72,7 +72,17 @@ int64_t dk_cpu_auxk_select(const float *scores, const float *val, int64_t rows, 
 void dk_cpu_dict_decode(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
                         const float *fval, const float *W_dec, const float *b_dec, float *out);
 
-/* Sparse backward of one code against g (rows, D): dW_dec[j] += f·g_b; δ = W_dec[j]·g_b; dW_enc[j] += δ·u_b;
+/* The code's CSC (by latent) from its CSR: col_ptr (F + 1), row_of and cval (nnz); each latent's entries in row
+ * order. */
+void dk_cpu_dict_csc(int64_t rows, int64_t F, const int64_t *row_ptr, const int32_t *idx, const float *fval,
+                     int64_t *col_ptr, int32_t *row_of, float *cval);
+/* The sparse backward below for latents [j0, j1) from the CSC: latent-major, so each latent's gradient rows stay in
+ * cache while its entries are added (in row order), and disjoint latent ranges can run on separate threads with
+ * results independent of the split. δ = W_dec[j]·g_b with eight partial sums. */
+void dk_cpu_dict_backward_latents(const dk_dict_shape *s, int64_t j0, int64_t j1, const int64_t *col_ptr,
+                                  const int32_t *row_of, const float *cval, const float *g, const float *u,
+                                  const float *W_dec, float *dW_enc, float *db_enc, float *dW_dec);
+/* Sparse backward of one code against g (rows, D) (the CSC and every latent, on the calling thread): dW_dec[j] += f·g_b; δ = W_dec[j]·g_b; dW_enc[j] += δ·u_b;
  * db_enc[j] += δ. Accumulates into the gradient buffers. */
 void dk_cpu_dict_backward(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
                           const float *fval, const float *g, const float *u, const float *W_dec, float *dW_enc,
