@@ -433,7 +433,10 @@ int main(void) {
         {"crosscoder", 48, 2, 257, 33, 6, 0.4, 24},
         {"sae large", 256, 1, 4096, 96, 20, 0.6, 2000}, /* k_aux 2000: a 2048-entry sort */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], gemm);
+    /* DK_TEST_ONLY=small: the first two shapes only (for compute-sanitizer runs) */
+    const char *only = getenv("DK_TEST_ONLY");
+    const size_t n_cases = only && strcmp(only, "small") == 0 ? 2 : sizeof cases / sizeof *cases;
+    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], gemm);
     dk_cuda_gemm_destroy(gemm);
     return dk_test_finish("test_dict_step_cuda");
 }
