@@ -24,8 +24,9 @@
 # racecheck on test_kernels_cuda, then, each only when it can end by 520 s, on test_diffops_cuda's small cases;
 # the benchmark gets what is left of 510 s, at most 210 s, less 100 s when 3b runs; the preprocess test ends by
 # 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10.
-# The GPU tests (ctest -L gpu) include test_diffops_cuda (each diff op against its CPU twin) and test_kl_cuda
-# (diff_kl's KL with the logits kept on the GPU against host logits + the CPU KL).
+# The GPU tests (ctest -L gpu) include test_diffops_cuda (each diff op against its CPU twin), test_dict_step_cuda
+# (each piece of the SAE / crosscoder training step against kernels/cpu/dict_step) and test_kl_cuda (diff_kl's KL
+# with the logits kept on the GPU against host logits + the CPU KL).
 # Exit status: 0 when the build and the GPU tests passed, 1 when the build failed, 2 when GPU tests failed.
 # The configure and build steps live in tools/gpu_check_lib.sh, shared with tools/gpu_check_rehearsal.sh,
 # which proves them here on a simulated bare machine (ctest -L gpu-rehearsal).

@@ -242,9 +242,8 @@ double dk_cpu_sumsq(const float *x, int64_t n) {
 
 void dk_cpu_adam(float *p, const float *g, float *m, float *v, int64_t n, float grad_scale, double lr, double beta1,
                  double beta2, double eps, int64_t t) {
-    const double bc1 = 1.0 - pow(beta1, (double)t), bc2 = 1.0 - pow(beta2, (double)t);
-    const float step = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), w1 = (float)(1.0 - beta1);
-    const float b2 = (float)beta2, w2 = (float)(1.0 - beta2), e = (float)eps;
+    const dk_adam_coef c = dk_adam_coefs(lr, beta1, beta2, eps, t);
+    const float step = c.step, bc2_sqrt = c.bc2_sqrt, w1 = c.w1, b2 = c.b2, w2 = c.w2, e = c.eps;
     for (int64_t i = 0; i < n; i++) {
         const float gi = g[i] * grad_scale;
         m[i] = m[i] + w1 * (gi - m[i]);

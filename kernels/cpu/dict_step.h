@@ -26,6 +26,7 @@
 #ifndef DK_CPU_DICT_STEP_H
 #define DK_CPU_DICT_STEP_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -98,6 +99,23 @@ void dk_cpu_dict_unit_norm(const dk_dict_shape *s, float *W_dec);
 
 /* Σ x² in fp64. */
 double dk_cpu_sumsq(const float *x, int64_t n);
+
+/* Adam's fp32 constants for step t, computed in double and rounded once, as torch does; shared by dk_cpu_adam
+ * and its CUDA twin so both use the same bits. */
+typedef struct dk_adam_coef {
+    float step;     /* lr / (1 − β1^t) */
+    float bc2_sqrt; /* sqrt(1 − β2^t) */
+    float w1;       /* 1 − β1 */
+    float b2, w2;   /* β2, 1 − β2 */
+    float eps;
+} dk_adam_coef;
+
+static inline dk_adam_coef dk_adam_coefs(double lr, double beta1, double beta2, double eps, int64_t t) {
+    const double bc1 = 1.0 - pow(beta1, (double)t), bc2 = 1.0 - pow(beta2, (double)t);
+    dk_adam_coef c = {(float)(lr / bc1), (float)sqrt(bc2), (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2),
+                      (float)eps};
+    return c;
+}
 
 /* torch.optim.Adam (no weight decay, not amsgrad), step t >= 1, on n values, the gradient multiplied by
  * grad_scale first (torch's clip_grad_norm_ coefficient): m ← lerp(m, g, 1−β1); v ← β2·v + (1−β2)·g²;

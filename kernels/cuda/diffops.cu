@@ -1,5 +1,6 @@
 /* diffops.cu — see diffops.cuh. Sections: 1. KL and log-softmax (online log-sum-exp, one block per row);
- * 2. top-k (radix select, ordered collection, bitonic sort; one block per row); 3. pair metrics (double sums,
+ * 2. top-k (radix select, ordered collection, bitonic sort; one block per row; the order keys and the block scan
+ * are in common.cuh, shared with dict_step.cu); 3. pair metrics (double sums,
  * one block per row); 4. sums over samples (one thread per element). */
 #include "diffops.cuh"
 
@@ -110,130 +111,21 @@ extern "C" cudaError_t dk_cuda_log_softmax_at(const float *x, int64_t rows, int6
 /* ---------------------------------------------------------------------------------------------------
  * 2. Top-k */
 
-/* A key whose unsigned order is the order "better" of the CPU twin: larger floats get larger keys (negative
- * floats have their bits flipped, positive ones the sign bit set); −0 becomes +0 first, since the CPU's ==
- * makes them tie; for the smallest entries the key is inverted. */
-__device__ __forceinline__ uint32_t order_key(float v, bool largest) {
-    uint32_t u = __float_as_uint(v);
-    if (u == 0x80000000u) u = 0;
-    const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    return largest ? key : ~key;
-}
-
-/* A candidate as one 64-bit number whose order is (key, then lower index first): sorting these descending
- * gives the CPU's best-first order. 0 is below every candidate (the low half ~index is >= 2^31). */
-__device__ __forceinline__ unsigned long long candidate(uint32_t key, int64_t index) {
-    return (unsigned long long)key << 32 | (unsigned long long)(~(uint32_t)index);
-}
-
-/* Exclusive prefix sum of v in thread order over the block; *total gets the block's sum. shared: 33 uint32. */
-__device__ __forceinline__ uint32_t block_exclusive_scan(uint32_t v, uint32_t *shared, uint32_t *total) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-    uint32_t incl = v;
-    for (int o = 1; o < 32; o <<= 1) {
-        const uint32_t y = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += y;
-    }
-    __syncthreads(); /* the previous call's readers are done with `shared` */
-    if (lane == 31) shared[warp] = incl;
-    __syncthreads();
-    if (warp == 0) {
-        const uint32_t w = lane < n_warps ? shared[lane] : 0;
-        uint32_t wi = w;
-        for (int o = 1; o < 32; o <<= 1) {
-            const uint32_t y = __shfl_up_sync(0xffffffffu, wi, o);
-            if (lane >= o) wi += y;
-        }
-        if (lane < n_warps) shared[lane] = wi - w;
-        if (lane == 31) shared[32] = wi;
-    }
-    __syncthreads();
-    *total = shared[32];
-    return shared[warp] + incl - v;
-}
-
 __global__ void __launch_bounds__(TOPK_THREADS) k_topk(const float *x, int64_t n, int k, bool largest, float *values,
                                                        int32_t *ids) {
     __shared__ uint32_t hist[256];
     __shared__ uint32_t scan[33];
+    __shared__ uint32_t sel[4];
     __shared__ unsigned long long cand[DK_CUDA_TOPK_MAX_K];
-    __shared__ uint32_t s_prefix, s_mask, s_greater, s_need;
     const int64_t r = blockIdx.x;
     const float *row = x + r * n; /* (n) */
-    const int lane = threadIdx.x % 32;
-    if (threadIdx.x == 0) s_prefix = 0, s_mask = 0, s_greater = 0, s_need = (uint32_t)k;
-
-    /* radix select, 8 bits at a time from the top: among the entries whose key starts with the digits chosen
-     * so far, count each next digit, and take the digit where the k-th best key lies. At the end s_prefix is
-     * that key K, s_greater entries have a key above K and the s_need lowest-indexed entries equal to K
-     * complete the k. (Counts are sums: their order cannot change them.) */
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
-        __syncthreads();
-        const uint32_t prefix = s_prefix, mask = s_mask;
-        for (int64_t base = 0; base < n; base += blockDim.x) { /* the same trip count for every thread */
-            const int64_t i = base + threadIdx.x;
-            int bin = -1;
-            if (i < n) {
-                const uint32_t key = order_key(row[i], largest);
-                if ((key & mask) == prefix) bin = (int)((key >> shift) & 255u);
-            }
-            /* one atomic per distinct bin in the warp: logits share their top bits, so bins are crowded */
-            const uint32_t peers = __match_any_sync(0xffffffffu, bin);
-            if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            uint32_t above = 0;
-            int d = 255;
-            for (; d > 0; d--) {
-                if (above + hist[d] >= s_need) break;
-                above += hist[d];
-            }
-            s_greater += above;
-            s_need -= above;
-            s_prefix |= (uint32_t)d << shift;
-            s_mask |= 255u << shift;
-        }
-        __syncthreads();
-    }
-
-    /* collect, in index order: every entry above K at its rank among those, and the first s_need entries equal
-     * to K after them; the prefix sums carry both counts in one word (each at most blockDim.x < 2^16) */
-    const uint32_t K = s_prefix, greater = s_greater, need = s_need;
-    uint32_t gt_base = 0, eq_base = 0;
-    for (int64_t base = 0; base < n; base += blockDim.x) {
-        const int64_t i = base + threadIdx.x;
-        uint32_t key = 0, gt = 0, eq = 0;
-        if (i < n) {
-            key = order_key(row[i], largest);
-            gt = key > K;
-            eq = key == K;
-        }
-        uint32_t total;
-        const uint32_t before = block_exclusive_scan(gt | eq << 16, scan, &total);
-        if (gt) cand[gt_base + (before & 0xffffu)] = candidate(key, i);
-        if (eq && eq_base + (before >> 16) < need) cand[greater + eq_base + (before >> 16)] = candidate(key, i);
-        gt_base += total & 0xffffu;
-        eq_base += total >> 16;
-        if (gt_base == greater && eq_base >= need) break; /* the same for every thread */
-    }
-
-    /* bitonic sort of the k candidates (padded with 0s to a power of two), descending */
-    int P = 1;
-    while (P < k) P <<= 1;
-    for (int i = k + threadIdx.x; i < P; i += blockDim.x) cand[i] = 0;
-    __syncthreads();
-    for (int size = 2; size <= P; size <<= 1)
-        for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int i = threadIdx.x; i < P; i += blockDim.x) {
-                const int j = i ^ stride;
-                if (j <= i) continue;
-                const unsigned long long a = cand[i], b = cand[j];
-                if ((i & size) == 0 ? a < b : a > b) cand[i] = b, cand[j] = a;
-            }
-            __syncthreads();
-        }
+    const auto key_at = [&](int64_t i, uint32_t &key) {
+        key = dk_order_key(row[i], largest);
+        return true;
+    };
+    dk_radix_select(n, (uint32_t)k, key_at, hist, sel);
+    dk_collect_candidates(n, key_at, sel, cand, scan);
+    dk_bitonic_sort_desc(cand, k);
     for (int i = threadIdx.x; i < k; i += blockDim.x) {
         const uint32_t id = ~(uint32_t)cand[i];
         ids[r * k + i] = (int32_t)id;
