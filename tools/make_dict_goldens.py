@@ -32,7 +32,10 @@ reference implementations we did not write:
               targets base/ft_activation; crosscoder with its six targets (activation, reconstruction, error; the
               error targets for every latent). Some latents never fire (beta NaN). Also the latent_df columns of
               analysis.py's build_push_*_latent_df (norms, dec_norm_diff, cosines, tags), computed with the
-              function's own torch lines (the function itself loads models from the hub and writes files).
+              function's own torch lines (the function itself loads models from the hub and writes files). And the
+              latent activations of the same models over the rows cut into 7 sequences: the seed's
+              get_positive_activations (latent_activations.py; the SAE through add_get_activations_sae): every
+              positive activation (sequence, position, latent, value) and the per-latent maxima.
 
 Run from the repository root with the project venv (numpy, torch, scikit-learn, safetensors):
     /work/venv/bin/python tools/make_dict_goldens.py ipca
@@ -302,11 +305,13 @@ def make_crosscoder():
 
 
 def import_seed_closed_form(src):
-    """closed_form_scalars and the target functions from the seed's source tree. The packages on the way
-    (diffing, diffing.utils, ...) have __init__ files that import the whole toolkit (Hydra configs, pandas,
-    plotting, the Hugging Face hub), so they are registered as bare packages pointing at the seed's folders and
-    their __init__ is not run; the names the two modules import but closed_form_scalars never calls (loguru's
-    logger, omegaconf, pandas, the training and hub helpers) are placeholders. The code under test is the seed's."""
+    """The seed's latent_scaling/closed_form.py, latent_scaling/utils.py and latent_activations.py from its source
+    tree. The packages on the way (diffing, diffing.utils, ...) have __init__ files that import the whole toolkit
+    (Hydra configs, pandas, plotting, the Hugging Face hub), so they are registered as bare packages pointing at the
+    seed's folders and their __init__ is not run; the names the three modules import but the functions used here
+    (closed_form_scalars, get_positive_activations, add_get_activations_sae) never call (loguru's logger,
+    omegaconf, pandas, wandb, the cache/config/training/hub helpers) are placeholders. The code under test is the
+    seed's."""
     import importlib
     import types
     import_reference()  # the reference package, with its own placeholders
@@ -329,11 +334,48 @@ def import_seed_closed_form(src):
     placeholder("loguru", logger=Quiet())
     placeholder("omegaconf", DictConfig=dict)
     placeholder("pandas")
-    placeholder("diffing.utils.dictionary.training", setup_training_datasets=None, skip_first_n_tokens=None)
-    placeholder("diffing.utils.dictionary.utils", load_dictionary_model=None, load_latent_df=None)
+    placeholder("wandb")
+    placeholder("diffing.utils.dictionary.training", setup_training_datasets=None, skip_first_n_tokens=None,
+                setup_sae_cache=None)
+    placeholder("diffing.utils.dictionary.utils", load_dictionary_model=None, load_latent_df=None,
+                push_latent_df=None)
+    placeholder("diffing.utils.cache", LatentActivationCache=type("LatentActivationCache", (), {}),
+                SampleCache=object, DifferenceCache=object)  # used in annotations only
+    placeholder("diffing.utils.configs", get_model_configurations=None, get_dataset_configurations=None, HF_NAME="")
+    placeholder("diffing.utils.activations", load_activation_datasets_from_config=None)
+    placeholder("diffing.utils.model", load_tokenizer_from_config=None)
+    sys.modules["diffing.utils.dictionary"].load_dictionary_model = None
     cf = importlib.import_module("diffing.utils.dictionary.latent_scaling.closed_form")
     ut = importlib.import_module("diffing.utils.dictionary.latent_scaling.utils")
-    return cf.closed_form_scalars, ut
+    la = importlib.import_module("diffing.utils.dictionary.latent_activations")
+    return cf.closed_form_scalars, ut, la
+
+
+SEQ_LENGTHS = [40, 25, 60, 35, 50, 30, 60]  # the 300 paired rows cut into sequences (latent activations)
+
+
+def seed_latent_activations(la, model, rows, out, prefix):
+    """The seed's get_positive_activations over the rows cut into SEQ_LENGTHS sequences (a stand-in for its
+    SampleCache: tokens 1000 + row, activations the rows), as collect_dictionary_activations runs it: the SAE with
+    add_get_activations_sae (threshold inference), the crosscoder's own get_activations (the scaled code)."""
+    import torch
+    starts = np.concatenate([[0], np.cumsum(SEQ_LENGTHS)])
+    class Samples(torch.utils.data.Dataset):
+        sample_start_indices = starts.tolist()
+        def __len__(self):
+            return len(SEQ_LENGTHS)
+        def __getitem__(self, i):
+            a, b = starts[i], starts[i + 1]
+            return torch.arange(1000 + a, 1000 + b), torch.tensor(rows[a:b])
+    if isinstance(model, __import__("dictionary_learning").dictionary.BatchTopKSAE):
+        model = la.add_get_activations_sae(model)
+    F = model.dict_size
+    acts, ids, _, max_act = la.get_positive_activations(Samples(), model, torch.arange(F), expected_sparsity=F)
+    out[prefix + "acts.values"] = acts.numpy()
+    out[prefix + "acts.ids"] = ids.numpy().astype(np.float64)  # (n, 3): sequence, position, latent
+    out[prefix + "acts.max"] = max_act.numpy()
+    out[prefix + "acts.count"] = np.bincount(ids[:, 2].numpy(), minlength=F).astype(np.float64)
+    out["acts.lengths"] = np.array(SEQ_LENGTHS)
 
 
 def betas_pairs(rng, n, d):
@@ -348,7 +390,7 @@ def betas_pairs(rng, n, d):
 def make_betas(src):
     import functools
     import torch
-    closed_form_scalars, ut = import_seed_closed_form(src)
+    closed_form_scalars, ut, la = import_seed_closed_form(src)
     from dictionary_learning.dictionary import BatchTopKCrossCoder, BatchTopKSAE
     torch.manual_seed(0)
     rng = np.random.default_rng(2024)
@@ -390,6 +432,7 @@ def make_betas(src):
         out[p + "mean"], out[p + "std"] = mean, std
         out[p + "df.dec_norm"] = sae.decoder.weight.norm(dim=0).detach().numpy()  # build_push_sae_difference_latent_df
         out[p + "df.enc_norm"] = sae.encoder.weight.norm(dim=1).detach().numpy()
+        seed_latent_activations(la, sae, diff, out, p)
         print(f"betas sae {direction}: {int((count > 0).sum())} of {F} latents fired, "
               f"beta_ft in [{np.nanmin(out[p + 'beta.ft_activation']):.3g}, {np.nanmax(out[p + 'beta.ft_activation']):.3g}]")
 
@@ -450,6 +493,7 @@ def make_betas(src):
     tag[(nd > 0.9).numpy()] = tags["base_only"]
     tag[((nd - 0.5).abs() < 0.1).numpy()] = tags["shared"]
     out["cc.df.tag"] = tag
+    seed_latent_activations(la, cc, pairs, out, "cc.")
     print(f"betas crosscoder: {int((out['cc.count_active'] > 0).sum())} of {F} latents fired, tags "
           + ", ".join(f"{k} {int((tag == v).sum())}" for k, v in tags.items()))
     save_file(f32(out), os.path.join(OUT, "betas_golden.safetensors"))

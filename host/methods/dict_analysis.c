@@ -22,12 +22,6 @@
 
 enum { TOP_LATENTS = 10, TOP_TEXTS = 3, TEXT_CHARS = 160 };
 
-/* Rows per chunk so that the (rows, F) encoder scratch stays near 16M values (64 MB). */
-static int64_t chunk_rows(int64_t F, int64_t most) {
-    int64_t c = ((int64_t)1 << 24) / (F > 0 ? F : 1);
-    return c < 1 ? 1 : c > most ? most : c;
-}
-
 /* "base_error" -> "beta_error_base", "ft_activation" -> "beta_activation_ft" (the seed's latent_df names). */
 static void beta_column(const char *target, char *out, size_t cap) {
     const bool base = strncmp(target, "base_", 5) == 0;
@@ -85,7 +79,7 @@ static int scaling_pass(dk_method_job *job, const dk_dict_model *m, const dk_dic
     if (cfg->scaling_num_samples > 0 && cfg->scaling_num_samples < N) N = cfg->scaling_num_samples;
     int64_t lo, hi;
     dk_dict_slice(N, job->d.rank, job->d.nranks, &lo, &hi);
-    const int64_t cap = chunk_rows(F, 1024);
+    const int64_t cap = dk_dict_chunk_rows(F);
     dk_dict_scaling s;
     dk_dict_scaling_init(&s, m, nrm, input, cap);
     float *buf = dk_malloc((size_t)(cap * 2 * d) * sizeof(float)); /* (cap, 2d) raw [base, ft] */
@@ -147,119 +141,6 @@ static int scaling_pass(dk_method_job *job, const dk_dict_model *m, const dk_dic
 
 /* ---- latent activations ------------------------------------------------------------------------------------- */
 
-typedef struct acts {
-    const dk_dict_model *m;
-    const dk_dict_norm *nrm;
-    double min_threshold;
-    int64_t F, cap;
-    double *stats;          /* (F + 3): active count per latent, then tokens, Σ L0, sequences (summed) */
-    double *max_act;        /* (F) (maximum over ranks) */
-    float *x, *u, *pre, *val, *w;   /* chunk scratch: (cap, D), (cap, D), (cap, F), (cap·F), (F) or NULL */
-    int64_t *row_ptr;
-    int32_t *idx;
-    /* the active entries of one sequence, and the same grouped by latent */
-    int32_t *e_tok, *e_lat, *sorted;
-    float *e_val;
-    int64_t n_e, cap_e;
-    float *seq_max;         /* (F) zero except for latents touched by the sequence */
-    int64_t *count, *start; /* (F) */
-    int32_t *touched;       /* (F) */
-    float *col;             /* (longest sequence) one latent's per-token values */
-} acts;
-
-static void acts_init(acts *a, const dk_dict_model *m, const dk_dict_norm *nrm, double min_threshold,
-                      int64_t longest) {
-    memset(a, 0, sizeof *a);
-    const int64_t F = m->s.F, D = m->s.D;
-    a->m = m, a->nrm = nrm, a->min_threshold = min_threshold, a->F = F;
-    a->cap = chunk_rows(F, 1024);
-    a->stats = dk_calloc((size_t)(F + 3), sizeof(double));
-    a->max_act = dk_calloc((size_t)F, sizeof(double));
-    a->x = dk_malloc((size_t)(a->cap * D) * sizeof(float));
-    a->u = dk_malloc((size_t)(a->cap * D) * sizeof(float));
-    a->pre = dk_malloc((size_t)(a->cap * F) * sizeof(float));
-    a->val = dk_malloc((size_t)(a->cap * F) * sizeof(float));
-    a->idx = dk_malloc((size_t)(a->cap * F) * sizeof(int32_t));
-    a->row_ptr = dk_malloc((size_t)(a->cap + 1) * sizeof(int64_t));
-    if (m->kind == DK_DICT_CROSSCODER) { /* the seed's get_activations: the code scaled by w_j */
-        a->w = dk_malloc((size_t)F * sizeof(float));
-        dk_cpu_dict_code_weights(&m->s, dk_dict_W_dec(m), a->w);
-    }
-    a->seq_max = dk_calloc((size_t)F, sizeof(float));
-    a->count = dk_calloc((size_t)F, sizeof(int64_t));
-    a->start = dk_calloc((size_t)F, sizeof(int64_t));
-    a->touched = dk_malloc((size_t)F * sizeof(int32_t));
-    a->col = dk_calloc((size_t)(longest + 1), sizeof(float));
-}
-
-static void acts_free(acts *a) {
-    free(a->stats), free(a->max_act), free(a->x), free(a->u), free(a->pre), free(a->val), free(a->idx);
-    free(a->row_ptr), free(a->w), free(a->e_tok), free(a->e_lat), free(a->e_val), free(a->sorted);
-    free(a->seq_max), free(a->count), free(a->start), free(a->touched), free(a->col);
-    memset(a, 0, sizeof *a);
-}
-
-static void push_entry(acts *a, int32_t t, int32_t j, float v) {
-    if (a->n_e == a->cap_e) {
-        a->cap_e = a->cap_e ? 2 * a->cap_e : 4096;
-        a->e_tok = dk_realloc(a->e_tok, (size_t)a->cap_e * sizeof(int32_t));
-        a->e_lat = dk_realloc(a->e_lat, (size_t)a->cap_e * sizeof(int32_t));
-        a->e_val = dk_realloc(a->e_val, (size_t)a->cap_e * sizeof(float));
-        a->sorted = dk_realloc(a->sorted, (size_t)a->cap_e * sizeof(int32_t));
-    }
-    a->e_tok[a->n_e] = t, a->e_lat[a->n_e] = j, a->e_val[a->n_e] = v, a->n_e++;
-}
-
-/* One sequence (store rows [row0, row0 + T) of source src): statistics, and offers to tables (NULL: none). */
-static int acts_sequence(acts *a, const dk_dict_set *set, int src, int64_t q, dk_maxact *tables, dk_err *err) {
-    const dk_dict_source *s = &set->src[src];
-    const int64_t row0 = s->pair.seq_offsets[q], T = s->pair.seq_offsets[q + 1] - row0;
-    a->n_e = 0;
-    for (int64_t t0 = 0; t0 < T; t0 += a->cap) {
-        const int64_t n = T - t0 < a->cap ? T - t0 : a->cap;
-        if (dk_dict_read_range(set, src, row0 + t0, n, a->x, err) != 0) return -1;
-        dk_dict_norm_apply(a->nrm, a->x, n);
-        dk_dict_encode_threshold(a->m, a->x, n, a->u, a->pre, a->w, a->row_ptr, a->idx, a->val);
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t e = a->row_ptr[r]; e < a->row_ptr[r + 1]; e++) {
-                const int32_t j = a->idx[e];
-                const float v = a->w ? a->val[e] * a->w[j] : a->val[e];
-                if (v > a->min_threshold) push_entry(a, (int32_t)(t0 + r), j, v);
-            }
-    }
-    double *active = a->stats, *tokens = a->stats + a->F;
-    tokens[0] += (double)T, tokens[1] += (double)a->n_e, tokens[2] += 1;
-    /* group the entries by latent (counting sort; entries > min_threshold >= 0, so seq_max 0 = untouched) */
-    int64_t n_touched = 0;
-    for (int64_t e = 0; e < a->n_e; e++) {
-        const int32_t j = a->e_lat[e];
-        if (a->seq_max[j] == 0) a->touched[n_touched++] = j;
-        if (a->e_val[e] > a->seq_max[j]) a->seq_max[j] = a->e_val[e];
-        a->count[j]++;
-    }
-    int64_t off = 0;
-    for (int64_t i = 0; i < n_touched; i++) {
-        const int32_t j = a->touched[i];
-        a->start[j] = off;
-        off += a->count[j];
-    }
-    for (int64_t e = 0; e < a->n_e; e++) a->sorted[a->start[a->e_lat[e]]++] = (int32_t)e;
-    const int32_t *toks = s->pair.tokens + row0;
-    for (int64_t i = 0; i < n_touched; i++) {
-        const int32_t j = a->touched[i];
-        const int64_t c = a->count[j], first = a->start[j] - c; /* start advanced past the latent's entries */
-        active[j] += (double)c;
-        if (a->seq_max[j] > a->max_act[j]) a->max_act[j] = a->seq_max[j];
-        if (tables && dk_maxact_wants(&tables[j], a->seq_max[j], q)) {
-            for (int64_t e = first; e < first + c; e++) a->col[a->e_tok[a->sorted[e]]] = a->e_val[a->sorted[e]];
-            dk_maxact_offer(&tables[j], a->seq_max[j], q, toks, T, a->col);
-            for (int64_t e = first; e < first + c; e++) a->col[a->e_tok[a->sorted[e]]] = 0;
-        }
-        a->seq_max[j] = 0, a->count[j] = 0;
-    }
-    return 0;
-}
-
 static int64_t n_sequences(const dk_dict_source *s, const dk_dict_analysis_cfg *cfg) {
     return cfg->max_num_samples < s->pair.n_seqs ? cfg->max_num_samples : s->pair.n_seqs;
 }
@@ -290,8 +171,9 @@ static int activations_pass(dk_method_job *job, const dk_dict_model *m, const dk
             longest = len > longest ? len : longest;
         }
     }
-    acts a;
-    acts_init(&a, m, nrm, cfg->min_threshold, longest);
+    dk_dict_acts a;
+    dk_dict_acts_init(&a, m, nrm, cfg->min_threshold, longest);
+    float *x = dk_malloc((size_t)((longest + 1) * m->s.D) * sizeof(float)); /* (longest, D) one sequence */
     int rc = 0;
     int64_t written = 0;
     for (int k = 0; k < rows->n && rc == 0; k++) {
@@ -306,8 +188,11 @@ static int activations_pass(dk_method_job *job, const dk_dict_model *m, const dk
             tables = dk_malloc((size_t)F * sizeof *tables);
             for (int64_t j = 0; j < F; j++) dk_maxact_init(&tables[j], cfg->n_max_activations, true);
         }
-        for (int64_t q = job->d.rank; q < n_sequences(s, cfg) && rc == 0; q += job->d.nranks)
-            rc = acts_sequence(&a, rows, k, q, tables, err);
+        for (int64_t q = job->d.rank; q < n_sequences(s, cfg) && rc == 0; q += job->d.nranks) {
+            const int64_t row0 = s->pair.seq_offsets[q], T = s->pair.seq_offsets[q + 1] - row0;
+            rc = dk_dict_read_range(rows, k, row0, T, x, err);
+            if (rc == 0) dk_dict_acts_sequence(&a, x, T, s->pair.tokens + row0, q, tables);
+        }
         if (dk_dist_agree(&job->d, err) != 0) rc = -1;
         for (int64_t j = 0; tables && j < F; j++) {
             if (rc == 0) dk_maxact_gather(&tables[j], &job->d);
@@ -352,7 +237,8 @@ static int activations_pass(dk_method_job *job, const dk_dict_model *m, const dk
                      "%lld max-activating tables", (long long)seqs, tokens, l0 / tokens, (long long)fired,
                      (long long)F, (long long)written);
     }
-    acts_free(&a);
+    dk_dict_acts_free(&a);
+    free(x);
     return rc;
 }
 
@@ -373,7 +259,6 @@ static void write_df(dk_method_job *job, const dk_dict_latent_df *df, const char
 int dk_dict_analyse(dk_method_job *job, const dk_dict_model *m, const dk_dict_norm *nrm, const dk_dict_set *rows,
                     const dk_dict_set *pairs, const dk_dict_analysis_cfg *cfg, const char *base, cJSON *sum,
                     dk_err *err) {
-    CHECK(cfg->min_threshold >= 0, "latent activations: min_threshold %g < 0", cfg->min_threshold);
     const int64_t F = m->s.F;
     const bool cc = m->kind == DK_DICT_CROSSCODER;
     dk_dict_latent_df df;
@@ -391,7 +276,7 @@ int dk_dict_analyse(dk_method_job *job, const dk_dict_model *m, const dk_dict_no
     }
     int rc = 0;
     if (cfg->latent_scaling)
-        rc = scaling_pass(job, m, nrm, rows->target, pairs, cfg, &df, base, sum, err);
+        rc = scaling_pass(job, m, nrm, rows->target, pairs ? pairs : rows, cfg, &df, base, sum, err);
 
     /* the latents the seed's steering would pick, with their statistics and (below) example texts */
     const char *select = cc ? "dec_norm_diff" : "beta_activation_ratio";

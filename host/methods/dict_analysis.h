@@ -45,6 +45,7 @@
 #include "methods/dict_data.h"
 #include "methods/dict_model.h"
 #include "methods/dict_norm.h"
+#include "methods/maxact.h"
 #include "methods/method_job.h"
 
 typedef struct dk_dict_analysis_cfg {
@@ -60,9 +61,10 @@ typedef struct dk_dict_analysis_cfg {
 } dk_dict_analysis_cfg;
 
 /* rows: the target's rows (difference, or stacked [base, ft] for the crosscoder) of the latent-activations split:
- * whole sequences are read from its stores. pairs: the stacked [base, ft] rows of the latent-scaling split, opened
- * with the seed's selection (dk_dict_set_open with max_total = scaling num_samples and the training skip: the
- * seed's setup_training_datasets without shuffling); for the crosscoder it may be `rows` itself. */
+ * whole sequences are read from its stores (every token, the seed's SampleCache). pairs: the stacked [base, ft]
+ * rows of the latent-scaling split, opened with the seed's selection (dk_dict_set_open with max_total = scaling
+ * num_samples and the training skip, as the seed's setup_training_datasets without shuffling); the first
+ * cfg->scaling_num_samples of its rows are used. Crosscoder: NULL uses `rows` (the same stores and rows). */
 int dk_dict_analyse(dk_method_job *job, const dk_dict_model *m, const dk_dict_norm *nrm, const dk_dict_set *rows,
                     const dk_dict_set *pairs, const dk_dict_analysis_cfg *cfg, const char *base, cJSON *sum,
                     dk_err *err);
@@ -108,6 +110,9 @@ const char *dk_dict_tag(double dec_norm_diff);
  * Returns how many (<= k) were written to out. */
 int64_t dk_dict_smallest(const dk_dict_latent_df *df, const char *column, int64_t k, int64_t *out);
 
+/* Rows per encoder chunk for F latents: the (rows, F) scratch near 16M values (64 MB), 1 to 1024. */
+int64_t dk_dict_chunk_rows(int64_t F);
+
 /* Latent-scaling sums over a stream of paired rows (any split into batches and ranks: only sums). */
 typedef struct dk_dict_scaling {
     const dk_dict_model *m;
@@ -129,5 +134,35 @@ void dk_dict_scaling_free(dk_dict_scaling *s);
 void dk_dict_scaling_add(dk_dict_scaling *s, const float *pairs, int64_t n);
 /* β of target t (F) from the (reduced) sums. */
 void dk_dict_scaling_betas(const dk_dict_scaling *s, int t, double *beta);
+
+/* Latent activations of whole sequences: threshold inference on the normalised rows, values f (SAE) or f·w_j
+ * (crosscoder, the seed's get_activations); values <= min_threshold are not activations. Per latent the maximum
+ * over the sequences seen and the active count; the sequence's maximum is its score in the latent's table. */
+typedef struct dk_dict_acts {
+    const dk_dict_model *m;
+    const dk_dict_norm *nrm;
+    double min_threshold;
+    int64_t F, cap, longest;        /* latents; rows per encoder chunk; the longest sequence */
+    double *stats;                  /* (F + 3): active count per latent, then tokens, Σ L0 (active entries), sequences */
+    double *max_act;                /* (F) largest activation seen (0: never active) */
+    /* scratch */
+    float *u, *pre, *val, *w;       /* (cap, D), (cap, F), (cap·F), (F) crosscoder code weights */
+    int64_t *row_ptr;
+    int32_t *idx;
+    int32_t *e_tok, *e_lat, *sorted;  /* one sequence's active entries, and their order grouped by latent */
+    float *e_val;
+    int64_t n_e, cap_e;
+    float *seq_max;                 /* (F) zero except for the latents the sequence touched */
+    int64_t *count, *start;         /* (F) */
+    int32_t *touched;               /* (F) */
+    float *col;                     /* (longest) one latent's per-token values */
+} dk_dict_acts;
+
+void dk_dict_acts_init(dk_dict_acts *a, const dk_dict_model *m, const dk_dict_norm *nrm, double min_threshold,
+                       int64_t longest);
+void dk_dict_acts_free(dk_dict_acts *a);
+/* One sequence: x (T <= longest, D) its raw rows (normalised in place), tokens (T), q its index in its dataset (the
+ * tables' tie-break); tables (F) receive the sequence when it ranks (NULL: statistics only). */
+void dk_dict_acts_sequence(dk_dict_acts *a, float *x, int64_t T, const int32_t *tokens, int64_t q, dk_maxact *tables);
 
 #endif

@@ -116,6 +116,11 @@ int64_t dk_dict_smallest(const dk_dict_latent_df *df, const char *column, int64_
     return k;
 }
 
+int64_t dk_dict_chunk_rows(int64_t F) {
+    const int64_t c = ((int64_t)1 << 24) / (F > 0 ? F : 1);
+    return c < 1 ? 1 : c > 1024 ? 1024 : c;
+}
+
 /* ---- latent scaling ----------------------------------------------------------------------------------------- */
 
 static const char *const SAE_TARGETS[] = {"base_activation", "ft_activation"};
@@ -209,5 +214,99 @@ void dk_dict_scaling_betas(const dk_dict_scaling *s, int t, double *beta) {
     for (int64_t j = 0; j < F; j++) {
         const float *dj = m->kind == DK_DICT_SAE ? Wd + j * D : Wd + j * D + d;
         beta[j] = num[j] / (den[j] * dot(dj, dj, d)); /* 0/0 = NaN for a latent that never fired, as the seed's */
+    }
+}
+
+/* ---- latent activations ------------------------------------------------------------------------------------- */
+
+void dk_dict_acts_init(dk_dict_acts *a, const dk_dict_model *m, const dk_dict_norm *nrm, double min_threshold,
+                       int64_t longest) {
+    memset(a, 0, sizeof *a);
+    CHECK(min_threshold >= 0, "latent activations: min_threshold %g < 0", min_threshold);
+    const int64_t F = m->s.F, D = m->s.D;
+    a->m = m, a->nrm = nrm, a->min_threshold = min_threshold, a->F = F;
+    a->cap = dk_dict_chunk_rows(F);
+    a->stats = dk_calloc((size_t)(F + 3), sizeof(double));
+    a->max_act = dk_calloc((size_t)(F ? F : 1), sizeof(double));
+    a->u = dk_malloc((size_t)(a->cap * D) * sizeof(float));
+    a->pre = dk_malloc((size_t)(a->cap * F) * sizeof(float));
+    a->val = dk_malloc((size_t)(a->cap * F) * sizeof(float));
+    a->idx = dk_malloc((size_t)(a->cap * F) * sizeof(int32_t));
+    a->row_ptr = dk_malloc((size_t)(a->cap + 1) * sizeof(int64_t));
+    if (m->kind == DK_DICT_CROSSCODER) { /* the seed's get_activations: the code scaled by w_j */
+        a->w = dk_malloc((size_t)F * sizeof(float));
+        dk_cpu_dict_code_weights(&m->s, dk_dict_W_dec(m), a->w);
+    }
+    a->seq_max = dk_calloc((size_t)(F ? F : 1), sizeof(float));
+    a->count = dk_calloc((size_t)(F ? F : 1), sizeof(int64_t));
+    a->start = dk_calloc((size_t)(F ? F : 1), sizeof(int64_t));
+    a->touched = dk_malloc((size_t)(F ? F : 1) * sizeof(int32_t));
+    a->col = dk_calloc((size_t)(longest + 1), sizeof(float));
+    a->longest = longest;
+}
+
+void dk_dict_acts_free(dk_dict_acts *a) {
+    free(a->stats), free(a->max_act), free(a->u), free(a->pre), free(a->val), free(a->idx), free(a->row_ptr);
+    free(a->w), free(a->e_tok), free(a->e_lat), free(a->e_val), free(a->sorted), free(a->seq_max), free(a->count);
+    free(a->start), free(a->touched), free(a->col);
+    memset(a, 0, sizeof *a);
+}
+
+static void push_entry(dk_dict_acts *a, int32_t t, int32_t j, float v) {
+    if (a->n_e == a->cap_e) {
+        a->cap_e = a->cap_e ? 2 * a->cap_e : 4096;
+        a->e_tok = dk_realloc(a->e_tok, (size_t)a->cap_e * sizeof(int32_t));
+        a->e_lat = dk_realloc(a->e_lat, (size_t)a->cap_e * sizeof(int32_t));
+        a->e_val = dk_realloc(a->e_val, (size_t)a->cap_e * sizeof(float));
+        a->sorted = dk_realloc(a->sorted, (size_t)a->cap_e * sizeof(int32_t));
+    }
+    a->e_tok[a->n_e] = t, a->e_lat[a->n_e] = j, a->e_val[a->n_e] = v, a->n_e++;
+}
+
+void dk_dict_acts_sequence(dk_dict_acts *a, float *x, int64_t T, const int32_t *tokens, int64_t q, dk_maxact *tables) {
+    CHECK(T <= a->longest, "latent activations: a sequence of %lld tokens, room for %lld", (long long)T,
+          (long long)a->longest);
+    const int64_t D = a->m->s.D;
+    a->n_e = 0;
+    for (int64_t t0 = 0; t0 < T; t0 += a->cap) {
+        const int64_t n = T - t0 < a->cap ? T - t0 : a->cap;
+        float *xc = x + t0 * D;
+        dk_dict_norm_apply(a->nrm, xc, n);
+        dk_dict_encode_threshold(a->m, xc, n, a->u, a->pre, a->w, a->row_ptr, a->idx, a->val);
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t e = a->row_ptr[r]; e < a->row_ptr[r + 1]; e++) {
+                const int32_t j = a->idx[e];
+                const float v = a->w ? a->val[e] * a->w[j] : a->val[e];
+                if (v > a->min_threshold) push_entry(a, (int32_t)(t0 + r), j, v);
+            }
+    }
+    double *active = a->stats, *totals = a->stats + a->F;
+    totals[0] += (double)T, totals[1] += (double)a->n_e, totals[2] += 1;
+    /* group the entries by latent (a counting sort; every entry is > min_threshold >= 0, so seq_max 0 = untouched) */
+    int64_t n_touched = 0;
+    for (int64_t e = 0; e < a->n_e; e++) {
+        const int32_t j = a->e_lat[e];
+        if (a->seq_max[j] == 0) a->touched[n_touched++] = j;
+        if (a->e_val[e] > a->seq_max[j]) a->seq_max[j] = a->e_val[e];
+        a->count[j]++;
+    }
+    int64_t off = 0;
+    for (int64_t i = 0; i < n_touched; i++) {
+        const int32_t j = a->touched[i];
+        a->start[j] = off;
+        off += a->count[j];
+    }
+    for (int64_t e = 0; e < a->n_e; e++) a->sorted[a->start[a->e_lat[e]]++] = (int32_t)e;
+    for (int64_t i = 0; i < n_touched; i++) {
+        const int32_t j = a->touched[i];
+        const int64_t c = a->count[j], first = a->start[j] - c; /* start has moved past the latent's entries */
+        active[j] += (double)c;
+        if (a->seq_max[j] > a->max_act[j]) a->max_act[j] = a->seq_max[j];
+        if (tables && dk_maxact_wants(&tables[j], a->seq_max[j], q)) {
+            for (int64_t e = first; e < first + c; e++) a->col[a->e_tok[a->sorted[e]]] = a->e_val[a->sorted[e]];
+            dk_maxact_offer(&tables[j], a->seq_max[j], q, tokens, T, a->col);
+            for (int64_t e = first; e < first + c; e++) a->col[a->e_tok[a->sorted[e]]] = 0;
+        }
+        a->seq_max[j] = 0, a->count[j] = 0;
     }
 }
