@@ -31,7 +31,8 @@ static void beta_column(const char *target, char *out, size_t cap) {
 /* ---- latent scaling ----------------------------------------------------------------------------------------- */
 
 /* Crosscoder: the seed's "effective ft-only" latents (the n lowest dec_norm_diff, or every ft_only latent when
- * n = -1) and an equal-size random sample of the shared latents (the seed: pandas sample(random_state=42); ours:
+ * n = -1) and an equal-size random sample of the shared latents (all of them when fewer, where the seed's pandas
+ * sample(random_state=42) fails; ours:
  * splitmix64 from the job's seed, in index order). Marks both in the latent_df and writes the index lists. */
 static void latent_subsets(dk_method_job *job, const dk_dict_analysis_cfg *cfg, dk_dict_latent_df *df,
                            const char *base, cJSON *js) {
