@@ -24,6 +24,19 @@ reference implementations we did not write:
               by scikit-learn's IncrementalPCA in batches of 256 (drop_last), and the top-5 max-activating
               sequences of the first components from torchdr's transform (fp32).
 
+  betas       the seed's latent-scaling betas: closed_form_scalars (src/diffing/utils/dictionary/latent_scaling/
+              closed_form.py, imported from the seed's source, see import_seed_closed_form) with the seed's target
+              functions (latent_scaling/utils.py) on the reference package's BatchTopKSAE and BatchTopKCrossCoder
+              holding random weights and a normaliser, over 300 synthetic paired [base, ft] rows in batches of 64:
+              SAE (encoding the ft - base and the base - ft difference: the is_difference_sae=True path) with
+              targets base/ft_activation; crosscoder with its six targets (activation, reconstruction, error; the
+              error targets for every latent). Some latents never fire (beta NaN). Also the latent_df columns of
+              analysis.py's build_push_*_latent_df (norms, dec_norm_diff, cosines, tags), computed with the
+              function's own torch lines (the function itself loads models from the hub and writes files). And the
+              latent activations of the same models over the rows cut into 7 sequences: the seed's
+              get_positive_activations (latent_activations.py; the SAE through add_get_activations_sae): every
+              positive activation (sequence, position, latent, value) and the per-latent maxima.
+
 Run from the repository root with the project venv (numpy, torch, scikit-learn, safetensors):
     /work/venv/bin/python tools/make_dict_goldens.py ipca
 Fixtures are float32 safetensors (what the C tests read with host/io/safetensors.h)."""
@@ -291,6 +304,202 @@ def make_crosscoder():
     print("wrote", os.path.join(OUT, "crosscoder_golden.safetensors"))
 
 
+def import_seed_closed_form(src):
+    """The seed's latent_scaling/closed_form.py, latent_scaling/utils.py and latent_activations.py from its source
+    tree. The packages on the way (diffing, diffing.utils, ...) have __init__ files that import the whole toolkit
+    (Hydra configs, pandas, plotting, the Hugging Face hub), so they are registered as bare packages pointing at the
+    seed's folders and their __init__ is not run; the names the three modules import but the functions used here
+    (closed_form_scalars, get_positive_activations, add_get_activations_sae) never call (loguru's logger,
+    omegaconf, pandas, wandb, the cache/config/training/hub helpers) are placeholders. The code under test is the
+    seed's."""
+    import importlib
+    import types
+    import_reference()  # the reference package, with its own placeholders
+    def package(name, path):
+        m = types.ModuleType(name)
+        m.__path__ = [path]
+        sys.modules[name] = m
+    def placeholder(name, **attrs):
+        m = types.ModuleType(name)
+        m.__dict__.update(attrs)
+        sys.modules.setdefault(name, m)
+    base = os.path.join(src, "diffing")
+    package("diffing", base)
+    package("diffing.utils", os.path.join(base, "utils"))
+    package("diffing.utils.dictionary", os.path.join(base, "utils", "dictionary"))
+    package("diffing.utils.dictionary.latent_scaling", os.path.join(base, "utils", "dictionary", "latent_scaling"))
+    class Quiet:
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+    placeholder("loguru", logger=Quiet())
+    placeholder("omegaconf", DictConfig=dict)
+    placeholder("pandas")
+    placeholder("wandb")
+    placeholder("diffing.utils.dictionary.training", setup_training_datasets=None, skip_first_n_tokens=None,
+                setup_sae_cache=None)
+    placeholder("diffing.utils.dictionary.utils", load_dictionary_model=None, load_latent_df=None,
+                push_latent_df=None)
+    placeholder("diffing.utils.cache", LatentActivationCache=type("LatentActivationCache", (), {}),
+                SampleCache=object, DifferenceCache=object)  # used in annotations only
+    placeholder("diffing.utils.configs", get_model_configurations=None, get_dataset_configurations=None, HF_NAME="")
+    placeholder("diffing.utils.activations", load_activation_datasets_from_config=None)
+    placeholder("diffing.utils.model", load_tokenizer_from_config=None)
+    sys.modules["diffing.utils.dictionary"].load_dictionary_model = None
+    cf = importlib.import_module("diffing.utils.dictionary.latent_scaling.closed_form")
+    ut = importlib.import_module("diffing.utils.dictionary.latent_scaling.utils")
+    la = importlib.import_module("diffing.utils.dictionary.latent_activations")
+    return cf.closed_form_scalars, ut, la
+
+
+SEQ_LENGTHS = [40, 25, 60, 35, 50, 30, 60]  # the 300 paired rows cut into sequences (latent activations)
+
+
+def seed_latent_activations(la, model, rows, out, prefix):
+    """The seed's get_positive_activations over the rows cut into SEQ_LENGTHS sequences (a stand-in for its
+    SampleCache: tokens 1000 + row, activations the rows), as collect_dictionary_activations runs it: the SAE with
+    add_get_activations_sae (threshold inference), the crosscoder's own get_activations (the scaled code)."""
+    import torch
+    starts = np.concatenate([[0], np.cumsum(SEQ_LENGTHS)])
+    class Samples(torch.utils.data.Dataset):
+        sample_start_indices = starts.tolist()
+        def __len__(self):
+            return len(SEQ_LENGTHS)
+        def __getitem__(self, i):
+            a, b = starts[i], starts[i + 1]
+            return torch.arange(1000 + a, 1000 + b), torch.tensor(rows[a:b])
+    if isinstance(model, __import__("dictionary_learning").dictionary.BatchTopKSAE):
+        model = la.add_get_activations_sae(model)
+    F = model.dict_size
+    acts, ids, _, max_act = la.get_positive_activations(Samples(), model, torch.arange(F), expected_sparsity=F)
+    out[prefix + "acts.values"] = acts.numpy()
+    out[prefix + "acts.ids"] = ids.numpy().astype(np.float64)  # (n, 3): sequence, position, latent
+    out[prefix + "acts.max"] = max_act.numpy()
+    out[prefix + "acts.count"] = np.bincount(ids[:, 2].numpy(), minlength=F).astype(np.float64)
+    out["acts.lengths"] = np.array(SEQ_LENGTHS)
+
+
+def betas_pairs(rng, n, d):
+    """Paired [base, ft] rows: shared structure plus a finetuned-only direction on a third of the rows."""
+    g = rng.standard_normal((12, d))
+    base = rng.standard_normal((n, 12)) @ g + 0.3 * rng.standard_normal((n, d)) + 1.0
+    ft = 1.05 * base + 0.1 * rng.standard_normal((n, d))
+    ft[::3] += 2.5 * g[0]
+    return np.stack([base, ft], axis=1).astype(np.float32)  # (n, 2, d)
+
+
+def make_betas(src):
+    import functools
+    import torch
+    closed_form_scalars, ut, la = import_seed_closed_form(src)
+    from dictionary_learning.dictionary import BatchTopKCrossCoder, BatchTopKSAE
+    torch.manual_seed(0)
+    rng = np.random.default_rng(2024)
+    d, F, N, batch, target_rms = 16, 48, 300, 64, 10.0
+    pairs = betas_pairs(rng, N, d)
+    out = {"pairs": pairs, "config": np.array([d, F, N, target_rms])}
+    loader = torch.utils.data.DataLoader(torch.tensor(pairs), batch_size=batch, shuffle=False)
+    tags = {"ft_only": 0, "base_only": 1, "shared": 2, "other": 3}
+
+    # ---- SAE on the difference, both directions ----
+    for direction, sae_model in (("ftb", "ft"), ("bft", "base")):
+        diff = pairs[:, 1] - pairs[:, 0] if sae_model == "ft" else pairs[:, 0] - pairs[:, 1]
+        mean = diff.astype(np.float64).mean(0).astype(np.float32).astype(np.float64)
+        std = diff.astype(np.float64).std(0).astype(np.float32).astype(np.float64)
+        sae = BatchTopKSAE(d, F, 4, activation_mean=torch.tensor(mean), activation_std=torch.tensor(std),
+                           target_rms=target_rms)
+        sae.to(torch.float32)
+        with torch.no_grad():
+            dec = torch.randn(d, F)
+            sae.decoder.weight.copy_(dec / dec.norm(dim=0, keepdim=True))
+            sae.encoder.weight.copy_(sae.decoder.weight.T + 0.2 * torch.randn(F, d))
+            sae.encoder.bias.copy_(0.5 * torch.randn(F))
+            sae.encoder.bias[:3] = -1e4  # latents 0..2 never fire: beta NaN
+            sae.b_dec.copy_(0.3 * torch.randn(d))
+            sae.threshold.fill_(0.8)
+        latent_vectors = sae.decoder.weight.clone().T
+        enc = functools.partial(ut.load_difference_activation, sae_model=sae_model, normalize=False)
+        p = f"sae_{direction}."
+        for t in ("base_activation", "ft_activation"):
+            fn = functools.partial(getattr(ut, f"load_{t}"), normalize=True)
+            betas, count, _, _, _ = closed_form_scalars(latent_vectors, torch.arange(F), loader, sae, fn,
+                                                        encode_activation_fn=enc, device="cpu")
+            out[p + "beta." + t] = betas.numpy()
+            out[p + "count_active"] = count.numpy()
+        sd = sae.state_dict()
+        for k in ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec"):
+            out[p + k] = sd[k].numpy()
+        out[p + "threshold"] = np.array([float(sae.threshold)])
+        out[p + "mean"], out[p + "std"] = mean, std
+        out[p + "df.dec_norm"] = sae.decoder.weight.norm(dim=0).detach().numpy()  # build_push_sae_difference_latent_df
+        out[p + "df.enc_norm"] = sae.encoder.weight.norm(dim=1).detach().numpy()
+        seed_latent_activations(la, sae, diff, out, p)
+        print(f"betas sae {direction}: {int((count > 0).sum())} of {F} latents fired, "
+              f"beta_ft in [{np.nanmin(out[p + 'beta.ft_activation']):.3g}, {np.nanmax(out[p + 'beta.ft_activation']):.3g}]")
+
+    # ---- crosscoder ----
+    flat = pairs.astype(np.float64)
+    mean = flat.mean(0).astype(np.float32).astype(np.float64)  # (2, d)
+    std = flat.std(0).astype(np.float32).astype(np.float64)
+    cc = BatchTopKCrossCoder(d, F, 2, k=4, activation_mean=torch.tensor(mean), activation_std=torch.tensor(std),
+                             target_rms=target_rms, code_normalization="crosscoder")
+    cc.to(torch.float32)
+    with torch.no_grad():
+        w = torch.randn(2, d, F) / np.sqrt(d)
+        cc.encoder.weight.copy_(w)
+        dec = torch.randn(2, F, d) / np.sqrt(d)
+        # decoder norms that span the tags: ft-only (base norm ~0), base-only, shared, other
+        scale_b = torch.tensor([0.02 if j % 4 == 0 else 1.0 for j in range(F)])
+        scale_f = torch.tensor([0.03 if j % 4 == 1 else (0.6 if j % 4 == 3 else 1.0) for j in range(F)])
+        dec[0] *= scale_b[:, None]
+        dec[1] *= scale_f[:, None]
+        cc.decoder.weight.copy_(dec)
+        cc.decoder.bias.copy_(0.2 * torch.randn(2, d))
+        cc.encoder.bias.copy_(0.3 * torch.randn(F))
+        cc.encoder.bias[5:7] = -1e4  # never fire
+        cc.threshold.fill_(0.5)
+    ft_decoder = cc.decoder.weight[1].clone()
+    base_decoder = cc.decoder.weight[0].clone()
+    idx = torch.arange(F)
+    fns = {"base_activation": functools.partial(ut.load_base_activation, normalize=True),
+           "ft_activation": functools.partial(ut.load_ft_activation, normalize=True),
+           "base_reconstruction": functools.partial(ut.load_base_reconstruction, normalize=True),
+           "ft_reconstruction": functools.partial(ut.load_ft_reconstruction, normalize=True),
+           "base_error": functools.partial(ut.load_base_error, base_decoder=base_decoder, normalize=True),
+           "ft_error": functools.partial(ut.load_ft_error, normalize=True)}
+    for t, fn in fns.items():  # compute_scalers: encode_activation_fn = identity (encode normalises)
+        betas, count, _, _, _ = closed_form_scalars(ft_decoder[idx], idx, loader, cc, fn, device="cpu")
+        out["cc.beta." + t] = betas.numpy()
+        out["cc.count_active"] = count.numpy()
+    sd = cc.state_dict()
+    for k in ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"):
+        out["cc." + k] = sd[k].numpy()
+    out["cc.threshold"] = np.array([float(cc.threshold)])
+    out["cc.mean"], out["cc.std"] = mean, std
+    # build_push_crosscoder_latent_df's lines (base_layer 0, ft_layer 1)
+    norms = cc.decoder.weight.norm(dim=-1)
+    norm_diffs = ((norms[0] - norms[1]) / norms.max(dim=0).values + 1) / 2
+    enc_norms = cc.encoder.weight.norm(dim=1)
+    enc_norm_diffs = ((enc_norms[0] - enc_norms[1]) / enc_norms.max(dim=0).values + 1) / 2
+    cos = torch.nn.functional.cosine_similarity
+    df = {"dec_base_norm": norms[0], "dec_ft_norm": norms[1], "dec_norm_diff": norm_diffs,
+          "enc_base_norm": enc_norms[0], "enc_ft_norm": enc_norms[1], "enc_norm_diff": enc_norm_diffs,
+          "dec_cos_sim": cos(cc.decoder.weight[0], cc.decoder.weight[1], dim=1),
+          "enc_cos_sim": cos(cc.encoder.weight[0], cc.encoder.weight[1], dim=0)}
+    for k, v in df.items():
+        out["cc.df." + k] = v.detach().numpy()
+    tag = np.full(F, tags["other"])
+    nd = norm_diffs.detach()
+    tag[(nd < 0.1).numpy()] = tags["ft_only"]
+    tag[(nd > 0.9).numpy()] = tags["base_only"]
+    tag[((nd - 0.5).abs() < 0.1).numpy()] = tags["shared"]
+    out["cc.df.tag"] = tag
+    seed_latent_activations(la, cc, pairs, out, "cc.")
+    print(f"betas crosscoder: {int((out['cc.count_active'] > 0).sum())} of {F} latents fired, tags "
+          + ", ".join(f"{k} {int((tag == v).sum())}" for k, v in tags.items()))
+    save_file(f32(out), os.path.join(OUT, "betas_golden.safetensors"))
+    print("wrote", os.path.join(OUT, "betas_golden.safetensors"))
+
+
 def make_ipca():
     from sklearn.decomposition import PCA, IncrementalPCA
 
@@ -335,14 +544,28 @@ def make_ipca():
     print("wrote", os.path.join(OUT, "ipca_golden.safetensors"))
 
 
+def default_seed_src():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for up in range(1, 5):
+        cand = os.path.join(here, *([".."] * up), "shared", "seed", "diffing-toolkit", "src")
+        if os.path.isdir(cand):
+            return os.path.normpath(cand)
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["order", "ipca", "sae", "crosscoder", "pca-job"])
+    ap.add_argument("what", choices=["order", "ipca", "sae", "crosscoder", "pca-job", "betas"])
     ap.add_argument("--stores", help="activation stores of the tiny test pair (pca-job, sae-job)")
+    ap.add_argument("--seed-src", default=default_seed_src(),
+                    help="the seed's src/ folder (betas); default: shared/seed/diffing-toolkit/src in the first "
+                         "folder above the repository that has it")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     if args.what == "pca-job":
         make_pca_job(args.stores)
+    elif args.what == "betas":
+        make_betas(args.seed_src)
     else:
         {"order": make_order, "ipca": make_ipca, "sae": make_sae, "crosscoder": make_crosscoder}[args.what]()
 

@@ -220,6 +220,23 @@ void dk_maxact_gather(dk_maxact *t, const dk_dist *d) {
     free(all_headers), free(all_ints), free(all_floats);
 }
 
+cJSON *dk_maxact_texts(const dk_maxact *t, const dk_tokenizer *tok, int64_t n, size_t max_chars) {
+    cJSON *arr = cJSON_CreateArray();
+    dk_maxact_entry *e = dk_maxact_sorted(t);
+    for (int64_t i = 0; i < t->n && i < n; i++) {
+        dk_err derr = {0};
+        char *text = dk_tokenizer_decode(tok, e[i].tokens, (size_t)e[i].n_tokens, true, NULL, &derr);
+        if (text && strlen(text) > max_chars) text[max_chars] = 0;
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "score", e[i].score);
+        cJSON_AddStringToObject(x, "text", text ? text : "");
+        cJSON_AddItemToArray(arr, x);
+        free(text);
+    }
+    free(e);
+    return arr;
+}
+
 /* ---- writing ----------------------------------------------------------------------------------------------
  * group/score (n) f64, sequence_index (n) i64, token_offsets (n+1) i64, tokens (Σ len) i32, text (n) str;
  * dense: values (Σ len) f32 aligned with tokens; sparse: value_offsets (n+1) i64, positions i32, values f32.

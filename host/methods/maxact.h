@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "dist/dist.h"
 #include "methods/results.h"
 #include "tokenizer/tokenizer.h"
@@ -50,6 +52,9 @@ void dk_maxact_offer(dk_maxact *t, double score, int64_t seq, const int32_t *tok
 void dk_maxact_gather(dk_maxact *t, const dk_dist *d);
 /* The entries best first (a sorted copy of the heap's order; the caller frees the array, not the entries). */
 dk_maxact_entry *dk_maxact_sorted(const dk_maxact *t);
+/* The first n examples, best first, as a JSON array of {"score", "text"} (text decoded with tok, special tokens
+ * kept, cut to max_chars bytes): what a method puts in its summary. */
+cJSON *dk_maxact_texts(const dk_maxact *t, const dk_tokenizer *tok, int64_t n, size_t max_chars);
 /* Writes the table under group (rank 0; the text of each example decoded with tok, special tokens kept). */
 void dk_maxact_write(const dk_maxact *t, dk_results *r, const char *group, const dk_tokenizer *tok);
 

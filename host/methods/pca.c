@@ -246,23 +246,6 @@ static int maxact_dataset(dk_method_job *job, const pca_state *st, const dk_dict
     return rc;
 }
 
-static cJSON *example_texts(const dk_method_job *job, const dk_maxact *t, int n) {
-    cJSON *arr = cJSON_CreateArray();
-    dk_maxact_entry *e = dk_maxact_sorted(t);
-    for (int64_t i = 0; i < t->n && i < n; i++) {
-        dk_err derr = {0};
-        char *text = dk_tokenizer_decode(job->tok, e[i].tokens, (size_t)e[i].n_tokens, true, NULL, &derr);
-        if (text && strlen(text) > 160) text[160] = 0;
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "score", e[i].score);
-        cJSON_AddStringToObject(x, "text", text ? text : "");
-        cJSON_AddItemToArray(arr, x);
-        free(text);
-    }
-    free(e);
-    return arr;
-}
-
 /* ---- the job ------------------------------------------------------------------------------------------------ */
 
 static void write_fit(dk_method_job *job, const pca_state *st, const pca_layer *pl, const dk_ipca *p, int64_t nc,
@@ -378,8 +361,8 @@ static int pca_run(dk_method_job *job, dk_err *err) {
                     dk_maxact_write(&tb.neg[c], &job->res, g, job->tok);
                     if (c == 0) {
                         cJSON *dx = cJSON_AddObjectToObject(ex, an->src[k].name);
-                        cJSON_AddItemToObject(dx, "positive", example_texts(job, &tb.pos[c], 3));
-                        cJSON_AddItemToObject(dx, "negative", example_texts(job, &tb.neg[c], 3));
+                        cJSON_AddItemToObject(dx, "positive", dk_maxact_texts(&tb.pos[c], job->tok, 3, 160));
+                        cJSON_AddItemToObject(dx, "negative", dk_maxact_texts(&tb.neg[c], job->tok, 3, 160));
                     }
                 }
                 for (int64_t c = 0; c < nc; c++) dk_maxact_free(&tb.pos[c]), dk_maxact_free(&tb.neg[c]);
