@@ -96,5 +96,36 @@ if [ -x "$bin/diff_activation_analysis" ] && [ -x "$bin/diff_preprocess" ] && de
   echo "== diff_activation_analysis: mpirun -n 2 on the stores above =="
   mpirun -n 2 --oversubscribe "$bin/diff_activation_analysis" "${pp_args[@]}" "${@:2}"
 fi
+
+# --- the dictionary methods (issue 14): PCA, the SAE on differences and the crosscoder, trained from the stores --
+# Sizes scaled to the demo (d 256, ~550k training rows: one epoch, k 16, lr 1e-3, short warm-up); the jobs log their
+# validation metrics, the CE loss recovered and their findings. DEMO_PCA_ARGS, DEMO_SAE_ARGS, DEMO_CC_ARGS add
+# overrides.
+if [ -x "$bin/diff_sae" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete; then
+  dict_common=(diffing.method.training.epochs=1 diffing.method.training.k=16 diffing.method.training.lr=1e-3
+               diffing.method.training.validate_every_n_steps=100 diffing.method.optimization.warmup_steps=50
+               diffing.method.training.threshold_start_step=50 diffing.method.training.dead_feature_threshold=1000000
+               diffing.method.datasets.normalization.subsample_size=100000 diffing.method.evaluation.ce_num_sequences=16
+               diffing.method.analysis.latent_activations.max_num_samples=300
+               diffing.method.analysis.latent_activations.n_max_activations=10
+               diffing.method.analysis.latent_scaling.num_samples=100000)
+  echo
+  echo "== diff_pca: incremental PCA of the differences, mpirun -n 2 =="
+  read -r -a pca_extra <<< "${DEMO_PCA_ARGS:-diffing.method.training.batch_size=4096 diffing.method.analysis.max_activating_examples.n_max_activations=10 diffing.method.analysis.max_activating_examples.max_num_samples=300}"
+  mpirun -n 2 --oversubscribe "$bin/diff_pca" "${pp_args[@]}" "${pca_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_pca.log"
+  echo
+  echo "== diff_sae: a BatchTopK SAE on the differences (512 latents), mpirun -n 2 =="
+  read -r -a sae_extra <<< "${DEMO_SAE_ARGS:-}"
+  mpirun -n 2 --oversubscribe "$bin/diff_sae" "${pp_args[@]}" "${dict_common[@]}" "${sae_extra[@]}" "${@:2}" 2>&1 |
+    tee "$build/demo_sae.log"
+  echo
+  echo "== diff_crosscoder: a BatchTopK crosscoder on [base, organism] (1024 latents), mpirun -n 2 =="
+  read -r -a cc_extra <<< "${DEMO_CC_ARGS:-diffing.method.training.expansion_factor=4 diffing.method.training.k_max=64 diffing.method.training.k_annealing_steps=50}"
+  mpirun -n 2 --oversubscribe "$bin/diff_crosscoder" "${pp_args[@]}" "${dict_common[@]}" "${cc_extra[@]}" "${@:2}" 2>&1 |
+    tee "$build/demo_cc.log"
+  echo "findings of the dictionary methods:"
+  grep -h -E "explain .* of the variance|CE loss recovered|finding:" "$build/demo_pca.log" "$build/demo_sae.log" \
+    "$build/demo_cc.log" | sed 's/^\[[^]]*\] /  /' || true
+fi
 echo
 echo "Stages marked 'not built yet' arrive with their issues and then join this demo (README: status table)."

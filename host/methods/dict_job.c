@@ -239,9 +239,10 @@ static int dj_prepare(dk_method_job *job, dk_err *err) {
     int rc = 0;
     const char *an_split = dk_cfg_str(cfg, KEY("analysis.latent_activations.split"));
     const char *sc_split = dk_cfg_str(cfg, KEY("analysis.latent_scaling.dataset_split"));
-    if (a->latent_scaling && sae && strcmp(an_split, sc_split) != 0)
+    if (a->latent_scaling && !sae && strcmp(an_split, sc_split) != 0)
         rc = dk_err_set(err, DK_EXIT_USAGE, KEY("analysis.latent_scaling.dataset_split") " (%s) and "
-                        "latent_activations.split (%s) must name the same split", sc_split, an_split);
+                        "latent_activations.split (%s) must name the same split for the crosscoder (its scaling reads "
+                        "the same rows)", sc_split, an_split);
     for (int64_t i = 0; i < st->n_layers && rc == 0; i++) {
         dj_layer *dl = &st->L[i];
         dl->layer = layers[i];
@@ -259,10 +260,13 @@ static int dj_prepare(dk_method_job *job, dk_err *err) {
             if (rc != 0) break;
         }
         if (a->latent_scaling || a->latent_activations) {
+            /* the latent activations read whole sequences of the target's rows; the SAE's latent scaling reads the
+               paired [base, ft] rows, chosen as the seed's training datasets choose them */
             rc = dk_dict_set_open(job, an_split, dl->layer, st->target, st->skip, 0, &dl->an, err);
             dl->an_open = rc == 0;
             if (rc == 0 && sae && a->latent_scaling) {
-                rc = dk_dict_set_open(job, an_split, dl->layer, DK_DICT_STACKED, st->skip, 0, &dl->an_bf, err);
+                rc = dk_dict_set_open(job, sc_split, dl->layer, DK_DICT_STACKED, st->skip, a->scaling_num_samples,
+                                      &dl->an_bf, err);
                 dl->an_bf_open = rc == 0;
             }
         }
@@ -513,6 +517,43 @@ static void add_ce(cJSON *o, const dk_dict_ce *ce) {
     cJSON_AddNumberToObject(o, "ce_tokens", (double)ce->tokens);
 }
 
+/* The analysis headline in the log (what `make demo` prints): the crosscoder's latent classes, and the first
+ * latents the seed's steering would pick with the dataset and text of their strongest example. */
+static void log_findings(const dk_method_job *job, const dj_layer *dl, const cJSON *sum) {
+    const cJSON *tags = cJSON_GetObjectItem(sum, "latent_tags");
+    if (tags) {
+        char line[256] = "";
+        size_t n = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tags) n += (size_t)snprintf(line + n, n < sizeof line ? sizeof line - n : 0, "%s%s %d",
+                                                          n ? ", " : "", t->string, t->valueint);
+        LOG_INFO("%s layer %lld finding: latent classes by relative decoder norm: %s", job->spec->job,
+                 (long long)dl->layer, line);
+    }
+    const cJSON *top = cJSON_GetObjectItem(sum, "top_latents"), *lat;
+    int shown = 0;
+    cJSON_ArrayForEach(lat, top) {
+        if (shown++ == 3) break;
+        const cJSON *ex = cJSON_GetObjectItem(lat, "examples"), *ds, *best_ds = NULL, *best = NULL;
+        cJSON_ArrayForEach(ds, ex) { /* the dataset whose first example scores highest */
+            const cJSON *first = cJSON_GetArrayItem(ds, 0);
+            const cJSON *sc = first ? cJSON_GetObjectItem(first, "score") : NULL;
+            if (sc && (!best || sc->valuedouble > cJSON_GetObjectItem(best, "score")->valuedouble))
+                best = first, best_ds = ds;
+        }
+        const cJSON *id = cJSON_GetObjectItem(lat, "latent");
+        const cJSON *text = best ? cJSON_GetObjectItem(best, "text") : NULL;
+        char snippet[100] = "";
+        if (text && cJSON_IsString(text)) {
+            snprintf(snippet, sizeof snippet, "%s", text->valuestring);
+            for (char *c = snippet; *c; c++)
+                if (*c == '\n') *c = ' ';
+        }
+        LOG_INFO("%s layer %lld finding: latent %d strongest on %s: \"%s\"", job->spec->job, (long long)dl->layer,
+                 id ? id->valueint : -1, best_ds ? best_ds->string : "(no example)", snippet);
+    }
+}
+
 /* ---- one layer ---------------------------------------------------------------------------------------------------- */
 
 static int normaliser(dk_method_job *job, const dj_state *st, const dj_layer *dl, dk_dict_norm *nrm, dk_err *err) {
@@ -705,8 +746,10 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         free(dir), free(exp);
     }
     if (dk_dist_agree(&job->d, err) != 0) rc = -1;
-    if (rc == 0 && st->analysis)
+    if (rc == 0 && st->analysis) {
         rc = dk_dict_analyse(job, &m, &nrm, &dl->an, dl->an_bf_open ? &dl->an_bf : NULL, &st->acfg, base, sum_layer, err);
+        if (rc == 0 && job->d.rank == 0) log_findings(job, dl, sum_layer);
+    }
 
     cJSON_Delete(evals);
     curve_free(&cv);

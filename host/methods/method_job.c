@@ -198,9 +198,15 @@ static int read_common(dk_method_job *job, dk_err *err) {
 /* The method's settings as a fingerprint input, without the keys that do not change its results: what to do
  * with old results (overwrite), the agent's view of them (agent), debugging and loader knobs. */
 static void settings_input(dk_method_job *job) {
-    static const char *const not_results[] = {"overwrite", "agent", "debug_print_samples", "num_workers"};
+    static const char *const not_results[] = {"overwrite", "agent", "debug_print_samples", "num_workers", "upload"};
+    /* nested ones: the dictionary jobs' retraining switch and data-loader workers */
+    static const char *const not_results_in[][2] = {{"training", "overwrite"}, {"training", "workers"}};
     dk_cfg_node *m = dk_cfg_node_clone(dk_cfg_get(job->cfg, "diffing.method"));
     for (size_t i = 0; i < sizeof not_results / sizeof not_results[0]; i++) dk_cfg_map_remove(m, not_results[i]);
+    for (size_t i = 0; i < sizeof not_results_in / sizeof not_results_in[0]; i++) {
+        dk_cfg_node *sub = dk_cfg_map_get(m, not_results_in[i][0]);
+        if (sub) dk_cfg_map_remove(sub, not_results_in[i][1]);
+    }
     char *yaml = dk_cfg_to_yaml(m);
     dk_strbuf_printf(&job->inputs, "settings:\n%s", yaml);
     free(yaml);
