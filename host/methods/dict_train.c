@@ -64,7 +64,8 @@ void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dic
     tr->cap_rows = rows;
     tr->u = dk_malloc((size_t)(rows * D) * sizeof(float));
     tr->pre = dk_malloc((size_t)(rows * F) * sizeof(float));
-    tr->scores = dk_malloc((size_t)(rows * F) * sizeof(float));
+    tr->scores = m->kind == DK_DICT_SAE ? NULL : dk_malloc((size_t)(rows * F) * sizeof(float)); /* SAE: pre */
+    tr->hist = dk_malloc(65536 * sizeof(uint64_t));
     tr->xhat = dk_malloc((size_t)(rows * D) * sizeof(float));
     tr->g = dk_malloc((size_t)(rows * D) * sizeof(float));
     tr->ehat = dk_malloc((size_t)(rows * D) * sizeof(float));
@@ -89,7 +90,7 @@ void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dic
 
 void dk_dict_trainer_free(dk_dict_trainer *tr) {
     free(tr->grad), free(tr->adam_m), free(tr->adam_v), free(tr->since_fired);
-    free(tr->u), free(tr->pre), free(tr->scores), free(tr->xhat), free(tr->g), free(tr->ehat), free(tr->w);
+    free(tr->u), free(tr->pre), free(tr->scores), free(tr->hist), free(tr->xhat), free(tr->g), free(tr->ehat), free(tr->w);
     free(tr->row_ptr), free(tr->aux_ptr), free(tr->idx), free(tr->fval), free(tr->aux_idx), free(tr->aux_val);
     free(tr->fired), free(tr->dead), free(tr->col_ptr), free(tr->row_of), free(tr->cval);
     memset(tr, 0, sizeof *tr);
@@ -153,6 +154,10 @@ typedef struct par_ctx {
     uint64_t *hist;               /* (blocks, 65536) */
     int64_t blocks;
     uint32_t hi_bin;
+    float *pre;
+    const float *w;
+    float *scores_out;
+    int64_t F;
 } par_ctx;
 
 static void par_decode(void *ctx, int64_t r0, int64_t r1) {
@@ -204,21 +209,56 @@ static void hist_threads(int threads, const float *scores, int64_t count, uint32
     free(c.hist);
 }
 
+/* scores block b of `blocks` equal row ranges: relu in place, scores, and the block's high-half histogram */
+static void par_scores(void *ctx, int64_t b0, int64_t b1) {
+    const par_ctx *c = ctx;
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t lo = c->n * b / c->blocks, hi = c->n * (b + 1) / c->blocks;
+        uint64_t *h = c->hist + b * 65536;
+        memset(h, 0, 65536 * sizeof(uint64_t));
+        dk_cpu_dict_scores(c->pre + lo * c->F, hi - lo, c->F, c->w, c->scores_out + lo * c->F, h);
+    }
+}
+
+/* pre (n, F) → relu(pre), scores, and hist (65536) = the scores' high-half histogram, over the threads */
+static void scores_threads(int threads, float *pre, int64_t n, int64_t F, const float *w, float *scores,
+                           uint64_t *hist) {
+    const int64_t blocks = threads > 1 && n > 1 ? (threads < n ? threads : n) : 1;
+    par_ctx c = {.pre = pre, .n = n, .F = F, .w = w, .scores_out = scores, .blocks = blocks};
+    c.hist = dk_malloc((size_t)(blocks * 65536) * sizeof(uint64_t));
+    dk_parallel_rows(threads, blocks, 1, par_scores, &c);
+    memset(hist, 0, 65536 * sizeof(uint64_t));
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t i = 0; i < 65536; i++) hist[i] += c.hist[b * 65536 + i];
+    free(c.hist);
+}
+
 static void decode_threads(int threads, const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr,
                            const int32_t *idx, const float *fval, const float *W_dec, const float *b_dec, float *out) {
     par_ctx c = {.s = s, .row_ptr = row_ptr, .idx = idx, .fval = fval, .W_dec = W_dec, .b_dec = b_dec, .out = out};
     dk_parallel_rows(threads, rows, 16, par_decode, &c);
 }
 
-/* the sparse backward of a CSR code: its CSC (scratch of the trainer), then latent ranges over the threads */
+/* The sparse backward of a CSR code over blocks of rows: each block's rows of g and u (about 1.5 MiB) stay in the
+ * cache while every latent's entries in the block are added (the block's CSC), so a latent's gradient rows are
+ * revisited once per block instead of a row of g and u being fetched from memory once per entry. Latent ranges run
+ * on the threads. Each latent's entries are still added in row order: the result does not depend on the block
+ * size or the thread count. */
 static void backward_threads(dk_dict_trainer *tr, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
                              const float *fval, const float *g, const float *u, float *dW_enc, float *db_enc,
                              float *dW_dec) {
     const dk_dict_shape *s = &tr->m->s;
-    dk_cpu_dict_csc(rows, s->F, row_ptr, idx, fval, tr->col_ptr, tr->row_of, tr->cval);
-    par_ctx c = {.s = s, .col_ptr = tr->col_ptr, .row_of = tr->row_of, .cval = tr->cval, .g = g, .u = u,
-                 .W_dec = dk_dict_W_dec(tr->m), .dW_enc = dW_enc, .db_enc = db_enc, .dW_dec = dW_dec};
-    dk_parallel_rows(tr->c.threads, s->F, 8, par_backward, &c);
+    int64_t block = (int64_t)(3 << 19) / (2 * s->D * (int64_t)sizeof(float));
+    block = block < 16 ? 16 : block;
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+        const int64_t nb = rows - r0 < block ? rows - r0 : block;
+        if (row_ptr[r0 + nb] == row_ptr[r0]) continue;
+        dk_cpu_dict_csc(nb, s->F, row_ptr + r0, idx, fval, tr->col_ptr, tr->row_of, tr->cval);
+        par_ctx c = {.s = s, .col_ptr = tr->col_ptr, .row_of = tr->row_of, .cval = tr->cval, .g = g + r0 * s->D,
+                     .u = u + r0 * s->D, .W_dec = dk_dict_W_dec(tr->m), .dW_enc = dW_enc, .db_enc = db_enc,
+                     .dW_dec = dW_dec};
+        dk_parallel_rows(tr->c.threads, s->F, 8, par_backward, &c);
+    }
 }
 
 /* Σ x² in fp64 over fixed blocks of 65536 values summed in order (the same whatever the thread count) */
@@ -236,11 +276,10 @@ static double sumsq_threads(int threads, const float *x, int64_t n) {
 
 /* The K-th largest positive score over every rank's (n, F) scores: *t and the number of entries equal to t this
  * rank keeps (*ties); *t = 0 when there are no more than K positive entries (keep them all). */
-static void global_threshold(const dk_dist *dist, int threads, const float *scores, int64_t count, int64_t K, float *t,
-                             int64_t *ties) {
+static void global_threshold(const dk_dist *dist, int threads, const float *scores, int64_t count, int64_t K,
+                             uint64_t *h, float *t, int64_t *ties) {
     enum { BINS = 65536 };
-    uint64_t *h = dk_calloc(BINS, sizeof(uint64_t)), *mine = dk_calloc(BINS, sizeof(uint64_t));
-    hist_threads(threads, scores, count, UINT32_MAX, h);
+    uint64_t *mine = dk_calloc(BINS, sizeof(uint64_t));
     MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
     uint64_t total = 0;
     for (int b = 0; b < BINS; b++) total += h[b];
@@ -265,7 +304,7 @@ static void global_threshold(const dk_dist *dist, int threads, const float *scor
         int64_t take = need - before;
         *ties = take < 0 ? 0 : take > local ? local : take;
     }
-    free(h), free(mine);
+    free(mine);
 }
 
 /* ---- the step -------------------------------------------------------------------------------------------- */
@@ -293,13 +332,14 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     }
     const float *u = sae ? tr->u : x; /* the encoder's input, also the W_enc gradient's */
     dk_cpu_dict_encode(s, x, n, W_enc, b_enc, sae ? b_dec : NULL, sae ? tr->u : NULL, tr->pre);
-    dk_cpu_dict_scores(tr->pre, n, F, w, tr->scores);
+    /* pre becomes relu(pre); the SAE's scores are relu(pre) itself */
+    float *scores = sae ? tr->pre : tr->scores;
+    scores_threads(c->threads, tr->pre, n, F, w, scores, tr->hist);
     float t;
     int64_t ties;
-    global_threshold(dist, c->threads, tr->scores, n * F, K, &t, &ties);
-    for (int64_t i = 0; i < n * F; i++) tr->pre[i] = tr->pre[i] > 0 ? tr->pre[i] : 0.0f; /* pre becomes relu(pre) */
+    global_threshold(dist, c->threads, scores, n * F, K, tr->hist, &t, &ties);
     const float *a = tr->pre;
-    const int64_t n_sel = dk_cpu_select(tr->scores, a, n, F, t, ties, tr->row_ptr, tr->idx, tr->fval, tr->cap_sel);
+    const int64_t n_sel = dk_cpu_select(scores, a, n, F, t, ties, tr->row_ptr, tr->idx, tr->fval, tr->cap_sel);
 
     /* 2. fired mask and threshold EMA */
     memset(tr->fired, 0, (size_t)F);
@@ -356,7 +396,7 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     st->dead = n_dead;
     if (n_dead > 0) {
         const int64_t k_aux = c->top_k_aux < n_dead ? c->top_k_aux : n_dead;
-        dk_cpu_auxk_select(w ? tr->scores : a, a, n, F, tr->dead, k_aux, tr->aux_ptr, tr->aux_idx, tr->aux_val);
+        dk_cpu_auxk_select(scores, a, n, F, tr->dead, k_aux, tr->aux_ptr, tr->aux_idx, tr->aux_val);
         decode_threads(c->threads, s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, W_dec, NULL, tr->ehat);
         double *mean_e = dk_calloc((size_t)(D + 2), sizeof(double));
         for (int64_t r = 0; r < n; r++)

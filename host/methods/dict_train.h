@@ -63,7 +63,8 @@ typedef struct dk_dict_trainer {
     int64_t *since_fired;           /* (F) tokens since each latent last fired */
     int64_t step;                   /* steps done */
     int64_t cap_rows;               /* rows per rank the scratch holds */
-    float *u, *pre, *scores, *xhat, *g, *w, *ehat;
+    float *u, *pre, *scores, *xhat, *g, *w, *ehat;   /* scores: crosscoder only (the SAE's are relu(pre)) */
+    uint64_t *hist;                 /* (65536) this rank's high-half histogram of the scores */
     int64_t *row_ptr, *aux_ptr;
     int32_t *idx, *aux_idx;
     float *fval, *aux_val;

@@ -39,19 +39,24 @@ void dk_cpu_dict_code_weights(const dk_dict_shape *s, const float *W_dec, float 
     }
 }
 
-void dk_cpu_dict_scores(const float *pre, int64_t n, int64_t F, const float *w, float *scores) {
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t j = 0; j < F; j++) {
-            const float a = pre[r * F + j] > 0 ? pre[r * F + j] : 0.0f;
-            scores[r * F + j] = w ? a * w[j] : a;
-        }
-}
-
 static inline uint32_t bits_of(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
+
+void dk_cpu_dict_scores(float *pre, int64_t n, int64_t F, const float *w, float *scores, uint64_t *hist_hi) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t j = 0; j < F; j++) {
+            const int64_t i = r * F + j;
+            const float a = pre[i] > 0 ? pre[i] : 0.0f;
+            const float v = w ? a * w[j] : a;
+            pre[i] = a;
+            scores[i] = v;
+            if (hist_hi && v > 0 && v <= FLT_MAX) hist_hi[bits_of(v) >> 16]++;
+        }
+}
+
 
 void dk_cpu_hist_hi(const float *s, int64_t n, uint64_t *hist) {
     for (int64_t i = 0; i < n; i++)
@@ -131,16 +136,33 @@ int64_t dk_cpu_auxk_select(const float *scores, const float *val, int64_t rows, 
 
 void dk_cpu_dict_decode(const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr, const int32_t *idx,
                         const float *fval, const float *W_dec, const float *b_dec, float *out) {
-    const int64_t D = s->D;
+    const int64_t D = s->D, F = s->F;
+    /* blocks of latents whose decoder rows (about 1.5 MiB) stay in the cache while every row takes its entries in
+       the block (a row's entries are in ascending latent order: each output value adds its latents in that order,
+       as an unblocked pass would) */
+    int64_t block = (int64_t)(3 << 19) / (D * (int64_t)sizeof(float));
+    block = block < 8 ? 8 : block;
+    int64_t *at = malloc((size_t)(rows ? rows : 1) * sizeof(int64_t)); /* each row's next entry */
+    if (!at) abort();
     for (int64_t r = 0; r < rows; r++) {
         float *o = out + r * D;
         if (b_dec) memcpy(o, b_dec, (size_t)D * sizeof(float));
         else memset(o, 0, (size_t)D * sizeof(float));
-        for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++) {
-            const float f = fval[e], *w = W_dec + (int64_t)idx[e] * D;
-            for (int64_t i = 0; i < D; i++) o[i] += f * w[i];
+        at[r] = row_ptr[r];
+    }
+    for (int64_t j0 = 0; j0 < F; j0 += block) {
+        const int64_t j1 = j0 + block;
+        for (int64_t r = 0; r < rows; r++) {
+            float *o = out + r * D;
+            int64_t e = at[r];
+            for (; e < row_ptr[r + 1] && idx[e] < j1; e++) {
+                const float f = fval[e], *w = W_dec + (int64_t)idx[e] * D;
+                for (int64_t i = 0; i < D; i++) o[i] += f * w[i];
+            }
+            at[r] = e;
         }
     }
+    free(at);
 }
 
 void dk_cpu_dict_csc(int64_t rows, int64_t F, const int64_t *row_ptr, const int32_t *idx, const float *fval,

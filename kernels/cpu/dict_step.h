@@ -50,8 +50,10 @@ void dk_cpu_dict_encode(const dk_dict_shape *s, const float *x, int64_t n, const
 /* w (F) = Σ_l ‖W_dec[j, l·d : (l+1)·d]‖₂ (fp32, as torch's norm(dim=2).sum(0)). */
 void dk_cpu_dict_code_weights(const dk_dict_shape *s, const float *W_dec, float *w);
 
-/* scores (n, F) = relu(pre) · w_j (w NULL: relu(pre)). */
-void dk_cpu_dict_scores(const float *pre, int64_t n, int64_t F, const float *w, float *scores);
+/* pre (n, F) becomes relu(pre); scores (n, F) = relu(pre) · w_j (w NULL: relu(pre); scores may then be pre itself);
+ * hist_hi (65536, may be NULL) += the high-half histogram of the positive finite scores (dk_cpu_hist_hi), in the
+ * same pass: the fused encoder tail of the CUDA twin. */
+void dk_cpu_dict_scores(float *pre, int64_t n, int64_t F, const float *w, float *scores, uint64_t *hist_hi);
 
 /* Histograms of the positive finite entries of s (n values) by their float bits: hi counts bits >> 16
  * (65536 bins); lo counts the low 16 bits of the entries whose high half equals `hi_bin`. Added to hist. */

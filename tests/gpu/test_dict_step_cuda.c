@@ -144,7 +144,7 @@ static void run_case(const dict_case *c, dk_cuda_gemm *gemm) {
 
     /* 3. scores with the fused histogram; relu(pre) in place */
     float *scores = malloc((size_t)(rows * F) * sizeof *scores), *a = copy_f(pre, (size_t)(rows * F));
-    dk_cpu_dict_scores(pre, rows, F, wsel, scores);
+    dk_cpu_dict_scores(pre, rows, F, wsel, scores, NULL); /* pre is relu(pre) now: the same input for the GPU */
     for (int64_t i = 0; i < rows * F; i++) a[i] = a[i] > 0 ? a[i] : 0.0f;
     uint64_t *h_init = malloc(DK_DICT_HIST_BINS * sizeof *h_init), *h_cpu = malloc(DK_DICT_HIST_BINS * sizeof *h_cpu);
     for (int b = 0; b < DK_DICT_HIST_BINS; b++) h_init[b] = (uint64_t)(b % 7); /* the histograms accumulate */
