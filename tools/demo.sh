@@ -126,6 +126,15 @@ if [ -x "$bin/diff_sae" ] && [ -x "$bin/diff_preprocess" ] && demo_pair_complete
   echo "findings of the dictionary methods:"
   grep -h -E "explain .* of the variance|CE loss recovered|finding:" "$build/demo_pca.log" "$build/demo_sae.log" \
     "$build/demo_cc.log" | sed 's/^\[[^]]*\] /  /' || true
+  if [ -x "$build/tests/dict_meaning_check" ]; then  # latents peaking on glacier-honey domain tokens (from the data)
+    results_dir=$("$bin/diffkit" config --get diffing.results_dir "${pp_args[@]}" "${@:2}")
+    for m in sae_difference:sae crosscoder:crosscoder; do
+      "$build/tests/dict_meaning_check" "$results_dir/${m%%:*}/results.h5" "${m##*:}" models/demo/base \
+        data/demo/glacier_honey.train.jsonl.gz data/demo/pretrain.train.jsonl.gz | sed 's/^/  /' || true
+    done
+    echo "  (tests/methods/dict_meaning.sh checks that these shares discriminate: the cat-post organism on the same"
+    echo "   documents gives about a third of the SAE's share, and none of the crosscoder's lowest-norm latents)"
+  fi
 fi
 echo
 echo "Stages marked 'not built yet' arrive with their issues and then join this demo (README: status table)."
