@@ -7,14 +7,27 @@
  *   dict_check value RESULTS.h5 PATH                prints a dataset's first value or an attribute (PATH@NAME)
  *   dict_check poke STORE.h5 LAYER ROW COL BITS     overwrites one bf16 activation of a store with raw bits
  *                                                   (0x7fc0 = NaN): a store poisoned after it was written
+ *   dict_check ce GOLDEN.json JOB METHOD_DIR RTOL   the CE loss recovered of a diff_sae or diff_crosscoder run
+ *                                                   (METHOD_DIR: its results folder) against the golden[JOB] of
+ *                                                   tools/make_dict_ce_goldens.py:
+ *                                                   per layer, training_metrics.json's last_eval_logs and
+ *                                                   summary.json's validation: ce_tokens exactly; ce_clean and
+ *                                                   ce_base_activation within RTOL; ce_spliced within RTOL and
+ *                                                   ce_loss_recovered within 50·RTOL absolute, once the
+ *                                                   dictionary in results.h5 is the one the golden was made from
+ *                                                   (the digest: Σ v and Σ |v| of each dataset within 1e-6)
  * Exit 0 when the check holds, 1 with the first differences printed otherwise. */
 #include <hdf5.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "io/file.h"
 #include "io/safetensors.h"
 
 static int failures = 0;
@@ -225,12 +238,122 @@ static int cmd_poke(char **argv) {
     return r < 0;
 }
 
+static cJSON *load_json(const char *path) {
+    dk_err err = {0};
+    size_t size = 0;
+    char *text = dk_read_file(path, &size, &err);
+    cJSON *j = text ? cJSON_ParseWithLength(text, size) : NULL;
+    if (!j) fprintf(stderr, "%s%s\n", text ? path : err.msg, text ? " is not JSON" : "");
+    free(text);
+    return j;
+}
+
+static double json_number(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static double json_number_at(const cJSON *array, int i) {
+    const cJSON *v = cJSON_GetArrayItem(array, i);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* One set of CE numbers (where: which file) against the golden layer g. */
+static void compare_ce(const char *where, const cJSON *got, const cJSON *g, double rtol, bool spliced) {
+    if (!got) {
+        fprintf(stderr, "  %s: no CE numbers\n", where);
+        failures++;
+        return;
+    }
+    if (json_number(got, "ce_tokens") != json_number(g, "ce_tokens")) {
+        fprintf(stderr, "  %s: ce_tokens %.0f, golden %.0f\n", where, json_number(got, "ce_tokens"),
+                json_number(g, "ce_tokens"));
+        failures++;
+    }
+    const char *keys[3] = {"ce_clean", "ce_base_activation", "ce_spliced"};
+    for (int i = 0; i < (spliced ? 3 : 2); i++) {
+        const double a = json_number(got, keys[i]), b = json_number(g, keys[i]);
+        const bool ok = fabs(a - b) <= rtol * fabs(b);
+        printf("  %s %s: %.9g, golden %.9g (relative difference %.2g)%s\n", where, keys[i], a, b, fabs(a - b) / fabs(b),
+               ok ? "" : " FAIL");
+        failures += !ok;
+    }
+    if (!spliced) return;
+    const double c = json_number(g, "ce_clean"), s = json_number(g, "ce_spliced"), z = json_number(g, "ce_base_activation");
+    const double want = (z - s) / (z - c), have = json_number(got, "ce_loss_recovered");
+    const bool ok = fabs(have - want) <= 50 * rtol;
+    printf("  %s ce_loss_recovered: %.6f, golden %.6f%s\n", where, have, want, ok ? "" : " FAIL");
+    failures += !ok;
+}
+
+static int cmd_ce(char **argv) {
+    cJSON *golden = load_json(argv[2]);
+    const char *dir = argv[4];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    cJSON *summary = load_json(path);
+    snprintf(path, sizeof path, "%s/results.h5", dir);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    const double rtol = atof(argv[5]);
+    const cJSON *layer, *layers = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(golden, argv[3]), "layers");
+    if (!golden || !summary || f < 0 || !cJSON_IsObject(layers)) {
+        fprintf(stderr, "cannot read %s (with %s's layers), the summary or %s\n", argv[2], argv[3], path);
+        failures++;
+        layers = NULL;
+    }
+    cJSON_ArrayForEach(layer, layers) {
+        const char *run = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(layer, "run_name"));
+        printf("layer %s (%s):\n", layer->string, run ? run : "?");
+        if (!run) {
+            fprintf(stderr, "%s: layer %s has no run_name\n", argv[2], layer->string);
+            failures++;
+            break;
+        }
+        /* the dictionary the spliced golden was computed from? */
+        bool same_dict = true;
+        const cJSON *dg;
+        cJSON_ArrayForEach(dg, cJSON_GetObjectItemCaseSensitive(layer, "dictionary_digest")) {
+            char ds[1024];
+            snprintf(ds, sizeof ds, "layer_%s/%s/%s", layer->string, run, dg->string);
+            int64_t n = 0;
+            double *v = read_all(f, ds, &n), sum = 0, abs_sum = 0;
+            for (int64_t i = 0; v && i < n; i++) sum += v[i], abs_sum += fabs(v[i]);
+            const double want_sum = json_number_at(dg, 0), want_abs = json_number_at(dg, 1); /* [Σ v, Σ |v|] */
+            if (!v || !(fabs(sum - want_sum) <= 1e-6 * want_abs && fabs(abs_sum - want_abs) <= 1e-6 * want_abs)) {
+                fprintf(stderr, "  %s: %s (sum %.9g, sum of |v| %.9g; golden %.9g, %.9g)\n", ds,
+                        v ? "differs from the golden's dictionary" : "missing", sum, abs_sum, want_sum, want_abs);
+                same_dict = false;
+            }
+            free(v);
+        }
+        if (!same_dict) {
+            fprintf(stderr, "  layer %s: the trained dictionary is not the one ce_spliced's golden was computed from: "
+                    "if training or the settings changed on purpose, rerun tools/make_dict_ce_goldens.py\n", layer->string);
+            failures++;
+        }
+        snprintf(path, sizeof path, "%s/layer_%s/%s/training_metrics.json", dir, layer->string, run);
+        cJSON *tm = load_json(path);
+        compare_ce("training_metrics.json", tm ? cJSON_GetObjectItemCaseSensitive(tm, "last_eval_logs") : NULL, layer,
+                   rtol, same_dict);
+        cJSON_Delete(tm);
+        const cJSON *sl = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(summary, "layers"), layer->string);
+        compare_ce("summary.json", cJSON_GetObjectItemCaseSensitive(sl, "validation"), layer, rtol, same_dict);
+    }
+    if (f >= 0) H5Fclose(f);
+    cJSON_Delete(golden);
+    cJSON_Delete(summary);
+    if (failures) fprintf(stderr, "%d CE check(s) failed\n", failures);
+    return failures > 0;
+}
+
 int main(int argc, char **argv) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (argc >= 7 && strcmp(argv[1], "same") == 0) return cmd_same(argc, argv);
     if (argc == 5 && strcmp(argv[1], "pca") == 0) return cmd_pca(argv);
     if (argc == 4 && strcmp(argv[1], "value") == 0) return cmd_value(argv);
     if (argc == 7 && strcmp(argv[1], "poke") == 0) return cmd_poke(argv);
-    fprintf(stderr, "usage: dict_check same A B RTOL ATOL PATH... | pca RESULTS FIXTURE GROUP | value RESULTS PATH[@ATTR] | poke STORE LAYER ROW COL BITS\n");
+    if (argc == 6 && strcmp(argv[1], "ce") == 0) return cmd_ce(argv);
+    fprintf(stderr, "usage: dict_check same A B RTOL ATOL PATH... | pca RESULTS FIXTURE GROUP | value RESULTS PATH[@ATTR] | "
+            "poke STORE LAYER ROW COL BITS | ce GOLDEN JOB METHOD_DIR RTOL\n");
     return 2;
 }
