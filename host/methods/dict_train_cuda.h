@@ -17,7 +17,8 @@
  * residual goes down, is summed and comes back up: D doubles); the sparse backward; the gradient sum over the
  * ranks with NCCL (ncclAllReduce, fp32 sum) when this build has NCCL and every rank has its own GPU, else through
  * the host with MPI_Allreduce; decoder-parallel removal (SAE), Σ g² (down: its block partials), Adam with the
- * clipping factor, unit-norm decoder rows (SAE). Nothing else crosses PCIe.
+ * clipping factor, unit-norm decoder rows (SAE). Besides these only scalars come down (the selection's counts,
+ * the loss and AuxK sums, the smallest selected score); the host waits on the GPU at each of them.
  *
  * Agreement with the CPU trainer: the kernels' documented differences (the encoder GEMM's and a few reductions'
  * reassociation, kernels/cuda/dict_step.cuh), nothing else; tests/gpu/test_dict_train_cuda.c holds both to the
