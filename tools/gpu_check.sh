@@ -26,7 +26,9 @@
 # 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10.
 # The GPU tests (ctest -L gpu) include test_diffops_cuda (each diff op against its CPU twin), test_dict_step_cuda
 # (each piece of the SAE / crosscoder training step against kernels/cpu/dict_step) and test_kl_cuda (diff_kl's KL
-# with the logits kept on the GPU against host logits + the CPU KL).
+# with the logits kept on the GPU against host logits + the CPU KL). The full configuration of step 3b also runs
+# dict_train_cuda_1ranks/_2ranks (the GPU dictionary trainer on the training goldens, 1 and 2 ranks, and its
+# steps/s at a seed-sized shape, printed into ctest-preprocess-gpu.log).
 # Exit status: 0 when the build and the GPU tests passed, 1 when the build failed, 2 when GPU tests failed.
 # The configure and build steps live in tools/gpu_check_lib.sh, shared with tools/gpu_check_rehearsal.sh,
 # which proves them here on a simulated bare machine (ctest -L gpu-rehearsal).
@@ -157,7 +159,7 @@ if [ -n "$full_pid" ]; then
   else
     t=$(( 520 - $(elapsed) ))
     if [ "$t" -ge 40 ]; then
-      (cd build-gpu-full && timeout "$t" ctest -R preprocess_gpu_vs_cpu -V --timeout $(( t - 5 ))) \
+      (cd build-gpu-full && timeout "$t" ctest -R "preprocess_gpu_vs_cpu|dict_train_cuda" -V --timeout $(( t - 5 ))) \
         > "$logs/ctest-preprocess-gpu.log" 2>&1
       rc=$?
       cp "$logs/ctest-preprocess-gpu.log" "$out/"

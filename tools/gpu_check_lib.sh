@@ -18,12 +18,14 @@ gc_build_engine() {
 }
 
 # gc_build_full BUILD_DIR ARCH LOG_DIR JOBS: the full configuration (MPI, parallel HDF5, libcurl) with CUDA,
-# only what the test preprocess_gpu_vs_cpu needs (diff_preprocess, pp_store_tool), at the lowest priority so it
+# only what the tests preprocess_gpu_vs_cpu and dict_train_cuda_* need (diff_preprocess, pp_store_tool,
+# test_dict_train_cuda), at the lowest priority so it
 # can run beside the GPU tests. Logs: configure-full.log, build-full.log.
 gc_build_full() {
   local dir=$1 arch=$2 logs=$3 jobs=$4
   timeout "$GC_CONFIGURE_TIMEOUT" cmake -S . -B "$dir" "${gc_generator[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DDIFFKIT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$logs/configure-full.log" 2>&1 &&
     timeout "$GC_FULL_BUILD_TIMEOUT" nice -n 19 cmake --build "$dir" -j "$jobs" --target diff_preprocess pp_store_tool \
+      test_dict_train_cuda \
       > "$logs/build-full.log" 2>&1
 }

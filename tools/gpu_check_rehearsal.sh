@@ -11,7 +11,8 @@
 #   3. unpacks the packages into a temporary prefix with tools/unpack_debs.sh (PKG_CONFIG_LIBDIR names only the
 #      prefix, the prefix's own pkg-config is first on PATH),
 #   4. runs the configure and build steps of tools/gpu_check.sh itself (tools/gpu_check_lib.sh; CUDA on, sm_90):
-#      the engine-only build for both sets, and the full build of diff_preprocess for the full set,
+#      the engine-only build for both sets, and the full build of diff_preprocess (and test_dict_train_cuda) for
+#      the full set,
 #   5. checks the result:
 #      - no build file names a system path that belongs to a carried package (e.g. -I/usr/include/cjson),
 #      - every library the built programs load resolves into the prefix, the CUDA toolkit, or the few libraries
@@ -94,9 +95,10 @@ if [ "${1:-}" = --inner ]; then
       tail -n 25 "$d/logs/configure-full.log" "$d/logs/build-full.log" 2>/dev/null
       fail "full configure/build, as gpu_check.sh step 3b runs it (logs: $d/logs/configure-full.log, build-full.log)"
     fi
-    echo "full build (diff_preprocess, pp_store_tool): ok, $(( $(date +%s) - t0 )) s"
+    echo "full build (diff_preprocess, pp_store_tool, test_dict_train_cuda): ok, $(( $(date +%s) - t0 )) s"
     check_build "$d/build-gpu-full"
-    check_loads "$d/build-gpu-full/bin/diff_preprocess" "$d/build-gpu-full/tests/pp_store_tool"
+    check_loads "$d/build-gpu-full/bin/diff_preprocess" "$d/build-gpu-full/tests/pp_store_tool" \
+      "$d/build-gpu-full/tests/test_dict_train_cuda"
     mpiexec=$(sed -n 's/^MPIEXEC_EXECUTABLE:[A-Z]*=//p' "$d/build-gpu-full/CMakeCache.txt")
     case "$mpiexec" in "$prefix"/*) ;; *) fail "CMake chose mpiexec $mpiexec, not the prefix's";; esac
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 DIFFKIT_ROOT=$root

@@ -46,8 +46,13 @@
 #include "methods/dict_model.h"
 #include "methods/dict_norm.h"
 #include "methods/dict_train.h"
+#include "methods/dict_train_cuda.h"
 #include "methods/method_job.h"
 #include "methods/methods.h"
+#include "model/backend.h"
+#ifdef DIFFKIT_HAVE_CUDA
+#include "model/forward_cuda.h"
+#endif
 
 #define KEY(k) "diffing.method." k
 
@@ -73,6 +78,7 @@ typedef struct dj_state {
     bool ce;                     /* evaluation.ce_loss_recovered */
     int64_t ce_seqs;
     char *ckpt_dir;
+    bool gpu;                    /* training steps on the GPU (dict_train_cuda.h): device=cuda, or auto with GPUs */
     int64_t n_layers;
     dj_layer *L;
 } dj_state;
@@ -554,6 +560,76 @@ static void log_findings(const dk_method_job *job, const dj_layer *dl, const cJS
     }
 }
 
+/* ---- where the steps run ------------------------------------------------------------------------------------- */
+
+/* st->gpu: device=cuda (an error without CUDA or a GPU), device=auto when every rank sees a GPU, device=cpu never.
+ * Collective; the ranks must agree (a mix would train with two arithmetics). */
+static int choose_device(dk_method_job *job, dj_state *st, dk_err *err) {
+    const bool usable = dk_backend_cuda_usable();
+    int rc = 0;
+    if (job->device == DK_DEVICE_CUDA && !usable)
+        rc = dk_err_set(err, DK_EXIT_USAGE, "device=cuda: this build has no CUDA or this rank sees no GPU; set "
+                        "device=cpu (or auto) to train on the CPU");
+    const int mine = job->device == DK_DEVICE_CUDA || (job->device == DK_DEVICE_AUTO && usable);
+    int lo = 0, hi = 0;
+    MPI_Allreduce(&mine, &lo, 1, MPI_INT, MPI_MIN, job->d.comm);
+    MPI_Allreduce(&mine, &hi, 1, MPI_INT, MPI_MAX, job->d.comm);
+    if (rc == 0 && lo != hi)
+        rc = dk_err_set(err, DK_EXIT_USAGE, "device=%s resolved differently on different ranks (some have a GPU, some "
+                        "not): set device=cpu or device=cuda explicitly", dk_device_name(job->device));
+    st->gpu = lo == 1;
+    return rc;
+}
+
+/* The GPU trainer over tr on this rank's GPU (local rank modulo the node's GPUs), when st->gpu. Collective. */
+static int gpu_trainer(dk_method_job *job, const dj_state *st, dk_dict_trainer *tr, int64_t rows,
+                       dk_dict_cuda_trainer **gt, dk_err *err) {
+    *gt = NULL;
+    if (!st->gpu) return 0;
+#ifdef DIFFKIT_HAVE_CUDA
+    const int n_gpus = dk_cuda_device_count(), device = n_gpus > 0 ? job->d.local_rank % n_gpus : 0;
+    if (dk_dict_cuda_trainer_create(gt, tr, device, rows, err) != 0) return -1;
+    if (job->d.rank == 0) {
+        char name[128];
+        dk_cuda_device_name(name, sizeof name);
+        LOG_INFO("%s: training on the GPU (%s; %d rank(s), gradients summed with %s)", job->spec->job, name,
+                 job->d.nranks, dk_dict_cuda_trainer_uses_nccl(*gt) ? "NCCL" : "MPI through the host");
+    }
+    return 0;
+#else
+    (void)job, (void)tr, (void)rows;
+    return dk_err_set(err, DK_EXIT_USAGE, "device=cuda: this build has no CUDA");
+#endif
+}
+
+/* One step on the GPU trainer when there is one, else on the CPU trainer. Collective. */
+static int train_step(dk_dict_trainer *tr, dk_dict_cuda_trainer *gt, const float *x, const float *raw, int64_t n,
+                      int64_t B, dk_err *err) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (gt) return dk_dict_cuda_trainer_step(gt, x, raw, n, B, err);
+#else
+    (void)gt;
+#endif
+    return dk_dict_trainer_step(tr, x, raw, n, B, err);
+}
+
+/* The GPU's parameters and moments into the host trainer (before evaluating, checkpointing, writing results). */
+static void host_state(dk_dict_cuda_trainer *gt) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (gt) dk_dict_cuda_trainer_download(gt);
+#else
+    (void)gt;
+#endif
+}
+
+static void gpu_trainer_free(dk_dict_cuda_trainer *gt) {
+#ifdef DIFFKIT_HAVE_CUDA
+    dk_dict_cuda_trainer_destroy(gt);
+#else
+    (void)gt;
+#endif
+}
+
 /* ---- one layer ---------------------------------------------------------------------------------------------------- */
 
 static int normaliser(dk_method_job *job, const dj_state *st, const dj_layer *dl, dk_dict_norm *nrm, dk_err *err) {
@@ -582,14 +658,15 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
     tc.top_k_aux = d / 2; /* activation_dim // 2 in both reference trainers (per model for the crosscoder) */
     tc.threads = job->threads;
     st->tc.steps = tc.steps;
-    const uint64_t need = (uint64_t)m.P * 4 * 4 + (uint64_t)B * (uint64_t)(3 * F + 6 * D) * 4;
+    /* on the GPU the host holds the state and two copies of this rank's rows */
+    const uint64_t need = (uint64_t)m.P * 4 * 4 + (uint64_t)B * (uint64_t)(st->gpu ? 2 * D : 3 * F + 6 * D) * 4;
     int rc = dk_host_memory_check(need, "the dictionary, its gradients, Adam moments and one batch",
                                   "lower diffing.method.training.expansion_factor or batch_size", err);
     if (dk_dist_agree(&job->d, err) != 0) rc = -1;
     int64_t lo, hi;
     dk_dict_slice(B, job->d.rank, job->d.nranks, &lo, &hi);
     dk_dict_trainer tr;
-    dk_dict_trainer_init(&tr, &job->d, &tc, &m, hi - lo + 1);
+    dk_dict_trainer_init(&tr, &job->d, &tc, &m, st->gpu ? 1 : hi - lo + 1); /* the GPU trainer has its own rows */
 
     const uint64_t key = train_key(st, dl, &m, &nrm, job->seed);
     char name[200];
@@ -605,6 +682,8 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         if (rc == 0 && job->d.rank == 0 && dk_mkdirs(st->ckpt_dir, err) != 0) rc = -1;
         if (dk_dist_agree(&job->d, err) != 0) rc = -1;
     }
+    dk_dict_cuda_trainer *gt = NULL; /* after the checkpoint: it uploads the host state */
+    if (rc == 0 && gpu_trainer(job, st, &tr, hi - lo + 1, &gt, err) != 0) rc = -1;
     if (rc == 0 && resumed && job->d.rank == 0)
         LOG_INFO("%s layer %lld: resuming from %s at step %lld of %lld", job->spec->job, (long long)dl->layer, ckpt,
                  (long long)tr.step, (long long)tc.steps);
@@ -634,7 +713,7 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         if (dk_dist_agree(&job->d, err) != 0) { rc = -1; break; }
         memcpy(x, raw, (size_t)(n * D) * sizeof(float));
         dk_dict_norm_apply(&nrm, x, n);
-        rc = dk_dict_trainer_step(&tr, x, raw, n, nb, err);
+        rc = train_step(&tr, gt, x, raw, n, nb, err);
         if (rc != 0) break;
         t_read += t1 - t0, t_step += dk_time_now() - t1, rows_read += n, steps_run++;
         const dk_dict_step_stats *ss = &tr.last;
@@ -642,6 +721,7 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         cv.dead[step] = ss->dead, cv.k[step] = ss->k;
         dk_progress_add(&prog, 1);
         if (tr.step % st->validate_every == 0 || tr.step == tc.steps) {
+            host_state(gt);
             rc = evaluate(job, st, val_set, &m, &nrm, &ev, err);
             if (rc != 0) break;
             cJSON *e = eval_json(&ev, &m);
@@ -658,6 +738,8 @@ static int train_layer(dk_method_job *job, dj_state *st, dj_layer *dl, cJSON *su
         }
     }
     dk_progress_end(&prog);
+    if (rc == 0) host_state(gt);
+    gpu_trainer_free(gt);
     if (rc == 0 && steps_run > 0 && job->d.rank == 0)
         LOG_INFO("%s layer %lld: rank 0 read %lld rows in %.2f s (%.0f rows/s) and trained on them in %.2f s (%.0f rows/s): "
                  "reading %s", job->spec->job, (long long)dl->layer, (long long)rows_read, t_read,
@@ -766,7 +848,8 @@ static int dj_run(dk_method_job *job, dk_err *err) {
     cJSON *summary = cJSON_CreateObject();
     cJSON_AddStringToObject(summary, "method", job->spec->method);
     cJSON *layers = cJSON_AddObjectToObject(summary, "layers");
-    int rc = 0;
+    int rc = choose_device(job, st, err);
+    if (dk_dist_agree(&job->d, err) != 0) rc = -1;
     for (int64_t i = 0; i < st->n_layers && rc == 0; i++) {
         char lname[32];
         snprintf(lname, sizeof lname, "%lld", (long long)st->L[i].layer);

@@ -98,7 +98,7 @@ void dk_dict_trainer_free(dk_dict_trainer *tr) {
 
 /* ---- step 0: the geometric median of the global batch (per layer for the crosscoder) ---------------------- */
 
-static void geometric_median(const dk_dist *dist, const dk_dict_shape *s, const float *x, int64_t n, int64_t B,
+void dk_dict_geometric_median(const dk_dist *dist, const dk_dict_shape *s, const float *x, int64_t n, int64_t B,
                              float *out) {
     const int64_t L = s->L, d = s->d, D = s->D;
     double *acc = dk_calloc((size_t)(D + L), sizeof(double)); /* Σ w·x per layer, then Σ w per layer */
@@ -274,10 +274,20 @@ static double sumsq_threads(int threads, const float *x, int64_t n) {
 
 /* ---- the global BatchTopK threshold ------------------------------------------------------------------------ */
 
-/* The K-th largest positive score over every rank's (n, F) scores: *t and the number of entries equal to t this
- * rank keeps (*ties); *t = 0 when there are no more than K positive entries (keep them all). */
-static void global_threshold(const dk_dist *dist, int threads, const float *scores, int64_t count, int64_t K,
-                             uint64_t *h, float *t, int64_t *ties) {
+/* The CPU's low-half histogram of this rank's scores (dk_dict_hist_lo_fn). */
+typedef struct cpu_scores {
+    int threads;
+    const float *scores;
+    int64_t count;
+} cpu_scores;
+
+static void cpu_hist_lo(void *ctx, uint32_t hi_bin, uint64_t *hist) {
+    const cpu_scores *c = ctx;
+    hist_threads(c->threads, c->scores, c->count, hi_bin, hist);
+}
+
+void dk_dict_global_threshold(const dk_dist *dist, uint64_t *h, int64_t K, dk_dict_hist_lo_fn hist_lo, void *ctx,
+                              float *t, int64_t *ties) {
     enum { BINS = 65536 };
     uint64_t *mine = dk_calloc(BINS, sizeof(uint64_t));
     MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
@@ -289,7 +299,7 @@ static void global_threshold(const dk_dist *dist, int threads, const float *scor
         uint64_t above = 0;
         int hb = BINS - 1;
         while (above + h[hb] < (uint64_t)K) above += h[hb--];
-        hist_threads(threads, scores, count, (uint32_t)hb, mine);
+        hist_lo(ctx, (uint32_t)hb, mine);
         memcpy(h, mine, BINS * sizeof(uint64_t));
         MPI_Allreduce(MPI_IN_PLACE, h, BINS, MPI_UINT64_T, MPI_SUM, dist->comm);
         int lb = BINS - 1;
@@ -307,6 +317,71 @@ static void global_threshold(const dk_dist *dist, int threads, const float *scor
     free(mine);
 }
 
+/* ---- the step's host-side bookkeeping (shared with the GPU trainer, dict_train_cuda.c) -------------------- */
+
+void dk_dict_fired_and_threshold(dk_dict_trainer *tr, float min_sel) {
+    const dk_dict_train_cfg *c = &tr->c;
+    dk_dict_model *m = tr->m;
+    MPI_Allreduce(MPI_IN_PLACE, tr->fired, (int)m->s.F, MPI_UNSIGNED_CHAR, MPI_MAX, tr->dist->comm);
+    if (tr->step > c->threshold_start_step) {
+        MPI_Allreduce(MPI_IN_PLACE, &min_sel, 1, MPI_FLOAT, MPI_MIN, tr->dist->comm);
+        const float mn = isinf(min_sel) ? 0.0f : min_sel;
+        if (m->threshold < 0) m->threshold = mn;
+        else m->threshold = (float)c->threshold_beta * m->threshold + (float)(1.0 - c->threshold_beta) * mn;
+    }
+}
+
+void dk_dict_loss_stats(dk_dict_trainer *tr, double sums[2], int64_t B, int64_t k, int64_t n_sel) {
+    const bool sae = tr->m->kind == DK_DICT_SAE;
+    const int64_t L = tr->m->s.L;
+    dk_dict_allreduce_f64(tr->dist, sums, 2);
+    dk_dict_step_stats *st = &tr->last;
+    memset(st, 0, sizeof *st);
+    st->mse_loss = sums[0] / (double)(B * (sae ? 1 : L));
+    st->l2_loss = sae ? sums[0] / (double)B : sums[1] / (double)(B * L);
+    st->k = k;
+    st->selected = n_sel;
+}
+
+int64_t dk_dict_count_dead(dk_dict_trainer *tr, int64_t B) {
+    int64_t n_dead = 0;
+    for (int64_t j = 0; j < tr->m->s.F; j++) {
+        tr->since_fired[j] = tr->fired[j] ? 0 : tr->since_fired[j] + B;
+        tr->dead[j] = tr->since_fired[j] >= tr->c.dead_threshold;
+        n_dead += tr->dead[j];
+    }
+    tr->last.dead = n_dead;
+    return n_dead;
+}
+
+bool dk_dict_auxk_coef(dk_dict_trainer *tr, double nd[2], int64_t B, float *coef) {
+    dk_dict_allreduce_f64(tr->dist, nd, 2);
+    const double num = nd[0] / (double)B, den = nd[1] / (double)B, aux = num / den;
+    if (!isfinite(aux)) return false;
+    tr->last.auxk_loss = aux;
+    /* h = ∂(α·num/den)/∂ê = −(2α/(B·den)) (e − ê); the residual is detached */
+    *coef = (float)(-2.0 * tr->c.auxk_alpha / ((double)B * den));
+    return true;
+}
+
+int dk_dict_check_loss(dk_dict_trainer *tr, dk_err *err) {
+    dk_dict_step_stats *st = &tr->last;
+    st->loss = st->l2_loss + tr->c.auxk_alpha * st->auxk_loss;
+    if (isfinite(st->loss)) return 0;
+    dk_err_set(err, DK_EXIT_RUNTIME, "the training loss is not finite at step %lld (reconstruction %g, auxiliary "
+               "%g): the weights diverged; lower diffing.method.training.lr", (long long)tr->step, st->l2_loss,
+               st->auxk_loss);
+    return -1;
+}
+
+float dk_dict_clip_scale(dk_dict_trainer *tr, double sumsq) {
+    const double norm = sqrt(sumsq);
+    const float coef = (float)(tr->c.clip / (norm + 1e-6));
+    tr->last.grad_norm = norm;
+    tr->last.lr = dk_dict_lr_at(&tr->c, tr->step);
+    return coef < 1.0f ? coef : 1.0f;
+}
+
 /* ---- the step -------------------------------------------------------------------------------------------- */
 
 int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, int64_t n, int64_t B, dk_err *err) {
@@ -314,14 +389,14 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     const dk_dict_shape *s = &m->s;
     const dk_dict_train_cfg *c = &tr->c;
     const dk_dist *dist = tr->dist;
-    const int64_t D = s->D, F = s->F, d = s->d, L = s->L, step = tr->step;
+    const int64_t D = s->D, F = s->F, step = tr->step;
     const bool sae = m->kind == DK_DICT_SAE;
     CHECK(n <= tr->cap_rows, "dict step: %lld rows, scratch for %lld", (long long)n, (long long)tr->cap_rows);
     float *W_enc = dk_dict_W_enc(m), *b_enc = dk_dict_b_enc(m), *W_dec = dk_dict_W_dec(m), *b_dec = dk_dict_b_dec(m);
     float *gW_enc = tr->grad, *gb_enc = tr->grad + dk_dict_off_b_enc(s), *gW_dec = tr->grad + dk_dict_off_W_dec(s),
           *gb_dec = tr->grad + dk_dict_off_b_dec(s);
 
-    if (step == 0) geometric_median(dist, s, sae ? raw : x, n, B, b_dec);
+    if (step == 0) dk_dict_geometric_median(dist, s, sae ? raw : x, n, B, b_dec);
 
     /* 1. encode, scores, selection */
     const int64_t k = dk_dict_k_at(c, step), K = k * B;
@@ -337,115 +412,54 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     scores_threads(c->threads, tr->pre, n, F, w, scores, tr->hist);
     float t;
     int64_t ties;
-    global_threshold(dist, c->threads, scores, n * F, K, tr->hist, &t, &ties);
+    cpu_scores cs = {c->threads, scores, n * F};
+    dk_dict_global_threshold(dist, tr->hist, K, cpu_hist_lo, &cs, &t, &ties);
     const float *a = tr->pre;
     const int64_t n_sel = dk_cpu_select(scores, a, n, F, t, ties, tr->row_ptr, tr->idx, tr->fval, tr->cap_sel);
 
     /* 2. fired mask and threshold EMA */
-    memset(tr->fired, 0, (size_t)F);
-    float min_sel = INFINITY;
-    for (int64_t e = 0; e < n_sel; e++) {
-        tr->fired[tr->idx[e]] = 1;
-        const float v = w ? tr->fval[e] * w[tr->idx[e]] : tr->fval[e];
-        if (v < min_sel) min_sel = v;
-    }
-    MPI_Allreduce(MPI_IN_PLACE, tr->fired, (int)F, MPI_UNSIGNED_CHAR, MPI_MAX, dist->comm);
-    if (step > c->threshold_start_step) {
-        MPI_Allreduce(MPI_IN_PLACE, &min_sel, 1, MPI_FLOAT, MPI_MIN, dist->comm);
-        const float mn = isinf(min_sel) ? 0.0f : min_sel;
-        if (m->threshold < 0) m->threshold = mn;
-        else m->threshold = (float)c->threshold_beta * m->threshold + (float)(1.0 - c->threshold_beta) * mn;
-    }
+    dk_dict_fired_and_threshold(tr, dk_cpu_dict_fired(n_sel, tr->idx, tr->fval, w, F, tr->fired));
 
     /* 3. decode, residual, loss and its gradient w.r.t. the reconstruction */
     decode_threads(c->threads, s, n, tr->row_ptr, tr->idx, tr->fval, W_dec, b_dec, tr->xhat);
     float *e = tr->xhat; /* e = x − x̂, in place */
-    double sums[2] = {0, 0}; /* Σ‖e_b‖², Σ_{b,l}‖e_bl‖ */
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t l = 0; l < L; l++) {
-            double ss = 0;
-            for (int64_t i = 0; i < d; i++) {
-                const int64_t o = r * D + l * d + i;
-                e[o] = x[o] - e[o];
-                ss += (double)e[o] * e[o];
-            }
-            sums[0] += ss;
-            const float norm = (float)sqrt(ss);
-            sums[1] += norm;
-            for (int64_t i = 0; i < d; i++) {
-                const int64_t o = r * D + l * d + i;
-                tr->g[o] = sae ? -2.0f / (float)B * e[o] : (norm > 0 ? -e[o] / norm / (float)(B * L) : 0.0f);
-            }
-        }
-    dk_dict_allreduce_f64(dist, sums, 2);
-    dk_dict_step_stats *st = &tr->last;
-    memset(st, 0, sizeof *st);
-    st->mse_loss = sums[0] / (double)(B * (sae ? 1 : L));
-    st->l2_loss = sae ? sums[0] / (double)B : sums[1] / (double)(B * L);
-    st->k = k;
-    st->selected = n_sel;
+    double sums[2]; /* Σ‖e_b‖², Σ_{b,l}‖e_bl‖ */
+    dk_cpu_dict_residual(s, x, n, B, sae, e, tr->g, sums);
+    dk_dict_loss_stats(tr, sums, B, k, n_sel);
 
     /* 4. dead latents (counted after this batch's firing), AuxK */
     memset(tr->grad, 0, (size_t)m->P * sizeof(float));
-    int64_t n_dead = 0;
-    for (int64_t j = 0; j < F; j++) {
-        tr->since_fired[j] = tr->fired[j] ? 0 : tr->since_fired[j] + B;
-        tr->dead[j] = tr->since_fired[j] >= c->dead_threshold;
-        n_dead += tr->dead[j];
-    }
-    st->dead = n_dead;
+    const int64_t n_dead = dk_dict_count_dead(tr, B);
     if (n_dead > 0) {
         const int64_t k_aux = c->top_k_aux < n_dead ? c->top_k_aux : n_dead;
         dk_cpu_auxk_select(scores, a, n, F, tr->dead, k_aux, tr->aux_ptr, tr->aux_idx, tr->aux_val);
         decode_threads(c->threads, s, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, W_dec, NULL, tr->ehat);
-        double *mean_e = dk_calloc((size_t)(D + 2), sizeof(double));
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < D; i++) mean_e[i] += e[r * D + i];
+        double *mean_e = dk_malloc((size_t)D * sizeof(double));
+        dk_cpu_dict_col_sums(e, n, D, mean_e);
         dk_dict_allreduce_f64(dist, mean_e, D);
         for (int64_t i = 0; i < D; i++) mean_e[i] /= (double)B;
-        double nd[2] = {0, 0}; /* Σ‖e − ê‖², Σ‖e − ē‖² */
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < D; i++) {
-                const double dh = (double)e[r * D + i] - tr->ehat[r * D + i], dm = (double)e[r * D + i] - mean_e[i];
-                nd[0] += dh * dh;
-                nd[1] += dm * dm;
-            }
-        dk_dict_allreduce_f64(dist, nd, 2);
-        const double num = nd[0] / (double)B, den = nd[1] / (double)B, aux = num / den;
-        if (isfinite(aux)) {
-            st->auxk_loss = aux;
-            /* h = ∂(α·num/den)/∂ê = −(2α/(B·den)) (e − ê); the residual is detached */
-            const float coef = (float)(-2.0 * c->auxk_alpha / ((double)B * den));
-            for (int64_t r = 0; r < n; r++)
-                for (int64_t i = 0; i < D; i++) tr->ehat[r * D + i] = coef * (e[r * D + i] - tr->ehat[r * D + i]);
+        double nd[2]; /* Σ‖e − ê‖², Σ‖e − ē‖² */
+        dk_cpu_dict_auxk_residual(e, tr->ehat, mean_e, n, D, nd);
+        float coef;
+        if (dk_dict_auxk_coef(tr, nd, B, &coef)) {
+            dk_cpu_dict_auxk_grad(e, tr->ehat, n * D, coef);
             backward_threads(tr, n, tr->aux_ptr, tr->aux_idx, tr->aux_val, tr->ehat, u, gW_enc, gb_enc, gW_dec);
         }
         free(mean_e);
     }
-    st->loss = st->l2_loss + c->auxk_alpha * st->auxk_loss;
-    int bad = !isfinite(st->loss);
-    if (bad) {
-        dk_err_set(err, DK_EXIT_RUNTIME, "the training loss is not finite at step %lld (reconstruction %g, auxiliary "
-                   "%g): the weights diverged; lower diffing.method.training.lr", (long long)step, st->l2_loss,
-                   st->auxk_loss);
-        return -1;
-    }
+    if (dk_dict_check_loss(tr, err) != 0) return -1;
 
     /* 5. backward of the main code, the decoder bias, the encoder's path to b_dec; sums over the ranks */
     backward_threads(tr, n, tr->row_ptr, tr->idx, tr->fval, tr->g, u, gW_enc, gb_enc, gW_dec);
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t i = 0; i < D; i++) gb_dec[i] += tr->g[r * D + i];
+    dk_cpu_dict_bdec_grad(tr->g, n, D, gb_dec);
     if (sae) dk_cpu_dict_bdec_through_encoder(s, W_enc, gb_enc, gb_dec);
     dk_dict_allreduce_f32(dist, tr->grad, m->P);
 
     /* 6. projection, clipping, Adam, renormalisation */
     if (sae) dk_cpu_dict_remove_parallel(s, W_dec, gW_dec);
-    const double norm = sqrt(sumsq_threads(c->threads, tr->grad, m->P));
-    const float coef = (float)(c->clip / (norm + 1e-6));
-    st->grad_norm = norm;
-    st->lr = dk_dict_lr_at(c, step);
-    par_ctx pc = {.p = m->p, .grad = tr->grad, .m = tr->adam_m, .v = tr->adam_v, .grad_scale = coef < 1.0f ? coef : 1.0f,
-                  .lr = st->lr, .t = step + 1};
+    const float scale = dk_dict_clip_scale(tr, sumsq_threads(c->threads, tr->grad, m->P));
+    par_ctx pc = {.p = m->p, .grad = tr->grad, .m = tr->adam_m, .v = tr->adam_v, .grad_scale = scale,
+                  .lr = tr->last.lr, .t = step + 1};
     dk_parallel_rows(c->threads, m->P, 65536, par_adam, &pc);
     if (sae) dk_cpu_dict_unit_norm(s, W_dec);
     tr->step++;

@@ -25,6 +25,7 @@
 #ifndef DK_METHODS_DICT_TRAIN_H
 #define DK_METHODS_DICT_TRAIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -46,6 +47,8 @@ typedef struct dk_dict_train_cfg {
     int64_t k_anneal_steps;       /* crosscoder k-annealing; 0: k stays at k_initial (the reference's Q3) */
     double clip;                  /* max global gradient norm (1.0) */
     int threads;                  /* CPU threads of the step's sparse and element-wise passes (<= 1: one) */
+    bool adam_bf16;               /* GPU trainer only: Adam moments stored as bf16 (dict_step.cuh, "bf16 moments";
+                                   * the goldens hold for fp32 moments); the CPU trainer keeps fp32 moments */
 } dk_dict_train_cfg;
 
 typedef struct dk_dict_step_stats {
@@ -90,6 +93,34 @@ double dk_dict_lr_at(const dk_dict_train_cfg *c, int64_t step);
  * may equal x when there is no normaliser); B the global batch rows. Collective. 0, or -1 with err (agreed) when
  * the loss is not finite. */
 int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, int64_t n, int64_t B, dk_err *err);
+
+/* ---- pieces of the step shared by this trainer and the GPU trainer (dict_train_cuda.h) ---------------------- */
+
+/* Step 0: out (D) = the geometric median of the global batch's rows x (this rank's n of B), per layer. Collective. */
+void dk_dict_geometric_median(const dk_dist *dist, const dk_dict_shape *s, const float *x, int64_t n, int64_t B,
+                              float *out);
+/* hist (65536, zeroed by the caller) = this rank's histogram of the low halves of its positive finite scores whose
+ * high half is hi_bin (dk_cpu_hist_lo on whatever holds the scores). */
+typedef void (*dk_dict_hist_lo_fn)(void *ctx, uint32_t hi_bin, uint64_t *hist);
+/* The K-th largest positive score over every rank's scores, from h (65536) = this rank's high-half histogram
+ * (overwritten): *t and the number of entries equal to t this rank keeps (*ties); *t = 0 when there are no more
+ * than K positive entries (keep them all). Collective. */
+void dk_dict_global_threshold(const dk_dist *dist, uint64_t *h, int64_t K, dk_dict_hist_lo_fn hist_lo, void *ctx,
+                              float *t, int64_t *ties);
+/* tr->fired (F, this rank's mask) becomes the mask over the ranks; after threshold_start_step the threshold EMA
+ * with min_sel (this rank's smallest selected score) reduced over the ranks. Collective. */
+void dk_dict_fired_and_threshold(dk_dict_trainer *tr, float min_sel);
+/* tr->last from this rank's residual sums {Σ‖e‖², Σ‖e_l‖} (summed over the ranks here; collective). */
+void dk_dict_loss_stats(dk_dict_trainer *tr, double sums[2], int64_t B, int64_t k, int64_t n_sel);
+/* since_fired and tr->dead from tr->fired after a batch of B rows; the number of dead latents. */
+int64_t dk_dict_count_dead(dk_dict_trainer *tr, int64_t B);
+/* AuxK from this rank's {Σ‖e − ê‖², Σ‖e − ē‖²} (summed here; collective): false when the loss is not finite (no
+ * AuxK gradient), else tr->last.auxk_loss and *coef, the gradient's factor on e − ê. */
+bool dk_dict_auxk_coef(dk_dict_trainer *tr, double nd[2], int64_t B, float *coef);
+/* tr->last.loss; -1 with err when it is not finite. */
+int dk_dict_check_loss(dk_dict_trainer *tr, dk_err *err);
+/* From Σ g² of the summed gradients: tr->last.grad_norm and .lr, and the clipping factor for Adam (<= 1). */
+float dk_dict_clip_scale(dk_dict_trainer *tr, double sumsq);
 
 /* Collective helpers shared with evaluation: element-wise sums / minimum over the ranks (in place). */
 void dk_dict_allreduce_f64(const dk_dist *d, double *v, int64_t n);

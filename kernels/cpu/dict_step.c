@@ -256,6 +256,65 @@ void dk_cpu_dict_unit_norm(const dk_dict_shape *s, float *W_dec) {
     }
 }
 
+void dk_cpu_dict_residual(const dk_dict_shape *s, const float *x, int64_t n, int64_t B, bool sae, float *e, float *g,
+                          double sums[2]) {
+    const int64_t D = s->D, d = s->d, L = s->L;
+    sums[0] = sums[1] = 0;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t l = 0; l < L; l++) {
+            double ss = 0;
+            for (int64_t i = 0; i < d; i++) {
+                const int64_t o = r * D + l * d + i;
+                e[o] = x[o] - e[o];
+                ss += (double)e[o] * e[o];
+            }
+            sums[0] += ss;
+            const float norm = (float)sqrt(ss);
+            sums[1] += norm;
+            for (int64_t i = 0; i < d; i++) {
+                const int64_t o = r * D + l * d + i;
+                g[o] = sae ? -2.0f / (float)B * e[o] : (norm > 0 ? -e[o] / norm / (float)(B * L) : 0.0f);
+            }
+        }
+}
+
+float dk_cpu_dict_fired(int64_t nnz, const int32_t *idx, const float *fval, const float *w, int64_t F, uint8_t *fired) {
+    memset(fired, 0, (size_t)F);
+    float min_sel = INFINITY;
+    for (int64_t e = 0; e < nnz; e++) {
+        fired[idx[e]] = 1;
+        const float v = w ? fval[e] * w[idx[e]] : fval[e];
+        if (v < min_sel) min_sel = v;
+    }
+    return min_sel;
+}
+
+void dk_cpu_dict_col_sums(const float *x, int64_t n, int64_t D, double *out) {
+    memset(out, 0, (size_t)D * sizeof(double));
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < D; i++) out[i] += x[r * D + i];
+}
+
+void dk_cpu_dict_bdec_grad(const float *g, int64_t n, int64_t D, float *db_dec) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < D; i++) db_dec[i] += g[r * D + i];
+}
+
+void dk_cpu_dict_auxk_residual(const float *e, const float *ehat, const double *mean_e, int64_t n, int64_t D,
+                               double nd[2]) {
+    nd[0] = nd[1] = 0;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < D; i++) {
+            const double dh = (double)e[r * D + i] - ehat[r * D + i], dm = (double)e[r * D + i] - mean_e[i];
+            nd[0] += dh * dh;
+            nd[1] += dm * dm;
+        }
+}
+
+void dk_cpu_dict_auxk_grad(const float *e, float *ehat, int64_t count, float coef) {
+    for (int64_t i = 0; i < count; i++) ehat[i] = coef * (e[i] - ehat[i]);
+}
+
 double dk_cpu_sumsq(const float *x, int64_t n) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];

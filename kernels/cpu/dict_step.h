@@ -99,6 +99,25 @@ void dk_cpu_dict_remove_parallel(const dk_dict_shape *s, const float *W_dec, flo
 /* SAE: W_dec[j] /= ‖W_dec[j]‖ + FLT_EPSILON. */
 void dk_cpu_dict_unit_norm(const dk_dict_shape *s, float *W_dec);
 
+/* The loss's residual and its gradient w.r.t. the reconstruction, on this rank's n of the global batch's B rows:
+ * e (n, D) holds x̂ on entry and e = x − x̂ on return; g (n, D) = ∂loss/∂x̂: SAE (loss mean_b ‖e_b‖²)
+ * −(2/B)·e; crosscoder (loss mean_{b,l} ‖e_bl‖) −e_bl / ‖e_bl‖ / (B·L), 0 where ‖e_bl‖ = 0. sums = {Σ_{b,l} ‖e_bl‖²
+ * (fp64), Σ_{b,l} (float)‖e_bl‖}, each (row, layer) in order. */
+void dk_cpu_dict_residual(const dk_dict_shape *s, const float *x, int64_t n, int64_t B, bool sae, float *e, float *g,
+                          double sums[2]);
+/* The latents a code uses: fired (F) = 1 where some entry names the latent, else 0; returns the smallest selected
+ * score f_e·w_j (w NULL: f_e), +inf without entries (the threshold EMA's minimum). */
+float dk_cpu_dict_fired(int64_t nnz, const int32_t *idx, const float *fval, const float *w, int64_t F, uint8_t *fired);
+/* out (D) = Σ_r x[r] in fp64, rows in order (AuxK's mean residual before the sum over ranks). */
+void dk_cpu_dict_col_sums(const float *x, int64_t n, int64_t D, double *out);
+/* db_dec (D) += Σ_r g[r] in fp32, rows in order (the decoder bias's gradient). */
+void dk_cpu_dict_bdec_grad(const float *g, int64_t n, int64_t D, float *db_dec);
+/* AuxK's sums: nd = {Σ ‖e − ê‖², Σ ‖e − ē‖²} in fp64 over e, ê (n, D), ē = mean_e (D). */
+void dk_cpu_dict_auxk_residual(const float *e, const float *ehat, const double *mean_e, int64_t n, int64_t D,
+                               double nd[2]);
+/* AuxK's gradient w.r.t. ê in place: ê ← coef·(e − ê) over count values (coef = −2α / (B·den)). */
+void dk_cpu_dict_auxk_grad(const float *e, float *ehat, int64_t count, float coef);
+
 /* Σ x² in fp64. */
 double dk_cpu_sumsq(const float *x, int64_t n);
 

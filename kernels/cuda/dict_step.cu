@@ -1,13 +1,15 @@
 /* dict_step.cu — see dict_step.cuh. Sections: 0. the context (scratch); 1. encoder, code weights, scores and
  * histograms; 2. the BatchTopK selection; 3. the AuxK selection; 4. sparse decode and backward; 5. the SAE
- * decoder constraint and the b_dec path; 6. sum of squares and Adam. The arithmetic that has a CPU order to
- * follow uses __fmul_rn/__fadd_rn (never contracted into an FMA), so it rounds as the CPU twin does. */
+ * decoder constraint and the b_dec path; 6. sum of squares and Adam; 7. the loss residual, the fired mask, column
+ * sums and AuxK's residual. The arithmetic that has a CPU order to follow uses __fmul_rn/__fadd_rn (never
+ * contracted into an FMA), so it rounds as the CPU twin does. */
 #include "dict_step.cuh"
 
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cub/device/device_radix_sort.cuh>
 
@@ -45,6 +47,9 @@ struct dk_cuda_dict {
     void *sort_tmp;         /* CUB's temporary storage for cap entries */
     size_t sort_tmp_bytes;
     double *partials;       /* (SUMSQ_BLOCKS) */
+    double *row_sums;       /* (rows, max(L, 2)) per-row fp64 sums of the residual passes */
+    double *row_sums_host;  /* the same on the host (malloc), summed there in row order */
+    uint32_t *min_bits;     /* (1) the smallest selected score's bits (non-negative floats order as integers) */
 };
 
 __global__ void k_iota(uint32_t *out, int64_t n) {
@@ -56,6 +61,7 @@ extern "C" void dk_cuda_dict_destroy(dk_cuda_dict *c) {
     if (!c) return;
     cudaFree(c->row_work), cudaFree(c->iota), cudaFree(c->keys_sorted), cudaFree(c->perm), cudaFree(c->ent_row);
     cudaFree(c->delta), cudaFree(c->col_ptr), cudaFree(c->sort_tmp), cudaFree(c->partials);
+    cudaFree(c->row_sums), cudaFree(c->min_bits), free(c->row_sums_host);
     free(c);
 }
 
@@ -90,6 +96,11 @@ extern "C" cudaError_t dk_cuda_dict_create(dk_cuda_dict **out, const dk_dict_sha
     TRY_CREATE(cudaMalloc((void **)&c->col_ptr, (size_t)(s->F + 1) * sizeof(int32_t)));
     TRY_CREATE(cudaMalloc(&c->sort_tmp, c->sort_tmp_bytes ? c->sort_tmp_bytes : 1));
     TRY_CREATE(cudaMalloc((void **)&c->partials, SUMSQ_BLOCKS * sizeof(double)));
+    const size_t row_sums = (size_t)rows * (size_t)(s->L > 2 ? s->L : 2);
+    TRY_CREATE(cudaMalloc((void **)&c->row_sums, row_sums * sizeof(double)));
+    TRY_CREATE(cudaMalloc((void **)&c->min_bits, sizeof(uint32_t)));
+    c->row_sums_host = (double *)malloc(row_sums * sizeof(double));
+    if (!c->row_sums_host) TRY_CREATE(cudaErrorMemoryAllocation);
     k_iota<<<dk_grid_1d((size_t)sel_cap, 256), 256>>>(c->iota, sel_cap);
     TRY_CREATE(cudaGetLastError());
     TRY_CREATE(cudaDeviceSynchronize());
@@ -653,5 +664,167 @@ extern "C" cudaError_t dk_cuda_adam_bf16(float *p, const float *g, uint16_t *m, 
     if (n < 0 || t < 1) return cudaErrorInvalidValue;
     k_adam<__nv_bfloat16><<<dk_grid_1d((size_t)n, 256), 256, 0, stream>>>(
         p, g, (__nv_bfloat16 *)m, (__nv_bfloat16 *)v, n, grad_scale, dk_adam_coefs(lr, beta1, beta2, eps, t));
+    return cudaGetLastError();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 7. The loss's residual, the fired mask, column sums and AuxK's residual (the CPU twins' loops: the element-wise
+ * arithmetic rounds as the CPU; the fp64 sums of a row are a tree instead of a sequence, rows added in order) */
+
+/* One block per (row, layer): e = x − x̂ in place, ss = Σ e² (fp64 tree) to row_sums[r·L + l], then g. */
+__global__ void __launch_bounds__(ROW_THREADS) k_residual(const float *x, int64_t d, int64_t L, int64_t B, bool sae,
+                                                          float *e, float *g, double *row_sums) {
+    __shared__ double shared[32];
+    const int64_t rl = blockIdx.x, o0 = rl * d; /* rows are L·d wide: (row, layer) rl starts at rl·d */
+    double acc = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        const float v = __fsub_rn(x[o0 + i], e[o0 + i]);
+        e[o0 + i] = v;
+        acc += (double)v * v;
+    }
+    const double ss = dk_block_sum(acc, shared);
+    if (threadIdx.x == 0) row_sums[rl] = ss;
+    const float norm = (float)sqrt(ss);
+    const float two_over_b = __fdiv_rn(-2.0f, (float)B), bl = (float)(B * L);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        const float v = e[o0 + i];
+        g[o0 + i] = sae ? __fmul_rn(two_over_b, v) : (norm > 0 ? __fdiv_rn(__fdiv_rn(-v, norm), bl) : 0.0f);
+    }
+}
+
+extern "C" cudaError_t dk_cuda_dict_residual(dk_cuda_dict *ctx, const dk_dict_shape *s, const float *x, int64_t n,
+                                             int64_t B, bool sae, float *e, float *g, double sums[2],
+                                             cudaStream_t stream) {
+    sums[0] = sums[1] = 0;
+    if (n < 0 || n > ctx->rows || !shape_ok(s) || s->L != ctx->s.L || B < 1) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    const int64_t count = n * s->L;
+    k_residual<<<(unsigned)count, ROW_THREADS, 0, stream>>>(x, s->d, s->L, B, sae, e, g, ctx->row_sums);
+    cudaError_t st = cudaGetLastError();
+    if (st == cudaSuccess)
+        st = cudaMemcpyAsync(ctx->row_sums_host, ctx->row_sums, (size_t)count * sizeof(double),
+                             cudaMemcpyDeviceToHost, stream);
+    if (st == cudaSuccess) st = cudaStreamSynchronize(stream);
+    if (st != cudaSuccess) return st;
+    for (int64_t i = 0; i < count; i++) {
+        const double ss = ctx->row_sums_host[i];
+        sums[0] += ss;
+        const float norm = (float)sqrt(ss);
+        sums[1] += norm;
+    }
+    return cudaSuccess;
+}
+
+__global__ void k_fired_init(uint32_t *min_bits) { *min_bits = 0x7f800000u; /* +inf */ }
+
+/* Grid-stride over the entries: fired[j] = 1 (every writer writes 1), min_bits = min over the scores' bits (the
+ * scores are positive, or +inf: their bits order as the floats do; a NaN's bits exceed +inf's and never win, as
+ * the CPU's v < min never takes a NaN). */
+__global__ void k_fired(int64_t nnz, const int32_t *idx, const float *fval, const float *w, uint8_t *fired,
+                        uint32_t *min_bits) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < nnz; e += stride) {
+        const int32_t j = idx[e];
+        fired[j] = 1;
+        const float v = w ? __fmul_rn(fval[e], w[j]) : fval[e];
+        atomicMin(min_bits, __float_as_uint(v));
+    }
+}
+
+extern "C" cudaError_t dk_cuda_dict_fired(dk_cuda_dict *ctx, int64_t nnz, const int32_t *idx, const float *fval,
+                                          const float *w, int64_t F, uint8_t *fired, float *min_sel,
+                                          cudaStream_t stream) {
+    *min_sel = INFINITY;
+    if (nnz < 0 || nnz > ctx->cap || F != ctx->s.F) return cudaErrorInvalidValue;
+    cudaError_t st = cudaMemsetAsync(fired, 0, (size_t)F, stream);
+    if (st != cudaSuccess) return st;
+    k_fired_init<<<1, 1, 0, stream>>>(ctx->min_bits);
+    if (nnz > 0) k_fired<<<dk_grid_1d((size_t)nnz, 256), 256, 0, stream>>>(nnz, idx, fval, w, fired, ctx->min_bits);
+    uint32_t bits = 0x7f800000u;
+    st = cudaGetLastError();
+    if (st == cudaSuccess) st = cudaMemcpyAsync(&bits, ctx->min_bits, sizeof bits, cudaMemcpyDeviceToHost, stream);
+    if (st == cudaSuccess) st = cudaStreamSynchronize(stream);
+    if (st == cudaSuccess) memcpy(min_sel, &bits, sizeof bits);
+    return st;
+}
+
+/* One thread per column, the rows in order (the CPU's sums, bit for bit): fp64 sums into out, or fp32 sums added
+ * to the column's value (T = double: out = Σ; T = float: out += Σ, each addition rounded). */
+__global__ void k_col_sums_f64(const float *x, int64_t n, int64_t D, double *out) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= D) return;
+    double acc = 0;
+#pragma unroll 8
+    for (int64_t r = 0; r < n; r++) acc += (double)x[r * D + i];
+    out[i] = acc;
+}
+
+__global__ void k_col_sums_f32(const float *x, int64_t n, int64_t D, float *out) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= D) return;
+    float acc = out[i];
+#pragma unroll 8
+    for (int64_t r = 0; r < n; r++) acc = __fadd_rn(acc, x[r * D + i]);
+    out[i] = acc;
+}
+
+extern "C" cudaError_t dk_cuda_dict_col_sums(const float *x, int64_t n, int64_t D, double *out, cudaStream_t stream) {
+    if (n < 0 || D < 1) return cudaErrorInvalidValue;
+    k_col_sums_f64<<<(unsigned)((D + 127) / 128), 128, 0, stream>>>(x, n, D, out);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dk_cuda_dict_bdec_grad(const float *g, int64_t n, int64_t D, float *db_dec,
+                                              cudaStream_t stream) {
+    if (n < 0 || D < 1) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    k_col_sums_f32<<<(unsigned)((D + 127) / 128), 128, 0, stream>>>(g, n, D, db_dec);
+    return cudaGetLastError();
+}
+
+/* One block per row: row_sums[2r] = Σ (e − ê)², row_sums[2r + 1] = Σ (e − ē)² (fp64 trees). */
+__global__ void __launch_bounds__(ROW_THREADS) k_auxk_residual(const float *e, const float *ehat,
+                                                               const double *mean_e, int64_t D, double *row_sums) {
+    __shared__ double shared[32];
+    const int64_t r = blockIdx.x;
+    double a0 = 0, a1 = 0;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+        const double dh = (double)e[r * D + i] - ehat[r * D + i], dm = (double)e[r * D + i] - mean_e[i];
+        a0 += dh * dh;
+        a1 += dm * dm;
+    }
+    a0 = dk_block_sum(a0, shared);
+    a1 = dk_block_sum(a1, shared);
+    if (threadIdx.x == 0) row_sums[2 * r] = a0, row_sums[2 * r + 1] = a1;
+}
+
+extern "C" cudaError_t dk_cuda_dict_auxk_residual(dk_cuda_dict *ctx, const float *e, const float *ehat,
+                                                  const double *mean_e, int64_t n, int64_t D, double nd[2],
+                                                  cudaStream_t stream) {
+    nd[0] = nd[1] = 0;
+    if (n < 0 || n > ctx->rows || D != ctx->s.D) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    k_auxk_residual<<<(unsigned)n, ROW_THREADS, 0, stream>>>(e, ehat, mean_e, D, ctx->row_sums);
+    cudaError_t st = cudaGetLastError();
+    if (st == cudaSuccess)
+        st = cudaMemcpyAsync(ctx->row_sums_host, ctx->row_sums, (size_t)(2 * n) * sizeof(double),
+                             cudaMemcpyDeviceToHost, stream);
+    if (st == cudaSuccess) st = cudaStreamSynchronize(stream);
+    if (st != cudaSuccess) return st;
+    for (int64_t r = 0; r < n; r++) nd[0] += ctx->row_sums_host[2 * r], nd[1] += ctx->row_sums_host[2 * r + 1];
+    return cudaSuccess;
+}
+
+__global__ void k_auxk_grad(const float *e, float *ehat, int64_t count, float coef) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride)
+        ehat[i] = __fmul_rn(coef, __fsub_rn(e[i], ehat[i]));
+}
+
+extern "C" cudaError_t dk_cuda_dict_auxk_grad(const float *e, float *ehat, int64_t count, float coef,
+                                              cudaStream_t stream) {
+    if (count < 0) return cudaErrorInvalidValue;
+    if (count == 0) return cudaSuccess;
+    k_auxk_grad<<<dk_grid_1d((size_t)count, 256), 256, 0, stream>>>(e, ehat, count, coef);
     return cudaGetLastError();
 }

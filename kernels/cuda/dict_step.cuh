@@ -60,11 +60,12 @@
  * default; bf16 moments save 8 of 28 bytes per parameter where memory or bandwidth matters more than agreement
  * with the reference.
  *
- * Host wiring (host/methods/dict_train.c): dk_cuda_dict_create once per trainer (rows = the rank's rows per
+ * Host wiring (host/methods/dict_train_cuda.c): dk_cuda_dict_create once per trainer (rows = the rank's rows per
  * step, sel_cap ≥ the capacity of the main code and of the AuxK code, rows·k_aux); per step encode, scores (with
  * hist_hi), copy hist_hi to the host and sum over ranks, hist_lo for the chosen bin, the same, then select;
- * decode; auxk_select, decode (b_dec NULL); backward for each code; bdec_through_encoder (SAE); the gradient
- * all-reduce (NCCL); remove_parallel (SAE); sumsq; adam with the clipping coefficient; unit_norm (SAE). */
+ * fired; decode; residual; auxk_select, decode (b_dec NULL), col_sums, auxk_residual, auxk_grad; backward for
+ * each code; bdec_grad; bdec_through_encoder (SAE); the gradient all-reduce (NCCL); remove_parallel (SAE); sumsq;
+ * adam with the clipping coefficient; unit_norm (SAE). */
 #ifndef DK_CUDA_DICT_STEP_CUH
 #define DK_CUDA_DICT_STEP_CUH
 
@@ -148,6 +149,24 @@ cudaError_t dk_cuda_adam(float *p, const float *g, float *m, float *v, int64_t n
 /* The same with m, v (n) stored as bf16 bits (see "bf16 moments" above). */
 cudaError_t dk_cuda_adam_bf16(float *p, const float *g, uint16_t *m, uint16_t *v, int64_t n, float grad_scale,
                               double lr, double beta1, double beta2, double eps, int64_t t, cudaStream_t stream);
+
+/* The step's residual passes (kernels/cpu/dict_step.h's twins of the same names; element-wise arithmetic exact,
+ * each row's fp64 sums a fixed tree where the CPU adds in sequence, rows added on the host in the CPU's order):
+ * dk_cpu_dict_residual: e (n, D) x̂ in, x − x̂ out; g (n, D); sums (host) as the CPU's (the call waits). */
+cudaError_t dk_cuda_dict_residual(dk_cuda_dict *ctx, const dk_dict_shape *s, const float *x, int64_t n, int64_t B,
+                                  bool sae, float *e, float *g, double sums[2], cudaStream_t stream);
+/* dk_cpu_dict_fired: fired (F, device) and *min_sel (host; the call waits). Exact. */
+cudaError_t dk_cuda_dict_fired(dk_cuda_dict *ctx, int64_t nnz, const int32_t *idx, const float *fval, const float *w,
+                               int64_t F, uint8_t *fired, float *min_sel, cudaStream_t stream);
+/* dk_cpu_dict_col_sums: out (D, device fp64) = Σ_r x[r], one thread per column adding the rows in order: exact. */
+cudaError_t dk_cuda_dict_col_sums(const float *x, int64_t n, int64_t D, double *out, cudaStream_t stream);
+/* dk_cpu_dict_bdec_grad: db_dec (D) += Σ_r g[r] in fp32, the rows in order: exact. */
+cudaError_t dk_cuda_dict_bdec_grad(const float *g, int64_t n, int64_t D, float *db_dec, cudaStream_t stream);
+/* dk_cpu_dict_auxk_residual: nd (host) = {Σ‖e − ê‖², Σ‖e − ē‖²}, mean_e (D, device fp64); the call waits. */
+cudaError_t dk_cuda_dict_auxk_residual(dk_cuda_dict *ctx, const float *e, const float *ehat, const double *mean_e,
+                                       int64_t n, int64_t D, double nd[2], cudaStream_t stream);
+/* dk_cpu_dict_auxk_grad: ehat ← coef·(e − ehat) over count values. Exact. */
+cudaError_t dk_cuda_dict_auxk_grad(const float *e, float *ehat, int64_t count, float coef, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

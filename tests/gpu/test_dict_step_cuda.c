@@ -12,7 +12,10 @@
  *                    contraction in the CPU build could move them (the log reports how many values are exact)
  *   1e-5             pre (the GEMM's reassociation over D), dW_enc and db_enc (δ = W_dec[j]·g by a warp tree
  *                    against the CPU's sequential sum), bdec_through_encoder, remove_parallel
- *   1e-12 relative   sumsq (fp64 sums in another order) */
+ *   1e-12 relative   sumsq (fp64 sums in another order)
+ * and the trainer's residual passes (section 11): e = x − x̂, the fired mask and smallest selected score, the
+ * column sums, the b_dec gradient and AuxK's gradient exact; the loss gradient 1e-6 (the crosscoder's ‖e_bl‖ from
+ * an fp64 tree); the residual and AuxK sums 1e-12 relative (fp64 trees per row, rows in the CPU's order). */
 #include "gpu_test.h"
 
 #include <stdbool.h>
@@ -412,6 +415,88 @@ static void run_case(const dict_case *c, dk_cuda_gemm *gemm) {
     snprintf(what, sizeof what, "%s unit_norm", c->name);
     expect_close(what, got + dk_dict_off_W_dec(&s), p_cpu + dk_dict_off_W_dec(&s), (size_t)(F * D), 1e-6);
     free(got);
+
+    /* 11. the trainer's residual passes: loss residual and gradient, fired mask and smallest score, column sums,
+     * the b_dec gradient, AuxK's residual sums and gradient (xhat: the AuxK decode above, as a reconstruction) */
+    {
+        const int64_t B = 3 * rows, nD = rows * D; /* these rows are a third of a global batch */
+        float *e_cpu = copy_f(xhat, (size_t)nD), *g_cpu = malloc((size_t)nD * sizeof *g_cpu);
+        double sums_cpu[2], sums_gpu[2];
+        dk_cpu_dict_residual(&s, x, rows, B, sae, e_cpu, g_cpu, sums_cpu);
+        dbuf d_e = up(xhat, (size_t)nD, 4), d_lg = dbuf_new((size_t)nD, DK_CUDA_F32);
+        CUDA_CHECK(dk_cuda_dict_residual(ctx, &s, d_x.d, rows, B, sae, d_e.d, d_lg.d, sums_gpu, 0));
+        got = dbuf_download(&d_e);
+        snprintf(what, sizeof what, "%s residual e", c->name);
+        expect_exact(what, got, e_cpu, (size_t)nD);
+        gpu_expect_guards(what, &d_e);
+        free(got);
+        got = dbuf_download(&d_lg);
+        snprintf(what, sizeof what, "%s residual g", c->name); /* the crosscoder's norm: a tree over d in fp64 */
+        expect_close(what, got, g_cpu, (size_t)nD, 1e-6);
+        gpu_expect_guards(what, &d_lg);
+        free(got);
+        printf("  %-56s gpu %.17g %.17g cpu %.17g %.17g\n", "residual sums", sums_gpu[0], sums_gpu[1], sums_cpu[0],
+               sums_cpu[1]);
+        for (int i = 0; i < 2; i++)
+            EXPECT(fabs(sums_gpu[i] - sums_cpu[i]) <= 1e-12 * fabs(sums_cpu[i]), "%s residual sums[%d]: %.17g, CPU "
+                   "%.17g", c->name, i, sums_gpu[i], sums_cpu[i]);
+
+        uint8_t *fired_cpu = malloc((size_t)F);
+        const float min_cpu = dk_cpu_dict_fired(main_nnz, ix_cpu, fv_cpu, wsel, F, fired_cpu);
+        float min_gpu;
+        dbuf d_fired = dbuf_new_raw((size_t)F, 1);
+        CUDA_CHECK(dk_cuda_dict_fired(ctx, main_nnz, d_ix.d, d_fv.d, sae ? NULL : d_w.d, F, d_fired.d, &min_gpu, 0));
+        uint8_t *fired_gpu = dbuf_get(&d_fired);
+        snprintf(what, sizeof what, "%s fired", c->name);
+        EXPECT(memcmp(fired_gpu, fired_cpu, (size_t)F) == 0, "%s: the masks differ", what);
+        EXPECT(memcmp(&min_gpu, &min_cpu, sizeof min_cpu) == 0, "%s: smallest score %.9g, CPU %.9g", what, min_gpu,
+               min_cpu);
+        /* no guard check: a byte buffer of odd length puts the 16-bit poison pattern out of phase after it */
+
+        double *cols_cpu = malloc((size_t)D * sizeof *cols_cpu);
+        dk_cpu_dict_col_sums(e_cpu, rows, D, cols_cpu);
+        dbuf d_cols = dbuf_new_raw((size_t)D, 8);
+        CUDA_CHECK(dk_cuda_dict_col_sums(d_e.d, rows, D, d_cols.d, 0));
+        double *cols_gpu = dbuf_get(&d_cols);
+        snprintf(what, sizeof what, "%s col_sums", c->name);
+        EXPECT(memcmp(cols_gpu, cols_cpu, (size_t)D * sizeof(double)) == 0, "%s: not the CPU's bits", what);
+        gpu_expect_guards(what, &d_cols);
+
+        float *bd_cpu = copy_f(grad + dk_dict_off_b_dec(&s), (size_t)D);
+        dk_cpu_dict_bdec_grad(g_cpu, rows, D, bd_cpu);
+        dbuf d_bd = up(grad + dk_dict_off_b_dec(&s), (size_t)D, 4);
+        dbuf_put(&d_lg, g_cpu);
+        CUDA_CHECK(dk_cuda_dict_bdec_grad(d_lg.d, rows, D, d_bd.d, 0));
+        got = dbuf_download(&d_bd);
+        snprintf(what, sizeof what, "%s bdec_grad", c->name);
+        expect_exact(what, got, bd_cpu, (size_t)D);
+        gpu_expect_guards(what, &d_bd);
+        free(got);
+
+        for (int64_t i = 0; i < D; i++) cols_cpu[i] /= (double)B;
+        dbuf_put(&d_cols, cols_cpu);
+        double nd_cpu[2], nd_gpu[2];
+        dk_cpu_dict_auxk_residual(e_cpu, h, cols_cpu, rows, D, nd_cpu);
+        CUDA_CHECK(dk_cuda_dict_auxk_residual(ctx, d_e.d, d_hh.d, d_cols.d, rows, D, nd_gpu, 0));
+        printf("  %-56s gpu %.17g %.17g cpu %.17g %.17g\n", "auxk_residual", nd_gpu[0], nd_gpu[1], nd_cpu[0],
+               nd_cpu[1]);
+        for (int i = 0; i < 2; i++)
+            EXPECT(fabs(nd_gpu[i] - nd_cpu[i]) <= 1e-12 * fabs(nd_cpu[i]), "%s auxk_residual nd[%d]: %.17g, CPU %.17g",
+                   c->name, i, nd_gpu[i], nd_cpu[i]);
+
+        float *ag_cpu = copy_f(h, (size_t)nD);
+        dk_cpu_dict_auxk_grad(e_cpu, ag_cpu, nD, -0.37f);
+        CUDA_CHECK(dk_cuda_dict_auxk_grad(d_e.d, d_hh.d, nD, -0.37f, 0));
+        got = dbuf_download(&d_hh);
+        snprintf(what, sizeof what, "%s auxk_grad", c->name);
+        expect_exact(what, got, ag_cpu, (size_t)nD);
+        gpu_expect_guards(what, &d_hh);
+        free(got);
+        free(e_cpu), free(g_cpu), free(fired_cpu), free(fired_gpu), free(cols_cpu), free(cols_gpu), free(bd_cpu);
+        free(ag_cpu);
+        dbuf *more[] = {&d_e, &d_lg, &d_fired, &d_cols, &d_bd};
+        for (size_t i = 0; i < sizeof more / sizeof *more; i++) dbuf_free(more[i]);
+    }
 
     CUDA_CHECK(cudaDeviceSynchronize());
     dk_cuda_dict_destroy(ctx);
