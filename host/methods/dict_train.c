@@ -66,6 +66,7 @@ void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dic
     tr->pre = dk_malloc((size_t)(rows * F) * sizeof(float));
     tr->scores = m->kind == DK_DICT_SAE ? NULL : dk_malloc((size_t)(rows * F) * sizeof(float)); /* SAE: pre */
     tr->hist = dk_malloc(65536 * sizeof(uint64_t));
+    tr->hist_scratch = dk_malloc((size_t)(cfg->threads > 1 ? cfg->threads : 1) * 65536 * sizeof(uint64_t));
     tr->xhat = dk_malloc((size_t)(rows * D) * sizeof(float));
     tr->g = dk_malloc((size_t)(rows * D) * sizeof(float));
     tr->ehat = dk_malloc((size_t)(rows * D) * sizeof(float));
@@ -90,7 +91,7 @@ void dk_dict_trainer_init(dk_dict_trainer *tr, const dk_dist *dist, const dk_dic
 
 void dk_dict_trainer_free(dk_dict_trainer *tr) {
     free(tr->grad), free(tr->adam_m), free(tr->adam_v), free(tr->since_fired);
-    free(tr->u), free(tr->pre), free(tr->scores), free(tr->hist), free(tr->xhat), free(tr->g), free(tr->ehat), free(tr->w);
+    free(tr->u), free(tr->pre), free(tr->scores), free(tr->hist), free(tr->hist_scratch), free(tr->xhat), free(tr->g), free(tr->ehat), free(tr->w);
     free(tr->row_ptr), free(tr->aux_ptr), free(tr->idx), free(tr->fval), free(tr->aux_idx), free(tr->aux_val);
     free(tr->fired), free(tr->dead), free(tr->col_ptr), free(tr->row_of), free(tr->cval);
     memset(tr, 0, sizeof *tr);
@@ -199,14 +200,13 @@ static void par_hist(void *ctx, int64_t b0, int64_t b1) {
 }
 
 /* hist (65536) += the histogram of the count scores (hi_bin UINT32_MAX: high halves; else the low halves within it) */
-static void hist_threads(int threads, const float *scores, int64_t count, uint32_t hi_bin, uint64_t *hist) {
+static void hist_threads(int threads, const float *scores, int64_t count, uint32_t hi_bin, uint64_t *hist,
+                         uint64_t *scratch) {
     const int64_t blocks = threads > 1 && count > 65536 ? threads : 1;
-    par_ctx c = {.scores = scores, .n = count, .blocks = blocks, .hi_bin = hi_bin};
-    c.hist = dk_malloc((size_t)(blocks * 65536) * sizeof(uint64_t));
+    par_ctx c = {.scores = scores, .n = count, .blocks = blocks, .hi_bin = hi_bin, .hist = scratch};
     dk_parallel_rows(threads, blocks, 1, par_hist, &c);
     for (int64_t b = 0; b < blocks; b++)
         for (int64_t i = 0; i < 65536; i++) hist[i] += c.hist[b * 65536 + i];
-    free(c.hist);
 }
 
 /* scores block b of `blocks` equal row ranges: relu in place, scores, and the block's high-half histogram */
@@ -222,15 +222,13 @@ static void par_scores(void *ctx, int64_t b0, int64_t b1) {
 
 /* pre (n, F) → relu(pre), scores, and hist (65536) = the scores' high-half histogram, over the threads */
 static void scores_threads(int threads, float *pre, int64_t n, int64_t F, const float *w, float *scores,
-                           uint64_t *hist) {
+                           uint64_t *hist, uint64_t *scratch) {
     const int64_t blocks = threads > 1 && n > 1 ? (threads < n ? threads : n) : 1;
-    par_ctx c = {.pre = pre, .n = n, .F = F, .w = w, .scores_out = scores, .blocks = blocks};
-    c.hist = dk_malloc((size_t)(blocks * 65536) * sizeof(uint64_t));
+    par_ctx c = {.pre = pre, .n = n, .F = F, .w = w, .scores_out = scores, .blocks = blocks, .hist = scratch};
     dk_parallel_rows(threads, blocks, 1, par_scores, &c);
     memset(hist, 0, 65536 * sizeof(uint64_t));
     for (int64_t b = 0; b < blocks; b++)
         for (int64_t i = 0; i < 65536; i++) hist[i] += c.hist[b * 65536 + i];
-    free(c.hist);
 }
 
 static void decode_threads(int threads, const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr,
@@ -279,11 +277,12 @@ typedef struct cpu_scores {
     int threads;
     const float *scores;
     int64_t count;
+    uint64_t *scratch;    /* (threads, 65536) the trainer's per-thread histograms */
 } cpu_scores;
 
 static void cpu_hist_lo(void *ctx, uint32_t hi_bin, uint64_t *hist) {
     const cpu_scores *c = ctx;
-    hist_threads(c->threads, c->scores, c->count, hi_bin, hist);
+    hist_threads(c->threads, c->scores, c->count, hi_bin, hist, c->scratch);
 }
 
 void dk_dict_global_threshold(const dk_dist *dist, uint64_t *h, int64_t K, dk_dict_hist_lo_fn hist_lo, void *ctx,
@@ -409,10 +408,10 @@ int dk_dict_trainer_step(dk_dict_trainer *tr, const float *x, const float *raw, 
     dk_cpu_dict_encode(s, x, n, W_enc, b_enc, sae ? b_dec : NULL, sae ? tr->u : NULL, tr->pre);
     /* pre becomes relu(pre); the SAE's scores are relu(pre) itself */
     float *scores = sae ? tr->pre : tr->scores;
-    scores_threads(c->threads, tr->pre, n, F, w, scores, tr->hist);
+    scores_threads(c->threads, tr->pre, n, F, w, scores, tr->hist, tr->hist_scratch);
     float t;
     int64_t ties;
-    cpu_scores cs = {c->threads, scores, n * F};
+    cpu_scores cs = {c->threads, scores, n * F, tr->hist_scratch};
     dk_dict_global_threshold(dist, tr->hist, K, cpu_hist_lo, &cs, &t, &ties);
     const float *a = tr->pre;
     const int64_t n_sel = dk_cpu_select(scores, a, n, F, t, ties, tr->row_ptr, tr->idx, tr->fval, tr->cap_sel);

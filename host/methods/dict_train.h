@@ -68,6 +68,7 @@ typedef struct dk_dict_trainer {
     int64_t cap_rows;               /* rows per rank the scratch holds */
     float *u, *pre, *scores, *xhat, *g, *w, *ehat;   /* scores: crosscoder only (the SAE's are relu(pre)) */
     uint64_t *hist;                 /* (65536) this rank's high-half histogram of the scores */
+    uint64_t *hist_scratch;         /* (max(threads, 1), 65536) per-thread histograms, kept between steps */
     int64_t *row_ptr, *aux_ptr;
     int32_t *idx, *aux_idx;
     float *fval, *aux_val;
