@@ -1,6 +1,7 @@
 /* cmd_forward.c — `diffkit forward`: token ids in, residual streams and logits out, as one packed batch.
  *
- *   diffkit forward --model PATH [--adapter PATH [--adapter-scale W] | --finetuned-model PATH]
+ *   diffkit forward --model PATH [--adapter PATH[@W|@PRESET] [--adapter-scale W | --amplification FILE_OR_PRESET]
+ *                                | --finetuned-model PATH]
  *                   --tokens IN.jsonl --output OUT.safetensors
  *                   [--layers all|none|L1,L2,...] [--logits all|last|none] [--threads N] [--device D]
  *
@@ -35,14 +36,20 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: diffkit forward --model PATH --tokens IN.jsonl --output OUT.safetensors\n"
-            "                       [--adapter PATH [--adapter-scale W] | --finetuned-model PATH]\n"
+            "                       [--adapter PATH [--adapter-scale W | --amplification FILE_OR_PRESET]\n"
+            "                        | --finetuned-model PATH]\n"
             "                       [--layers all|none|L1,L2,...]\n"
             "                       [--logits all|last|none] [--threads N] [--device cpu|cuda|auto]\n\n"
             "Runs every {\"ids\": [...]} line of IN.jsonl through the model as one packed batch (causal within each\n"
             "sequence) and writes float32 tensors seq{i}.layer{L} [T, hidden] (residual after block L) and\n"
             "seq{i}.logits [T, vocab] ([1, vocab] with --logits last). Defaults: --layers all --logits all.\n"
             "PATH: a local folder or a Hugging Face id in the local cache. --adapter: a PEFT LoRA folder, applied\n"
-            "unmerged with multiplier W (default 1; 0 = the base model, > 1 amplifies). --finetuned-model: an organism\n"
+            "unmerged with multiplier W (default 1; 0 = the base model, > 1 amplifies).\n"
+            "--amplification: one multiplier per layer and attention/mlp from an amplification config (the seed's\n"
+            "schema, docs/formats.md) or a preset of configs/diffing/method/amplification_presets (default_2x,\n"
+            "default_2.5x, default_3x, negative_1x). --adapter PATH@W / PATH@PRESET are short for --adapter-scale W /\n"
+            "--amplification PRESET.\n"
+            "--finetuned-model: an organism\n"
             "published as a full checkpoint, run instead of --model (it must have --model's shapes and tokenizer).\n"
             "--device: cpu (default, the fp32 reference), cuda (bf16 on the GPU; DIFFKIT_CUDA_FP32=1 for fp32), or\n"
             "auto (cuda when this build has CUDA and a GPU is present, else cpu).\n");
@@ -198,7 +205,8 @@ static const char **weight_files(const char *tokens_path, const char *model_dir,
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_arg = NULL, *adapter_arg = NULL, *finetuned_arg = NULL, *tokens_path = NULL, *out_path = NULL;
+    const char *model_arg = NULL, *adapter_arg = NULL, *finetuned_arg = NULL, *amplification_arg = NULL;
+    const char *tokens_path = NULL, *out_path = NULL;
     const char *layers_spec = "all", *logits_spec = "all", *device_spec = "cpu";
     double adapter_scale = 1.0;
     bool scale_given = false;
@@ -210,6 +218,7 @@ int cmd_forward(int argc, char **argv) {
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
         else if (strcmp(argv[i], "--finetuned-model") == 0 && i + 1 < argc) finetuned_arg = argv[++i];
+        else if (strcmp(argv[i], "--amplification") == 0 && i + 1 < argc) amplification_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) {
             adapter_scale = cli_number("forward", "--adapter-scale", argv[++i]);
             scale_given = true;
@@ -244,7 +253,8 @@ int cmd_forward(int argc, char **argv) {
     dk_backend_options backend_opt = {0};
     if (dk_device_parse(device_spec, &backend_opt.device, &err) != 0) dk_die(&err);
     cli_model cm;
-    cli_model_open("forward", model_arg, adapter_arg, finetuned_arg, adapter_scale, scale_given, &cm);
+    cli_model_open("forward", model_arg, adapter_arg, finetuned_arg, adapter_scale, scale_given, amplification_arg,
+                   &cm);
     dk_model *m = cli_model_run(&cm);
     const dk_lora_adapter *ap = cli_model_adapter(&cm);
     if (threads > 0) m->n_threads = threads;

@@ -1,6 +1,7 @@
 /* cmd_generate.c — `diffkit generate`: text (or ids) in, a continuation out, with a KV cache.
  *
- *   diffkit generate --model PATH [--adapter PATH [--adapter-scale W] | --finetuned-model PATH] [--chat]
+ *   diffkit generate --model PATH [--adapter PATH[@W|@PRESET] [--adapter-scale W | --amplification FILE_OR_PRESET]
+ *                                 | --finetuned-model PATH] [--chat]
  *                    (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-p P]
  *                    [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]
  *
@@ -35,7 +36,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: diffkit generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3)\n"
             "                        [--chat [--chat-family F] [--enable-thinking true|false]]\n"
-            "                        [--adapter PATH [--adapter-scale W] | --finetuned-model PATH]\n"
+            "                        [--adapter PATH [--adapter-scale W | --amplification FILE_OR_PRESET]\n"
+            "                         | --finetuned-model PATH]\n"
             "                        [--max-new-tokens N] [--temperature T]\n"
             "                        [--top-p P] [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]\n\n"
             "Prints the generated continuation. Greedy when --temperature is 0 (default); stops at EOS or the\n"
@@ -45,6 +47,11 @@ static void usage(FILE *out) {
             "seed prompts models whose config has has_enable_thinking). --prompt-ids takes\n"
             "token ids (no tokenizer needed) and prints {\"ids\": [...]}. Defaults: --max-new-tokens 64, --top-p 1,\n"
             "--top-k 0 (off), --seed 0. The tokenizer is read from the model folder unless --tokenizer is given.\n"
+            "--adapter: a PEFT LoRA folder, applied unmerged with multiplier W (default 1; 0 = the base model).\n"
+            "--amplification: one multiplier per layer and attention/mlp from an amplification config (the seed's\n"
+            "schema, docs/formats.md) or a preset of configs/diffing/method/amplification_presets (default_2x,\n"
+            "default_2.5x, default_3x, negative_1x). --adapter PATH@W / PATH@PRESET are short for --adapter-scale W /\n"
+            "--amplification PRESET.\n"
             "--finetuned-model: an organism published as a full checkpoint, run instead of --model (it must have\n"
             "--model's shapes and tokenizer).\n");
 }
@@ -139,7 +146,8 @@ static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_arg = NULL, *adapter_arg = NULL, *finetuned_arg = NULL, *prompt = NULL, *prompt_ids = NULL;
+    const char *model_arg = NULL, *adapter_arg = NULL, *finetuned_arg = NULL, *amplification_arg = NULL;
+    const char *prompt = NULL, *prompt_ids = NULL;
     const char *tok_arg = NULL;
     const char *family_name = NULL;
     double adapter_scale = 1.0;
@@ -153,6 +161,7 @@ int cmd_generate(int argc, char **argv) {
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter") == 0 && i + 1 < argc) adapter_arg = argv[++i];
         else if (strcmp(argv[i], "--finetuned-model") == 0 && i + 1 < argc) finetuned_arg = argv[++i];
+        else if (strcmp(argv[i], "--amplification") == 0 && i + 1 < argc) amplification_arg = argv[++i];
         else if (strcmp(argv[i], "--adapter-scale") == 0 && i + 1 < argc) {
             adapter_scale = cli_number("generate", "--adapter-scale", argv[++i]);
             scale_given = true;
@@ -193,7 +202,8 @@ int cmd_generate(int argc, char **argv) {
 
     dk_err err = {0};
     cli_model cm;
-    cli_model_open("generate", model_arg, adapter_arg, finetuned_arg, adapter_scale, scale_given, &cm);
+    cli_model_open("generate", model_arg, adapter_arg, finetuned_arg, adapter_scale, scale_given, amplification_arg,
+                   &cm);
     dk_model *m = cli_model_run(&cm);
     const dk_lora_adapter *ap = cli_model_adapter(&cm);
     /* the running model's folder, or the base's when a full finetune ships no tokenizer (they must agree) */

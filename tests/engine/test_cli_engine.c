@@ -1,6 +1,7 @@
 /* test_cli_engine.c — `diffkit forward` and `diffkit generate` on the golden models, end to end: the files
  * and ids the commands write are compared with transformers/peft (tools/make_model_goldens.py), with the
- * thresholds of test_forward.c (5e-5 relative, argmax equal everywhere; see there for why). Usage (ctest):
+ * thresholds of test_forward.c (5e-5 relative, argmax equal everywhere; see there for why); amplified adapters
+ * (--amplification, --adapter PATH@W or PATH@PRESET) against tools/make_amplification_goldens.py. Usage (ctest):
  * test_cli_engine PATH/TO/diffkit. Error exits are checked by the cli_forward_* ctests (CMakeLists.txt). */
 #include "engine_test.h"
 #include "model_golden.h"
@@ -128,6 +129,50 @@ static bool run_expect(int code, const char *needle, const char *tmp, const char
     free(text);
     free(log);
     return ok;
+}
+
+/* --amplification and --adapter PATH@W / PATH@PRESET against peft with lora_B scaled the seed's way
+ * (tools/make_amplification_goldens.py; llama_text has 3 layers, so default_2.5x is 2.5 everywhere). */
+static void test_amplification_cli(const char *fx, const char *tmp) {
+    static const char *const cases[][2] = {{"--amplification %s/amplification/configs/mixed.yaml", "mixed"},
+                                           {"--amplification %s/amplification/configs/zero.yaml", "zero"},
+                                           {"@default_2.5x", "default_2.5x"}, {"@2.5", "default_2.5x"},
+                                           {"@negative_1x", "negative_1x"}};
+    char *golden = dk_sprintf("%s/amplification/golden.safetensors", fx);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const bool suffix = cases[i][0][0] == '@';
+        char *how = dk_sprintf(cases[i][0], fx);
+        EXPECT(run("%s forward --model %s/models/llama_text --adapter %s/adapters/llama_text_all%s%s --tokens "
+                   "%s/amplification/tokens.jsonl --output %s/amp.st --layers none 2>/dev/null", diffkit, fx, fx,
+                   suffix ? how : " ", suffix ? "" : how, fx, tmp) == 0, "forward %s", how);
+        char *out = dk_sprintf("%s/amp.st", tmp), *prefix = dk_sprintf("%s.", cases[i][1]);
+        char label[128];
+        snprintf(label, sizeof label, "forward amplified %s", suffix ? cases[i][0] : cases[i][1]);
+        compare_files(label, out, golden, prefix, 300, 4);
+        free(out);
+        free(prefix);
+        free(how);
+    }
+    free(golden);
+    char *cmd = dk_sprintf("%s forward --model %s/models/llama_text --amplification negative_1x --tokens "
+                           "%s/amplification/tokens.jsonl --output %s/amp.st", diffkit, fx, fx, tmp);
+    EXPECT(run_expect(2, "--amplification scales a LoRA adapter: give it with --adapter", tmp, cmd), "no adapter");
+    free(cmd);
+    cmd = dk_sprintf("%s forward --model %s/models/llama_text --adapter %s/adapters/llama_text_all --adapter-scale 2 "
+                     "--amplification negative_1x --tokens %s/amplification/tokens.jsonl --output %s/amp.st", diffkit,
+                     fx, fx, fx, tmp);
+    EXPECT(run_expect(2, "--adapter-scale and --amplification exclude each other", tmp, cmd), "scale + amplification");
+    free(cmd);
+    cmd = dk_sprintf("%s forward --model %s/models/llama_text --adapter %s/adapters/llama_text_all@default_4x "
+                     "--tokens %s/amplification/tokens.jsonl --output %s/amp.st", diffkit, fx, fx, fx, tmp);
+    EXPECT(run_expect(2, "'default_4x' is neither a file nor a preset", tmp, cmd), "unknown preset");
+    free(cmd);
+    /* llama_lora adapts layers 0 and 2: negative_1x on layer 1 does nothing, and the command says so */
+    cmd = dk_sprintf("%s forward --model %s/models/llama --adapter %s/adapters/llama_lora@negative_1x "
+                     "--tokens %s/models/llama/tokens.jsonl --output %s/amp.st --logits none --layers 0", diffkit, fx,
+                     fx, fx, tmp);
+    EXPECT(run_expect(0, "sets a weight on 2 (layer, attention|mlp) pairs that the adapter", tmp, cmd), "warning");
+    free(cmd);
 }
 
 /* An organism published as a full checkpoint: --finetuned-model runs it (llama_ft: every weight of llama moved;
@@ -268,6 +313,7 @@ int main(int argc, char **argv) {
     const char *tmp = engine_scratch_dir();
     test_forward_cli(fx, tmp);
     test_finetuned_model_cli(fx, tmp);
+    test_amplification_cli(fx, tmp);
     test_generate_cli(fx);
     test_generate_text_cli(fx);
     engine_scratch_cleanup();
