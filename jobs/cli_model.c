@@ -81,6 +81,8 @@ void cli_model_open(const char *command, const char *model_arg, const char *adap
             dk_die(&err);
         dk_lora_set_multiplier(&out->adapter, (float)adapter_scale);
         if (amplification_arg) amplify(command, amplification_arg, &out->adapter);
+        out->adapter_scaling = amplification_arg ? dk_sprintf("amplification %s", amplification_arg)
+                                                 : dk_sprintf("--adapter-scale %g", adapter_scale);
         out->has_adapter = true;
         free(adapter_dir);
     }
@@ -116,5 +118,6 @@ void cli_model_close(cli_model *m) {
     dk_model_close(&m->base);
     free(m->base_dir);
     free(m->run_dir);
+    free(m->adapter_scaling);
     memset(m, 0, sizeof *m);
 }

@@ -19,6 +19,8 @@ typedef struct cli_model {
     bool has_finetuned;
     dk_lora_adapter adapter;    /* --adapter, when given */
     bool has_adapter;
+    char *adapter_scaling;      /* how the adapter is scaled, for messages: "--adapter-scale 2", "amplification
+                                   negative_1x"; NULL without an adapter */
 } cli_model;
 
 /* Opens --model and the adapter or full finetune. Ends the command with a message (exit 2 for usage and

@@ -173,13 +173,13 @@ static void warn_past_context(const dk_model *m, const int64_t *starts, int64_t 
 }
 
 /* The numbers about to be written must be finite: NaN or Inf means broken weights or an absurd scale. */
-static int check_finite(const dk_tensor_out *outs, size_t n, const char *model, const char *adapter, double scale,
+static int check_finite(const dk_tensor_out *outs, size_t n, const char *model, const char *adapter, const char *scaling,
                         dk_err *err) {
     for (size_t i = 0; i < n; i++) {
         int64_t bad = dk_first_nonfinite_f32(outs[i].data, (size_t)(outs[i].shape[0] * outs[i].shape[1]));
         if (bad < 0) continue;
         char via[512] = "";
-        if (adapter) snprintf(via, sizeof via, " with the adapter %s at --adapter-scale %g", adapter, scale);
+        if (adapter) snprintf(via, sizeof via, " with the adapter %s at %s", adapter, scaling);
         return dk_err_set(err, DK_EXIT_RUNTIME, "%s%s gives non-finite values: %s is %s at token %lld, element %lld; "
                           "nothing was written (check the weights, the adapter and its scale)", model, via,
                           outs[i].name, dk_nonfinite_name(outs[i].data[bad]), (long long)(bad / outs[i].shape[1]),
@@ -303,7 +303,8 @@ int cmd_forward(int argc, char **argv) {
         else if (logits_mode == DK_LOGITS_LAST)
             outs[k++] = (dk_tensor_out){dk_sprintf("seq%lld.logits", (long long)s), 2, {1, V}, logits + s * V};
     }
-    if (check_finite(outs, k, finetuned_arg ? finetuned_arg : model_arg, adapter_arg, adapter_scale, &err) != 0) dk_die(&err);
+    if (check_finite(outs, k, finetuned_arg ? finetuned_arg : model_arg, adapter_arg,
+                     cm.adapter_scaling, &err) != 0) dk_die(&err);
     if (dk_write_f32_safetensors(&out, outs, k, &err) != 0) dk_die(&err);
     fprintf(stderr, "diffkit forward: %lld sequences, %lld tokens -> %s (%zu tensors)\n", (long long)n_seqs,
             (long long)n_tokens, out_path, k);
