@@ -117,6 +117,7 @@ def main():
                  r=4, lora_alpha=8, target_modules=modules)
     cfg = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
     cfg["base_model_name_or_path"] = "llama_text"
+    cfg["target_modules"] = sorted(cfg["target_modules"])  # peft saves a set: same file on every run
     json.dump(cfg, open(os.path.join(adapter_dir, "adapter_config.json"), "w"), indent=2)
     tensors = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
 
