@@ -2,6 +2,7 @@
  * so every value keeps its file:line:col for messages; the tree is walked once into dk_amp_entry records. */
 #include "amplification.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +74,8 @@ static int number(const dk_cfg_node *node, const char *key, double *out, dk_err 
     else if (t != DK_CFG_TYPE_FLOAT || !dk_cfg_parse_float(node->text, out) || !isfinite(*out))
         return bad(node, key, err, "expected a finite number, got %s",
                    node->kind == DK_CFG_SCALAR ? node->text : dk_cfg_type_name(t));
+    if (fabs(*out) > FLT_MAX) /* the multipliers are floats */
+        return bad(node, key, err, "%s is out of range (at most %g in magnitude)", node->text, (double)FLT_MAX);
     return 0;
 }
 
@@ -311,9 +314,10 @@ void dk_amp_free(dk_amp_config *c) {
 }
 
 /* Layer index of a value: round(f · (L − 1)) with Python's round (halves to even: nearbyint in the default
- * rounding mode) when relative, else the value. */
+ * rounding mode) when relative, else the value (n_layers for any value past the last layer). */
 static int64_t layer_index(double v, bool relative, int64_t n_layers) {
-    return relative ? (int64_t)nearbyint(v * (double)(n_layers - 1)) : (int64_t)v;
+    if (relative) return (int64_t)nearbyint(v * (double)(n_layers - 1));
+    return v >= (double)n_layers ? n_layers : (int64_t)v; /* past the end (set_layer says so), never cast out of range */
 }
 
 static int set_layer(const dk_amp_entry *e, int64_t layer, double asked, int64_t n_layers, float *weights,

@@ -16,6 +16,8 @@
 #include "model_golden.h"
 
 #include "io/file.h"
+
+#include <math.h>
 #include "model/amplification.h"
 #include "model/forward.h"
 
@@ -118,6 +120,8 @@ static void test_bad_configs(void) {
                "layer_amplifications[0].module_amplifications[0].modules", "expected attention, mlp or all");
     expect_bad(ENTRY("all", "false", "[{modules: all, weight: big}]"), 0, "module_amplifications[0].weight",
                "expected a finite number, got big");
+    expect_bad(ENTRY("all", "false", "[{modules: all, weight: 1e39}]"), 0, "weight", "1e39 is out of range");
+    expect_bad(ENTRY("all", "false", "[{modules: all, weight: .nan}]"), 0, "weight", "expected a finite number");
     expect_bad(ENTRY("all", "false", "[{modules: all}]"), 0, "module_amplifications[0]", "'weight' is missing");
     expect_bad(ENTRY("1.5", "false", ALL2), 0, "layers: layer 1.5 is not a layer index", "is_relative: true");
     expect_bad(ENTRY("-1", "false", ALL2), 0, "layer -1 is not a layer index", "non-negative");
@@ -131,6 +135,8 @@ static void test_bad_configs(void) {
     /* past the model's last layer: found when resolving for a model, with the file and key */
     expect_bad(ENTRY("[0, 3]", "false", ALL2), 3, "layers: layer 3 is past the model's last layer", "0..2");
     expect_bad(ENTRY("{type: range, start: 1, end: 4}", "false", ALL2), 3, "layer 3 is past", "3 layers");
+    expect_bad(ENTRY("9223372036854775807", "false", ALL2), 3, "layer 9.22337e+18 is past", "0..2");
+    expect_bad(ENTRY("{type: range, start: 0, end: 9223372036854775807}", "false", ALL2), 3, "layer 3 is past", "0..2");
     /* duplicate keys and bad YAML come from the config reader, with the position */
     expect_bad("name: a\nname: b\n", 0, "test.yaml:2", "name");
 
@@ -165,6 +171,42 @@ static void test_presets(void) {
         dk_amp_free(&c);
     }
     free(dir);
+}
+
+/* Mutated configs (bit flips, inserted tokens, truncation) either parse or give a usage error; what parses resolves
+ * for 3 layers or gives a usage error, and every weight it gives is finite. Under ASan this is the crash check of
+ * the walk over the YAML tree (the YAML reader itself is fuzzed by tests/reliability). */
+static void test_mutated_configs(void) {
+    static const char *const files[] = {"amplification/configs/mixed.yaml", "amplification/configs/one.yaml"};
+    int parsed = 0, total = 0;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *path = engine_fixture(files[f]);
+        size_t size;
+        unsigned char *seed = engine_read_all(path, &size);
+        uint8_t *buf = dk_malloc(size + 256);
+        for (int i = 0; i < 3000; i++, total++) {
+            size_t n = engine_mutate(seed, size, buf, size + 256, false);
+            dk_amp_config c;
+            dk_err err = {0};
+            if (dk_amp_parse((const char *)buf, n, "mutated.yaml", &c, &err) != 0) {
+                EXPECT(err.code == DK_EXIT_USAGE && strstr(err.msg, "mutated.yaml"), "mutation %d: %d %s", i, err.code,
+                       err.msg);
+                continue;
+            }
+            parsed++;
+            float w[3 * DK_AMP_N_GROUPS];
+            if (dk_amp_resolve(&c, NULL, 3, w, &err) == 0) {
+                for (int k = 0; k < 3 * DK_AMP_N_GROUPS; k++) EXPECT(isfinite(w[k]), "mutation %d: weight %g", i, w[k]);
+            } else {
+                EXPECT(err.code == DK_EXIT_USAGE, "mutation %d: resolve error code %d", i, err.code);
+            }
+            dk_amp_free(&c);
+        }
+        free(buf);
+        free(seed);
+        free(path);
+    }
+    printf("mutated configs: %d of %d parsed, the rest refused with a message\n", parsed, total);
 }
 
 /* The amplified organism against peft with B scaled the seed's way. */
@@ -264,6 +306,7 @@ int main(void) {
     test_resolution();
     test_bad_configs();
     test_presets();
+    test_mutated_configs();
     test_logits_vs_peft();
     return dk_test_finish("test_amplification");
 }
