@@ -173,8 +173,8 @@ static void warn_past_context(const dk_model *m, const int64_t *starts, int64_t 
 }
 
 /* The numbers about to be written must be finite: NaN or Inf means broken weights or an absurd scale. */
-static int check_finite(const dk_tensor_out *outs, size_t n, const char *model, const char *adapter, const char *scaling,
-                        dk_err *err) {
+static int check_finite(const dk_tensor_out *outs, size_t n, const char *model, const char *adapter,
+                        const char *scaling, dk_err *err) {
     for (size_t i = 0; i < n; i++) {
         int64_t bad = dk_first_nonfinite_f32(outs[i].data, (size_t)(outs[i].shape[0] * outs[i].shape[1]));
         if (bad < 0) continue;

@@ -235,7 +235,8 @@ static int parse_tree(const dk_cfg_node *root, dk_amp_config *out, dk_err *err) 
             return -1;
         }
         for (size_t j = 0; j < list->n && rc == 0; j++) {
-            if (out->n_entries == cap) out->entries = dk_realloc(out->entries, (cap = cap ? 2 * cap : 4) * sizeof *out->entries);
+            if (out->n_entries == cap)
+                out->entries = dk_realloc(out->entries, (cap = cap ? 2 * cap : 4) * sizeof *out->entries);
             dk_amp_entry *e = &out->entries[out->n_entries++];
             memset(e, 0, sizeof *e);
             char ekey[192];
