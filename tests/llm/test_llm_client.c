@@ -145,7 +145,7 @@ static void test_each_failure_is_retried(void) {
                scripted_server_requests(&srv));
         EXPECT(resp.n_choices == 1 && strcmp(resp.choices[0].content, "reply to: again") == 0, "%s: the good answer",
                kinds[k]);
-        EXPECT(seconds < 3.0, "%s: %.2f s", kinds[k], seconds);
+        EXPECT(seconds < 4.0, "%s: %.2f s", kinds[k], seconds);
         dk_llm_usage u = dk_llm_client_usage(llm);
         EXPECT(u.attempts == 2 && u.requests == 1 && u.failed == 0 && u.prompt_tokens == 11,
                "%s: usage attempts %lld requests %lld failed %lld prompt %lld", kinds[k], (long long)u.attempts,
@@ -226,7 +226,7 @@ static void test_backoff_and_bound(void) {
     t0 = dk_time_now();
     EXPECT(ask(llm, "x", &resp) == 0, "429 then ok: %s", resp.err.msg);
     seconds = dk_time_now() - t0;
-    EXPECT(seconds >= 0.39 && seconds < 1.0, "Retry-After: 0.4 honoured, took %.3f s", seconds);
+    EXPECT(seconds >= 0.39 && seconds < 2.0, "Retry-After: 0.4 honoured, took %.3f s", seconds);
     dk_llm_response_free(&resp);
     dk_llm_client_close(llm);
     dk_llm_config_free(&cfg);
@@ -270,7 +270,7 @@ static void test_timeout(void) {
     double t0 = dk_time_now();
     EXPECT(ask(llm, "x", &resp) != 0, "a stuck server fails the request");
     double seconds = dk_time_now() - t0;
-    EXPECT(seconds >= 0.95 && seconds < 3.0, "two attempts of 0.5 s, took %.2f s", seconds);
+    EXPECT(seconds >= 0.95 && seconds < 5.0, "two attempts of 0.5 s, took %.2f s", seconds);
     EXPECT(resp.attempts == 2, "2 attempts, got %d", resp.attempts);
     EXPECT_CONTAINS(resp.err.msg, "no complete answer within the time allowed");
     EXPECT_CONTAINS(resp.err.msg, "raise llm.request_timeout_s");
@@ -293,7 +293,7 @@ static void test_dead_port(void) {
     double t0 = dk_time_now();
     EXPECT(ask(llm, "x", &resp) != 0, "a dead port fails");
     double seconds = dk_time_now() - t0;
-    EXPECT(seconds < 3.0, "took %.2f s", seconds);
+    EXPECT(seconds < 5.0, "took %.2f s", seconds);
     EXPECT(resp.attempts == 3, "3 attempts, got %d", resp.attempts);
     EXPECT_CONTAINS(resp.err.msg, "could not connect");
     EXPECT_CONTAINS(resp.err.msg, "is the server running, and is llm.base_url");
@@ -325,7 +325,7 @@ static void test_in_flight(void) {
     int failed = dk_llm_chat_many(llm, reqs, N, resps);
     double seconds = dk_time_now() - t0;
     EXPECT(failed == 0, "all succeed, %d failed", failed);
-    EXPECT(seconds < 2.5, "8 requests of 1 s in flight together took %.2f s", seconds);
+    EXPECT(seconds < 4.0, "8 requests of 1 s in flight together took %.2f s (one by one: 8 s)", seconds);
     for (int i = 0; i < N; i++) {
         char want[64];
         snprintf(want, sizeof want, "reply to: question %d", i);
