@@ -38,6 +38,13 @@ static dk_llm_config make_cfg(const char *base_url) {
     return cfg;
 }
 
+/* The end of a case: the client closed, its configuration freed, the server stopped. */
+static void end_case(dk_llm_client *llm, dk_llm_config *cfg, scripted_server *srv) {
+    dk_llm_client_close(llm);
+    dk_llm_config_free(cfg);
+    if (srv) scripted_server_cleanup(srv);
+}
+
 /* Starts a server that insists on the key, with a NULL-terminated script. */
 #define START(server, ...)                                                                              \
     do {                                                                                                \
@@ -62,6 +69,17 @@ static int ask(dk_llm_client *llm, const char *question, dk_llm_response *resp) 
     int rc = dk_llm_chat(llm, &req, resp);
     keep_error(resp);
     return rc;
+}
+
+/* Opens a client for cfg and asks one question (resp is filled either way); the seconds the question took. */
+static double open_and_ask(const dk_llm_config *cfg, dk_llm_client **llm, const char *question, dk_llm_response *resp) {
+    dk_err err = {0};
+    memset(resp, 0, sizeof *resp);
+    *llm = dk_llm_client_open(cfg, &err);
+    EXPECT(*llm != NULL, "open: %s", err.msg);
+    double t0 = dk_time_now();
+    if (*llm) ask(*llm, question, resp);
+    return dk_time_now() - t0;
 }
 
 static void test_request_and_answer(void) {
@@ -118,9 +136,7 @@ static void test_request_and_answer(void) {
     EXPECT(second && !strstr(second, "temperature") && !strstr(second, "\"n\"") && !strstr(second, "seed") &&
            !strstr(second, "stop"), "second request sends only model and messages: %s", second ? second : log);
     free(log);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 /* Each kind of bad answer once, then a good one: retried, and the good answer is returned. */
@@ -133,13 +149,10 @@ static void test_each_failure_is_retried(void) {
         dk_llm_config cfg = make_cfg(srv.base_url);
         cfg.max_attempts = 2;
         cfg.request_timeout_s = 0.5;
-        dk_err err = {0};
-        dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
+        dk_llm_client *llm;
         dk_llm_response resp;
-        double t0 = dk_time_now();
-        int rc = ask(llm, "again", &resp);
-        double seconds = dk_time_now() - t0;
-        EXPECT(rc == 0, "%s then ok: %s", kinds[k], resp.err.msg);
+        double seconds = open_and_ask(&cfg, &llm, "again", &resp);
+        EXPECT(resp.err.code == 0, "%s then ok: %s", kinds[k], resp.err.msg);
         EXPECT(resp.attempts == 2, "%s then ok: 2 attempts, got %d", kinds[k], resp.attempts);
         EXPECT(scripted_server_requests(&srv) == 2, "%s: the server saw %d requests", kinds[k],
                scripted_server_requests(&srv));
@@ -151,9 +164,7 @@ static void test_each_failure_is_retried(void) {
                "%s: usage attempts %lld requests %lld failed %lld prompt %lld", kinds[k], (long long)u.attempts,
                (long long)u.requests, (long long)u.failed, (long long)u.prompt_tokens);
         dk_llm_response_free(&resp);
-        dk_llm_client_close(llm);
-        dk_llm_config_free(&cfg);
-        scripted_server_cleanup(&srv);
+        end_case(llm, &cfg, &srv);
     }
 }
 
@@ -176,9 +187,7 @@ static void test_attempts_as_configured(void) {
     dk_llm_usage u = dk_llm_client_usage(llm);
     EXPECT(u.failed == 1 && u.requests == 1 && u.attempts == 3, "usage counts the failure");
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 /* A permanently failing endpoint: the waits between attempts grow (0.1, 0.2, then capped at 0.25 s, each less
@@ -190,47 +199,36 @@ static void test_backoff_and_bound(void) {
     cfg.max_attempts = 4;
     cfg.backoff_initial_s = 0.1;
     cfg.backoff_max_s = 0.25;
-    dk_err err = {0};
-    dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
+    dk_llm_client *llm;
     dk_llm_response resp;
-    double t0 = dk_time_now();
-    EXPECT(ask(llm, "x", &resp) != 0, "a failing endpoint fails the request");
-    double seconds = dk_time_now() - t0;
+    double seconds = open_and_ask(&cfg, &llm, "x", &resp);
+    EXPECT(resp.err.code != 0, "a failing endpoint fails the request");
     EXPECT(resp.attempts == 4 && scripted_server_requests(&srv) == 4, "4 attempts, got %d", resp.attempts);
     EXPECT(seconds >= 0.45 && seconds < 2.5, "waits 0.075-0.1 + 0.15-0.2 + 0.25 s, took %.3f s", seconds);
     EXPECT_CONTAINS(resp.err.msg, "failed after 4 attempts");
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
+    end_case(llm, &cfg, NULL);
 
     /* backoff_max_s caps the wait even when the exponential one is long. */
     cfg = make_cfg(srv.base_url);
     cfg.max_attempts = 3;
     cfg.backoff_initial_s = 5.0;
     cfg.backoff_max_s = 0.1;
-    llm = dk_llm_client_open(&cfg, &err);
-    t0 = dk_time_now();
-    EXPECT(ask(llm, "x", &resp) != 0, "still failing");
-    seconds = dk_time_now() - t0;
+    seconds = open_and_ask(&cfg, &llm, "x", &resp);
+    EXPECT(resp.err.code != 0, "still failing");
     EXPECT(seconds >= 0.19 && seconds < 1.5, "two capped waits of 0.1 s, took %.3f s", seconds);
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 
     /* A 429 with Retry-After waits what the server asks (capped by backoff_max_s). */
     START(&srv, "retry429:0.4", "ok");
     cfg = make_cfg(srv.base_url);
     cfg.backoff_max_s = 1.0;
-    llm = dk_llm_client_open(&cfg, &err);
-    t0 = dk_time_now();
-    EXPECT(ask(llm, "x", &resp) == 0, "429 then ok: %s", resp.err.msg);
-    seconds = dk_time_now() - t0;
+    seconds = open_and_ask(&cfg, &llm, "x", &resp);
+    EXPECT(resp.err.code == 0, "429 then ok: %s", resp.err.msg);
     EXPECT(seconds >= 0.39 && seconds < 2.0, "Retry-After: 0.4 honoured, took %.3f s", seconds);
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 /* Statuses that asking again cannot fix end the request at once, with a hint. */
@@ -251,9 +249,7 @@ static void test_not_retried(void) {
                cases[k].action, resp.attempts);
         EXPECT_CONTAINS(resp.err.msg, cases[k].hint);
         dk_llm_response_free(&resp);
-        dk_llm_client_close(llm);
-        dk_llm_config_free(&cfg);
-        scripted_server_cleanup(&srv);
+        end_case(llm, &cfg, &srv);
     }
 }
 
@@ -264,20 +260,16 @@ static void test_timeout(void) {
     dk_llm_config cfg = make_cfg(srv.base_url);
     cfg.max_attempts = 2;
     cfg.request_timeout_s = 0.5;
-    dk_err err = {0};
-    dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
+    dk_llm_client *llm;
     dk_llm_response resp;
-    double t0 = dk_time_now();
-    EXPECT(ask(llm, "x", &resp) != 0, "a stuck server fails the request");
-    double seconds = dk_time_now() - t0;
+    double seconds = open_and_ask(&cfg, &llm, "x", &resp);
+    EXPECT(resp.err.code != 0, "a stuck server fails the request");
     EXPECT(seconds >= 0.95 && seconds < 5.0, "two attempts of 0.5 s, took %.2f s", seconds);
     EXPECT(resp.attempts == 2, "2 attempts, got %d", resp.attempts);
     EXPECT_CONTAINS(resp.err.msg, "no complete answer within the time allowed");
     EXPECT_CONTAINS(resp.err.msg, "raise llm.request_timeout_s");
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 /* Nobody listens on the port: a clear error after the configured attempts, in well under a second. */
@@ -287,20 +279,17 @@ static void test_dead_port(void) {
     dk_llm_config cfg = make_cfg(url);
     cfg.max_attempts = 3;
     setenv(KEY_ENV, TEST_KEY, 1);
-    dk_err err = {0};
-    dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
+    dk_llm_client *llm;
     dk_llm_response resp;
-    double t0 = dk_time_now();
-    EXPECT(ask(llm, "x", &resp) != 0, "a dead port fails");
-    double seconds = dk_time_now() - t0;
+    double seconds = open_and_ask(&cfg, &llm, "x", &resp);
+    EXPECT(resp.err.code != 0, "a dead port fails");
     EXPECT(seconds < 5.0, "took %.2f s", seconds);
     EXPECT(resp.attempts == 3, "3 attempts, got %d", resp.attempts);
     EXPECT_CONTAINS(resp.err.msg, "could not connect");
     EXPECT_CONTAINS(resp.err.msg, "is the server running, and is llm.base_url");
     EXPECT_CONTAINS(resp.err.msg, url);
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
+    end_case(llm, &cfg, NULL);
 }
 
 /* 8 requests that each take 1 s finish together in about 1 s; each answer belongs to its own request. */
@@ -338,8 +327,7 @@ static void test_in_flight(void) {
     EXPECT(u.requests == N && u.attempts == N && u.prompt_tokens == 11 * N && u.completion_tokens == 7 * N,
            "usage: %lld requests, %lld attempts, %lld + %lld tokens", (long long)u.requests, (long long)u.attempts,
            (long long)u.prompt_tokens, (long long)u.completion_tokens);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
+    end_case(llm, &cfg, NULL);
 
     /* max_in_flight = 2: four 1 s requests take two rounds. */
     cfg = make_cfg(srv.base_url);
@@ -350,9 +338,7 @@ static void test_in_flight(void) {
     seconds = dk_time_now() - t0;
     EXPECT(seconds >= 1.95 && seconds < 3.5, "two rounds of 1 s, took %.2f s", seconds);
     for (int i = 0; i < 4; i++) dk_llm_response_free(&resps[i]);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 
     /* In flight together, some retried: every request completes, attempts add up. */
     START(&srv, "500", "ok", "malformed", "close", "--default", "ok");
@@ -366,9 +352,7 @@ static void test_in_flight(void) {
     }
     EXPECT(attempts == 9 && scripted_server_requests(&srv) == 9, "6 + 3 attempts, got %d", attempts);
     EXPECT(dk_llm_client_usage(llm).prompt_tokens == 66, "usage counts the 6 good answers");
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 /* Usage adds up over calls; an answer without usage adds nothing. */
@@ -387,9 +371,7 @@ static void test_usage(void) {
     EXPECT(u.prompt_tokens == 22 && u.completion_tokens == 14 && u.requests == 3 && u.failed == 0,
            "usage %lld + %lld over %lld requests", (long long)u.prompt_tokens, (long long)u.completion_tokens,
            (long long)u.requests);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 static bool needs_answer_line(const dk_llm_response *resp, void *ctx, char *why, size_t cap) {
@@ -422,9 +404,7 @@ static void test_accept(void) {
     EXPECT(resp.attempts == 3 && resp.n_choices == 0, "3 attempts, no choices kept");
     EXPECT_CONTAINS(resp.err.msg, "the answer was not accepted: no ANSWER: line in \"nothing useful\"");
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 /* Where the key comes from, and that it never shows. */
@@ -440,9 +420,7 @@ static void test_key(void) {
     EXPECT_CONTAINS(resp.err.msg, "Incorrect API key provided: Bearer [api key]");
     EXPECT(strstr(resp.err.msg, TEST_KEY) == NULL, "the key is redacted");
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 
     /* The key from a file (whitespace around it ignored), which wins over the variable. */
     char path[] = "/tmp/dk_llm_key_XXXXXX";
@@ -506,9 +484,7 @@ static void test_key(void) {
     llm = dk_llm_client_open(&cfg, &err);
     EXPECT(llm && ask(llm, "x", &resp) == 0, "no key, no header");
     dk_llm_response_free(&resp);
-    dk_llm_client_close(llm);
-    dk_llm_config_free(&cfg);
-    scripted_server_cleanup(&srv);
+    end_case(llm, &cfg, &srv);
 }
 
 static void test_config(void) {
