@@ -22,7 +22,8 @@
  * Configuration (configs/config.yaml, section llm; dk_llm_config_read reads any section with these keys):
  *   base_url            https://openrouter.ai/api/v1 — requests go to <base_url>/chat/completions
  *   model_id            the model the endpoint serves ("openai/gpt-5-mini")
- *   api_key_file        a file holding the key (surrounding whitespace ignored), used when it exists ...
+ *   api_key_file        a file holding the key (relative: to the working directory; surrounding whitespace
+ *                       ignored), used when it exists ...
  *   api_key_env         ... else this environment variable; both null: no key is sent (a local server)
  *   connect_timeout_s   seconds to open the connection
  *   request_timeout_s   seconds one attempt may take in all (connect, send, wait, receive)
