@@ -21,6 +21,7 @@
  *               the key they refused)
  *   NNN         status NNN (500, 429, 404, ...) with an OpenAI-style error body
  *   retry429:S  429 with "Retry-After: S"
+ *   huge        200 with a 40 MiB body (more than the client takes)
  * --require-key-env VAR: a request whose Authorization header is not "Bearer $VAR" gets 401 (so a test
  * sees the key arrive) whatever the script says. --log FILE: one line per request, "<k> <action> <body>"
  * (the JSON body; headers, and so the key, are not logged). */
@@ -212,6 +213,13 @@ static void serve(int fd) {
         send_all(fd, part, strlen(part));
     } else if (strcmp(action, "empty") == 0) {
         send_response(fd, 200, NULL, "{\"id\": \"x\", \"choices\": [], \"usage\": {\"prompt_tokens\": 3}}");
+    } else if (strcmp(action, "huge") == 0) {
+        const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 41943040\r\n"
+                           "Connection: close\r\n\r\n";
+        send_all(fd, head, strlen(head));
+        static char block[1 << 16];
+        memset(block, ' ', sizeof block);
+        for (int i = 0; i < 640; i++) send_all(fd, block, sizeof block);
     } else if (strcmp(action, "close") == 0) {
         /* nothing */
     } else if (strncmp(action, "slow:", 5) == 0) {

@@ -355,6 +355,52 @@ static void test_in_flight(void) {
     end_case(llm, &cfg, &srv);
 }
 
+/* A request stuck at a server that never answers does not hold up the others in flight with it. */
+static void test_stuck_one_in_flight(void) {
+    scripted_server srv;
+    START(&srv, "slow:30", "--default", "ok");
+    dk_llm_config cfg = make_cfg(srv.base_url);
+    cfg.max_attempts = 1;
+    cfg.request_timeout_s = 1.0;
+    dk_err err = {0};
+    dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
+    dk_llm_message msg = {"user", "x"};
+    dk_llm_request reqs[3] = {dk_llm_request_init(&msg, 1), dk_llm_request_init(&msg, 1), dk_llm_request_init(&msg, 1)};
+    dk_llm_response resps[3];
+    double t0 = dk_time_now();
+    int failed = dk_llm_chat_many(llm, reqs, 3, resps);
+    double seconds = dk_time_now() - t0;
+    EXPECT(failed == 1, "the stuck request fails, the other two succeed (%d failed)", failed);
+    EXPECT(seconds >= 0.95 && seconds < 4.0, "ended by the 1 s timeout, took %.2f s", seconds);
+    for (int i = 0; i < 3; i++) {
+        if (resps[i].err.code) {
+            EXPECT_CONTAINS(resps[i].err.msg, "no complete answer within the time allowed");
+            EXPECT(resps[i].seconds >= 0.95, "the stuck one took its timeout");
+        } else {
+            EXPECT(resps[i].seconds < 0.9, "answer %d came back at once (%.2f s), not after the stuck one", i,
+                   resps[i].seconds);
+        }
+        keep_error(&resps[i]);
+        dk_llm_response_free(&resps[i]);
+    }
+    end_case(llm, &cfg, &srv);
+}
+
+/* An answer larger than the client takes ends the request at once (asking again would get the same). */
+static void test_huge_answer(void) {
+    scripted_server srv;
+    START(&srv, "huge", "ok");
+    dk_llm_config cfg = make_cfg(srv.base_url);
+    dk_llm_client *llm;
+    dk_llm_response resp;
+    open_and_ask(&cfg, &llm, "x", &resp);
+    EXPECT(resp.err.code != 0 && resp.attempts == 1, "a 40 MiB answer fails without a retry (%d attempts)",
+           resp.attempts);
+    EXPECT_CONTAINS(resp.err.msg, "the answer is larger than 32 MiB");
+    dk_llm_response_free(&resp);
+    end_case(llm, &cfg, &srv);
+}
+
 /* Usage adds up over calls; an answer without usage adds nothing. */
 static void test_usage(void) {
     scripted_server srv;
@@ -554,6 +600,8 @@ int main(int argc, char **argv) {
     test_timeout();
     test_dead_port();
     test_in_flight();
+    test_stuck_one_in_flight();
+    test_huge_answer();
     test_usage();
     test_accept();
     test_key();
