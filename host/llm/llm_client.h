@@ -25,6 +25,8 @@
  *   api_key_file        a file holding the key (relative: to the working directory; surrounding whitespace
  *                       ignored), used when it exists ...
  *   api_key_env         ... else this environment variable; both null: no key is sent (a local server)
+ *                       Absent keys follow the seed: no file, and $OPENROUTER_API_KEY; api_key_path (the seed's
+ *                       grader sections) is read as api_key_file.
  *   connect_timeout_s   seconds to open the connection
  *   request_timeout_s   seconds one attempt may take in all (connect, send, wait, receive)
  *   max_attempts        attempts per request in all (1 = no retry)

@@ -105,7 +105,18 @@ int dk_llm_config_read(const dk_cfg *cfg, const char *section, dk_llm_config *ou
         goto fail;
     }
     out->model_id = dk_strdup(s);
+    /* The seed's grader sections name the key file api_key_path and fall back to $OPENROUTER_API_KEY: a
+     * section written for the seed reads the same key here. */
+    char alias[256];
+    if (dk_cfg_get(cfg, key_path(path, sizeof path, section, "api_key_file")) &&
+        dk_cfg_get(cfg, key_path(alias, sizeof alias, section, "api_key_path"))) {
+        out_of_range(cfg, alias, "left out when api_key_file is given (api_key_path is the seed's name for it)", err);
+        goto fail;
+    }
+    if (!dk_cfg_get(cfg, key_path(path, sizeof path, section, "api_key_env")))
+        out->api_key_env = dk_strdup("OPENROUTER_API_KEY");
     if (read_opt_str(cfg, section, "api_key_file", &out->api_key_file, err) != 0 ||
+        read_opt_str(cfg, section, "api_key_path", &out->api_key_file, err) != 0 ||
         read_opt_str(cfg, section, "api_key_env", &out->api_key_env, err) != 0 ||
         read_opt_float(cfg, section, "connect_timeout_s", 0.001, 3600.0, &out->connect_timeout_s, err) != 0 ||
         read_opt_float(cfg, section, "request_timeout_s", 0.001, 86400.0, &out->request_timeout_s, err) != 0 ||

@@ -547,6 +547,17 @@ static void test_config(void) {
     dk_llm_config_free(&cfg);
     dk_cfg_free(c);
 
+    /* A grader section written for the seed: api_key_path, and $OPENROUTER_API_KEY when no variable is named. */
+    c = dk_cfg_from_yaml("grader:\n  model_id: openai/gpt-5-mini\n  base_url: https://openrouter.ai/api/v1\n"
+                         "  api_key_path: openrouter_api_key.txt\n  max_tokens: 10000\n", "t.yaml", &err);
+    EXPECT(c && dk_llm_config_read(c, "grader", &cfg, &err) == 0, "read the seed's grader section: %s", err.msg);
+    if (!dk_err_is_set(&err)) {
+        EXPECT(cfg.api_key_file && strcmp(cfg.api_key_file, "openrouter_api_key.txt") == 0, "api_key_path read");
+        EXPECT(cfg.api_key_env && strcmp(cfg.api_key_env, "OPENROUTER_API_KEY") == 0, "the seed's variable");
+        dk_llm_config_free(&cfg);
+    }
+    dk_cfg_free(c);
+
     struct {
         const char *yaml, *message;
     } bad[] = {
@@ -555,6 +566,8 @@ static void test_config(void) {
         {"llm:\n  base_url: http://x\n  model_id: m\n  max_attempts: 0\n", "llm.max_attempts (t.yaml:4:17) must be an integer in [1, 100], got 0"},
         {"llm:\n  base_url: http://x\n  model_id: m\n  request_timeout_s: -1\n", "llm.request_timeout_s"},
         {"llm:\n  base_url: http://x\n  model_id: m\n  max_in_flight: many\n", "llm.max_in_flight (t.yaml:4:18) must be an integer"},
+        {"llm:\n  base_url: http://x\n  model_id: m\n  api_key_file: a\n  api_key_path: b\n",
+         "llm.api_key_path (t.yaml:5:17) must be left out when api_key_file is given"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         dk_err_clear(&err);
