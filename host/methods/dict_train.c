@@ -187,26 +187,30 @@ static void par_adam(void *ctx, int64_t i0, int64_t i1) {
     dk_cpu_adam(c->p + i0, c->grad + i0, c->m + i0, c->v + i0, i1 - i0, c->grad_scale, c->lr, 0.9, 0.999, 1e-8, c->t);
 }
 
-/* histogram block b of `blocks` equal row ranges of the (n) scores */
-static void par_hist(void *ctx, int64_t b0, int64_t b1) {
+/* low-half histogram block b of `blocks` equal ranges of the (n) scores, within high bin hi_bin */
+static void par_hist_lo(void *ctx, int64_t b0, int64_t b1) {
     const par_ctx *c = ctx;
     for (int64_t b = b0; b < b1; b++) {
         const int64_t lo = c->n * b / c->blocks, hi = c->n * (b + 1) / c->blocks;
         uint64_t *h = c->hist + b * 65536;
         memset(h, 0, 65536 * sizeof(uint64_t));
-        if (c->hi_bin == UINT32_MAX) dk_cpu_hist_hi(c->scores + lo, hi - lo, h);
-        else dk_cpu_hist_lo(c->scores + lo, hi - lo, c->hi_bin, h);
+        dk_cpu_hist_lo(c->scores + lo, hi - lo, c->hi_bin, h);
     }
 }
 
-/* hist (65536) += the histogram of the count scores (hi_bin UINT32_MAX: high halves; else the low halves within it) */
-static void hist_threads(int threads, const float *scores, int64_t count, uint32_t hi_bin, uint64_t *hist,
-                         uint64_t *scratch) {
+/* hist (65536) += the per-block histograms of scratch (blocks, 65536), in block order */
+static void add_block_hists(uint64_t *hist, const uint64_t *scratch, int64_t blocks) {
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t i = 0; i < 65536; i++) hist[i] += scratch[b * 65536 + i];
+}
+
+/* hist (65536) += the low-half histogram of the count scores within high bin hi_bin, over the threads */
+static void hist_lo_threads(int threads, const float *scores, int64_t count, uint32_t hi_bin, uint64_t *hist,
+                            uint64_t *scratch) {
     const int64_t blocks = threads > 1 && count > 65536 ? threads : 1;
     par_ctx c = {.scores = scores, .n = count, .blocks = blocks, .hi_bin = hi_bin, .hist = scratch};
-    dk_parallel_rows(threads, blocks, 1, par_hist, &c);
-    for (int64_t b = 0; b < blocks; b++)
-        for (int64_t i = 0; i < 65536; i++) hist[i] += c.hist[b * 65536 + i];
+    dk_parallel_rows(threads, blocks, 1, par_hist_lo, &c);
+    add_block_hists(hist, scratch, blocks);
 }
 
 /* scores block b of `blocks` equal row ranges: relu in place, scores, and the block's high-half histogram */
@@ -227,8 +231,7 @@ static void scores_threads(int threads, float *pre, int64_t n, int64_t F, const 
     par_ctx c = {.pre = pre, .n = n, .F = F, .w = w, .scores_out = scores, .blocks = blocks, .hist = scratch};
     dk_parallel_rows(threads, blocks, 1, par_scores, &c);
     memset(hist, 0, 65536 * sizeof(uint64_t));
-    for (int64_t b = 0; b < blocks; b++)
-        for (int64_t i = 0; i < 65536; i++) hist[i] += c.hist[b * 65536 + i];
+    add_block_hists(hist, scratch, blocks);
 }
 
 static void decode_threads(int threads, const dk_dict_shape *s, int64_t rows, const int64_t *row_ptr,
@@ -282,7 +285,7 @@ typedef struct cpu_scores {
 
 static void cpu_hist_lo(void *ctx, uint32_t hi_bin, uint64_t *hist) {
     const cpu_scores *c = ctx;
-    hist_threads(c->threads, c->scores, c->count, hi_bin, hist, c->scratch);
+    hist_lo_threads(c->threads, c->scores, c->count, hi_bin, hist, c->scratch);
 }
 
 void dk_dict_global_threshold(const dk_dist *dist, uint64_t *h, int64_t K, dk_dict_hist_lo_fn hist_lo, void *ctx,
