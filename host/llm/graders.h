@@ -108,7 +108,7 @@ double dk_coherence_percentage(const dk_coherence_label *labels, int n);
  * otherwise the client asks again (its max_attempts). A group that never answers so drops out (counted in
  * n_unknown_groups); when the final never does, found is false.
  * Offline: each scale's shown tokens, minus generic ones (dk_token_is_generic), are compared after stripping
- * Ġ/▁, trimming and case folding; a scale scores the number of (its token, other scale) pairs where the other
+ * Ġ/▁, trimming and lowercasing; a scale scores the number of (its token, other scale) pairs where the other
  * scale shows the token too. Best scale: highest score, ties to more non-generic tokens, then the smaller
  * scale. Selected tokens: its non-generic tokens shown at another scale too (all its non-generic tokens when
  * none is). Rationale in grader_patchscope.c. */
@@ -140,7 +140,7 @@ void dk_patchscope_result_free(dk_patchscope_result *r);
  * the best before). Labels are mapped back to the input order. agreement ALL: RELEVANT iff every rotation
  * said RELEVANT, else IRRELEVANT; MAJORITY: the most frequent known label, UNKNOWN on a tie or none.
  * Offline: one pass, no rotations: a candidate is RELEVANT when it is not generic and, stripped of Ġ/▁ and
- * whitespace and case folded, it equals a (likewise stripped) frequent token, or the shorter of the two
+ * whitespace and lowercased, it equals a (likewise stripped) frequent token, or the shorter of the two
  * (3 characters or more) is a prefix of the longer, or they share a first 5 characters (a stem).
  * Metrics as the seed: percentage = #RELEVANT / n; weighted_percentage = sum of the probs of RELEVANT ones /
  * sum of all probs (uniform without probs); trivial_percentage = fraction of candidates found literally in
@@ -186,7 +186,7 @@ void dk_relevance_result_free(dk_relevance_result *r);
  * `SCORE: <1-5>` (the last such line wins); otherwise the client asks again (its max_attempts), then that
  * repeat is UNKNOWN (score 0). mean_score = mean of the known scores (NaN when none).
  * Offline (a crude stand-in, not a judgement): the content words of the description (3+ letters, not
- * stopwords, case folded, compared by their first 5 characters) that the hypothesis also uses, as a
+ * stopwords, lowercased, compared by their first 5 characters) that the hypothesis also uses, as a
  * fraction r of the description's: score 1 when r = 0, 2 when r < 0.15, 3 when r < 0.30, 4 when r < 0.50,
  * else 5; the rubric is not read. Every repeat gives the same score. */
 typedef struct dk_hypothesis_input {
@@ -226,7 +226,7 @@ void dk_frequent_tokens_free(char **tokens, int64_t *counts, int n);
 
 /* Whether a token string is too generic to say anything about a domain (the seed's rule): after removing
  * every ▁ and Ġ and trimming whitespace it is at most 1 character, only punctuation/symbols, one of the
- * contraction or suffix pieces 's 't 're 've 'll 'd 'm ing, only whitespace, or a stopword (case folded; our
+ * contraction or suffix pieces 's 't 're 've 'll 'd 'm ing, only whitespace, or a stopword (lowercased; our
  * list, grader_common.c). */
 bool dk_token_is_generic(const char *token);
 

@@ -443,15 +443,17 @@ static void test_patchscope_tournament(void) {
 /* ---- token relevance, LLM ------------------------------------------------------------------------------ */
 
 /* Rotation 0 (alpha beta gamma) answers at once; rotation 1 (beta gamma alpha) misses a line, then answers;
- * rotation 2 (gamma alpha beta) never answers fully: its best answer (1 UNKNOWN) beats the temperature-0 one. */
+ * rotation 2 (gamma alpha beta) never answers fully: answers with 2, 1, 1 UNKNOWNs, then at temperature 0
+ * with 2; the first answer with 1 UNKNOWN is kept (a later one with as many does not replace it, nor does
+ * the temperature-0 one with more). */
 static bool start_relevance(test_endpoint *e) {
     return endpoint_start(
         e,
         rule("1. alpha\n2. beta\n3. gamma", "ANSWER[1]: RELEVANT\nANSWER[2]: IRRELEVANT\nANSWER[3]: RELEVANT", NULL),
         rule("1. beta\n2. gamma\n3. alpha", "ANSWER[1]: IRRELEVANT\nANSWER[2]: IRRELEVANT",
-             "ANSWER[1]: IRRELEVANT\nANSWER[2]: IRRELEVANT\nANSWER[3]: RELEVANT", NULL),
-        rule("1. gamma\n2. alpha\n3. beta", "ANSWER[1]: IRRELEVANT", "ANSWER[1]: RELEVANT\nANSWER[2]: RELEVANT", "",
-             "ANSWER[3]: RELEVANT", NULL),
+             "ANSWER[1]: IRRELEVANT\nANSWER[2]: IRRELEVANT\nANSWER[3]: IRRELEVANT", NULL),
+        rule("1. gamma\n2. alpha\n3. beta", "ANSWER[1]: IRRELEVANT", "ANSWER[2]: RELEVANT\nANSWER[3]: RELEVANT",
+             "ANSWER[1]: IRRELEVANT\nANSWER[3]: IRRELEVANT", "ANSWER[3]: RELEVANT", NULL),
         NULL);
 }
 
@@ -471,10 +473,10 @@ static void test_relevance_llm(void) {
         dk_relevance_result r;
         dk_err err = {0};
         EXPECT(dk_grade_relevance(&e.g, &in, &r, &err) == 0, "relevance: %s", err.msg);
-        /* Runs mapped back to input order: alpha R R R; beta I I ?; gamma R I R. */
+        /* Runs mapped back to input order: alpha R I R; beta I I R; gamma R I ?. */
         dk_relevance_label want_runs[3][3] = {{DK_RELEVANT, DK_IRRELEVANT, DK_RELEVANT},
-                                              {DK_RELEVANT, DK_IRRELEVANT, DK_IRRELEVANT},
-                                              {DK_RELEVANT, DK_RELEVANCE_UNKNOWN, DK_RELEVANT}};
+                                              {DK_IRRELEVANT, DK_IRRELEVANT, DK_IRRELEVANT},
+                                              {DK_RELEVANT, DK_RELEVANT, DK_RELEVANCE_UNKNOWN}};
         EXPECT(r.n_runs == 3, "3 runs, got %d", r.n_runs);
         for (int k = 0; k < 3 && r.n_runs == 3; k++)
             for (int i = 0; i < 3; i++)
@@ -485,17 +487,23 @@ static void test_relevance_llm(void) {
         EXPECT(near(r.trivial_percentage, 1.0 / 3), "trivial %.4f (alpha is literally frequent)", r.trivial_percentage);
         EXPECT(r.unsupervised_filter && r.unsupervised_filter[0] && !r.unsupervised_filter[1] && r.unsupervised_filter[2],
                "filter: alpha, gamma");
-        if (mode == 0) {  /* majority: alpha R, beta I (2 of 2 known), gamma R (2 of 3) */
-            EXPECT(r.labels[0] == DK_RELEVANT && r.labels[1] == DK_IRRELEVANT && r.labels[2] == DK_RELEVANT, "majority labels");
-            EXPECT(near(r.percentage, 2.0 / 3) && near(r.weighted_percentage, 0.7), "majority: %.4f %.4f", r.percentage,
+        if (mode == 0) {  /* majority: alpha R (2 to 1), beta I (2 to 1), gamma UNKNOWN (1 to 1) */
+            EXPECT(r.labels[0] == DK_RELEVANT && r.labels[1] == DK_IRRELEVANT && r.labels[2] == DK_RELEVANCE_UNKNOWN,
+                   "majority labels %s %s %s", relevance_name(r.labels[0]), relevance_name(r.labels[1]),
+                   relevance_name(r.labels[2]));
+            EXPECT(r.n_unknown_final == 1, "1 UNKNOWN after the vote, got %d", r.n_unknown_final);
+            EXPECT(near(r.percentage, 1.0 / 3) && near(r.weighted_percentage, 0.5), "majority: %.4f %.4f",
+                   r.percentage, r.weighted_percentage);
+            EXPECT(r.has_filtered && near(r.filtered_percentage, 0.5) && r.has_weighted_filtered &&
+                   near(r.weighted_filtered_percentage, 0.5 / 0.7), "majority filtered %.4f %.4f",
+                   r.filtered_percentage, r.weighted_filtered_percentage);
+        } else {  /* all: no candidate is RELEVANT in every run */
+            EXPECT(r.labels[0] == DK_IRRELEVANT && r.labels[1] == DK_IRRELEVANT && r.labels[2] == DK_IRRELEVANT &&
+                   r.n_unknown_final == 0, "all labels");
+            EXPECT(r.percentage == 0.0 && r.weighted_percentage == 0.0, "all: %.4f %.4f", r.percentage,
                    r.weighted_percentage);
-            EXPECT(r.has_filtered && near(r.filtered_percentage, 1.0) && r.has_weighted_filtered &&
-                   near(r.weighted_filtered_percentage, 1.0), "majority filtered");
-        } else {  /* all: only alpha is RELEVANT in every run */
-            EXPECT(r.labels[0] == DK_RELEVANT && r.labels[1] == DK_IRRELEVANT && r.labels[2] == DK_IRRELEVANT, "all labels");
-            EXPECT(near(r.percentage, 1.0 / 3) && near(r.weighted_percentage, 0.5), "all: %.4f %.4f", r.percentage,
-                   r.weighted_percentage);
-            EXPECT(near(r.filtered_percentage, 0.5) && near(r.weighted_filtered_percentage, 0.5 / 0.7), "all filtered");
+            EXPECT(r.has_filtered && r.filtered_percentage == 0.0 && r.has_weighted_filtered &&
+                   r.weighted_filtered_percentage == 0.0, "all filtered");
         }
         char *t0 = log_line(&e, "rule2.3");
         EXPECT(t0 && strstr(t0, "\"temperature\":0"), "the last try is at temperature 0");
@@ -506,8 +514,8 @@ static void test_relevance_llm(void) {
                "frequent tokens section");
         free(plain);
         EXPECT(count_in_log(&e, " rule0.") == 1 && count_in_log(&e, " rule1.") == 2, "no request more than needed");
-        EXPECT(r.responses && strcmp(r.responses[2], "ANSWER[1]: RELEVANT\nANSWER[2]: RELEVANT") == 0,
-               "rotation 2 keeps its best answer");
+        EXPECT(r.responses && strcmp(r.responses[2], "ANSWER[2]: RELEVANT\nANSWER[3]: RELEVANT") == 0,
+               "rotation 2 keeps its first best answer");
         dk_relevance_result_free(&r);
         endpoint_stop(&e);
     }
@@ -629,6 +637,23 @@ static void test_relevance_offline(void) {
            "offline percentages %.3f %.3f %.3f", r.percentage, r.weighted_percentage, r.trivial_percentage);
     EXPECT(r.n_runs == 1 && r.n_requests == 0 && r.unsupervised_filter == NULL, "one offline run, no filter");
     EXPECT_CONTAINS(r.responses[0], "2. \xc4\xa0glacial: matches \"\xc4\xa0glaciers\"");
+    dk_relevance_result_free(&r);
+
+    /* The unsupervised filter counts selected tokens as a multiset: one "honey" marks one candidate. */
+    const char *dup[] = {"honey", "honey", "\xc4\xa0" "car"};
+    const char *selected[] = {"honey", "\xc4\xa0" "car", "absent"};
+    double probs[] = {0.25, 0.5, 0.25};
+    dk_relevance_input in2 = {.description = "Glacier honey.", .frequent_tokens = freq, .n_frequent = 4,
+                              .candidates = dup, .n_candidates = 3, .probs = probs, .selected = selected,
+                              .n_selected = 3};
+    EXPECT(dk_grade_relevance(&g, &in2, &r, &err) == 0, "offline relevance: %s", err.msg);
+    EXPECT(r.unsupervised_filter && r.unsupervised_filter[0] && !r.unsupervised_filter[1] && r.unsupervised_filter[2],
+           "filter marks the first honey and car");
+    EXPECT(near(r.percentage, 2.0 / 3) && near(r.weighted_percentage, 0.75), "dup: %.4f %.4f", r.percentage,
+           r.weighted_percentage);
+    EXPECT(r.has_filtered && near(r.filtered_percentage, 0.5) && near(r.weighted_filtered_percentage, 0.5),
+           "filtered over honey (relevant, 0.25) and car (not, 0.25): %.4f %.4f", r.filtered_percentage,
+           r.weighted_filtered_percentage);
     dk_relevance_result_free(&r);
 }
 
