@@ -41,6 +41,21 @@ static cJSON *rule(const char *match, ...) {
     return r;
 }
 
+/* A client configuration without a key: 3 attempts, short waits. */
+static dk_llm_config test_config(const char *base_url, const char *model_id) {
+    dk_llm_config cfg;
+    dk_llm_config_defaults(&cfg);
+    cfg.base_url = dk_strdup(base_url);
+    cfg.model_id = dk_strdup(model_id);
+    cfg.api_key_file = cfg.api_key_env = NULL;
+    cfg.section = dk_strdup("llm");
+    cfg.max_attempts = 3;
+    cfg.backoff_initial_s = 0.01;
+    cfg.backoff_max_s = 0.02;
+    cfg.request_timeout_s = 5.0;
+    return cfg;
+}
+
 typedef struct test_endpoint {
     scripted_server srv;
     char rules_path[64];
@@ -69,15 +84,7 @@ static bool endpoint_start(test_endpoint *e, cJSON *first_rule, ...) {
         EXPECT(false, "scripted_server did not start");
         return false;
     }
-    dk_llm_config_defaults(&e->cfg);
-    e->cfg.base_url = dk_strdup(e->srv.base_url);
-    e->cfg.model_id = dk_strdup("openai/grader-test");
-    e->cfg.api_key_file = e->cfg.api_key_env = NULL;
-    e->cfg.section = dk_strdup("llm");
-    e->cfg.max_attempts = 3;
-    e->cfg.backoff_initial_s = 0.01;
-    e->cfg.backoff_max_s = 0.02;
-    e->cfg.request_timeout_s = 5.0;
+    e->cfg = test_config(e->srv.base_url, "openai/grader-test");
     dk_err err = {0};
     e->llm = dk_llm_client_open(&e->cfg, &err);
     EXPECT(e->llm != NULL, "client: %s", err.msg);
@@ -334,17 +341,10 @@ static void test_slow_endpoint(void) {
 
 /* Nobody listens: a clear error at once, for every grader. */
 static void test_dead_endpoint(void) {
-    dk_llm_config cfg;
-    dk_llm_config_defaults(&cfg);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", dead_port());
-    cfg.base_url = dk_strdup(url);
-    cfg.model_id = dk_strdup("m");
-    cfg.api_key_file = cfg.api_key_env = NULL;
-    cfg.section = dk_strdup("llm");
+    dk_llm_config cfg = test_config(url, "m");
     cfg.max_attempts = 2;
-    cfg.backoff_initial_s = 0.01;
-    cfg.backoff_max_s = 0.02;
     dk_err err = {0};
     dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
     dk_grader g = dk_grader_llm(llm, NULL);
@@ -731,12 +731,7 @@ static void test_bad_input(void) {
     dk_err_clear(&err);
     EXPECT(dk_grade_coherence(&no_client, &s, 1, NULL, 0, &cr, &err) != 0, "no client");
     EXPECT_CONTAINS(err.msg, "offline graders");
-    dk_llm_config cfg;
-    dk_llm_config_defaults(&cfg);
-    cfg.base_url = dk_strdup("http://127.0.0.1:9/v1");
-    cfg.model_id = dk_strdup("openai/gpt-5-nano");
-    cfg.api_key_file = cfg.api_key_env = NULL;
-    cfg.section = dk_strdup("llm");
+    dk_llm_config cfg = test_config("http://127.0.0.1:9/v1", "openai/gpt-5-nano");
     dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
     dk_grader other = dk_grader_llm(llm, "openai/gpt-5-mini");
     dk_err_clear(&err);
