@@ -36,6 +36,24 @@ const char *dk_grader_id(const dk_grader *g, char *buf, size_t cap) {
 
 /* ---- patterns ------------------------------------------------------------------------------------------ */
 
+char *grader_utf8_sanitize(const char *s) {
+    size_t len = strlen(s);
+    dk_strbuf b = {0};
+    dk_strbuf_append(&b, "");
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (n > 0) {
+            dk_strbuf_append_n(&b, s + i, (size_t)n);
+            i += (size_t)n;
+        } else {
+            dk_strbuf_append(&b, "\xef\xbf\xbd");  /* U+FFFD for each byte that starts no valid character */
+            i++;
+        }
+    }
+    return dk_strbuf_take(&b);
+}
+
 static const char *const pattern_text[GRADER_RE_COUNT] = {
     [GRADER_RE_COHERENCE] = "^\\s*answer\\s*:\\s*(coherent|incoherent)\\s*[.!]?\\s*$",
     [GRADER_RE_BEST_SCALE] = "^\\s*best_scaler\\s*:\\s*([-+]?[0-9]*\\.?[0-9]+)\\s*$",
@@ -80,12 +98,14 @@ bool grader_re_next(grader_re re, const char *text, size_t *from, grader_match *
     return found;
 }
 
-dk_coherence_label grader_parse_coherence(const char *text) {
+dk_coherence_label grader_parse_coherence(const char *answer) {
+    char *text = grader_utf8_sanitize(answer);
     dk_coherence_label label = DK_COHERENCE_UNKNOWN;
     grader_match m;
     size_t from = 0;
     while (grader_re_next(GRADER_RE_COHERENCE, text, &from, &m))  /* the last one wins */
         label = (text[m.begin[1]] == 'i' || text[m.begin[1]] == 'I') ? DK_INCOHERENT : DK_COHERENT;
+    free(text);
     return label;
 }
 
@@ -95,17 +115,24 @@ double grader_round_scale(double x) {
     return strtod(buf, NULL);
 }
 
-bool grader_parse_patchscope(const char *text, double *best, char ***tokens, int *n_tokens) {
+bool grader_parse_patchscope(const char *answer, double *best, char ***tokens, int *n_tokens) {
     *tokens = NULL;
     *n_tokens = 0;
+    char *text = grader_utf8_sanitize(answer);
     grader_match m;
     size_t from = 0;
-    if (!grader_re_next(GRADER_RE_BEST_SCALE, text, &from, &m)) return false;
+    if (!grader_re_next(GRADER_RE_BEST_SCALE, text, &from, &m)) {
+        free(text);
+        return false;
+    }
     char *number = dk_strndup(text + m.begin[1], (size_t)(m.end[1] - m.begin[1]));
     *best = grader_round_scale(strtod(number, NULL));
     free(number);
     from = 0;
-    if (!grader_re_next(GRADER_RE_TOP_TOKENS, text, &from, &m)) return true;
+    if (!grader_re_next(GRADER_RE_TOP_TOKENS, text, &from, &m)) {
+        free(text);
+        return true;
+    }
     const char *p = text + m.begin[1], *line_end = text + m.end[1];
     int cap = 0;
     while (p <= line_end) {
@@ -124,10 +151,12 @@ bool grader_parse_patchscope(const char *text, double *best, char ***tokens, int
         if (!bar) break;
         p = bar + 1;
     }
+    free(text);
     return true;
 }
 
-int grader_parse_relevance(const char *text, int n, dk_relevance_label *labels) {
+int grader_parse_relevance(const char *answer, int n, dk_relevance_label *labels) {
+    char *text = grader_utf8_sanitize(answer);
     for (int i = 0; i < n; i++) labels[i] = DK_RELEVANCE_UNKNOWN;
     grader_match m;
     size_t from = 0;
@@ -146,16 +175,19 @@ int grader_parse_relevance(const char *text, int n, dk_relevance_label *labels) 
         bool irrelevant = text[m.begin[2]] == 'i' || text[m.begin[2]] == 'I';
         labels[index - 1] = irrelevant ? DK_IRRELEVANT : DK_RELEVANT; /* the last one for an index wins */
     }
+    free(text);
     int unknown = 0;
     for (int i = 0; i < n; i++) unknown += labels[i] == DK_RELEVANCE_UNKNOWN;
     return unknown;
 }
 
-int grader_parse_score(const char *text) {
+int grader_parse_score(const char *answer) {
+    char *text = grader_utf8_sanitize(answer);
     int score = 0;
     grader_match m;
     size_t from = 0;
     while (grader_re_next(GRADER_RE_SCORE, text, &from, &m)) score = text[m.begin[1]] - '0';
+    free(text);
     return score;
 }
 
@@ -336,7 +368,7 @@ static bool accept_answer(const dk_llm_response *resp, void *ctx, char *why, siz
     grader_call *call = ctx;
     const char *content = resp->n_choices > 0 && resp->choices[0].content ? resp->choices[0].content : "";
     free(call->answer);
-    call->answer = dk_strdup(content);
+    call->answer = grader_utf8_sanitize(content);
     if (call->parse(content, call->item, why, why_cap)) return true;
     call->n_rejected++;
     return false;
@@ -370,7 +402,7 @@ int grader_send(const dk_grader *g, grader_call *calls, int n, int default_max_t
             calls[i].ok = true;
             if (!calls[i].parse) {
                 const dk_llm_choice *c = resps[i].n_choices > 0 ? &resps[i].choices[0] : NULL;
-                calls[i].answer = dk_strdup(c && c->content ? c->content : "");
+                calls[i].answer = grader_utf8_sanitize(c && c->content ? c->content : "");
             }
         } else if (calls[i].n_rejected == 0 && rc == 0) {
             /* No answer at all: the endpoint is down or failing. An answer that never parsed is the caller's

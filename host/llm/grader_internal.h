@@ -29,10 +29,15 @@ typedef struct grader_match {
     int begin[3], end[3];  /* [group] group 0 is the whole match */
 } grader_match;
 
-/* The next match of pattern `re` in text at or after *from; advances *from past it. */
+/* The next match of pattern `re` in text (valid UTF-8: Oniguruma assumes it) at or after *from; advances
+ * *from past it. */
 bool grader_re_next(grader_re re, const char *text, size_t *from, grader_match *m);
 
-/* ---- the seed's parsers ------------------------------------------------------------------------------- */
+/* A copy of s with each byte that starts no valid UTF-8 character replaced by U+FFFD (malloc'ed). Answers
+ * are bytes from a server; the parsers and the stored answers (written to JSON later) see this copy. */
+char *grader_utf8_sanitize(const char *s);
+
+/* ---- the seed's parsers (any bytes: they read a sanitized copy) --------------------------------------- */
 /* The last ANSWER line's label, or UNKNOWN. */
 dk_coherence_label grader_parse_coherence(const char *text);
 /* The first BEST_SCALER (rounded to 0.1) and the first TOP_TOKENS line split on '|', trimmed, empties dropped

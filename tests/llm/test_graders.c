@@ -211,6 +211,29 @@ static void test_parsers_match_seed(const cJSON *goldens) {
     EXPECT(cases >= 100, "%d golden parser cases", cases);
 }
 
+/* Answers are bytes from a server: invalid UTF-8 must not derail the parsers (run under ASan). */
+static void test_parsers_invalid_utf8(void) {
+    EXPECT(grader_parse_coherence("ANSWER: COHERENT\n\xe2\x96") == DK_COHERENT, "a cut character after the line");
+    EXPECT(grader_parse_coherence("\xff\xfe ANSWER: COHERENT") == DK_COHERENCE_UNKNOWN, "bytes before ANSWER");
+    EXPECT(grader_parse_coherence("\xc0\xaf\nANSWER: INCOHERENT\n\xed\xa0\x80") == DK_INCOHERENT, "overlong, surrogate");
+    double best = 0;
+    char **tokens;
+    int n;
+    EXPECT(grader_parse_patchscope("BEST_SCALER: 2.0\nTOP_TOKENS: \xc4 | ok\xe2", &best, &tokens, &n) && best == 2.0 &&
+           n == 2 && strcmp(tokens[0], "\xef\xbf\xbd") == 0 && strcmp(tokens[1], "ok\xef\xbf\xbd") == 0,
+           "stray bytes become U+FFFD (%d tokens)", n);
+    dk_free_strings(tokens, (size_t)n);
+    dk_relevance_label labels[2];
+    EXPECT(grader_parse_relevance("ANSWER[1]: RELEVANT\xff\nANSWER[2]: IRRELEVANT\n\xf8", 2, labels) == 1 &&
+           labels[1] == DK_IRRELEVANT, "a stray byte spoils only its line");
+    EXPECT(grader_parse_score("SCORE: 4\n\xe2\x82") == 4, "score before a cut character");
+    EXPECT(dk_token_is_generic("\xff\xfe") == true && dk_token_is_generic("\xc4\xa0\xe2\x96") == true,
+           "invalid bytes are not word characters");
+    char *core = grader_token_core("\xe2\x96\x81" "Ab\xff", true);
+    EXPECT(strcmp(core, "ab\xff") == 0, "folding keeps invalid bytes: %s", core);
+    free(core);
+}
+
 static void test_frequent_tokens_match_seed(const cJSON *goldens) {
     const cJSON *corpus = cJSON_GetObjectItem(goldens, "corpus");
     const cJSON *e;
@@ -265,24 +288,28 @@ static void test_coherence_llm(void) {
                         rule("bravo", "answer: incoherent.", NULL),
                         rule("charlie", "I cannot decide.", "Reasoning: readable.\nANSWER: COHERENT", NULL),
                         rule("delta", "no label", "still no label", "never", NULL),
-                        rule("echo", "@500", "@truncated", "ANSWER: INCOHERENT", NULL), NULL))
+                        rule("echo", "@500", "@truncated", "ANSWER: INCOHERENT", NULL),
+                        rule("foxtrot", "Reasoning: \xff\xfe bytes.\nANSWER: COHERENT", NULL), NULL))
         return;
     dk_coherence_sample samples[] = {{.text = "alpha text"}, {.text = "bravo text"}, {.text = " \n\t "},
                                      {.text = "charlie text"}, {.text = "delta text"}, {.text = "echo text"},
-                                     {.text = ""}};
+                                     {.text = ""}, {.text = "foxtrot text"}};
     dk_coherence_result r;
     dk_err err = {0};
-    EXPECT(dk_grade_coherence(&e.g, samples, 7, NULL, 0, &r, &err) == 0, "coherence: %s", err.msg);
+    EXPECT(dk_grade_coherence(&e.g, samples, 8, NULL, 0, &r, &err) == 0, "coherence: %s", err.msg);
     dk_coherence_label want[] = {DK_COHERENT, DK_INCOHERENT, DK_COHERENCE_DROPPED, DK_COHERENT, DK_COHERENCE_UNKNOWN,
-                                 DK_INCOHERENT, DK_COHERENCE_DROPPED};
-    for (int i = 0; i < 7 && r.labels; i++) EXPECT(r.labels[i] == want[i], "sample %d: label %d, want %d", i, r.labels[i], want[i]);
-    /* 2 coherent of 4 known; the UNKNOWN and the dropped ones are not counted. */
-    EXPECT(near(r.percentage, 50.0), "percentage %.4f, want 50", r.percentage);
-    EXPECT(r.n_coherent == 2 && r.n_incoherent == 2 && r.n_unknown == 1 && r.n_dropped == 2, "counts %d %d %d %d",
+                                 DK_INCOHERENT, DK_COHERENCE_DROPPED, DK_COHERENT};
+    for (int i = 0; i < 8 && r.labels; i++) EXPECT(r.labels[i] == want[i], "sample %d: label %d, want %d", i, r.labels[i], want[i]);
+    /* 3 coherent of 5 known; the UNKNOWN and the dropped ones are not counted. */
+    EXPECT(near(r.percentage, 60.0), "percentage %.4f, want 60", r.percentage);
+    EXPECT(r.n_coherent == 3 && r.n_incoherent == 2 && r.n_unknown == 1 && r.n_dropped == 2, "counts %d %d %d %d",
            r.n_coherent, r.n_incoherent, r.n_unknown, r.n_dropped);
-    /* 5 first answers + the 2 without a label asked again; echo's 500 and cut answer are the client's retries. */
-    EXPECT(r.n_requests == 7, "grader requests %d, want 7", r.n_requests);
-    EXPECT(scripted_server_requests(&e.srv) == 9, "server saw %d requests, want 9", scripted_server_requests(&e.srv));
+    /* 6 first answers + the 2 without a label asked again; echo's 500 and cut answer are the client's retries. */
+    EXPECT(r.n_requests == 8, "grader requests %d, want 8", r.n_requests);
+    EXPECT(scripted_server_requests(&e.srv) == 10, "server saw %d requests, want 10", scripted_server_requests(&e.srv));
+    /* Bytes that are not UTF-8 are replaced in the kept answer (it goes into JSON files). */
+    EXPECT(r.responses && r.responses[7] && strcmp(r.responses[7], "Reasoning: \xef\xbf\xbd\xef\xbf\xbd bytes.\n"
+                                                   "ANSWER: COHERENT") == 0, "sanitized answer");
     char *second = log_line(&e, "rule2.1");
     EXPECT(second && strstr(second, "\"temperature\":0"), "charlie's second request is at temperature 0: %s",
            second ? second : "(none)");
@@ -758,6 +785,7 @@ int main(int argc, char **argv) {
         test_frequent_tokens_match_seed(goldens);
         cJSON_Delete(goldens);
     }
+    test_parsers_invalid_utf8();
     test_coherence_llm();
     test_failing_endpoint();
     test_slow_endpoint();
