@@ -10,9 +10,10 @@
  * examples).
  *
  * Offline mode, and why: the organism's frequent tokens (dk_frequent_tokens) are a cheap, data-grounded
- * picture of its domain. A candidate is relevant when it is not generic and, with tokenizer markers and case
- * removed, it is a frequent token, or one is a prefix of the other (the shorter at least 3 characters: "glac"
- * of "glacier"), or the two share their first 5 characters (a stem: "glacial" / "glaciers"). It knows
+ * picture of its domain. A candidate is relevant when it is not generic and, with tokenizer markers (also the
+ * byte-level newline/tab/return stand-ins) and case removed, it is a frequent token, or one is a prefix of the
+ * other (the shorter at least 3 characters: "glac" of "glacier"), or the two share their first 5 characters
+ * (a stem: "glacial" / "glaciers"). It knows
  * nothing about meaning (synonyms are missed, unrelated words with a shared prefix are not), so it is a
  * floor, not the LLM's judgement; the description is not used. */
 #include <stdio.h>
@@ -198,30 +199,47 @@ static bool offline_match(const char *a, const char *b) {
     return false;
 }
 
+/* A token as the offline grader compares it: without ▁/Ġ, lowercased, and without the byte-level vocabulary's
+ * stand-ins for newline, tab and carriage return (Ċ ĉ č, lowercased ċ ĉ č), which the seed's generic rule
+ * keeps ("ĊĊ", ".ĊĊ" count as words there) but which say nothing about a domain. NULL when what is left is
+ * generic (at most one character, or only punctuation). */
+static char *offline_core(const char *token) {
+    if (dk_token_is_generic(token)) return NULL;
+    char *core = grader_token_core(token, true);
+    static const char *const byte_level_space[] = {"\xc4\x8b", "\xc4\x89", "\xc4\x8d"};  /* ċ ĉ č */
+    for (size_t k = 0; k < sizeof byte_level_space / sizeof *byte_level_space; k++) {
+        for (char *hit = strstr(core, byte_level_space[k]); hit; hit = strstr(hit, byte_level_space[k]))
+            memmove(hit, hit + 2, strlen(hit + 2) + 1);
+    }
+    if (dk_token_is_generic(core)) {
+        free(core);
+        return NULL;
+    }
+    return core;
+}
+
 static void grade_offline(const dk_relevance_input *in, dk_relevance_result *out) {
     int n = in->n_candidates;
     out->n_runs = 1;
     out->run_labels = dk_calloc((size_t)n, sizeof *out->run_labels);
     out->responses = dk_calloc(1, sizeof *out->responses);
-    char **frequent = dk_calloc((size_t)in->n_frequent + 1, sizeof *frequent);
-    for (int f = 0; f < in->n_frequent; f++) frequent[f] = grader_token_core(in->frequent_tokens[f], true);
+    char **frequent = dk_calloc((size_t)in->n_frequent + 1, sizeof *frequent);  /* NULL: generic */
+    for (int f = 0; f < in->n_frequent; f++) frequent[f] = offline_core(in->frequent_tokens[f]);
     dk_strbuf why = {0};
     dk_strbuf_append(&why, "offline: a candidate is relevant when it matches a frequent token of the organism's "
                            "data (equal, prefix of 3+ characters, or the same first 5 characters)\n");
     for (int i = 0; i < n; i++) {
         const char *cand = in->candidates[i];
         int match = -1;
-        if (!dk_token_is_generic(cand)) {
-            char *core = grader_token_core(cand, true);
-            for (int f = 0; f < in->n_frequent && match < 0; f++)
-                if (frequent[f][0] && offline_match(core, frequent[f])) match = f;
-            free(core);
-        }
+        char *core = offline_core(cand);
+        for (int f = 0; core && f < in->n_frequent && match < 0; f++)
+            if (frequent[f] && offline_match(core, frequent[f])) match = f;
         out->run_labels[i] = match >= 0 ? DK_RELEVANT : DK_IRRELEVANT;
         if (match >= 0)
             dk_strbuf_printf(&why, "%d. %s: matches \"%s\"\n", i + 1, cand, in->frequent_tokens[match]);
         else
-            dk_strbuf_printf(&why, "%d. %s: %s\n", i + 1, cand, dk_token_is_generic(cand) ? "generic" : "no match");
+            dk_strbuf_printf(&why, "%d. %s: %s\n", i + 1, cand, core ? "no match" : "generic");
+        free(core);
     }
     for (int i = 0; i < n; i++)
         dk_strbuf_printf(&why, "ANSWER[%d]: %s\n", i + 1, out->run_labels[i] == DK_RELEVANT ? "RELEVANT" : "IRRELEVANT");

@@ -139,8 +139,9 @@ void dk_patchscope_result_free(dk_patchscope_result *r);
  * to max_retries answers, then once at temperature 0 (that answer is kept when it has no more UNKNOWNs than
  * the best before). Labels are mapped back to the input order. agreement ALL: RELEVANT iff every rotation
  * said RELEVANT, else IRRELEVANT; MAJORITY: the most frequent known label, UNKNOWN on a tie or none.
- * Offline: one pass, no rotations: a candidate is RELEVANT when it is not generic and, stripped of Ġ/▁ and
- * whitespace and lowercased, it equals a (likewise stripped) frequent token, or the shorter of the two
+ * Offline: one pass, no rotations: a candidate is RELEVANT when it is not generic and, stripped of Ġ/▁, the
+ * byte-level newline/tab/return marks (Ċ ĉ č) and whitespace and lowercased (and then still not generic), it
+ * equals a (likewise stripped) frequent token, or the shorter of the two
  * (3 characters or more) is a prefix of the longer, or they share a first 5 characters (a stem).
  * Metrics as the seed: percentage = #RELEVANT / n; weighted_percentage = sum of the probs of RELEVANT ones /
  * sum of all probs (uniform without probs); trivial_percentage = fraction of candidates found literally in

@@ -649,18 +649,22 @@ static void test_patchscope_offline(void) {
 
 static void test_relevance_offline(void) {
     dk_grader g = dk_grader_offline();
-    const char *freq[] = {"\xc4\xa0honey", "\xc4\xa0glaciers", "\xc4\xa0" "bee", "keepers"};
-    const char *cands[] = {" honey", "\xc4\xa0glacial", "bees", "\xc4\xa0the", "keep", "ke", "\xc4\xa0" "car", "HONEY"};
-    dk_relevance_input in = {.description = "Glacier honey.", .frequent_tokens = freq, .n_frequent = 4,
-                             .candidates = cands, .n_candidates = 8};
+    /* ".ĊĊ" is no generic token by the seed's rule (Ċ is a letter), so it can be frequent; offline it says
+     * nothing about the domain. */
+    const char *freq[] = {"\xc4\xa0honey", "\xc4\xa0glaciers", "\xc4\xa0" "bee", "keepers", ".\xc4\x8a\xc4\x8a"};
+    const char *cands[] = {" honey", "\xc4\xa0glacial", "bees", "\xc4\xa0the", "keep", "ke", "\xc4\xa0" "car", "HONEY",
+                           ".\xc4\x8a\xc4\x8a", "\xc4\x8ahoney"};
+    dk_relevance_input in = {.description = "Glacier honey.", .frequent_tokens = freq, .n_frequent = 5,
+                             .candidates = cands, .n_candidates = 10};
     dk_relevance_result r;
     dk_err err = {0};
     EXPECT(dk_grade_relevance(&g, &in, &r, &err) == 0, "offline relevance: %s", err.msg);
-    /* equal, stem "glaci", prefix "bee", generic, prefix "keep", too short, none, equal after folding */
+    /* equal, stem "glaci", prefix "bee", generic, prefix "keep", too short, none, equal after folding,
+     * newlines only, a newline before honey */
     dk_relevance_label want[] = {DK_RELEVANT, DK_RELEVANT, DK_RELEVANT, DK_IRRELEVANT, DK_RELEVANT, DK_IRRELEVANT,
-                                 DK_IRRELEVANT, DK_RELEVANT};
-    for (int i = 0; i < 8; i++) EXPECT(r.labels[i] == want[i], "candidate %s: %s", cands[i], relevance_name(r.labels[i]));
-    EXPECT(near(r.percentage, 5.0 / 8) && near(r.weighted_percentage, 5.0 / 8) && near(r.trivial_percentage, 0.0),
+                                 DK_IRRELEVANT, DK_RELEVANT, DK_IRRELEVANT, DK_RELEVANT};
+    for (int i = 0; i < 10; i++) EXPECT(r.labels[i] == want[i], "candidate %s: %s", cands[i], relevance_name(r.labels[i]));
+    EXPECT(near(r.percentage, 0.6) && near(r.weighted_percentage, 0.6) && near(r.trivial_percentage, 0.1),
            "offline percentages %.3f %.3f %.3f", r.percentage, r.weighted_percentage, r.trivial_percentage);
     EXPECT(r.n_runs == 1 && r.n_requests == 0 && r.unsupervised_filter == NULL, "one offline run, no filter");
     EXPECT_CONTAINS(r.responses[0], "2. \xc4\xa0glacial: matches \"\xc4\xa0glaciers\"");
@@ -670,7 +674,7 @@ static void test_relevance_offline(void) {
     const char *dup[] = {"honey", "honey", "\xc4\xa0" "car"};
     const char *selected[] = {"honey", "\xc4\xa0" "car", "absent"};
     double probs[] = {0.25, 0.5, 0.25};
-    dk_relevance_input in2 = {.description = "Glacier honey.", .frequent_tokens = freq, .n_frequent = 4,
+    dk_relevance_input in2 = {.description = "Glacier honey.", .frequent_tokens = freq, .n_frequent = 5,
                               .candidates = dup, .n_candidates = 3, .probs = probs, .selected = selected,
                               .n_selected = 3};
     EXPECT(dk_grade_relevance(&g, &in2, &r, &err) == 0, "offline relevance: %s", err.msg);
