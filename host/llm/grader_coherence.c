@@ -17,7 +17,10 @@
  * a sample whose token 4-grams repeat an earlier 4-gram of the same sample more than half of the time is
  * incoherent however likely it is (ordinary prose repeats well under 10% of its 4-grams). Without reference
  * samples the NLL limit is 6 nats (far above fluent text, ~2-3 nats, and below random tokens, ~log(vocab)
- * ~ 11 nats). */
+ * ~ 11 nats). Measured on the demo base model (tools/calibrate_offline_coherence.py): its own samples of the
+ * threshold prompts at T = 1.2 average 2.48 nats (0.03 to 3.47 per sample, no repeated 4-gram), so the limit
+ * is 4.48; the same tokens shuffled score 8.5 to 12.2 and random tokens about 12; a 6-token phrase looped
+ * over a sample repeats 33% to 93% of its 4-grams (more the longer the sample). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
