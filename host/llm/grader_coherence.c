@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "llm/grader_internal.h"
 
 enum { COHERENCE_DEFAULT_MAX_TOKENS = 1000 };
@@ -252,6 +253,9 @@ int dk_grade_coherence(const dk_grader *g, const dk_coherence_sample *samples, i
         out->n_dropped += out->labels[i] == DK_COHERENCE_DROPPED;
     }
     out->percentage = dk_coherence_percentage(out->labels, n);
+    if (out->n_unknown > 0)
+        LOG_WARN("coherence grader: %d of %d samples are UNKNOWN (no 'ANSWER: COHERENT|INCOHERENT' line, also not at "
+                 "temperature 0); the percentage leaves them out", out->n_unknown, n - out->n_dropped);
     return 0;
 }
 

@@ -20,6 +20,7 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "io/file.h"
 #include "llm/grader_internal.h"
 
@@ -200,6 +201,9 @@ int dk_grade_hypothesis(const dk_grader *g, const dk_hypothesis_input *in, dk_hy
         }
     }
     out->mean_score = known ? (double)sum / known : NAN;
+    if (out->n_unknown > 0)
+        LOG_WARN("hypothesis grader: %d of %d grades are UNKNOWN (no 'SCORE: <1-5>' line after the retries)",
+                 out->n_unknown, out->n_repeat);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "llm/grader_internal.h"
 
 enum { PATCHSCOPE_DEFAULT_MAX_TOKENS = 1200, PATCHSCOPE_GROUP = 10, PATCHSCOPE_MAX_ROUNDS = 10 };
@@ -320,6 +321,9 @@ int dk_grade_patchscope(const dk_grader *g, const dk_patchscope_scale *scales, i
     int n = unique_scales(scales, n_scales, entries);
     int rc = g->mode == DK_GRADER_OFFLINE ? grade_offline(entries, n, out) : grade_llm(g, entries, n, out, err);
     free(entries);
+    if (rc == 0 && out->n_unknown_groups > 0)
+        LOG_WARN("patchscope grader: %d request(s) never gave a usable BEST_SCALER line (their scales dropped out)%s",
+                 out->n_unknown_groups, out->found ? "" : "; no best scale was found");
     if (rc != 0) dk_patchscope_result_free(out);
     return rc;
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "llm/grader_internal.h"
 
 enum { RELEVANCE_DEFAULT_MAX_TOKENS = 1200, RELEVANCE_DEFAULT_RETRIES = 3, RELEVANCE_DEFAULT_PERMUTATIONS = 3 };
@@ -369,6 +370,9 @@ int dk_grade_relevance(const dk_grader *g, const dk_relevance_input *in, dk_rele
     }
     for (size_t k = 0; k < (size_t)out->n_runs * n; k++) out->n_unknown += out->run_labels[k] == DK_RELEVANCE_UNKNOWN;
     metrics(in, out);
+    if (out->n_unknown > 0)
+        LOG_WARN("token relevance grader: %d of %d labels are UNKNOWN (no 'ANSWER[i]:' line for them after the retries)",
+                 out->n_unknown, out->n_runs * n);
     return 0;
 }
 

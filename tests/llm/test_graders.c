@@ -296,7 +296,19 @@ static void test_coherence_llm(void) {
                                      {.text = ""}, {.text = "foxtrot text"}};
     dk_coherence_result r;
     dk_err err = {0};
+    FILE *log = tmpfile();  /* the UNKNOWN is reported in the log too */
+    dk_log_set_stream(log);
+    dk_log_set_level(DK_LOG_WARN);
     EXPECT(dk_grade_coherence(&e.g, samples, 8, NULL, 0, &r, &err) == 0, "coherence: %s", err.msg);
+    dk_log_set_stream(NULL);
+    dk_log_set_level(DK_LOG_ERROR);
+    char *logged = dk_calloc(4096, 1);
+    rewind(log);
+    size_t got = fread(logged, 1, 4095, log);
+    logged[got] = '\0';
+    fclose(log);
+    EXPECT_CONTAINS(logged, "coherence grader: 1 of 6 samples are UNKNOWN");
+    free(logged);
     dk_coherence_label want[] = {DK_COHERENT, DK_INCOHERENT, DK_COHERENCE_DROPPED, DK_COHERENT, DK_COHERENCE_UNKNOWN,
                                  DK_INCOHERENT, DK_COHERENCE_DROPPED, DK_COHERENT};
     for (int i = 0; i < 8 && r.labels; i++) EXPECT(r.labels[i] == want[i], "sample %d: label %d, want %d", i, r.labels[i], want[i]);
