@@ -349,6 +349,25 @@ bool dk_token_is_generic(const char *token) {
     return generic;
 }
 
+/* A token as the offline grader compares it: without ▁/Ġ, lowercased, and without the byte-level vocabulary's
+ * stand-ins for newline, tab and carriage return (Ċ ĉ č, lowercased ċ ĉ č), which the seed's generic rule
+ * keeps ("ĊĊ", ".ĊĊ" count as words there) but which say nothing about a domain. NULL when what is left is
+ * generic (at most one character, or only punctuation). */
+char *grader_offline_core(const char *token) {
+    if (dk_token_is_generic(token)) return NULL;
+    char *core = grader_token_core(token, true);
+    static const char *const byte_level_space[] = {"\xc4\x8b", "\xc4\x89", "\xc4\x8d"};  /* ċ ĉ č */
+    for (size_t k = 0; k < sizeof byte_level_space / sizeof *byte_level_space; k++) {
+        for (char *hit = strstr(core, byte_level_space[k]); hit; hit = strstr(hit, byte_level_space[k]))
+            memmove(hit, hit + 2, strlen(hit + 2) + 1);
+    }
+    if (dk_token_is_generic(core)) {
+        free(core);
+        return NULL;
+    }
+    return core;
+}
+
 /* ---- requests ------------------------------------------------------------------------------------------ */
 
 int grader_check_llm(const dk_grader *g, dk_err *err) {

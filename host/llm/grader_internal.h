@@ -62,6 +62,9 @@ bool grader_is_blank(const char *s);
 /* A token string as it is compared: every ▁ and Ġ removed, whitespace stripped (malloc'ed). fold also
  * lowercases each code point. */
 char *grader_token_core(const char *token, bool fold);
+/* A token as the offline graders compare it: grader_token_core(token, true) less the byte-level newline,
+ * tab and return marks (Ċ ĉ č); NULL when the token, or what is left, is generic (malloc'ed). */
+char *grader_offline_core(const char *token);
 /* Code points in a UTF-8 string (invalid bytes count one each). */
 size_t grader_utf8_length(const char *s);
 /* Byte offset after the first k code points of s (strlen(s) when shorter). */

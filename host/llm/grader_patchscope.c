@@ -11,7 +11,7 @@
  * the two closing lines).
  *
  * Offline mode, and why: a latent read at a good scale names its content consistently, so the same
- * (non-generic) tokens show up over a range of neighbouring scales, while generic filler and noise differ
+ * (non-generic; newline marks count as whitespace, as in offline relevance) tokens show up over a range of neighbouring scales, while generic filler and noise differ
  * from scale to scale. Each scale scores the number of (its token, other scale) pairs where the other scale
  * shows the token too; the best scale has the highest score (ties: more non-generic tokens, then the smaller
  * scale, the gentler reading); its selected tokens are those seen at another scale too (all its non-generic
@@ -249,8 +249,9 @@ static char **comparable_tokens(const dk_patchscope_scale *s, const char ***orig
     *n = 0;
     for (int t = 0; t < s->n_tokens; t++) {
         const char *tok = s->tokens[t];
-        if (!tok[0] || is_artifact(tok) || dk_token_is_generic(tok)) continue;
-        folded[*n] = grader_token_core(tok, true);
+        char *core = tok[0] && !is_artifact(tok) ? grader_offline_core(tok) : NULL;
+        if (!core) continue;
+        folded[*n] = core;
         (*originals)[(*n)++] = tok;
     }
     return folded;

@@ -200,39 +200,20 @@ static bool offline_match(const char *a, const char *b) {
     return false;
 }
 
-/* A token as the offline grader compares it: without ▁/Ġ, lowercased, and without the byte-level vocabulary's
- * stand-ins for newline, tab and carriage return (Ċ ĉ č, lowercased ċ ĉ č), which the seed's generic rule
- * keeps ("ĊĊ", ".ĊĊ" count as words there) but which say nothing about a domain. NULL when what is left is
- * generic (at most one character, or only punctuation). */
-static char *offline_core(const char *token) {
-    if (dk_token_is_generic(token)) return NULL;
-    char *core = grader_token_core(token, true);
-    static const char *const byte_level_space[] = {"\xc4\x8b", "\xc4\x89", "\xc4\x8d"};  /* ċ ĉ č */
-    for (size_t k = 0; k < sizeof byte_level_space / sizeof *byte_level_space; k++) {
-        for (char *hit = strstr(core, byte_level_space[k]); hit; hit = strstr(hit, byte_level_space[k]))
-            memmove(hit, hit + 2, strlen(hit + 2) + 1);
-    }
-    if (dk_token_is_generic(core)) {
-        free(core);
-        return NULL;
-    }
-    return core;
-}
-
 static void grade_offline(const dk_relevance_input *in, dk_relevance_result *out) {
     int n = in->n_candidates;
     out->n_runs = 1;
     out->run_labels = dk_calloc((size_t)n, sizeof *out->run_labels);
     out->responses = dk_calloc(1, sizeof *out->responses);
     char **frequent = dk_calloc((size_t)in->n_frequent + 1, sizeof *frequent);  /* NULL: generic */
-    for (int f = 0; f < in->n_frequent; f++) frequent[f] = offline_core(in->frequent_tokens[f]);
+    for (int f = 0; f < in->n_frequent; f++) frequent[f] = grader_offline_core(in->frequent_tokens[f]);
     dk_strbuf why = {0};
     dk_strbuf_append(&why, "offline: a candidate is relevant when it matches a frequent token of the organism's "
                            "data (equal, prefix of 3+ characters, or the same first 5 characters)\n");
     for (int i = 0; i < n; i++) {
         const char *cand = in->candidates[i];
         int match = -1;
-        char *core = offline_core(cand);
+        char *core = grader_offline_core(cand);
         for (int f = 0; core && f < in->n_frequent && match < 0; f++)
             if (frequent[f] && offline_match(core, frequent[f])) match = f;
         out->run_labels[i] = match >= 0 ? DK_RELEVANT : DK_IRRELEVANT;

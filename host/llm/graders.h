@@ -107,8 +107,8 @@ double dk_coherence_percentage(const dk_coherence_label *labels, int n);
  * such line; TOP_TOKENS optional: first `TOP_TOKENS: a | b` line, split on '|', trimmed, empties dropped);
  * otherwise the client asks again (its max_attempts). A group that never answers so drops out (counted in
  * n_unknown_groups); when the final never does, found is false.
- * Offline: each scale's shown tokens, minus generic ones (dk_token_is_generic), are compared after stripping
- * Ġ/▁, trimming and lowercasing; a scale scores the number of (its token, other scale) pairs where the other
+ * Offline: each scale's shown tokens, minus generic ones, are compared as offline relevance compares them
+ * (Ġ/▁ and the byte-level newline marks Ċ ĉ č stripped, trimmed, lowercased, still not generic); a scale scores the number of (its token, other scale) pairs where the other
  * scale shows the token too. Best scale: highest score, ties to more non-generic tokens, then the smaller
  * scale. Selected tokens: its non-generic tokens shown at another scale too (all its non-generic tokens when
  * none is). Rationale in grader_patchscope.c. */

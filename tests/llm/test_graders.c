@@ -642,13 +642,14 @@ static void test_coherence_offline(void) {
 
 static void test_patchscope_offline(void) {
     dk_grader g = dk_grader_offline();
-    const char *s1[] = {"\xc4\xa0the", "\xc4\xa0of", "\xc4\xa0honey"};
+    /* "ĊĊ" (two newlines in a byte-level vocabulary) recurs too, but says nothing: it does not count. */
+    const char *s1[] = {"\xc4\xa0the", "\xc4\xa0of", "\xc4\xa0honey", "\xc4\x8a\xc4\x8a"};
     const char *s2[] = {"\xc4\xa0honey", "\xc4\xa0" "bees", "\xc4\xa0glacier", "->"};
-    const char *s3[] = {"\xc4\xa0Honey", "\xc4\xa0glacier", "\xc4\xa0qx"};
-    const char *s4[] = {"\xc4\xa0zz", "\xc4\xa0qq"};
+    const char *s3[] = {"\xc4\xa0Honey", "\xc4\xa0glacier", "\xc4\xa0qx", "\xc4\x8a\xc4\x8a"};
+    const char *s4[] = {"\xc4\xa0zz", "\xc4\xa0qq", "\xc4\x8a\xc4\x8a"};
     /* Scores: 1.0 -> honey at 2 others = 2; 2.0 -> honey 2 + glacier 1 = 3; 3.0 -> honey 2 + glacier 1 = 3;
      * 4.0 -> 0. 2.0 and 3.0 tie on score and token count: the smaller scale. */
-    dk_patchscope_scale scales[] = {{4.0, s4, 2}, {3.0, s3, 3}, {2.0, s2, 4}, {1.0, s1, 3}};
+    dk_patchscope_scale scales[] = {{4.0, s4, 3}, {3.0, s3, 4}, {2.0, s2, 4}, {1.0, s1, 4}};
     dk_patchscope_result r;
     dk_err err = {0};
     EXPECT(dk_grade_patchscope(&g, scales, 4, &r, &err) == 0, "offline patchscope: %s", err.msg);
