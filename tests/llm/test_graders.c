@@ -567,7 +567,7 @@ static void test_hypothesis_llm(void) {
     /* Three repeats in flight: the first two arrivals parse; the third never does (no line, a 6, no line). */
     if (!endpoint_start(&e, rule("[HYPOTHESIS]\nglacier honey", "Reasoning.\nSCORE: 4", "SCORE: 2", "no score",
                                  "SCORE: 6", "still none", NULL),
-                        rule("[HYPOTHESIS]\nsecond", "no score", "SCORE: 3\nmore\nSCORE: 5", NULL), NULL))
+                        rule("[HYPOTHESIS]\nsecond", "@malformed", "no score", "SCORE: 3\nmore\nSCORE: 5", NULL), NULL))
         return;
     dk_hypothesis_input in = {.description = "Honey from glaciers.", .rubric = "5: all. 1: nothing.",
                               .hypothesis = "glacier honey", .num_repeat = 3};
@@ -593,12 +593,14 @@ static void test_hypothesis_llm(void) {
     free(line);
     dk_hypothesis_result_free(&r);
 
-    /* Parses on the second attempt; the last SCORE line wins. */
+    /* A body that is not JSON, an answer without a score, then one that parses (the third and last attempt);
+     * the last SCORE line wins. */
     in.hypothesis = "second";
     in.num_repeat = 1;
     EXPECT(dk_grade_hypothesis(&e.g, &in, &r, &err) == 0, "hypothesis: %s", err.msg);
     EXPECT(r.n_repeat == 1 && r.scores[0] == 5 && r.n_unknown == 0, "score %d", r.scores[0]);
     EXPECT(strcmp(r.responses[0], "SCORE: 3\nmore\nSCORE: 5") == 0, "the accepted answer is kept");
+    EXPECT(count_in_log(&e, " rule1.") == 3, "3 attempts for the second hypothesis");
     dk_hypothesis_result_free(&r);
     endpoint_stop(&e);
 }
