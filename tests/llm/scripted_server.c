@@ -28,8 +28,9 @@
  * --rules FILE: answers chosen by content, for requests sent at the same time (the graders): FILE is a JSON
  * array of {"match": TEXT, "steps": [STEP, ...]}. A request whose last user message contains a rule's TEXT
  * (the first such rule) gets that rule's next step (the last step again once they are used up): a step
- * "@ACTION" acts as ACTION above ("@500", "@slow:2", "@truncated"), any other step is the answer's content
- * ("say:STEP"). Requests no rule matches follow the script. In the log, the action is "rule<r>.<step>". */
+ * "@ACTION" acts as ACTION above ("@500", "@slow:2", "@truncated"), "@after:S:TEXT" waits S seconds and then
+ * answers TEXT, any other step is the answer's content ("say:STEP"). Requests no rule matches follow the
+ * script. In the log, the action is "rule<r>.<step>". */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -217,8 +218,13 @@ static void serve(int fd) {
     char label[64];
     const char *step = rule_step(body, label, sizeof label);
     const char *content = NULL;  /* a rule's answer text */
+    double delay_s = 0.0;        /* before it */
     const char *action;
-    if (step && step[0] == '@') {
+    if (step && strncmp(step, "@after:", 7) == 0 && strchr(step + 7, ':')) {
+        action = "say";
+        delay_s = atof(step + 7);
+        content = strchr(step + 7, ':') + 1;
+    } else if (step && step[0] == '@') {
         action = step + 1;
     } else if (step) {
         action = "say";
@@ -248,6 +254,8 @@ static void serve(int fd) {
         }
     }
     if (content) {
+        struct timespec ts = {(time_t)delay_s, (long)((delay_s - (double)(time_t)delay_s) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
         send_ok(fd, body, content, true);
     } else if (strcmp(action, "ok") == 0) {
         send_ok(fd, body, NULL, true);

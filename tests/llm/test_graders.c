@@ -343,6 +343,22 @@ static void test_coherence_llm(void) {
     endpoint_stop(&e);
 }
 
+/* Several requests in flight: 6 samples whose answers each take 1 s are graded in about 1 s, not 6. */
+static void test_coherence_in_flight(void) {
+    test_endpoint e;
+    if (!endpoint_start(&e, rule("slow sample", "@after:1:ANSWER: COHERENT", NULL), NULL)) return;
+    dk_coherence_sample s[6];
+    for (int i = 0; i < 6; i++) s[i] = (dk_coherence_sample){.text = "a slow sample"};
+    dk_coherence_result r;
+    dk_err err = {0};
+    double t0 = dk_time_now();
+    EXPECT(dk_grade_coherence(&e.g, s, 6, NULL, 0, &r, &err) == 0, "coherence: %s", err.msg);
+    double seconds = dk_time_now() - t0;
+    EXPECT(r.n_coherent == 6 && seconds < 3.0, "6 answers of 1 s in flight together took %.2f s", seconds);
+    dk_coherence_result_free(&r);
+    endpoint_stop(&e);
+}
+
 /* Every answer is a server error: the grading fails with the endpoint named (the seed raises too). */
 static void test_failing_endpoint(void) {
     test_endpoint e;
@@ -806,6 +822,7 @@ int main(int argc, char **argv) {
     }
     test_parsers_invalid_utf8();
     test_coherence_llm();
+    test_coherence_in_flight();
     test_failing_endpoint();
     test_slow_endpoint();
     test_dead_endpoint();
