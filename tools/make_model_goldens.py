@@ -23,7 +23,7 @@ attn_implementation="eager" (the bf16 weights are widened exactly, as the C engi
                                                    token, or during the prompt only ("prompt_only": true)
   models/llama/generate_hooks.json                 generation with linear-decay steering, a prefill patch
                                                    (patchscope) and logit-difference amplification
-                                                   (generation_hook_goldens)
+                                                   (generation_hook_goldens); steer_vector.npy / .bin: steer.vector
   demo_generate.json                               greedy generations of the demo pair (models/demo/)
   adapters/<name>/adapter_config.json, adapter_model.safetensors   PEFT LoRA adapters (random A and B)
   adapters/<name>/golden.safetensors               the same dump for the adapted model, at multiplier 1 (peft,
@@ -340,6 +340,10 @@ def generation_hook_goldens(models_dir, adapters_dir):
                                      "output": gen, "margin": margin})
     with open(os.path.join(folder, "generate_hooks.json"), "w") as f:
         json.dump(out, f)
+    # steer.vector as files for `diffkit generate --steer-vector`: NumPy's .npy and raw float32
+    import numpy as np
+    np.save(os.path.join(folder, "steer_vector.npy"), steer.numpy().astype(np.float32))
+    steer.numpy().astype("<f4").tofile(os.path.join(folder, "steer_vector.bin"))
     print("generate_hooks.json: logit_amp min margin", min(c["margin"] for c in out["logit_amp"]), flush=True)
 
 
