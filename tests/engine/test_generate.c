@@ -35,12 +35,20 @@ static void read_ids(const cJSON *arr, int64_t **ids, int64_t *n, size_t *cap) {
     }
 }
 
-static void read_golden(const char *model, golden_generation *g) {
-    char *rel = dk_sprintf("models/%s/generate.json", model);
-    char *path = engine_fixture(rel);
+/* The parsed JSON file (the caller deletes it); ends the test when it does not parse. */
+static cJSON *read_json(const char *path) {
     size_t size;
     char *text = (char *)engine_read_all(path, &size);
     cJSON *root = cJSON_Parse(text);
+    CHECK(root, "%s: not JSON", path);
+    free(text);
+    return root;
+}
+
+static void read_golden(const char *model, golden_generation *g) {
+    char *rel = dk_sprintf("models/%s/generate.json", model);
+    char *path = engine_fixture(rel);
+    cJSON *root = read_json(path);
     CHECK(cJSON_IsArray(root), "%s: not a JSON array", path);
     g->n = cJSON_GetArraySize(root);
     size_t cap_p = 64, cap_o = 64;
@@ -58,7 +66,6 @@ static void read_golden(const char *model, golden_generation *g) {
         g->output_start[i + 1] = no;
     }
     cJSON_Delete(root);
-    free(text);
     free(path);
     free(rel);
 }
@@ -154,9 +161,7 @@ static void test_steered_generation(void) {
     CHECK(golden, "%s", err.msg);
     float *vec = golden_load(golden, "steer.vector", m.cfg.hidden_size);
     char *json_path = dk_path_join(dir, "generate_steer.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    cJSON *root = cJSON_Parse(text);
+    cJSON *root = read_json(json_path);
     int same = 0, total = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
@@ -185,7 +190,6 @@ static void test_steered_generation(void) {
     EXPECT(total == 4, "generate_steer.json holds %d cases, expected 4", total);
     printf("  steered generation (llama, all tokens / prompt only): %d of %d identical\n", same, total);
     cJSON_Delete(root);
-    free(text);
     free(json_path);
     free(vec);
     dk_st_close(golden);
@@ -261,11 +265,8 @@ static void hooks_open(hooks_fixture *f) {
     f->patch = golden_load(golden, "patch.vector", f->m.cfg.hidden_size);
     dk_st_close(golden);
     char *json_path = dk_path_join(dir, "generate_hooks.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    f->root = cJSON_Parse(text);
+    f->root = read_json(json_path);
     CHECK(cJSON_IsObject(f->root), "%s: not a JSON object", json_path);
-    free(text);
     free(json_path);
     free(golden_path);
     free(dir);
@@ -337,32 +338,25 @@ static void test_linear_decay_and_seq_strengths(void) {
 /* Per-sequence strengths with all-token steering, mixed with unsteered sequences in one batch: strength 4 via
  * seq_strength 1 must give generate_steer.json's outputs, seq_strength 0 the plain greedy generate.json. */
 static void test_seq_strength_mixed_batch(void) {
-    char *dir = engine_fixture("models/llama");
-    dk_model m;
+    hooks_fixture f;
+    hooks_open(&f);
     dk_err err = {0};
-    CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
-    char *golden_path = dk_path_join(dir, "golden.safetensors");
-    dk_st_checkpoint *golden = dk_st_open(golden_path, &err);
-    CHECK(golden, "%s", err.msg);
-    float *vec = golden_load(golden, "steer.vector", m.cfg.hidden_size);
     golden_generation plain;
     read_golden("llama", &plain);
-    char *json_path = dk_path_join(dir, "generate_steer.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    cJSON *steered = cJSON_Parse(text); /* [{prompt_only, prompt, output}]: the all-token cases first */
+    char *json_path = engine_fixture("models/llama/generate_steer.json");
+    cJSON *steered = read_json(json_path); /* [{prompt_only, prompt, output}]: the all-token cases first */
     /* batch: prompt 0 steered, prompt 0 plain, prompt 1 plain, prompt 1 steered (strength 4 = 2 · 2) */
     const cJSON *prompts[4];
     const float mult[4] = {2.0f, 0.0f, 0.0f, 2.0f};
     for (int i = 0; i < 4; i++) prompts[i] = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(steered, i < 2 ? 0 : 1), "prompt");
     packed_prompts all = pack_prompts(prompts, 4);
     dk_batch b = batch_of(&all);
-    dk_steer steer = {.layer = 1, .strength = 2.0f, .vector = vec, .seq_strength = mult};
+    dk_steer steer = {.layer = 1, .strength = 2.0f, .vector = f.steer, .seq_strength = mult};
     dk_generate_options opt = greedy(10);
     opt.steers = &steer;
     opt.n_steer = 1;
     dk_generation out;
-    EXPECT(dk_generate(&m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+    EXPECT(dk_generate(&f.m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
     int same = 0;
     for (int i = 0; i < 4; i++) {
         const int p = i < 2 ? 0 : 1;
@@ -378,14 +372,9 @@ static void test_seq_strength_mixed_batch(void) {
     dk_generation_free(&out);
     free_packed(&all);
     cJSON_Delete(steered);
-    free(text);
     free(json_path);
     free_golden(&plain);
-    free(vec);
-    dk_st_close(golden);
-    free(golden_path);
-    dk_model_close(&m);
-    free(dir);
+    hooks_close(&f);
 }
 
 /* Patchscope during generation: the residual after block patch_layer replaced by patch.vector at each prompt's
@@ -619,9 +608,7 @@ static void test_demo_pair_generation(void) {
     dk_lora_adapter organism;
     CHECK(dk_lora_load(organism_dir, &m.cfg, &m.w, &organism, &err) == 0, "%s", err.msg);
     char *json_path = engine_fixture("demo_generate.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    cJSON *root_json = cJSON_Parse(text);
+    cJSON *root_json = read_json(json_path);
     const int64_t eos = json_int(root_json, "eos");
     const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root_json, "cases");
     int same = 0, total = 0;
@@ -649,7 +636,6 @@ static void test_demo_pair_generation(void) {
     EXPECT(total == 6, "demo_generate.json: %d cases, expected 6", total);
     printf("  demo pair greedy generation (base, glacier_honey; 20 tokens): %d of %d identical\n", same, total);
     cJSON_Delete(root_json);
-    free(text);
     free(json_path);
     dk_lora_free(&organism);
     dk_model_close(&m);
