@@ -597,7 +597,7 @@ static void test_per_seq_sampling(void) {
 
 /* Greedy generation on the demo pair (models/demo/: Qwen3 base and the glacier_honey LoRA organism), three
  * prompts x 20 tokens, against transformers + peft generate (tests/fixtures/engine/demo_generate.json), each
- * model's prompts batched. */
+ * model's prompts batched; then the base steered (three modes) against transformers with a hook. */
 static void test_demo_pair_generation(void) {
     const char *root = getenv("DIFFKIT_SOURCE_DIR");
     CHECK(root, "DIFFKIT_SOURCE_DIR is not set: run this test through ctest");
@@ -635,6 +635,49 @@ static void test_demo_pair_generation(void) {
     }
     EXPECT(total == 6, "demo_generate.json: %d cases, expected 6", total);
     printf("  demo pair greedy generation (base, glacier_honey; 20 tokens): %d of %d identical\n", same, total);
+
+    /* the base steered by the organism's ADL direction: every token, prompt only, linear decay; each mode's
+     * prompts batched, then one by one */
+    const int64_t H = m.cfg.hidden_size;
+    const cJSON *vec_json = cJSON_GetObjectItemCaseSensitive(root_json, "steer_vector");
+    CHECK(cJSON_GetArraySize(vec_json) == H, "demo_generate.json: steer_vector of %d floats, expected %lld",
+          cJSON_GetArraySize(vec_json), (long long)H);
+    float *vec = dk_malloc((size_t)H * sizeof(float)); /* (H) */
+    for (int64_t j = 0; j < H; j++) vec[j] = (float)cJSON_GetArrayItem(vec_json, (int)j)->valuedouble;
+    const cJSON *steered = cJSON_GetObjectItemCaseSensitive(root_json, "steered");
+    static const char *const modes[] = {"all", "prompt_only", "linear_decay"};
+    same = total = 0;
+    for (int k = 0; k < 3; k++) {
+        const cJSON *prompts[8], *want[8];
+        int64_t n = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, steered) {
+            if (strcmp(cJSON_GetObjectItemCaseSensitive(c, "mode")->valuestring, modes[k]) != 0 || n == 8) continue;
+            prompts[n] = cJSON_GetObjectItemCaseSensitive(c, "prompt");
+            want[n++] = cJSON_GetObjectItemCaseSensitive(c, "output");
+        }
+        dk_steer steer = {.layer = json_int(root_json, "steer_layer"),
+                          .strength = (float)cJSON_GetObjectItemCaseSensitive(root_json, "steer_strength")->valuedouble,
+                          .vector = vec, .prompt_only = k == 1,
+                          .linear_decay_steps = k == 2 ? json_int(root_json, "decay_steps") : 0};
+        dk_generate_options opt = {.max_new_tokens = 20, .stop_ids = &eos, .n_stop = 1, .steers = &steer, .n_steer = 1};
+        for (int64_t alone = -1; alone < n; alone++) { /* -1: all prompts of the mode in one batch */
+            packed_prompts p = pack_prompts(alone < 0 ? prompts : &prompts[alone], alone < 0 ? n : 1);
+            dk_batch b = batch_of(&p);
+            dk_generation out;
+            EXPECT(dk_generate(&m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+            for (int64_t s = 0; s < p.n; s++, total++)
+                same += EXPECT(output_is(&out, s, want[alone < 0 ? s : alone]), "demo base steered (%s), prompt %lld "
+                               "%s: differs from transformers", modes[k], (long long)(alone < 0 ? s : alone),
+                               alone < 0 ? "batched" : "alone");
+            dk_generation_free(&out);
+            free_packed(&p);
+        }
+    }
+    EXPECT(total == 18, "demo_generate.json: %d steered generations, expected 18", total);
+    printf("  demo base steered by its organism's ADL direction (all / prompt only / linear decay, batched and "
+           "alone): %d of %d identical\n", same, total);
+    free(vec);
     cJSON_Delete(root_json);
     free(json_path);
     dk_lora_free(&organism);
