@@ -7,7 +7,7 @@
  *   - capture the residual stream after block l (transformers' hidden_states[l+1]; for the last block the
  *     raw residual, before the final norm that transformers applies to hidden_states[-1]);
  *   - steer: add strength · v after block l, at every position (or only during the prompt, which matters
- *     for generation);
+ *     for generation), optionally times a per-sequence factor (many strengths in one batch);
  *   - patch: replace the residual after block l at one token (patchscope);
  *   - logits for all positions, the last position of each sequence, or none;
  * and the pass stops after the deepest block a hook needs when no logits are asked for (and no KV cache is
@@ -66,6 +66,11 @@ typedef struct dk_steer {
     float strength;
     const float *vector;       /* (H) */
     bool prompt_only;
+    const float *seq_strength; /* (n_seqs) per-sequence multiplier of strength: sequence s of the packed batch
+                                  gets strength · seq_strength[s] · vector (NULL = 1 for all), so one batch
+                                  carries many steering strengths */
+    int64_t linear_decay_steps; /* 0 = off; N > 0: the seed's linear_decay mode, for dk_generate (generate.h),
+                                   which scales strength per generation step; dk_forward ignores the field */
 } dk_steer;
 
 typedef struct dk_patch {
