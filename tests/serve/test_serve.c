@@ -12,9 +12,13 @@
  *
  *   test_serve <path of diffkit>       (DIFFKIT_SOURCE_DIR: the repository, for configs/ and models/demo)
  */
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -207,6 +211,30 @@ static void expect_error(const char *what, answer a, long status, const char *co
     answer ok = http("GET", "/models", NULL, 0, "Bearer " TEST_KEY, false);
     EXPECT(ok.status == 200, "%s: the server does not answer afterwards (status %ld)", what, ok.status);
     answer_free(&ok);
+}
+
+/* The first line of the answer to a request that announces a 1 GB body and sends one byte of it: a server that
+ * checks the announced size answers at once; one that reads the body first never answers (10 s timeout). */
+static char *announce_huge_body(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(base_url, ':') + 1)),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval timeout = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    static char line[256];
+    line[0] = '\0';
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
+        const char *req = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " TEST_KEY "\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{";
+        if (send(fd, req, strlen(req), 0) > 0) {
+            ssize_t n = recv(fd, line, sizeof line - 1, 0);
+            line[n > 0 ? n : 0] = '\0';
+            char *end = strstr(line, "\r\n");
+            if (end) *end = '\0';
+        }
+    }
+    close(fd);
+    return line;
 }
 
 /* ---- the client ---------------------------------------------------------------------------------------------- */
@@ -440,6 +468,9 @@ static void test_bad_requests(void) {
                  "request_too_large", NULL);
     expect_error("huge chunked body", http("POST", "/completions", huge, strlen(huge), "Bearer " TEST_KEY, true), 413,
                  "request_too_large", NULL);
+    const char *status_line = announce_huge_body();
+    EXPECT(strstr(status_line, " 413") != NULL, "a 1 GB body announced: '%s', expected a 413 before the body is read",
+           status_line);
     /* a prompt longer than the context (512 tokens) */
     dk_strbuf longp = {0};
     dk_strbuf_append(&longp, "{\"model\": \"demo\", \"prompt\": \"");
