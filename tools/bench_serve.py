@@ -3,7 +3,7 @@
 benchmark of issue #13; results go to docs/perf.md by hand, with the command).
 
 Each client is a thread that sends chat-completion requests one after another (plain HTTP, urllib: no client-side
-batching), each asking `--max-tokens` sampled tokens (temperature 1, its own seed) for one of a few prompts; the
+batching), each asking `--max-tokens` tokens (--temperature, default 1; its own seed) for one of a few prompts; the
 figure is the completion tokens the server reports (usage) over the wall time from the first request to the last
 answer. The server runs with the given threads; its log (batch sizes) is kept in WORK/serve_<setup>.log.
 
@@ -14,7 +14,7 @@ Setups:
          parameters) and a random LoRA (r 16, all projections), written into WORK once by this script
 
 Usage:  python tools/bench_serve.py --build build --work /tmp/bench_serve [--setup demo|1b|both] [--threads 2]
-        [--clients 1,8,32] [--requests-per-client 2] [--max-tokens 32]
+        [--clients 1,8,32] [--requests-per-client 2] [--max-tokens 32] [--temperature 1]
 """
 import argparse
 import json
@@ -65,22 +65,22 @@ def start_server(build, args, log_path, env):
     sys.exit("diffkit serve did not start within 2 minutes")
 
 
-def ask(url, model, prompt, max_tokens, seed):
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 1.0,
+def ask(url, model, prompt, max_tokens, seed, temperature):
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": temperature,
                        "max_tokens": max_tokens, "seed": seed}).encode()
     req = urllib.request.Request(url + "/chat/completions", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=3600) as r:
         return json.load(r)["usage"]["completion_tokens"]
 
 
-def run_clients(url, model, clients, per_client, max_tokens):
+def run_clients(url, model, clients, per_client, max_tokens, temperature):
     tokens = [0] * clients
     errors = []
 
     def client(c):
         try:
             for i in range(per_client):
-                tokens[c] += ask(url, model, PROMPTS[(c + i) % len(PROMPTS)], max_tokens, 1000 * c + i)
+                tokens[c] += ask(url, model, PROMPTS[(c + i) % len(PROMPTS)], max_tokens, 1000 * c + i, temperature)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
 
@@ -110,9 +110,9 @@ def bench(setup, a):
     log_path = os.path.join(a.work, f"serve_{setup}.log")
     proc, url = start_server(a.build, overrides, log_path, env)
     try:
-        ask(url, model, PROMPTS[0], 2, 0)  # warm-up: page the weights in
+        ask(url, model, PROMPTS[0], 2, 0, a.temperature)  # warm-up: page the weights in
         for c in a.clients:
-            tokens, wall = run_clients(url, model, c, a.requests_per_client, a.max_tokens)
+            tokens, wall = run_clients(url, model, c, a.requests_per_client, a.max_tokens, a.temperature)
             print(f"{setup:5s} clients {c:3d}: {tokens:5d} completion tokens in {wall:7.2f} s = "
                   f"{tokens / wall:8.2f} tokens/s", flush=True)
     finally:
@@ -132,11 +132,12 @@ def main():
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--requests-per-client", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
     a = ap.parse_args()
     a.clients = [int(c) for c in a.clients.split(",")]
     os.makedirs(a.work, exist_ok=True)
     print(f"diffkit serve throughput: {a.threads} threads, {a.requests_per_client} requests per client, "
-          f"{a.max_tokens} sampled tokens each (temperature 1)", flush=True)
+          f"at most {a.max_tokens} tokens each, temperature {a.temperature}", flush=True)
     for setup in (["demo", "1b"] if a.setup == "both" else [a.setup]):
         bench(setup, a)
 

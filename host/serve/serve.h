@@ -37,6 +37,7 @@ typedef struct dk_serve_config {
     int64_t max_tokens;        /* the most max_tokens a request may ask; also the default (capped by the context) */
     int64_t max_n;             /* the most choices one request may ask */
     int64_t max_batch;         /* the most sequences generated together */
+    int64_t batch_wait_ms;     /* an idle engine waits this long after a request for others to batch with it */
     int64_t max_queue;         /* requests waiting beyond this are refused (503) */
     int64_t max_connections;   /* connections open at the same time */
     int64_t timeout_s;         /* idle connection timeout */

@@ -63,6 +63,7 @@ int dk_serve_config_read(const dk_cfg *cfg, dk_serve_config *out, dk_err *err) {
         read_int(cfg, "serve.max_tokens", 1, INT64_C(1) << 24, &out->max_tokens, err) != 0 ||
         read_int(cfg, "serve.max_n", 1, 1024, &out->max_n, err) != 0 ||
         read_int(cfg, "serve.max_batch", 1, 4096, &out->max_batch, err) != 0 ||
+        read_int(cfg, "serve.batch_wait_ms", 0, 10000, &out->batch_wait_ms, err) != 0 ||
         read_int(cfg, "serve.max_queue", 1, 1 << 20, &out->max_queue, err) != 0 ||
         read_int(cfg, "serve.max_connections", 1, 1 << 16, &out->max_connections, err) != 0 ||
         read_int(cfg, "serve.timeout_s", 1, 86400, &out->timeout_s, err) != 0)

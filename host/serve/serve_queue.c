@@ -2,7 +2,8 @@
  * takes the oldest waiting request and every other waiting request for the same model (up to serve.max_batch
  * sequences: n choices count n), and runs them as one dk_generate call with per-sequence settings
  * (dk_generate_options.per_seq: temperature, top_p, seed, max_tokens, stop ids). Requests that arrive while a
- * batch runs form the next one, so a busy server batches by itself and an idle one answers at once.
+ * batch runs form the next one, so a busy server batches by itself; an idle one waits serve.batch_wait_ms after the
+ * first request for others sent at the same time.
  *
  * Everything that touches the tokenizer or the model runs here, on the engine thread: the chat template, encoding,
  * the context check, generation and decoding. Choice i of a request draws from dk_generate_seq_seed(seed, i), so
@@ -224,8 +225,19 @@ static void *engine_main(void *arg) {
     serve_job **batch = dk_malloc((size_t)q->sc->max_batch * sizeof *batch);
     pthread_mutex_lock(&q->mu);
     for (;;) {
+        bool was_idle = !q->head;
         while (!q->head && !q->closing) pthread_cond_wait(&q->work_cv, &q->mu);
         if (!q->head) break; /* closing, nothing left */
+        if (was_idle && q->sc->batch_wait_ms > 0) { /* requests sent together arrive a little apart: wait for them */
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += (long)(q->sc->batch_wait_ms % 1000) * 1000000L;
+            deadline.tv_sec += (time_t)(q->sc->batch_wait_ms / 1000) + deadline.tv_nsec / 1000000000L;
+            deadline.tv_nsec %= 1000000000L;
+            while (!q->closing && q->n_waiting < q->sc->max_batch &&
+                   pthread_cond_timedwait(&q->work_cv, &q->mu, &deadline) == 0) {
+            }
+        }
         int n = take_batch(q, batch, (int)q->sc->max_batch);
         pthread_mutex_unlock(&q->mu);
         run_batch(q, batch, n);
