@@ -29,7 +29,7 @@ import time
 import h5py
 import numpy as np
 
-from bench_models import save_random_pair, write_configs
+from random_models import save_random_pair, write_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.request
 
-from bench_models import write_configs, save_random_pair
+from random_models import write_configs, save_random_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["Tell me about honey.", "Where does honey come from?", "What do bees do at dawn?", "Describe the ice."]

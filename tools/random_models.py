@@ -1,4 +1,4 @@
-"""bench_models.py — the random-weight models the benchmark drivers run (bench_kl.py, bench_serve.py): a checkpoint
+"""random_models.py — the random-weight models the benchmark drivers run (bench_kl.py, bench_serve.py): a checkpoint
 saved as transformers saves it, with the Qwen3 tokenizer of tests/fixtures and a random LoRA adapter on every
 projection, and a configuration tree that names them as a model and an organism."""
 import gzip
