@@ -165,13 +165,14 @@ serve_http *serve_http_start(const dk_serve_config *sc, serve_queue *q, serve_re
     struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)sc->port)};
     const struct sockaddr *addr;
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
-    if (inet_pton(AF_INET, sc->host, &v4.sin_addr) == 1) {
+    const char *host = strcmp(sc->host, "localhost") == 0 ? "127.0.0.1" : sc->host;
+    if (inet_pton(AF_INET, host, &v4.sin_addr) == 1) {
         addr = (const struct sockaddr *)&v4;
-    } else if (inet_pton(AF_INET6, sc->host, &v6.sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1) {
         addr = (const struct sockaddr *)&v6;
         flags |= MHD_USE_IPv6;
     } else {
-        dk_err_set(err, DK_EXIT_USAGE, "serve.host = '%s' is not an IP address (127.0.0.1, ::1, 0.0.0.0)", sc->host);
+        dk_err_set(err, DK_EXIT_USAGE, "serve.host = '%s' is not an IP address or localhost (127.0.0.1, ::1, 0.0.0.0)", sc->host);
         return NULL;
     }
     serve_http *h = dk_calloc(1, sizeof *h);

@@ -48,8 +48,9 @@ int dk_serve_run(const dk_cfg *cfg, const dk_serve_config *sc, const char *confi
     if (rc == 0) {
         dk_strbuf names = {0};
         for (int i = 0; i < reg.n_models; i++) dk_strbuf_printf(&names, "%s%s", i ? ", " : "", reg.models[i].id);
-        LOG_INFO("serve: listening on http://%s:%d/v1 (models: %s; bearer token: %s; context %lld tokens)",
-                 strchr(sc->host, ':') ? "[::1]" : sc->host, port, names.data,
+        const bool v6 = strchr(sc->host, ':') != NULL; /* an IPv6 address goes in brackets in a URL */
+        LOG_INFO("serve: listening on http://%s%s%s:%d/v1 (models: %s; bearer token: %s; context %lld tokens)",
+                 v6 ? "[" : "", sc->host, v6 ? "]" : "", port, names.data,
                  key.value ? key.source : "none", (long long)reg.context);
         dk_strbuf_free(&names);
         char byte;

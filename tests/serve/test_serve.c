@@ -405,7 +405,9 @@ static void test_stop_strings(void) {
         memcpy(stop, mid, 3);
         const char *first = strstr(t, stop);
         memcpy(expected, t, (size_t)(first - t));
-        char *escaped = cJSON_PrintUnformatted(cJSON_CreateString(stop)); /* leaks a tiny cJSON in a test */
+        cJSON *stop_json = cJSON_CreateString(stop);
+        char *escaped = cJSON_PrintUnformatted(stop_json);
+        cJSON_Delete(stop_json);
         char with_stop[128];
         snprintf(with_stop, sizeof with_stop, ", \"stop\": [\"zzzz\", %s]", escaped);
         snprintf(text, sizeof text, body, with_stop);
