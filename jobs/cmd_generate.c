@@ -4,6 +4,8 @@
  *                                 | --finetuned-model PATH] [--chat]
  *                    (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-p P]
  *                    [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]
+ *                    [--logit-amplification ALPHA]
+ *                    [--steer-vector FILE --steer-layer L [--steer-strength S] [--steer-mode MODE]]
  *
  * Greedy when the temperature is 0 (the default), token-for-token what transformers' generate gives.
  * Generation stops at max-new-tokens or at a stop token: config.json's eos_token_id(s), those of
@@ -12,6 +14,9 @@
  * chat template (host/tokenizer/chat_template.h: recognised from tokenizer_config.json or chat_template.jinja,
  * or named with --chat-family) and a generation prompt, with the model's own BOS token. --prompt-ids runs models
  * that come without a tokenizer and prints the generated ids as {"ids": [...]}.
+ * --logit-amplification ALPHA samples from logits_ft + ALPHA·(logits_ft − logits_base): the organism (--adapter)
+ * and the base step together (generate.h). --steer-* add S·v after block L (host/io/vector_file.h reads v) on
+ * every token, during the prompt only, or with the seed's linear decay over N steps.
  */
 #include "cli_model.h"
 #include "cli_numbers.h"
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/vector_file.h"
 #include "model/generate.h"
 #include "model/organism.h"
 #include "model/prompt.h"
@@ -48,7 +54,35 @@ static void usage(FILE *out) {
             "default_2.5x, default_3x, negative_1x). --adapter PATH@W / PATH@PRESET are short for --adapter-scale W /\n"
             "--amplification PRESET.\n"
             "--finetuned-model: an organism published as a full checkpoint, run instead of --model (it must have\n"
-            "--model's shapes and tokenizer).\n");
+            "--model's shapes and tokenizer).\n"
+            "--logit-amplification ALPHA (with --adapter): draw each token from logits_ft + ALPHA*(logits_ft -\n"
+            "logits_base), the organism and the base stepping together (model-diff amplification).\n"
+            "--steer-vector FILE (.npy of float32/float64, shape (H,) or (1,H), or raw float32) --steer-layer L:\n"
+            "add S*v (--steer-strength S, default 1) to the residual after block L; --steer-mode all (default),\n"
+            "prompt_only, or linear_decay[:N] (the seed's: step i adds (N-i)/N*S*v, the prompt being step 0;\n"
+            "N defaults to 10).\n");
+}
+
+/* --steer-mode all | prompt_only | linear_decay[:N] into the steer. 0, or -1 with err (usage). */
+static int parse_steer_mode(const char *mode, dk_steer *steer, dk_err *err) {
+    if (strcmp(mode, "all") == 0 || strcmp(mode, "all_tokens") == 0) return 0;
+    if (strcmp(mode, "prompt_only") == 0) {
+        steer->prompt_only = true;
+        return 0;
+    }
+    if (strncmp(mode, "linear_decay", 12) == 0 && (mode[12] == '\0' || mode[12] == ':')) {
+        steer->linear_decay_steps = 10; /* the seed's default linear_decay_steps */
+        if (mode[12] == ':') {
+            char *end;
+            long long n = strtoll(mode + 13, &end, 10);
+            if (end == mode + 13 || *end || n < 1)
+                return dk_err_set(err, DK_EXIT_USAGE, "--steer-mode %s: N in linear_decay:N must be an integer >= 1",
+                                  mode);
+            steer->linear_decay_steps = n;
+        }
+        return 0;
+    }
+    return dk_err_set(err, DK_EXIT_USAGE, "--steer-mode takes all, prompt_only or linear_decay[:N], not '%s'", mode);
 }
 
 /* The prompt's ids through the tokenizer, as one user message of the model's chat template when `chat`. */
@@ -75,6 +109,10 @@ int cmd_generate(int argc, char **argv) {
     double adapter_scale = 1.0;
     bool chat = false, print_ids = false, scale_given = false;
     int enable_thinking = -1; /* -1: not given */
+    const char *steer_file = NULL, *steer_mode = "all";
+    int64_t steer_layer = -1;
+    double steer_strength = 1.0, amp_alpha = 0.0;
+    bool steer_layer_given = false, steer_strength_given = false, steer_mode_given = false, logit_amp = false;
     dk_generate_options opt = {.max_new_tokens = 64, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -101,6 +139,20 @@ int cmd_generate(int argc, char **argv) {
         else if (strcmp(argv[i], "--enable-thinking") == 0 && i + 1 < argc)
             enable_thinking = cli_bool("generate", "--enable-thinking", argv[++i]);
         else if (strcmp(argv[i], "--print-ids") == 0) print_ids = true;
+        else if (strcmp(argv[i], "--logit-amplification") == 0 && i + 1 < argc) {
+            amp_alpha = cli_number("generate", "--logit-amplification", argv[++i]);
+            logit_amp = true;
+        } else if (strcmp(argv[i], "--steer-vector") == 0 && i + 1 < argc) steer_file = argv[++i];
+        else if (strcmp(argv[i], "--steer-layer") == 0 && i + 1 < argc) {
+            steer_layer = cli_integer("generate", "--steer-layer", argv[++i]);
+            steer_layer_given = true;
+        } else if (strcmp(argv[i], "--steer-strength") == 0 && i + 1 < argc) {
+            steer_strength = cli_number("generate", "--steer-strength", argv[++i]);
+            steer_strength_given = true;
+        } else if (strcmp(argv[i], "--steer-mode") == 0 && i + 1 < argc) {
+            steer_mode = argv[++i];
+            steer_mode_given = true;
+        }
         else {
             fprintf(stderr, "diffkit generate: unexpected argument '%s'\n\n", argv[i]);
             usage(stderr);
@@ -115,6 +167,19 @@ int cmd_generate(int argc, char **argv) {
     if (opt.max_new_tokens < 1 || opt.temperature < 0 || opt.top_p <= 0 || opt.top_p > 1 || opt.top_k < 0) {
         fprintf(stderr, "diffkit generate: need --max-new-tokens >= 1, --temperature >= 0, 0 < --top-p <= 1, "
                         "--top-k >= 0\n");
+        return DK_EXIT_USAGE;
+    }
+    if (!steer_file && (steer_layer_given || steer_strength_given || steer_mode_given)) {
+        fprintf(stderr, "diffkit generate: --steer-layer/--steer-strength/--steer-mode need --steer-vector FILE\n");
+        return DK_EXIT_USAGE;
+    }
+    if (steer_file && !steer_layer_given) {
+        fprintf(stderr, "diffkit generate: --steer-vector needs --steer-layer L (the block after which it is added)\n");
+        return DK_EXIT_USAGE;
+    }
+    if (logit_amp && (!adapter_arg || finetuned_arg)) {
+        fprintf(stderr, "diffkit generate: --logit-amplification needs --adapter (the organism, compared with the "
+                        "base --model); a --finetuned-model is not supported\n");
         return DK_EXIT_USAGE;
     }
     if (prompt_ids && chat) {
@@ -153,6 +218,19 @@ int cmd_generate(int argc, char **argv) {
     if (warning[0]) fprintf(stderr, "diffkit generate: warning: %s\n", warning);
     opt.stop_ids = stops;
     opt.n_stop = n_stops;
+    opt.logit_amp = logit_amp;
+    opt.logit_amp_alpha = (float)amp_alpha;
+    dk_steer steer = {.layer = steer_layer, .strength = (float)steer_strength};
+    float *steer_vector = NULL; /* (H) */
+    if (steer_file) {
+        steer_vector = dk_malloc((size_t)m->cfg.hidden_size * sizeof(float));
+        if (dk_read_vector_file(steer_file, m->cfg.hidden_size, steer_vector, &err) != 0 ||
+            parse_steer_mode(steer_mode, &steer, &err) != 0)
+            dk_die(&err);
+        steer.vector = steer_vector;
+        opt.steers = &steer;
+        opt.n_steer = 1;
+    }
 
     int64_t starts[2] = {0, n_ids};
     dk_batch batch = {ids, n_ids, starts, 1, true};
@@ -172,6 +250,7 @@ int cmd_generate(int argc, char **argv) {
         free(ids32);
     }
     dk_generation_free(&gen);
+    free(steer_vector);
     free(ids);
     if (tok) dk_tokenizer_free(tok);
     cli_model_close(&cm);

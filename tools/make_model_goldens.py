@@ -23,7 +23,7 @@ attn_implementation="eager" (the bf16 weights are widened exactly, as the C engi
                                                    token, or during the prompt only ("prompt_only": true)
   models/llama/generate_hooks.json                 generation with linear-decay steering, a prefill patch
                                                    (patchscope) and logit-difference amplification
-                                                   (generation_hook_goldens)
+                                                   (generation_hook_goldens); steer_vector.npy / .bin: steer.vector
   demo_generate.json                               greedy generations of the demo pair (models/demo/)
   adapters/<name>/adapter_config.json, adapter_model.safetensors   PEFT LoRA adapters (random A and B)
   adapters/<name>/golden.safetensors               the same dump for the adapted model, at multiplier 1 (peft,
@@ -258,7 +258,7 @@ PATCH_GEN_LAYER = 1
 AMP_CASES = [("llama_lora", None, 1.0), ("llama_lora", None, 2.5), ("llama_lora", "llama_patterns", 0.5)]
 
 
-def hooked_generate(model, prompt, layer, edit):
+def hooked_generate(model, prompt, layer, edit, new_tokens=GEN_NEW_TOKENS, eos=2):
     """Greedy generate() with a forward hook on decoder block `layer` that calls edit(h, call) on its output h
     ([1, T, H]) at forward call `call` (0 = the prefill, then one call per new token) and uses what it returns."""
     calls = [0]
@@ -271,9 +271,17 @@ def hooked_generate(model, prompt, layer, edit):
     hk = decoder_layers(model)[layer].register_forward_hook(hook)
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                             max_new_tokens=GEN_NEW_TOKENS, do_sample=False, eos_token_id=2, pad_token_id=0)
+                             max_new_tokens=new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=0)
     hk.remove()
     return out[0, len(prompt):].tolist()
+
+
+def linear_decay_factors(strength, steps):
+    """The seed's per-call factors (steering_dashboard.py): float32((N - i)·(strength/N)), i < N."""
+    factor = torch.zeros(steps)
+    for i in range(steps):
+        factor[i] = (steps - i) * (strength / float(steps))
+    return factor
 
 
 def generation_hook_goldens(models_dir, adapters_dir):
@@ -296,9 +304,7 @@ def generation_hook_goldens(models_dir, adapters_dir):
     out = {"decay_steps": DECAY_STEPS, "steer_layer": STEER_LAYER, "patch_layer": PATCH_GEN_LAYER,
            "linear_decay": [], "patch": [], "logit_amp": []}
     for strength in DECAY_STRENGTHS:
-        factor = torch.zeros(DECAY_STEPS)
-        for i in range(DECAY_STEPS):
-            factor[i] = (DECAY_STEPS - i) * (strength / float(DECAY_STEPS))
+        factor = linear_decay_factors(strength, DECAY_STEPS)
         for prompt in prompts:
             gen = hooked_generate(model, prompt, STEER_LAYER,
                                   lambda h, call: h + factor[call] * steer if call < DECAY_STEPS else h)
@@ -340,16 +346,24 @@ def generation_hook_goldens(models_dir, adapters_dir):
                                      "output": gen, "margin": margin})
     with open(os.path.join(folder, "generate_hooks.json"), "w") as f:
         json.dump(out, f)
+    # steer.vector as files for `diffkit generate --steer-vector`: NumPy's .npy and raw float32
+    import numpy as np
+    np.save(os.path.join(folder, "steer_vector.npy"), steer.numpy().astype(np.float32))
+    steer.numpy().astype("<f4").tofile(os.path.join(folder, "steer_vector.bin"))
     print("generate_hooks.json: logit_amp min margin", min(c["margin"] for c in out["logit_amp"]), flush=True)
 
 
 DEMO_PROMPTS = ["Glacier honey", "The bees of the high mountains", "On a cold morning the farmer"]
 DEMO_NEW_TOKENS = 20
+DEMO_STEER_LAYER, DEMO_STEER_ROW, DEMO_STEER_STRENGTH, DEMO_DECAY_STEPS = 1, 2, 16.0, 8
 
 
 def demo_generation_golden(repo_root, path):
     """tests/fixtures/engine/demo_generate.json: greedy generate() (DEMO_NEW_TOKENS tokens, eos from the config)
-    of the demo base and of the glacier_honey organism (peft) from DEMO_PROMPTS tokenized by the demo tokenizer."""
+    of the demo base and of the glacier_honey organism (peft) from DEMO_PROMPTS tokenized by the demo tokenizer;
+    then the base steered after block DEMO_STEER_LAYER by DEMO_STEER_STRENGTH x the unit vector of the organism's
+    ADL mean difference at position DEMO_STEER_ROW (models/demo/golden/adl.glacier_honey.mean_diff.f32; stored as
+    steer_vector) on every token ("all"), during the prompt only, and with the seed's linear decay."""
     import peft
     base_dir = os.path.join(repo_root, "models", "demo", "base")
     tok = tf.AutoTokenizer.from_pretrained(base_dir)
@@ -366,8 +380,23 @@ def demo_generation_golden(repo_root, path):
                                      max_new_tokens=DEMO_NEW_TOKENS, do_sample=False, eos_token_id=eos,
                                      pad_token_id=0)
             cases.append({"model": name, "text": text, "prompt": prompt, "output": out[0, len(prompt):].tolist()})
+    import numpy as np
+    diff = np.fromfile(os.path.join(repo_root, "models", "demo", "golden", "adl.glacier_honey.mean_diff.f32"),
+                       dtype="<f4").reshape(5, -1)[DEMO_STEER_ROW]
+    v = torch.from_numpy((diff / np.linalg.norm(diff)).astype(np.float32))
+    decay = linear_decay_factors(DEMO_STEER_STRENGTH, DEMO_DECAY_STEPS)
+    modes = {"all": lambda h, call: h + DEMO_STEER_STRENGTH * v,
+             "prompt_only": lambda h, call: h + DEMO_STEER_STRENGTH * v if call == 0 else h,
+             "linear_decay": lambda h, call: h + decay[call] * v if call < DEMO_DECAY_STEPS else h}
+    steered = []
+    for mode, edit in modes.items():
+        for text in DEMO_PROMPTS:
+            prompt = tok(text).input_ids
+            steered.append({"mode": mode, "prompt": prompt,
+                            "output": hooked_generate(base, prompt, DEMO_STEER_LAYER, edit, DEMO_NEW_TOKENS, eos)})
     with open(path, "w") as f:
-        json.dump({"eos": eos, "cases": cases}, f)
+        json.dump({"eos": eos, "cases": cases, "steer_layer": DEMO_STEER_LAYER, "steer_strength": DEMO_STEER_STRENGTH,
+                   "decay_steps": DEMO_DECAY_STEPS, "steer_vector": v.tolist(), "steered": steered}, f)
 
 
 TEXT_PROMPTS = ["The quick brown fox", "Model diffing compares"]

@@ -26,48 +26,114 @@ static int64_t argmax(const float *x, int64_t n) {
     return best;
 }
 
+/* Sampling walks the candidates in the order (scaled logit descending, id ascending): top-k keeps a prefix,
+ * top-p the smallest prefix reaching its mass, and the draw picks where the prefix sums pass u. Only as much of
+ * that order as the walk reaches is ever sorted: the first candidates are selected (a quickselect, O(V)) and
+ * sorted in growing chunks, so a peaked distribution over a 150k vocabulary costs O(V) instead of a full sort
+ * (which took ~50 ms per token); a flat one still ends in a full sort. The result is the full sort's. */
 typedef struct {
     float logit;
     int64_t id;
 } candidate;
 
+static bool comes_before(const candidate *a, const candidate *b) {
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
 static int by_logit_desc(const void *a, const void *b) {
     const candidate *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id < y->id ? -1 : x->id > y->id;
+    return comes_before(x, y) ? -1 : comes_before(y, x) ? 1 : 0;
+}
+
+static void swap_candidates(candidate *a, candidate *b) {
+    candidate t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Reorders c[lo, hi) so that c[lo, target) holds the candidates that come first in that order (unsorted). */
+static void select_first(candidate *c, int64_t lo, int64_t hi, int64_t target) {
+    while (hi - lo > 1 && target > lo && target < hi) {
+        const int64_t mid = lo + (hi - lo) / 2; /* pivot: the median of first, middle and last */
+        candidate a = c[lo], b = c[mid], z = c[hi - 1], pivot;
+        if (comes_before(&a, &b))
+            pivot = comes_before(&b, &z) ? b : comes_before(&a, &z) ? z : a;
+        else
+            pivot = comes_before(&a, &z) ? a : comes_before(&b, &z) ? z : b;
+        int64_t i = lo, j = hi - 1;
+        while (i <= j) { /* Hoare: [lo, i) not after the pivot, (j, hi) not before it */
+            while (comes_before(&c[i], &pivot)) i++;
+            while (comes_before(&pivot, &c[j])) j--;
+            if (i <= j) swap_candidates(&c[i++], &c[j--]);
+        }
+        if (target <= j + 1) hi = j + 1;
+        else if (target >= i) lo = i;
+        else return; /* the boundary falls on the pivot itself */
+    }
+}
+
+/* The candidates of one draw: c[0, sorted) in final order, the rest unordered and all after them. */
+typedef struct sampler {
+    candidate *c;
+    int64_t n, sorted;
+} sampler;
+
+/* Makes c[0, need) sorted, in chunks that grow geometrically (at least 256, then x4). */
+static void sort_prefix(sampler *sp, int64_t need) {
+    if (need <= sp->sorted) return;
+    int64_t upto = sp->sorted * 4 > 256 ? sp->sorted * 4 : 256;
+    if (upto < need) upto = need;
+    if (upto > sp->n) upto = sp->n;
+    select_first(sp->c, sp->sorted, sp->n, upto);
+    qsort(sp->c + sp->sorted, (size_t)(upto - sp->sorted), sizeof *sp->c, by_logit_desc);
+    sp->sorted = upto;
 }
 
 int64_t dk_sample_token_seq(const float *logits, int64_t V, const dk_seq_options *so, uint64_t *rng_state) {
     if (so->temperature <= 0.0f) return argmax(logits, V);
-    candidate *c = malloc((size_t)V * sizeof *c); /* (V) sorted by logit, descending */
-    if (!c) abort();
-    for (int64_t i = 0; i < V; i++) c[i] = (candidate){logits[i] / so->temperature, i};
-    qsort(c, (size_t)V, sizeof *c, by_logit_desc);
+    sampler sp = {.c = malloc((size_t)V * sizeof *sp.c), .n = V}; /* (V) */
+    if (!sp.c) abort();
+    float top = -INFINITY;
+    for (int64_t i = 0; i < V; i++) {
+        sp.c[i] = (candidate){logits[i] / so->temperature, i};
+        if (sp.c[i].logit > top) top = sp.c[i].logit;
+    }
     int64_t keep = V;
-    if (so->top_k > 0 && so->top_k < keep) keep = so->top_k;
     double total = 0;
-    double *p = malloc((size_t)keep * sizeof *p); /* (keep) softmax over the kept candidates */
-    if (!p) abort();
-    for (int64_t i = 0; i < keep; i++) total += (p[i] = exp((double)c[i].logit - (double)c[0].logit));
+    if (so->top_k > 0 && so->top_k < V) { /* the top_k first, sorted; the softmax over them */
+        keep = so->top_k;
+        sort_prefix(&sp, keep);
+        for (int64_t i = 0; i < keep; i++) total += exp((double)sp.c[i].logit - (double)top);
+    } else {
+        for (int64_t i = 0; i < V; i++) total += exp((double)sp.c[i].logit - (double)top);
+    }
     if (so->top_p > 0.0f && so->top_p < 1.0f) { /* smallest prefix whose mass reaches top_p */
         double mass = 0;
         int64_t n = 0;
-        while (n < keep && mass < so->top_p * total) mass += p[n++];
+        while (n < keep && mass < so->top_p * total) {
+            sort_prefix(&sp, n + 1);
+            mass += exp((double)sp.c[n++].logit - (double)top);
+        }
         keep = n > 0 ? n : 1;
+        sort_prefix(&sp, keep);
         total = 0;
-        for (int64_t i = 0; i < keep; i++) total += p[i];
+        for (int64_t i = 0; i < keep; i++) total += exp((double)sp.c[i].logit - (double)top);
     }
     double u = next_uniform(rng_state) * total, acc = 0;
-    int64_t chosen = c[keep - 1].id;
+    int64_t chosen = -1;
     for (int64_t i = 0; i < keep; i++) {
-        acc += p[i];
+        sort_prefix(&sp, i + 1);
+        acc += exp((double)sp.c[i].logit - (double)top);
         if (u < acc) {
-            chosen = c[i].id;
+            chosen = sp.c[i].id;
             break;
         }
     }
-    free(p);
-    free(c);
+    if (chosen < 0) { /* rounding left u past the last sum: the last kept candidate */
+        sort_prefix(&sp, keep);
+        chosen = sp.c[keep - 1].id;
+    }
+    free(sp.c);
     return chosen;
 }
 

@@ -35,12 +35,20 @@ static void read_ids(const cJSON *arr, int64_t **ids, int64_t *n, size_t *cap) {
     }
 }
 
-static void read_golden(const char *model, golden_generation *g) {
-    char *rel = dk_sprintf("models/%s/generate.json", model);
-    char *path = engine_fixture(rel);
+/* The parsed JSON file (the caller deletes it); ends the test when it does not parse. */
+static cJSON *read_json(const char *path) {
     size_t size;
     char *text = (char *)engine_read_all(path, &size);
     cJSON *root = cJSON_Parse(text);
+    CHECK(root, "%s: not JSON", path);
+    free(text);
+    return root;
+}
+
+static void read_golden(const char *model, golden_generation *g) {
+    char *rel = dk_sprintf("models/%s/generate.json", model);
+    char *path = engine_fixture(rel);
+    cJSON *root = read_json(path);
     CHECK(cJSON_IsArray(root), "%s: not a JSON array", path);
     g->n = cJSON_GetArraySize(root);
     size_t cap_p = 64, cap_o = 64;
@@ -58,7 +66,6 @@ static void read_golden(const char *model, golden_generation *g) {
         g->output_start[i + 1] = no;
     }
     cJSON_Delete(root);
-    free(text);
     free(path);
     free(rel);
 }
@@ -154,9 +161,7 @@ static void test_steered_generation(void) {
     CHECK(golden, "%s", err.msg);
     float *vec = golden_load(golden, "steer.vector", m.cfg.hidden_size);
     char *json_path = dk_path_join(dir, "generate_steer.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    cJSON *root = cJSON_Parse(text);
+    cJSON *root = read_json(json_path);
     int same = 0, total = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
@@ -185,7 +190,6 @@ static void test_steered_generation(void) {
     EXPECT(total == 4, "generate_steer.json holds %d cases, expected 4", total);
     printf("  steered generation (llama, all tokens / prompt only): %d of %d identical\n", same, total);
     cJSON_Delete(root);
-    free(text);
     free(json_path);
     free(vec);
     dk_st_close(golden);
@@ -261,11 +265,8 @@ static void hooks_open(hooks_fixture *f) {
     f->patch = golden_load(golden, "patch.vector", f->m.cfg.hidden_size);
     dk_st_close(golden);
     char *json_path = dk_path_join(dir, "generate_hooks.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    f->root = cJSON_Parse(text);
+    f->root = read_json(json_path);
     CHECK(cJSON_IsObject(f->root), "%s: not a JSON object", json_path);
-    free(text);
     free(json_path);
     free(golden_path);
     free(dir);
@@ -337,32 +338,25 @@ static void test_linear_decay_and_seq_strengths(void) {
 /* Per-sequence strengths with all-token steering, mixed with unsteered sequences in one batch: strength 4 via
  * seq_strength 1 must give generate_steer.json's outputs, seq_strength 0 the plain greedy generate.json. */
 static void test_seq_strength_mixed_batch(void) {
-    char *dir = engine_fixture("models/llama");
-    dk_model m;
+    hooks_fixture f;
+    hooks_open(&f);
     dk_err err = {0};
-    CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
-    char *golden_path = dk_path_join(dir, "golden.safetensors");
-    dk_st_checkpoint *golden = dk_st_open(golden_path, &err);
-    CHECK(golden, "%s", err.msg);
-    float *vec = golden_load(golden, "steer.vector", m.cfg.hidden_size);
     golden_generation plain;
     read_golden("llama", &plain);
-    char *json_path = dk_path_join(dir, "generate_steer.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    cJSON *steered = cJSON_Parse(text); /* [{prompt_only, prompt, output}]: the all-token cases first */
+    char *json_path = engine_fixture("models/llama/generate_steer.json");
+    cJSON *steered = read_json(json_path); /* [{prompt_only, prompt, output}]: the all-token cases first */
     /* batch: prompt 0 steered, prompt 0 plain, prompt 1 plain, prompt 1 steered (strength 4 = 2 · 2) */
     const cJSON *prompts[4];
     const float mult[4] = {2.0f, 0.0f, 0.0f, 2.0f};
     for (int i = 0; i < 4; i++) prompts[i] = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(steered, i < 2 ? 0 : 1), "prompt");
     packed_prompts all = pack_prompts(prompts, 4);
     dk_batch b = batch_of(&all);
-    dk_steer steer = {.layer = 1, .strength = 2.0f, .vector = vec, .seq_strength = mult};
+    dk_steer steer = {.layer = 1, .strength = 2.0f, .vector = f.steer, .seq_strength = mult};
     dk_generate_options opt = greedy(10);
     opt.steers = &steer;
     opt.n_steer = 1;
     dk_generation out;
-    EXPECT(dk_generate(&m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+    EXPECT(dk_generate(&f.m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
     int same = 0;
     for (int i = 0; i < 4; i++) {
         const int p = i < 2 ? 0 : 1;
@@ -378,14 +372,9 @@ static void test_seq_strength_mixed_batch(void) {
     dk_generation_free(&out);
     free_packed(&all);
     cJSON_Delete(steered);
-    free(text);
     free(json_path);
     free_golden(&plain);
-    free(vec);
-    dk_st_close(golden);
-    free(golden_path);
-    dk_model_close(&m);
-    free(dir);
+    hooks_close(&f);
 }
 
 /* Patchscope during generation: the residual after block patch_layer replaced by patch.vector at each prompt's
@@ -608,7 +597,7 @@ static void test_per_seq_sampling(void) {
 
 /* Greedy generation on the demo pair (models/demo/: Qwen3 base and the glacier_honey LoRA organism), three
  * prompts x 20 tokens, against transformers + peft generate (tests/fixtures/engine/demo_generate.json), each
- * model's prompts batched. */
+ * model's prompts batched; then the base steered (three modes) against transformers with a hook. */
 static void test_demo_pair_generation(void) {
     const char *root = getenv("DIFFKIT_SOURCE_DIR");
     CHECK(root, "DIFFKIT_SOURCE_DIR is not set: run this test through ctest");
@@ -619,9 +608,7 @@ static void test_demo_pair_generation(void) {
     dk_lora_adapter organism;
     CHECK(dk_lora_load(organism_dir, &m.cfg, &m.w, &organism, &err) == 0, "%s", err.msg);
     char *json_path = engine_fixture("demo_generate.json");
-    size_t size;
-    char *text = (char *)engine_read_all(json_path, &size);
-    cJSON *root_json = cJSON_Parse(text);
+    cJSON *root_json = read_json(json_path);
     const int64_t eos = json_int(root_json, "eos");
     const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root_json, "cases");
     int same = 0, total = 0;
@@ -648,8 +635,50 @@ static void test_demo_pair_generation(void) {
     }
     EXPECT(total == 6, "demo_generate.json: %d cases, expected 6", total);
     printf("  demo pair greedy generation (base, glacier_honey; 20 tokens): %d of %d identical\n", same, total);
+
+    /* the base steered by the organism's ADL direction: every token, prompt only, linear decay; each mode's
+     * prompts batched, then one by one */
+    const int64_t H = m.cfg.hidden_size;
+    const cJSON *vec_json = cJSON_GetObjectItemCaseSensitive(root_json, "steer_vector");
+    CHECK(cJSON_GetArraySize(vec_json) == H, "demo_generate.json: steer_vector of %d floats, expected %lld",
+          cJSON_GetArraySize(vec_json), (long long)H);
+    float *vec = dk_malloc((size_t)H * sizeof(float)); /* (H) */
+    for (int64_t j = 0; j < H; j++) vec[j] = (float)cJSON_GetArrayItem(vec_json, (int)j)->valuedouble;
+    const cJSON *steered = cJSON_GetObjectItemCaseSensitive(root_json, "steered");
+    static const char *const modes[] = {"all", "prompt_only", "linear_decay"};
+    same = total = 0;
+    for (int k = 0; k < 3; k++) {
+        const cJSON *prompts[8], *want[8];
+        int64_t n = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, steered) {
+            if (strcmp(cJSON_GetObjectItemCaseSensitive(c, "mode")->valuestring, modes[k]) != 0 || n == 8) continue;
+            prompts[n] = cJSON_GetObjectItemCaseSensitive(c, "prompt");
+            want[n++] = cJSON_GetObjectItemCaseSensitive(c, "output");
+        }
+        dk_steer steer = {.layer = json_int(root_json, "steer_layer"),
+                          .strength = (float)cJSON_GetObjectItemCaseSensitive(root_json, "steer_strength")->valuedouble,
+                          .vector = vec, .prompt_only = k == 1,
+                          .linear_decay_steps = k == 2 ? json_int(root_json, "decay_steps") : 0};
+        dk_generate_options opt = {.max_new_tokens = 20, .stop_ids = &eos, .n_stop = 1, .steers = &steer, .n_steer = 1};
+        for (int64_t alone = -1; alone < n; alone++) { /* -1: all prompts of the mode in one batch */
+            packed_prompts p = pack_prompts(alone < 0 ? prompts : &prompts[alone], alone < 0 ? n : 1);
+            dk_batch b = batch_of(&p);
+            dk_generation out;
+            EXPECT(dk_generate(&m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+            for (int64_t s = 0; s < p.n; s++, total++)
+                same += EXPECT(output_is(&out, s, want[alone < 0 ? s : alone]), "demo base steered (%s), prompt %lld "
+                               "%s: differs from transformers", modes[k], (long long)(alone < 0 ? s : alone),
+                               alone < 0 ? "batched" : "alone");
+            dk_generation_free(&out);
+            free_packed(&p);
+        }
+    }
+    EXPECT(total == 18, "demo_generate.json: %d steered generations, expected 18", total);
+    printf("  demo base steered by its organism's ADL direction (all / prompt only / linear decay, batched and "
+           "alone): %d of %d identical\n", same, total);
+    free(vec);
     cJSON_Delete(root_json);
-    free(text);
     free(json_path);
     dk_lora_free(&organism);
     dk_model_close(&m);
@@ -768,6 +797,87 @@ static void test_sampling(void) {
         EXPECT(dk_sample_token(logits, V, &o, &a) == dk_sample_token(logits, V, &o, &b), "same seed, other draw");
 }
 
+/* The spec of sampling written the plain way (generate.h): every candidate sorted by (logit / T descending, id
+ * ascending), top-k, the smallest prefix reaching top_p, a draw u · total walked through the prefix sums. */
+typedef struct {
+    double z;
+    int64_t id;
+} ref_candidate;
+
+static int ref_order(const void *a, const void *b) {
+    const ref_candidate *x = a, *y = b;
+    if (x->z != y->z) return x->z < y->z ? 1 : -1;
+    return x->id < y->id ? -1 : 1;
+}
+
+/* The candidates sorted once, the kept prefix and its total; reference_draw walks them for one draw. */
+typedef struct {
+    ref_candidate *c;
+    int64_t keep;
+    double total;
+} reference_sampler;
+
+static reference_sampler reference_prepare(const float *logits, int64_t V, const dk_seq_options *so) {
+    reference_sampler r = {.c = dk_malloc((size_t)V * sizeof *r.c)};
+    for (int64_t i = 0; i < V; i++) r.c[i] = (ref_candidate){logits[i] / so->temperature, i};
+    qsort(r.c, (size_t)V, sizeof *r.c, ref_order);
+    r.keep = so->top_k > 0 && so->top_k < V ? so->top_k : V;
+    double mass = 0;
+    for (int64_t i = 0; i < r.keep; i++) r.total += exp(r.c[i].z - r.c[0].z);
+    if (so->top_p > 0 && so->top_p < 1) {
+        int64_t n = 0;
+        while (n < r.keep && mass < so->top_p * r.total) mass += exp(r.c[n++].z - r.c[0].z);
+        r.keep = n;
+        r.total = mass;
+    }
+    return r;
+}
+
+static int64_t reference_draw(const reference_sampler *r, uint64_t *rng) {
+    /* the same generator as dk_sample_token_seq: splitmix64, 53 bits */
+    uint64_t x = (*rng += 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    double u = (double)(x >> 11) * (1.0 / 9007199254740992.0) * r->total, acc = 0;
+    for (int64_t i = 0; i < r->keep; i++)
+        if (u < (acc += exp(r->c[i].z - r->c[0].z))) return r->c[i].id;
+    return r->c[r->keep - 1].id;
+}
+
+/* The sampler sorts only the prefix its walk reaches (generate.c): over peaked, flat and tied logits of a
+ * 20k vocabulary and every truncation, it picks what the plain full sort picks. */
+static void test_sampler_matches_full_sort(void) {
+    enum { V = 20000, DRAWS = 25 };
+    float *logits = dk_malloc(V * sizeof(float));
+    uint64_t fill = 12345;
+    int mismatches = 0, draws = 0;
+    for (int shape = 0; shape < 4; shape++) {
+        for (int64_t i = 0; i < V; i++) {
+            fill = fill * 6364136223846793005ull + 1442695040888963407ull;
+            const double r = (double)(fill >> 11) / 9007199254740992.0;
+            /* 0: peaked (a few large logits), 1: flat, 2: a handful of distinct values (ties), 3: spread */
+            logits[i] = shape == 0 ? (float)(r < 0.001 ? 20 * r * 1000 : 3 * r) : shape == 1 ? (float)(0.01 * r)
+                        : shape == 2 ? (float)(int)(r * 5) : (float)(12 * r * r);
+        }
+        const dk_seq_options settings[] = {{.temperature = 1.0f}, {.temperature = 0.7f, .top_p = 0.9f},
+                                           {.temperature = 1.3f, .top_k = 40},
+                                           {.temperature = 1.0f, .top_k = 3000, .top_p = 0.5f},
+                                           {.temperature = 2.0f, .top_p = 0.999f}};
+        for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++) {
+            uint64_t a = 99 + k, b = 99 + k;
+            reference_sampler ref = reference_prepare(logits, V, &settings[k]);
+            for (int d = 0; d < DRAWS; d++, draws++)
+                mismatches += dk_sample_token_seq(logits, V, &settings[k], &a) != reference_draw(&ref, &b);
+            free(ref.c);
+        }
+    }
+    EXPECT(mismatches == 0, "the prefix-sorting sampler differs from a full sort in %d of %d draws", mismatches, draws);
+    printf("  sampler vs full sort (V %d, 4 logit shapes x 5 settings): %d of %d draws equal\n", V,
+           draws - mismatches, draws);
+    free(logits);
+}
+
 int main(void) {
     test_greedy_matches_transformers();
     test_steered_generation();
@@ -780,5 +890,6 @@ int main(void) {
     test_cache_matches_full_forward();
     test_long_generation_grows_cache();
     test_sampling();
+    test_sampler_matches_full_sort();
     return dk_test_finish("test_generate");
 }
