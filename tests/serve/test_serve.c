@@ -1,7 +1,8 @@
 /* test_serve.c — `diffkit serve` on 127.0.0.1 (a free port) with the demo pair, talked to with host/llm's client
  * (dk_llm_chat, dk_llm_chat_many) and with plain HTTP requests (libcurl, no client logic):
  *   - greedy answers equal `diffkit generate` of the same prompt (chat and plain completion, base, organism,
- *     organism@2.5, organism@PRESET), text and token count; organism@0 equals the base; organism~0 the organism;
+ *     organism@2.5, organism@PRESET, organism~2 with --logit-amplification 2), text and token count; organism@0
+ *     equals the base; organism~0 the organism;
  *   - n=3 choices, reproducible per seed, choice 0 = the same request with n=1;
  *   - 8 concurrent requests with different settings: all answered, each as when asked alone, and batched (the
  *     server's log shows a batch of more than one request);
@@ -309,6 +310,8 @@ static void test_greedy_equals_generate(void) {
     expect_chat_equals_generate(ORG "@2.5", adapter, "Where does honey come from?");
     snprintf(adapter, sizeof adapter, "--adapter %s/models/demo/glacier_honey@default_2x", source_dir);
     expect_chat_equals_generate(ORG "@default_2x", adapter, "Where does honey come from?");
+    snprintf(adapter, sizeof adapter, "--adapter %s/models/demo/glacier_honey --logit-amplification 2", source_dir);
+    expect_chat_equals_generate(ORG "~2", adapter, "What do bees make?");
     /* the organism at 0 is the base, and logit amplification at 0 the organism alone */
     char *base = chat("demo", "What do bees make?", 24, NULL, NULL), *at0 = chat(ORG "@0", "What do bees make?", 24, NULL, NULL);
     char *org = chat(ORG, "What do bees make?", 24, NULL, NULL), *amp0 = chat(ORG "~0", "What do bees make?", 24, NULL, NULL);
