@@ -49,7 +49,15 @@ static enum MHD_Result respond(struct MHD_Connection *conn, int status, char *js
 
 static enum MHD_Result respond_error(struct MHD_Connection *conn, const char *method, const char *url,
                                      const serve_error *e) {
-    LOG_INFO("serve: %d %s %.200s: %s", e->status, method, url, e->message);
+    /* the message may quote what the client sent: no control characters into the log (no forged lines) */
+    char message[sizeof e->message], where[128];
+    snprintf(message, sizeof message, "%s", e->message);
+    snprintf(where, sizeof where, "%.20s %.100s", method, url);
+    for (char *c = message; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = ' ';
+    for (char *c = where; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = ' ';
+    LOG_INFO("serve: %d %s: %s", e->status, where, message);
     return respond(conn, e->status, serve_error_json(e));
 }
 

@@ -10,18 +10,9 @@
 #include <string.h>
 
 #include "core/strutil.h"
+#include "io/json_value.h"
 
 static const char INVALID[] = "invalid_request_error";
-
-/* "a string", "a number", ... : what the client sent, for messages. */
-static const char *json_kind(const cJSON *v) {
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "an array";
-    return "an object";
-}
 
 /* Optional number in [lo, hi] (null or absent: *out unchanged). */
 static int read_number(const cJSON *root, const char *key, double lo, double hi, float *out, serve_error *e) {
@@ -29,7 +20,7 @@ static int read_number(const cJSON *root, const char *key, double lo, double hi,
     if (!v || cJSON_IsNull(v)) return 0;
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
         return serve_error_set(e, 400, INVALID, key, "invalid_value", "'%s' must be a number from %g to %g, got %s",
-                               key, lo, hi, cJSON_IsNumber(v) ? "a number outside that range" : json_kind(v));
+                               key, lo, hi, cJSON_IsNumber(v) ? "a number outside that range" : dk_json_kind(v));
     *out = (float)v->valuedouble;
     return 0;
 }
@@ -43,7 +34,7 @@ static int read_integer(const cJSON *root, const char *key, double lo, double hi
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || !(v->valuedouble >= lo && v->valuedouble <= hi))
         return serve_error_set(e, 400, INVALID, key, "invalid_value", "'%s' must be an integer from %.0f to %.0f, got %s",
                                key, lo, hi, cJSON_IsNumber(v) ? "a number outside that range or with a fraction"
-                                                              : json_kind(v));
+                                                              : dk_json_kind(v));
     *out = (int64_t)v->valuedouble;
     if (given) *given = true;
     return 0;
@@ -100,12 +91,12 @@ static int read_stop(const cJSON *root, serve_request *q, serve_error *e) {
     }
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > SERVE_MAX_STOP)
         return serve_error_set(e, 400, INVALID, "stop", "invalid_type", "'stop' must be a string or a list of at most "
-                               "%d strings, got %s", SERVE_MAX_STOP, cJSON_IsArray(v) ? "a longer list" : json_kind(v));
+                               "%d strings, got %s", SERVE_MAX_STOP, cJSON_IsArray(v) ? "a longer list" : dk_json_kind(v));
     const cJSON *item;
     cJSON_ArrayForEach(item, v) {
         if (!cJSON_IsString(item))
             return serve_error_set(e, 400, INVALID, "stop", "invalid_type", "'stop' must hold strings, got %s",
-                                   json_kind(item));
+                                   dk_json_kind(item));
         if (item->valuestring[0]) q->stop[q->n_stop++] = item->valuestring;
     }
     return 0;
@@ -120,7 +111,7 @@ static const char *content_text(cJSON *msg, size_t index, serve_error *e) {
     if (cJSON_IsString(content)) return content->valuestring;
     if (!cJSON_IsArray(content)) {
         serve_error_set(e, 400, INVALID, param, "invalid_type", "'%s' must be a string or a list of text parts, got %s",
-                        param, content ? json_kind(content) : "nothing");
+                        param, content ? dk_json_kind(content) : "nothing");
         return NULL;
     }
     dk_strbuf joined = {0};
@@ -148,7 +139,7 @@ static int read_messages(serve_request *q, serve_error *e) {
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0)
         return serve_error_set(e, 400, INVALID, "messages", list ? "invalid_type" : "missing_required_parameter",
                                "'messages' must be a non-empty list of {\"role\", \"content\"} objects, got %s",
-                               list ? (cJSON_IsArray(list) ? "an empty list" : json_kind(list)) : "nothing");
+                               list ? (cJSON_IsArray(list) ? "an empty list" : dk_json_kind(list)) : "nothing");
     q->n_messages = (size_t)cJSON_GetArraySize(list);
     q->messages = dk_calloc(q->n_messages, sizeof *q->messages);
     size_t i = 0;
@@ -178,7 +169,7 @@ static int read_prompt(serve_request *q, serve_error *e) {
     if (!cJSON_IsString(p))
         return serve_error_set(e, 400, INVALID, "prompt", p ? "invalid_type" : "missing_required_parameter",
                                "'prompt' must be a string (one prompt per request; send several requests, they are "
-                               "batched), got %s", p ? json_kind(p) : "nothing");
+                               "batched), got %s", p ? dk_json_kind(p) : "nothing");
     q->prompt = p->valuestring;
     return 0;
 }
@@ -195,25 +186,18 @@ int serve_request_parse(const char *body, size_t len, serve_kind kind, const ser
     if (bad < len)
         return serve_error_set(e, 400, INVALID, NULL, "invalid_utf8", "the request body is not valid UTF-8 (byte %zu "
                                "of %zu): send JSON text encoded as UTF-8", bad, len);
-    const char *end = NULL;
-    q->root = cJSON_ParseWithLengthOpts(body, len, &end, false);
-    if (!q->root) {
-        size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
-        return serve_error_set(e, 400, INVALID, NULL, "invalid_json", "the request body is not valid JSON (error near "
-                               "byte %zu of %zu)", at, len);
-    }
-    for (; end && end < body + len; end++)
-        if (*end != ' ' && *end != '\n' && *end != '\r' && *end != '\t')
-            return serve_error_set(e, 400, INVALID, NULL, "invalid_json", "the request body holds more than one JSON "
-                                   "value (text after byte %zu)", (size_t)(end - body));
+    char why[256];
+    q->root = dk_json_parse_one(body, len, why, sizeof why);
+    if (!q->root)
+        return serve_error_set(e, 400, INVALID, NULL, "invalid_json", "the request body (%zu bytes): %s", len, why);
     if (!cJSON_IsObject(q->root))
         return serve_error_set(e, 400, INVALID, NULL, "invalid_json", "the request body must be a JSON object, got %s",
-                               json_kind(q->root));
+                               dk_json_kind(q->root));
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(q->root, "model");
     if (!cJSON_IsString(model))
         return serve_error_set(e, 400, INVALID, "model", model ? "invalid_type" : "missing_required_parameter",
                                "'model' must be a string naming one of the models GET /v1/models lists, got %s",
-                               model ? json_kind(model) : "nothing");
+                               model ? dk_json_kind(model) : "nothing");
     q->model = serve_registry_find(r, model->valuestring);
     if (q->model < 0) {
         dk_strbuf names = {0};
