@@ -19,7 +19,6 @@ Usage:  python tools/bench_kl.py --build build --work /tmp/bench_kl [--setup dem
 """
 import argparse
 import json
-import gzip
 import os
 import resource
 import shutil
@@ -29,6 +28,8 @@ import time
 
 import h5py
 import numpy as np
+
+from random_models import save_random_pair, write_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,45 +60,17 @@ def timed_rss(cmd, env, log):
 
 def make_05b(work):
     """A random-weight Qwen2.5-0.5B-shaped checkpoint and LoRA adapter (once)."""
-    import torch
-    import transformers as tf
-    import peft
     model_dir, adapter_dir = os.path.join(work, "qwen05b"), os.path.join(work, "qwen05b_lora")
     if os.path.exists(os.path.join(adapter_dir, "adapter_model.safetensors")):
         return model_dir, adapter_dir
+    import torch
+    import transformers as tf
     torch.manual_seed(0)
     cfg = tf.Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                          num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
                          rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, torch_dtype="bfloat16")
-    m = tf.Qwen2ForCausalLM(cfg).to(torch.bfloat16)
-    m.save_pretrained(model_dir)
-    for name in ("tokenizer.json", "tokenizer_config.json"):  # the fixtures are gzipped; transformers reads plain files
-        with gzip.open(os.path.join(ROOT, "tests/fixtures/tokenizers/qwen3", name + ".gz"), "rb") as src, \
-                open(os.path.join(model_dir, name), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    lcfg = peft.LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                                "up_proj", "down_proj"], init_lora_weights=False)
-    pm = peft.get_peft_model(tf.Qwen2ForCausalLM(cfg).to(torch.bfloat16), lcfg)
-    pm.save_pretrained(adapter_dir)
+    save_random_pair(tf.Qwen2ForCausalLM(cfg).to(torch.bfloat16), model_dir, adapter_dir)
     return model_dir, adapter_dir
-
-
-def write_configs(work, model_dir, adapter_dir):
-    """A configuration tree: the repository's, plus model bench05b and organism bench05b_org."""
-    cfg = os.path.join(work, "configs")
-    if os.path.exists(cfg):
-        shutil.rmtree(cfg)
-    shutil.copytree(os.path.join(ROOT, "configs"), cfg)
-    with open(os.path.join(cfg, "model", "bench05b.yaml"), "w") as f:
-        f.write(f"name: bench05b\nmodel_id: {model_dir}\nrevision: main\ntokenizer_id: null\nchat_template: qwen3\n"
-                "end_of_turn_token: <|im_end|>\ndtype: bfloat16\nignore_first_n_tokens_per_sample_during_collection: 0\n"
-                "ignore_first_n_tokens_per_sample_during_training: 0\nhas_enable_thinking: true\n")
-    with open(os.path.join(cfg, "organism", "bench05b_org.yaml"), "w") as f:
-        f.write("name: bench05b_org\ntype: SDF\ndescription: random LoRA for the benchmark\n"
-                f"dataset:\n  id: {ROOT}/data/demo/glacier_honey.train.jsonl.gz\n  splits: [train, validation]\n"
-                "  is_chat: false\n  text_column: text\n"
-                f"finetuned_models:\n  bench05b:\n    default:\n      adapter_id: {adapter_dir}\n")
-    return cfg
 
 
 def python_reference(results, model_dir, adapter_dir, batch_size, threads, out_json):
@@ -146,7 +119,7 @@ def run_setup(name, args, env):
         sel = ["model=demo", "organism=demo_glacier_honey"]
     else:
         model_dir, adapter_dir = make_05b(args.work)
-        cfg = write_configs(work, model_dir, adapter_dir)
+        cfg = write_configs(work, "bench05b", "bench05b_org", model_dir, adapter_dir)
         sel = ["model=bench05b", "organism=bench05b_org"]
     common = sel + [f"infrastructure.storage.base_dir={work}", f"threads={args.threads}", "device=cpu",
                     f"preprocessing.max_samples_per_dataset={args.max_samples}", "preprocessing.context_len=256",

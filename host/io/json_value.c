@@ -60,3 +60,12 @@ cJSON *dk_json_parse_document(const char *text, size_t len, const char *name, in
                strncmp(problem, "not valid", 9) == 0 ? ")" : "", hint);
     return NULL;
 }
+
+const char *dk_json_kind(const cJSON *v) {
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "a list";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}

@@ -24,4 +24,8 @@ cJSON *dk_json_parse_one(const char *text, size_t len, char *why, size_t why_cap
 cJSON *dk_json_parse_document(const char *text, size_t len, const char *name, int code, const char *hint,
                               dk_err *err);
 
+/* "a string", "a number", "a boolean", "a list", "an object" or "null": what a value is, for messages that say what
+ * was found where something else was expected. */
+const char *dk_json_kind(const cJSON *v);
+
 #endif

@@ -110,15 +110,6 @@ typedef struct reader {
     dk_err *err;
 } reader;
 
-static const char *json_kind(const cJSON *v) {
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsArray(v)) return "a list";
-    if (cJSON_IsObject(v)) return "an object";
-    return "null";
-}
-
 static const cJSON *field(const cJSON *obj, const char *key) {
     const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
     return v && !cJSON_IsNull(v) ? v : NULL;
@@ -126,7 +117,7 @@ static const cJSON *field(const cJSON *obj, const char *key) {
 
 static int wrong_type(const reader *r, const char *key, const char *want, const cJSON *v) {
     return dk_err_set(r->err, DK_EXIT_USAGE, "%s: key \"%s%s\" must be %s, found %s: fix config.json", r->path,
-                      r->where, key, want, json_kind(v));
+                      r->where, key, want, dk_json_kind(v));
 }
 
 /* Integer (a JSON number with no fraction). def == REQUIRED: an absent key is an error. */
@@ -361,7 +352,7 @@ static int parse_layer_kinds(const reader *r, const cJSON *text, const class_def
                                   "%s: \"%slayer_types\"[%" PRId64 "] is %s%s%s; diffkit supports \"full_attention\" "
                                   "and \"sliding_attention\"",
                                   r->path, r->where, i, cJSON_IsString(t) ? "\"" : "",
-                                  cJSON_IsString(t) ? t->valuestring : json_kind(t), cJSON_IsString(t) ? "\"" : "");
+                                  cJSON_IsString(t) ? t->valuestring : dk_json_kind(t), cJSON_IsString(t) ? "\"" : "");
         }
     } else {
         for (int64_t i = 0; i < n; i++) {
