@@ -21,6 +21,10 @@ attn_implementation="eager" (the bf16 weights are widened exactly, as the C engi
                                                    generate_text.json: prompt text -> greedy continuation text
   models/llama/generate_steer.json                 the same with 4·steer.vector added after block 1 on every
                                                    token, or during the prompt only ("prompt_only": true)
+  models/llama/generate_hooks.json                 generation with linear-decay steering, a prefill patch
+                                                   (patchscope) and logit-difference amplification
+                                                   (generation_hook_goldens)
+  demo_generate.json                               greedy generations of the demo pair (models/demo/)
   adapters/<name>/adapter_config.json, adapter_model.safetensors   PEFT LoRA adapters (random A and B)
   adapters/<name>/golden.safetensors               the same dump for the adapted model, at multiplier 1 (peft,
                                                    unmerged) and at multiplier 2 (`w2.` prefix: weights merged
@@ -34,7 +38,7 @@ embeddings, Qwen2 biases, Gemma 2 attention and final soft-capping (small caps s
 Weights are drawn with std 0.15 so that activations are far from zero and argmaxes are not near-ties.
 
 Usage (PyPI only):  python -m venv v && v/bin/pip install torch transformers peft safetensors
-                    v/bin/python tools/make_model_goldens.py [--out tests/fixtures/engine]
+                    v/bin/python tools/make_model_goldens.py [--out tests/fixtures/engine] [--generation-only]
 
 The memory check (not a fixture): --big-3b DIR writes a Llama-3.2-3B-shaped bf16 checkpoint with random
 weights (6.4 GB, 2 shards + index, as save_pretrained lays them out) straight to disk, one tensor at a time,
@@ -248,6 +252,124 @@ def hook_goldens(model, seqs, seed):
     return out
 
 
+DECAY_STEPS, DECAY_STRENGTHS = 4, [4.0, -6.0, 10.0]
+PATCH_GEN_LAYER = 1
+# (organism adapter, reference adapter or None = the base, alpha)
+AMP_CASES = [("llama_lora", None, 1.0), ("llama_lora", None, 2.5), ("llama_lora", "llama_patterns", 0.5)]
+
+
+def hooked_generate(model, prompt, layer, edit):
+    """Greedy generate() with a forward hook on decoder block `layer` that calls edit(h, call) on its output h
+    ([1, T, H]) at forward call `call` (0 = the prefill, then one call per new token) and uses what it returns."""
+    calls = [0]
+
+    def hook(mod, inp, o):
+        h = o[0] if isinstance(o, tuple) else o
+        h = edit(h, calls[0])
+        calls[0] += 1
+        return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
+    hk = decoder_layers(model)[layer].register_forward_hook(hook)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                             max_new_tokens=GEN_NEW_TOKENS, do_sample=False, eos_token_id=2, pad_token_id=0)
+    hk.remove()
+    return out[0, len(prompt):].tolist()
+
+
+def generation_hook_goldens(models_dir, adapters_dir):
+    """models/llama/generate_hooks.json: what dk_generate's hooks must reproduce on the llama golden model,
+    every case a greedy generation of GEN_NEW_TOKENS tokens (eos 2) from the prompts of generate.json:
+      linear_decay: steer.vector after block STEER_LAYER with the seed's linear_decay mode (steering_dashboard.py:
+        call i adds float32((N - i)·(strength/N))·v, nothing from call N on), N = DECAY_STEPS, each strength;
+      patch: the output of block PATCH_GEN_LAYER replaced by patch.vector at the last prompt position during the
+        prefill only; probs = softmax of the prefill's last logits (the next-token distribution), then output;
+      logit_amp: the peft model (organism) and the base (or a second peft model) stepped together, each step's
+        token the argmax of ft + alpha·(ft − ref) (last-position fp32 logits, full recompute each step);
+        margin = the smallest top-2 gap of those combined logits over the steps."""
+    import peft
+    folder = os.path.join(models_dir, "llama")
+    model = load_fp32(tf.LlamaForCausalLM, folder)
+    from safetensors.torch import load_file
+    golden = load_file(os.path.join(folder, "golden.safetensors"))
+    steer, patch = golden["steer.vector"], golden["patch.vector"]
+    prompts = [g["prompt"] for g in json.load(open(os.path.join(folder, "generate.json")))]
+    out = {"decay_steps": DECAY_STEPS, "steer_layer": STEER_LAYER, "patch_layer": PATCH_GEN_LAYER,
+           "linear_decay": [], "patch": [], "logit_amp": []}
+    for strength in DECAY_STRENGTHS:
+        factor = torch.zeros(DECAY_STEPS)
+        for i in range(DECAY_STEPS):
+            factor[i] = (DECAY_STEPS - i) * (strength / float(DECAY_STEPS))
+        for prompt in prompts:
+            gen = hooked_generate(model, prompt, STEER_LAYER,
+                                  lambda h, call: h + factor[call] * steer if call < DECAY_STEPS else h)
+            out["linear_decay"].append({"strength": strength, "prompt": prompt, "output": gen})
+    for prompt in prompts:
+        def replace(h, call):
+            if call > 0:
+                return h
+            h = h.clone()
+            h[0, -1] = patch
+            return h
+        hk = decoder_layers(model)[PATCH_GEN_LAYER].register_forward_hook(  # one forward: the prefill
+            lambda mod, inp, o: (replace(o[0], 0),) + tuple(o[1:]) if isinstance(o, tuple) else replace(o, 0))
+        with torch.no_grad():
+            probs = torch.softmax(model(input_ids=torch.tensor([prompt])).logits[0, -1].float(), dim=-1)
+        hk.remove()
+        gen = hooked_generate(model, prompt, PATCH_GEN_LAYER, replace)
+        out["patch"].append({"prompt": prompt, "probs": probs.tolist(), "output": gen})
+    for organism, reference, alpha in AMP_CASES:
+        ft = peft.PeftModel.from_pretrained(load_fp32(tf.LlamaForCausalLM, folder),
+                                            os.path.join(adapters_dir, organism)).eval()
+        ref = load_fp32(tf.LlamaForCausalLM, folder) if reference is None else peft.PeftModel.from_pretrained(
+            load_fp32(tf.LlamaForCausalLM, folder), os.path.join(adapters_dir, reference)).eval()
+        for prompt in prompts:
+            ids, gen, margin = list(prompt), [], float("inf")
+            for _ in range(GEN_NEW_TOKENS):
+                with torch.no_grad():
+                    lf = ft(input_ids=torch.tensor([ids])).logits[0, -1].float()
+                    lr = ref(input_ids=torch.tensor([ids])).logits[0, -1].float()
+                comb = lf + alpha * (lf - lr)
+                top = comb.topk(2).values
+                margin = min(margin, float(top[0] - top[1]))
+                nxt = int(comb.argmax())
+                gen.append(nxt)
+                ids.append(nxt)
+                if nxt == 2:
+                    break
+            out["logit_amp"].append({"adapter": organism, "reference": reference, "alpha": alpha, "prompt": prompt,
+                                     "output": gen, "margin": margin})
+    with open(os.path.join(folder, "generate_hooks.json"), "w") as f:
+        json.dump(out, f)
+    print("generate_hooks.json: logit_amp min margin", min(c["margin"] for c in out["logit_amp"]), flush=True)
+
+
+DEMO_PROMPTS = ["Glacier honey", "The bees of the high mountains", "On a cold morning the farmer"]
+DEMO_NEW_TOKENS = 20
+
+
+def demo_generation_golden(repo_root, path):
+    """tests/fixtures/engine/demo_generate.json: greedy generate() (DEMO_NEW_TOKENS tokens, eos from the config)
+    of the demo base and of the glacier_honey organism (peft) from DEMO_PROMPTS tokenized by the demo tokenizer."""
+    import peft
+    base_dir = os.path.join(repo_root, "models", "demo", "base")
+    tok = tf.AutoTokenizer.from_pretrained(base_dir)
+    base = load_fp32(tf.Qwen3ForCausalLM, base_dir)
+    organism = peft.PeftModel.from_pretrained(load_fp32(tf.Qwen3ForCausalLM, base_dir),
+                                              os.path.join(repo_root, "models", "demo", "glacier_honey")).eval()
+    eos = base.config.eos_token_id
+    cases = []
+    for name, model in (("base", base), ("glacier_honey", organism)):
+        for text in DEMO_PROMPTS:
+            prompt = tok(text).input_ids
+            with torch.no_grad():
+                out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                     max_new_tokens=DEMO_NEW_TOKENS, do_sample=False, eos_token_id=eos,
+                                     pad_token_id=0)
+            cases.append({"model": name, "text": text, "prompt": prompt, "output": out[0, len(prompt):].tolist()})
+    with open(path, "w") as f:
+        json.dump({"eos": eos, "cases": cases}, f)
+
+
 TEXT_PROMPTS = ["The quick brown fox", "Model diffing compares"]
 TOKENIZER_CORPUS = ["The quick brown fox jumps over the lazy dog.", "Model diffing compares a base model with its "
                     "finetuned variant.", "Hidden states must equal what transformers computes.",
@@ -459,12 +581,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "engine"))
     ap.add_argument("--big-3b", metavar="DIR", help="write the 3B-shaped memory-check checkpoint there and stop")
+    ap.add_argument("--generation-only", action="store_true",
+                    help="only (re)write generate_hooks.json and demo_generate.json from the fixtures already there")
     args = ap.parse_args()
     if args.big_3b:
         write_big_3b(args.big_3b)
         return
     root_models = os.path.join(args.out, "models")
     root_adapters = os.path.join(args.out, "adapters")
+    repo_root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    if args.generation_only:
+        torch.set_num_threads(2)
+        generation_hook_goldens(root_models, root_adapters)
+        demo_generation_golden(repo_root, os.path.join(args.out, "demo_generate.json"))
+        return
     for d in (root_models, root_adapters):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -554,6 +684,9 @@ def main():
     save_file(dump(pm.eval(), seqs), os.path.join(dst, "golden.safetensors"))
     report["llama_lora_layer0"] = {"base": "llama"}
     print("llama_lora_layer0", flush=True)
+
+    generation_hook_goldens(root_models, root_adapters)
+    demo_generation_golden(repo_root, os.path.join(args.out, "demo_generate.json"))
 
     import peft
     import safetensors

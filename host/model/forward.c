@@ -329,8 +329,11 @@ static void after_block(const dk_model *m, int64_t l, float *x, const dk_batch *
     for (int64_t i = 0; i < plan->n_steer; i++) {
         const dk_steer *st = &plan->steers[i];
         if (st->layer != l || (st->prompt_only && !b->is_prompt)) continue;
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t j = 0; j < H; j++) x[t * H + j] += st->strength * st->vector[j];
+        for (int64_t q = 0; q < b->n_seqs; q++) {
+            const float strength = st->strength * (st->seq_strength ? st->seq_strength[q] : 1.0f);
+            for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++)
+                for (int64_t j = 0; j < H; j++) x[t * H + j] += strength * st->vector[j];
+        }
     }
     for (int64_t i = 0; i < plan->n_patch; i++)
         if (plan->patches[i].layer == l)

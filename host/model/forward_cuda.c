@@ -750,7 +750,14 @@ static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batc
         for (int64_t i = 0; i < plan->n_steer; i++) {
             const dk_steer *st = &plan->steers[i];
             if (st->layer != l || (st->prompt_only && !b->is_prompt)) continue;
-            CUDA_CHECK(dk_cuda_steer(f->x, f->hook_vectors + i * H, st->strength, T, H, f->stream));
+            if (!st->seq_strength) {
+                CUDA_CHECK(dk_cuda_steer(f->x, f->hook_vectors + i * H, st->strength, T, H, f->stream));
+                continue;
+            }
+            for (int64_t q = 0; q < b->n_seqs; q++) /* per-sequence strength: one launch per sequence's rows */
+                CUDA_CHECK(dk_cuda_steer(f->x + b->seq_start[q] * H, f->hook_vectors + i * H,
+                                         st->strength * st->seq_strength[q], b->seq_start[q + 1] - b->seq_start[q],
+                                         H, f->stream));
         }
         for (int64_t i = 0; i < plan->n_patch; i++)
             if (plan->patches[i].layer == l)

@@ -37,22 +37,22 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-int64_t dk_sample_token(const float *logits, int64_t V, const dk_generate_options *opt, uint64_t *rng_state) {
-    if (opt->temperature <= 0.0f) return argmax(logits, V);
+int64_t dk_sample_token_seq(const float *logits, int64_t V, const dk_seq_options *so, uint64_t *rng_state) {
+    if (so->temperature <= 0.0f) return argmax(logits, V);
     candidate *c = malloc((size_t)V * sizeof *c); /* (V) sorted by logit, descending */
     if (!c) abort();
-    for (int64_t i = 0; i < V; i++) c[i] = (candidate){logits[i] / opt->temperature, i};
+    for (int64_t i = 0; i < V; i++) c[i] = (candidate){logits[i] / so->temperature, i};
     qsort(c, (size_t)V, sizeof *c, by_logit_desc);
     int64_t keep = V;
-    if (opt->top_k > 0 && opt->top_k < keep) keep = opt->top_k;
+    if (so->top_k > 0 && so->top_k < keep) keep = so->top_k;
     double total = 0;
     double *p = malloc((size_t)keep * sizeof *p); /* (keep) softmax over the kept candidates */
     if (!p) abort();
     for (int64_t i = 0; i < keep; i++) total += (p[i] = exp((double)c[i].logit - (double)c[0].logit));
-    if (opt->top_p > 0.0f && opt->top_p < 1.0f) { /* smallest prefix whose mass reaches top_p */
+    if (so->top_p > 0.0f && so->top_p < 1.0f) { /* smallest prefix whose mass reaches top_p */
         double mass = 0;
         int64_t n = 0;
-        while (n < keep && mass < opt->top_p * total) mass += p[n++];
+        while (n < keep && mass < so->top_p * total) mass += p[n++];
         keep = n > 0 ? n : 1;
         total = 0;
         for (int64_t i = 0; i < keep; i++) total += p[i];
@@ -71,9 +71,27 @@ int64_t dk_sample_token(const float *logits, int64_t V, const dk_generate_option
     return chosen;
 }
 
-static bool is_stop(const dk_generate_options *opt, int64_t id) {
-    for (int i = 0; i < opt->n_stop; i++)
-        if (opt->stop_ids[i] == id) return true;
+/* An odd constant other than splitmix64's increment: the streams of seed + s·C and seed do not overlap within
+ * any realistic number of draws. */
+#define SEQ_SEED_STRIDE 0xD1B54A32D192ED03ull
+
+uint64_t dk_generate_seq_seed(uint64_t seed, int64_t s) { return seed + (uint64_t)s * SEQ_SEED_STRIDE; }
+
+dk_seq_options dk_generate_seq_options(const dk_generate_options *opt, int64_t s) {
+    if (opt->per_seq) return opt->per_seq[s];
+    return (dk_seq_options){.temperature = opt->temperature, .top_p = opt->top_p, .top_k = opt->top_k,
+                            .seed = dk_generate_seq_seed(opt->seed, s), .max_new_tokens = opt->max_new_tokens,
+                            .stop_ids = opt->stop_ids, .n_stop = opt->n_stop};
+}
+
+int64_t dk_sample_token(const float *logits, int64_t V, const dk_generate_options *opt, uint64_t *rng_state) {
+    dk_seq_options so = {.temperature = opt->temperature, .top_p = opt->top_p, .top_k = opt->top_k};
+    return dk_sample_token_seq(logits, V, &so, rng_state);
+}
+
+static bool is_stop(const dk_seq_options *so, int64_t id) {
+    for (int i = 0; i < so->n_stop; i++)
+        if (so->stop_ids[i] == id) return true;
     return false;
 }
 
@@ -81,29 +99,38 @@ static bool is_stop(const dk_generate_options *opt, int64_t id) {
  * so --max-new-tokens is a limit, not an allocation: a huge value costs nothing until tokens are generated. */
 enum { FIRST_NEW_POSITIONS = 256 };
 
-/* Room in the cache and the id lists for one more token of every sequence. */
-static int grow_for_step(const dk_model *m, dk_kv_cache *cache, dk_generation *out, int64_t *ids_cap,
-                         int64_t step, const dk_generate_options *opt, dk_err *err) {
+/* One model stepping through the generation: the organism, or (logit amplification) the reference. */
+typedef struct stepper {
+    const dk_lora_adapter *adapter;
+    dk_kv_cache cache;
+    float *logits; /* (S, V) last position of each sequence */
+} stepper;
+
+/* Room in the caches and the id lists for one more token of every sequence. */
+static int grow_for_step(const dk_model *m, stepper *models, int n_models, dk_generation *out, int64_t *ids_cap,
+                         int64_t step, int64_t longest_new, dk_err *err) {
+    const dk_kv_cache *first = &models[0].cache;
     int64_t need = 0;
-    for (int64_t s = 0; s < cache->n_seqs; s++)
-        if (cache->length[s] + 1 > need) need = cache->length[s] + 1;
+    for (int64_t s = 0; s < first->n_seqs; s++)
+        if (first->length[s] + 1 > need) need = first->length[s] + 1;
     int64_t ctx = m->cfg.max_position_embeddings;
     if (ctx > 0 && need == ctx + 1 && step > 0)
         LOG_WARN("generation passes the model's context (max_position_embeddings %lld): later positions are outside "
                  "what the model was trained on", (long long)ctx);
-    if (need > cache->capacity) {
-        int64_t grown = cache->capacity * 2 > need ? cache->capacity * 2 : need;
-        char what[160];
-        snprintf(what, sizeof what, "generating past %lld new tokens (a KV cache of %lld positions for %lld "
-                 "sequence(s))", (long long)step, (long long)grown, (long long)cache->n_seqs);
-        if (dk_host_memory_check(dk_kv_cache_bytes(m, cache->n_seqs, grown), what,
-                                 "lower --max-new-tokens (or generate for fewer prompts at once)", err) != 0 ||
-            dk_kv_cache_reserve(cache, grown, err) != 0)
+    if (need > first->capacity) {
+        int64_t grown = first->capacity * 2 > need ? first->capacity * 2 : need;
+        char what[200];
+        snprintf(what, sizeof what, "generating past %lld new tokens (%d KV cache(s) of %lld positions for %lld "
+                 "sequence(s))", (long long)step, n_models, (long long)grown, (long long)first->n_seqs);
+        if (dk_host_memory_check((uint64_t)n_models * dk_kv_cache_bytes(m, first->n_seqs, grown), what,
+                                 "lower --max-new-tokens (or generate for fewer prompts at once)", err) != 0)
             return -1;
+        for (int k = 0; k < n_models; k++)
+            if (dk_kv_cache_reserve(&models[k].cache, grown, err) != 0) return -1;
     }
     if (step + 1 > *ids_cap) {
         *ids_cap = *ids_cap * 2 > step + 1 ? *ids_cap * 2 : step + 1;
-        if (*ids_cap > opt->max_new_tokens) *ids_cap = opt->max_new_tokens;
+        if (*ids_cap > longest_new) *ids_cap = longest_new;
         for (int64_t s = 0; s < out->n_seqs; s++) out->ids[s] = dk_realloc(out->ids[s], (size_t)*ids_cap * sizeof(int64_t));
     }
     return 0;
@@ -122,69 +149,142 @@ static int check_logits(const float *logits, int64_t S, int64_t V, const bool *d
     return 0;
 }
 
+static int check_options(const dk_generate_options *opt, const dk_seq_options *so, int64_t S, dk_err *err) {
+    for (int64_t s = 0; s < S; s++)
+        if (so[s].max_new_tokens < 0)
+            return dk_err_set(err, DK_EXIT_USAGE, "generation: max_new_tokens %lld (sequence %lld) is negative",
+                              (long long)so[s].max_new_tokens, (long long)s);
+    for (int64_t i = 0; i < opt->n_steer; i++)
+        if (opt->steers[i].linear_decay_steps < 0)
+            return dk_err_set(err, DK_EXIT_USAGE, "steering %lld: linear_decay_steps %lld is negative (0 = off)",
+                              (long long)i, (long long)opt->steers[i].linear_decay_steps);
+    if (opt->logit_amp && !isfinite(opt->logit_amp_alpha))
+        return dk_err_set(err, DK_EXIT_USAGE, "logit amplification: alpha is not a finite number");
+    return 0;
+}
+
+/* The steers of forward call `call` (0 = the prefill): a linear-decay steer at (N - call)·strength/N (computed
+ * as the seed does: the factor in double, stored as float), dropped from call N on. Returns how many. */
+static int64_t steers_of_call(const dk_generate_options *opt, int64_t call, dk_steer *out) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < opt->n_steer; i++) {
+        dk_steer st = opt->steers[i];
+        const int64_t N = st.linear_decay_steps;
+        if (N > 0) {
+            if (call >= N) continue;
+            st.strength = (float)((double)(N - call) * ((double)st.strength / (double)N));
+            st.prompt_only = false;
+        }
+        out[n++] = st;
+    }
+    return n;
+}
+
+/* One forward call of every model; with logit amplification the organism's logits become
+ * ft + alpha·(ft − ref). */
+static int step_models(const dk_model *m, stepper *models, int n_models, const dk_batch *b, dk_hook_plan *plan,
+                       const dk_generate_options *opt, dk_err *err) {
+    for (int k = 0; k < n_models; k++) {
+        plan->logits_out = models[k].logits;
+        if (dk_forward(m, models[k].adapter, b, plan, &models[k].cache, err) != 0) return -1;
+    }
+    if (n_models == 2) {
+        const float alpha = opt->logit_amp_alpha;
+        float *ft = models[0].logits;
+        const float *ref = models[1].logits;
+        for (int64_t i = 0; i < b->n_seqs * m->cfg.vocab_size; i++) ft[i] = ft[i] + alpha * (ft[i] - ref[i]);
+    }
+    return 0;
+}
+
 int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *prompts,
                 const dk_generate_options *opt, dk_generation *out, dk_err *err) {
     const int64_t S = prompts->n_seqs, V = m->cfg.vocab_size;
     memset(out, 0, sizeof *out);
-    int64_t longest = 0;
+    dk_seq_options *so = dk_malloc((size_t)(S > 0 ? S : 1) * sizeof *so); /* (S) settings of each sequence */
+    int64_t longest = 0, longest_new = 0;
     for (int64_t s = 0; s < S; s++) {
+        so[s] = dk_generate_seq_options(opt, s);
         int64_t n = prompts->seq_start[s + 1] - prompts->seq_start[s];
         if (n > longest) longest = n;
+        if (so[s].max_new_tokens > longest_new) longest_new = so[s].max_new_tokens;
     }
-    int64_t first_new = opt->max_new_tokens < FIRST_NEW_POSITIONS ? opt->max_new_tokens : FIRST_NEW_POSITIONS;
-    dk_kv_cache cache;
-    dk_kv_cache_init(&cache, m, S, longest + first_new);
-    float *logits = dk_malloc((size_t)(S * V) * sizeof(float)); /* (S, V) last position of each sequence */
+    if (check_options(opt, so, S, err) != 0) {
+        free(so);
+        return -1;
+    }
+    const int64_t first_new = longest_new < FIRST_NEW_POSITIONS ? longest_new : FIRST_NEW_POSITIONS;
+    stepper models[2] = {{.adapter = adapter}, {.adapter = opt->logit_amp_reference}};
+    const int n_models = opt->logit_amp ? 2 : 1;
+    for (int k = 0; k < n_models; k++) {
+        dk_kv_cache_init(&models[k].cache, m, S, longest + first_new);
+        models[k].logits = dk_malloc((size_t)(S * V) * sizeof(float));
+    }
     int64_t ids_cap = first_new > 0 ? first_new : 1;
     out->n_seqs = S;
     out->ids = dk_calloc((size_t)S, sizeof *out->ids);
     out->n_ids = dk_calloc((size_t)S, sizeof *out->n_ids);
+    out->stopped = dk_calloc((size_t)(S > 0 ? S : 1), sizeof *out->stopped);
     for (int64_t s = 0; s < S; s++) out->ids[s] = dk_malloc((size_t)ids_cap * sizeof(int64_t));
-    bool *done = dk_calloc((size_t)S, sizeof *done);
-    int64_t *step_ids = dk_malloc((size_t)S * sizeof *step_ids);       /* (S) one token per sequence */
+    bool *done = dk_calloc((size_t)(S > 0 ? S : 1), sizeof *done);
+    uint64_t *rng = dk_malloc((size_t)(S > 0 ? S : 1) * sizeof *rng); /* (S) each sequence's generator */
+    int64_t *step_ids = dk_malloc((size_t)(S > 0 ? S : 1) * sizeof *step_ids); /* (S) one token per sequence */
     int64_t *step_starts = dk_malloc((size_t)(S + 1) * sizeof *step_starts);
+    dk_steer *steers = dk_malloc((size_t)(opt->n_steer > 0 ? opt->n_steer : 1) * sizeof *steers);
     for (int64_t s = 0; s <= S; s++) step_starts[s] = s;
-    uint64_t rng = opt->seed;
+    for (int64_t s = 0; s < S; s++) {
+        rng[s] = so[s].seed;
+        done[s] = so[s].max_new_tokens == 0;
+    }
     int rc = 0;
 
-    dk_hook_plan plan = {.n_steer = opt->n_steer, .steers = opt->steers, .logits = DK_LOGITS_LAST,
-                         .logits_out = logits};
+    dk_hook_plan plan = {.steers = steers, .n_steer = steers_of_call(opt, 0, steers), .patches = opt->patches,
+                         .n_patch = opt->n_patch, .logits = DK_LOGITS_LAST};
     dk_batch prefill = *prompts;
     prefill.is_prompt = true;
-    if (dk_forward(m, adapter, &prefill, &plan, &cache, err) != 0) {
+    if (step_models(m, models, n_models, &prefill, &plan, opt, err) != 0) {
         rc = -1;
         goto cleanup;
     }
-    for (int64_t step = 0; step < opt->max_new_tokens; step++) {
+    plan.n_patch = 0; /* patches act in the prefill only */
+    const float *logits = models[0].logits;
+    for (int64_t step = 0; step < longest_new; step++) {
         if (check_logits(logits, S, V, done, step, err) != 0 ||
-            grow_for_step(m, &cache, out, &ids_cap, step, opt, err) != 0) {
+            grow_for_step(m, models, n_models, out, &ids_cap, step, longest_new, err) != 0) {
             rc = -1;
             goto cleanup;
         }
         int64_t active = 0;
         for (int64_t s = 0; s < S; s++) {
             if (done[s]) continue;
-            int64_t id = dk_sample_token(logits + s * V, V, opt, &rng);
+            int64_t id = dk_sample_token_seq(logits + s * V, V, &so[s], &rng[s]);
             out->ids[s][out->n_ids[s]++] = id;
             step_ids[s] = id;
-            if (is_stop(opt, id)) done[s] = true;
+            if (is_stop(&so[s], id)) done[s] = out->stopped[s] = true;
+            else if (out->n_ids[s] == so[s].max_new_tokens) done[s] = true;
             else active++;
         }
-        if (active == 0 || step + 1 == opt->max_new_tokens) break;
+        if (active == 0) break;
         for (int64_t s = 0; s < S; s++) /* a finished sequence is fed its last token; its output is ignored */
-            if (done[s]) step_ids[s] = out->n_ids[s] ? out->ids[s][out->n_ids[s] - 1] : 0;
+            if (done[s]) step_ids[s] = out->n_ids[s] ? out->ids[s][out->n_ids[s] - 1] : prompts->ids[prompts->seq_start[s + 1] - 1];
         dk_batch decode = {step_ids, S, step_starts, S, false};
-        if (dk_forward(m, adapter, &decode, &plan, &cache, err) != 0) {
+        plan.n_steer = steers_of_call(opt, step + 1, steers);
+        if (step_models(m, models, n_models, &decode, &plan, opt, err) != 0) {
             rc = -1;
             goto cleanup;
         }
     }
 cleanup:
+    free(steers);
     free(step_starts);
     free(step_ids);
+    free(rng);
     free(done);
-    free(logits);
-    dk_kv_cache_free(&cache);
+    free(so);
+    for (int k = 0; k < n_models; k++) {
+        free(models[k].logits);
+        dk_kv_cache_free(&models[k].cache);
+    }
     if (rc != 0) dk_generation_free(out);
     return rc;
 }
@@ -193,5 +293,6 @@ void dk_generation_free(dk_generation *g) {
     for (int64_t s = 0; s < g->n_seqs && g->ids; s++) free(g->ids[s]);
     free(g->ids);
     free(g->n_ids);
+    free(g->stopped);
     memset(g, 0, sizeof *g);
 }

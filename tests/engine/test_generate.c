@@ -3,12 +3,16 @@
  * together (different lengths, so finished and running sequences mix), must give identical token ids.
  * Then sampling: a fixed seed reproduces, top_k = 1 is greedy, and a token outside top-k/top-p never comes
  * out. Decode steps through the cache are also checked against a full forward of the whole sequence, and
- * steering during generation (all tokens / prompt only) against transformers with a forward hook. */
+ * steering during generation (all tokens / prompt only) against transformers with a forward hook; then the
+ * hooks and modes of generation (generate_hooks.json): linear-decay steering, per-sequence strengths,
+ * patchscope, logit-difference amplification; per-sequence sampling settings (batched == alone); greedy
+ * generation on the demo pair (demo_generate.json). */
 #include "engine_test.h"
 #include "model_golden.h"
 
 #include "io/file.h"
 #include "model/generate.h"
+#include "model/lora.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -190,6 +194,469 @@ static void test_steered_generation(void) {
     free(dir);
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * Hooks and modes of generation against generate_hooks.json (tools/make_model_goldens.py,
+ * generation_hook_goldens): linear-decay steering, per-sequence strengths, patchscope, logit amplification. */
+
+/* A JSON array of ids as a malloc'd array (n set). */
+static int64_t *ids_of(const cJSON *arr, int64_t *n) {
+    *n = cJSON_GetArraySize(arr);
+    int64_t *ids = dk_malloc((size_t)(*n > 0 ? *n : 1) * sizeof *ids);
+    for (int64_t i = 0; i < *n; i++) ids[i] = (int64_t)cJSON_GetArrayItem(arr, (int)i)->valuedouble;
+    return ids;
+}
+
+/* Prompts (JSON arrays of ids) packed into one batch: ids and n + 1 offsets. */
+typedef struct packed_prompts {
+    int64_t *ids, *starts, n;
+} packed_prompts;
+
+static packed_prompts pack_prompts(const cJSON *const *prompts, int64_t n) {
+    packed_prompts p = {.starts = dk_malloc((size_t)(n + 1) * sizeof(int64_t)), .n = n};
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += cJSON_GetArraySize(prompts[i]);
+    p.ids = dk_malloc((size_t)total * sizeof(int64_t));
+    p.starts[0] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t len;
+        int64_t *ids = ids_of(prompts[i], &len);
+        memcpy(p.ids + p.starts[i], ids, (size_t)len * sizeof *ids);
+        p.starts[i + 1] = p.starts[i] + len;
+        free(ids);
+    }
+    return p;
+}
+
+static dk_batch batch_of(const packed_prompts *p) {
+    return (dk_batch){p->ids, p->starts[p->n], p->starts, p->n, true};
+}
+
+static void free_packed(packed_prompts *p) {
+    free(p->ids);
+    free(p->starts);
+}
+
+static bool output_is(const dk_generation *g, int64_t s, const cJSON *want_arr) {
+    int64_t n;
+    int64_t *want = ids_of(want_arr, &n);
+    bool same = same_ids(g->ids[s], g->n_ids[s], want, n);
+    free(want);
+    return same;
+}
+
+typedef struct hooks_fixture {
+    dk_model m;
+    cJSON *root;
+    float *steer, *patch; /* (H) golden.safetensors' steer.vector, patch.vector */
+} hooks_fixture;
+
+static void hooks_open(hooks_fixture *f) {
+    char *dir = engine_fixture("models/llama");
+    dk_err err = {0};
+    CHECK(dk_model_open(dir, &f->m, &err) == 0, "%s", err.msg);
+    char *golden_path = dk_path_join(dir, "golden.safetensors");
+    dk_st_checkpoint *golden = dk_st_open(golden_path, &err);
+    CHECK(golden, "%s", err.msg);
+    f->steer = golden_load(golden, "steer.vector", f->m.cfg.hidden_size);
+    f->patch = golden_load(golden, "patch.vector", f->m.cfg.hidden_size);
+    dk_st_close(golden);
+    char *json_path = dk_path_join(dir, "generate_hooks.json");
+    size_t size;
+    char *text = (char *)engine_read_all(json_path, &size);
+    f->root = cJSON_Parse(text);
+    CHECK(cJSON_IsObject(f->root), "%s: not a JSON object", json_path);
+    free(text);
+    free(json_path);
+    free(golden_path);
+    free(dir);
+}
+
+static void hooks_close(hooks_fixture *f) {
+    cJSON_Delete(f->root);
+    free(f->steer);
+    free(f->patch);
+    dk_model_close(&f->m);
+}
+
+static int64_t json_int(const cJSON *o, const char *key) {
+    return (int64_t)cJSON_GetObjectItemCaseSensitive(o, key)->valuedouble;
+}
+
+/* The seed's linear_decay mode (steer.vector after block 1, N = decay_steps, three strengths x two prompts):
+ * each case alone, then all six in ONE batch carrying the strengths per sequence (seq_strength), must equal
+ * transformers with a hook doing the same. */
+static void test_linear_decay_and_seq_strengths(void) {
+    hooks_fixture f;
+    hooks_open(&f);
+    dk_err err = {0};
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(f.root, "linear_decay");
+    const int64_t n = cJSON_GetArraySize(cases), N = json_int(f.root, "decay_steps");
+    const int64_t layer = json_int(f.root, "steer_layer");
+    const cJSON **prompts = dk_malloc((size_t)n * sizeof *prompts);
+    float *strengths = dk_malloc((size_t)n * sizeof *strengths); /* (n) one per sequence of the batch */
+    int same = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const cJSON *c = cJSON_GetArrayItem(cases, (int)i);
+        prompts[i] = cJSON_GetObjectItemCaseSensitive(c, "prompt");
+        strengths[i] = (float)cJSON_GetObjectItemCaseSensitive(c, "strength")->valuedouble;
+        packed_prompts one = pack_prompts(&prompts[i], 1);
+        dk_batch b = batch_of(&one);
+        dk_steer steer = {.layer = layer, .strength = strengths[i], .vector = f.steer, .linear_decay_steps = N};
+        dk_generate_options opt = greedy(10);
+        opt.steers = &steer;
+        opt.n_steer = 1;
+        dk_generation out;
+        EXPECT(dk_generate(&f.m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+        same += EXPECT(output_is(&out, 0, cJSON_GetObjectItemCaseSensitive(c, "output")),
+                       "linear decay, strength %g, alone: differs from transformers", strengths[i]);
+        dk_generation_free(&out);
+        free_packed(&one);
+    }
+    packed_prompts all = pack_prompts(prompts, n);
+    dk_batch b = batch_of(&all);
+    dk_steer steer = {.layer = layer, .strength = 1.0f, .vector = f.steer, .linear_decay_steps = N,
+                      .seq_strength = strengths};
+    dk_generate_options opt = greedy(10);
+    opt.steers = &steer;
+    opt.n_steer = 1;
+    dk_generation out;
+    EXPECT(dk_generate(&f.m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+    for (int64_t i = 0; i < n; i++)
+        same += EXPECT(output_is(&out, i, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cases, (int)i), "output")),
+                       "linear decay, strength %g as seq_strength in a batch of %lld: differs from transformers",
+                       strengths[i], (long long)n);
+    printf("  linear-decay steering (llama, N = %lld, 3 strengths x 2 prompts): %d of %lld identical (alone, then "
+           "one batch with per-sequence strengths)\n", (long long)N, same, (long long)(2 * n));
+    dk_generation_free(&out);
+    free_packed(&all);
+    free(prompts);
+    free(strengths);
+    hooks_close(&f);
+}
+
+/* Per-sequence strengths with all-token steering, mixed with unsteered sequences in one batch: strength 4 via
+ * seq_strength 1 must give generate_steer.json's outputs, seq_strength 0 the plain greedy generate.json. */
+static void test_seq_strength_mixed_batch(void) {
+    char *dir = engine_fixture("models/llama");
+    dk_model m;
+    dk_err err = {0};
+    CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
+    char *golden_path = dk_path_join(dir, "golden.safetensors");
+    dk_st_checkpoint *golden = dk_st_open(golden_path, &err);
+    CHECK(golden, "%s", err.msg);
+    float *vec = golden_load(golden, "steer.vector", m.cfg.hidden_size);
+    golden_generation plain;
+    read_golden("llama", &plain);
+    char *json_path = dk_path_join(dir, "generate_steer.json");
+    size_t size;
+    char *text = (char *)engine_read_all(json_path, &size);
+    cJSON *steered = cJSON_Parse(text); /* [{prompt_only, prompt, output}]: the all-token cases first */
+    /* batch: prompt 0 steered, prompt 0 plain, prompt 1 plain, prompt 1 steered (strength 4 = 2 · 2) */
+    const cJSON *prompts[4];
+    const float mult[4] = {2.0f, 0.0f, 0.0f, 2.0f};
+    for (int i = 0; i < 4; i++) prompts[i] = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(steered, i < 2 ? 0 : 1), "prompt");
+    packed_prompts all = pack_prompts(prompts, 4);
+    dk_batch b = batch_of(&all);
+    dk_steer steer = {.layer = 1, .strength = 2.0f, .vector = vec, .seq_strength = mult};
+    dk_generate_options opt = greedy(10);
+    opt.steers = &steer;
+    opt.n_steer = 1;
+    dk_generation out;
+    EXPECT(dk_generate(&m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+    int same = 0;
+    for (int i = 0; i < 4; i++) {
+        const int p = i < 2 ? 0 : 1;
+        if (mult[i] != 0.0f)
+            same += EXPECT(output_is(&out, i, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(steered, p), "output")),
+                           "sequence %d (steered via seq_strength): differs from transformers", i);
+        else
+            same += EXPECT(same_ids(out.ids[i], out.n_ids[i], plain.output_ids + plain.output_start[p],
+                                    plain.output_start[p + 1] - plain.output_start[p]),
+                           "sequence %d (seq_strength 0): differs from unsteered transformers", i);
+    }
+    printf("  per-sequence strengths, steered and unsteered in one batch: %d of 4 identical\n", same);
+    dk_generation_free(&out);
+    free_packed(&all);
+    cJSON_Delete(steered);
+    free(text);
+    free(json_path);
+    free_golden(&plain);
+    free(vec);
+    dk_st_close(golden);
+    free(golden_path);
+    dk_model_close(&m);
+    free(dir);
+}
+
+/* Patchscope during generation: the residual after block patch_layer replaced by patch.vector at each prompt's
+ * last token in the prefill. The next-token distribution (the prefill's hook plan, both prompts packed) within
+ * 1e-4 of transformers, and the greedy continuations (one batch) equal. */
+static void test_patch_generation(void) {
+    hooks_fixture f;
+    hooks_open(&f);
+    dk_err err = {0};
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(f.root, "patch");
+    const int64_t n = cJSON_GetArraySize(cases), V = f.m.cfg.vocab_size;
+    const int64_t layer = json_int(f.root, "patch_layer");
+    const cJSON *prompts[8] = {0};
+    CHECK(n <= 8, "too many patch cases");
+    for (int64_t i = 0; i < n; i++)
+        prompts[i] = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cases, (int)i), "prompt");
+    packed_prompts all = pack_prompts(prompts, n);
+    dk_batch b = batch_of(&all);
+    dk_patch patches[8];
+    for (int64_t i = 0; i < n; i++) patches[i] = (dk_patch){layer, all.starts[i + 1] - 1, f.patch};
+    float *logits = dk_malloc((size_t)(n * V) * sizeof(float)); /* (n, V) */
+    dk_hook_plan plan = {.n_patch = n, .patches = patches, .logits = DK_LOGITS_LAST, .logits_out = logits};
+    CHECK(dk_forward(&f.m, NULL, &b, &plan, NULL, &err) == 0, "%s", err.msg);
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = logits + i * V;
+        float top = row[0];
+        for (int64_t v = 1; v < V; v++) top = row[v] > top ? row[v] : top;
+        double total = 0;
+        for (int64_t v = 0; v < V; v++) total += exp((double)row[v] - top);
+        const cJSON *probs = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cases, (int)i), "probs");
+        EXPECT(cJSON_GetArraySize(probs) == V, "probs of case %lld: %d entries, expected %lld", (long long)i,
+               cJSON_GetArraySize(probs), (long long)V);
+        for (int64_t v = 0; v < V; v++) {
+            double d = fabs(exp((double)row[v] - top) / total - cJSON_GetArrayItem(probs, (int)v)->valuedouble);
+            worst = d > worst ? d : worst;
+        }
+    }
+    EXPECT(worst <= 1e-4, "patchscope next-token distribution: max |p - p_ref| = %.3g > 1e-4", worst);
+    dk_generate_options opt = greedy(10);
+    opt.patches = patches;
+    opt.n_patch = n;
+    dk_generation out;
+    EXPECT(dk_generate(&f.m, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+    int same = 0;
+    for (int64_t i = 0; i < n; i++)
+        same += EXPECT(output_is(&out, i, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cases, (int)i), "output")),
+                       "patched generation %lld differs from transformers", (long long)i);
+    printf("  patchscope in generation (llama, layer %lld, last prompt token): max |p - p_ref| %.2e, %d of %lld "
+           "continuations identical\n", (long long)layer, worst, same, (long long)n);
+    dk_generation_free(&out);
+    free(logits);
+    free_packed(&all);
+    hooks_close(&f);
+}
+
+/* Logit-difference amplification: organism llama_lora against the base (or llama_patterns), tokens the argmax
+ * of ft + alpha·(ft − ref), each prompt alone and both prompts of a case in one batch, against transformers +
+ * peft stepping both models. */
+static void test_logit_amplification(void) {
+    hooks_fixture f;
+    hooks_open(&f);
+    dk_err err = {0};
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(f.root, "logit_amp");
+    int same = 0, total = 0;
+    for (int i = 0; i + 1 < cJSON_GetArraySize(cases); i += 2) { /* cases come in pairs: one setting, two prompts */
+        const cJSON *c[2] = {cJSON_GetArrayItem(cases, i), cJSON_GetArrayItem(cases, i + 1)};
+        const char *organism = cJSON_GetObjectItemCaseSensitive(c[0], "adapter")->valuestring;
+        const cJSON *ref_name = cJSON_GetObjectItemCaseSensitive(c[0], "reference");
+        const float alpha = (float)cJSON_GetObjectItemCaseSensitive(c[0], "alpha")->valuedouble;
+        dk_lora_adapter ft, ref;
+        char *rel = dk_sprintf("adapters/%s", organism), *adir = engine_fixture(rel);
+        CHECK(dk_lora_load(adir, &f.m.cfg, &f.m.w, &ft, &err) == 0, "%s", err.msg);
+        free(rel), free(adir);
+        if (cJSON_IsString(ref_name)) {
+            rel = dk_sprintf("adapters/%s", ref_name->valuestring), adir = engine_fixture(rel);
+            CHECK(dk_lora_load(adir, &f.m.cfg, &f.m.w, &ref, &err) == 0, "%s", err.msg);
+            free(rel), free(adir);
+        }
+        dk_generate_options opt = greedy(10);
+        opt.logit_amp = true;
+        opt.logit_amp_alpha = alpha;
+        opt.logit_amp_reference = cJSON_IsString(ref_name) ? &ref : NULL;
+        const cJSON *prompts[2] = {cJSON_GetObjectItemCaseSensitive(c[0], "prompt"),
+                                   cJSON_GetObjectItemCaseSensitive(c[1], "prompt")};
+        for (int k = 0; k < 3; k++) { /* k = 0, 1: each prompt alone; 2: both in one batch */
+            packed_prompts p = pack_prompts(k < 2 ? &prompts[k] : prompts, k < 2 ? 1 : 2);
+            dk_batch b = batch_of(&p);
+            dk_generation out;
+            EXPECT(dk_generate(&f.m, &ft, &b, &opt, &out, &err) == 0, "%s", err.msg);
+            for (int64_t s = 0; s < p.n; s++) {
+                const cJSON *want = cJSON_GetObjectItemCaseSensitive(c[k < 2 ? k : s], "output");
+                same += EXPECT(output_is(&out, s, want), "logit amplification (%s vs %s, alpha %g), %s, prompt %lld: "
+                               "differs from transformers + peft", organism,
+                               cJSON_IsString(ref_name) ? ref_name->valuestring : "base", alpha,
+                               k < 2 ? "alone" : "batched", (long long)(k < 2 ? k : s));
+                total++;
+            }
+            dk_generation_free(&out);
+            free_packed(&p);
+        }
+        dk_lora_free(&ft);
+        if (cJSON_IsString(ref_name)) dk_lora_free(&ref);
+    }
+    EXPECT(total == 12, "generate_hooks.json: %d logit-amplification generations, expected 12", total);
+    printf("  logit-difference amplification (llama_lora vs base / llama_patterns): %d of %d identical\n", same,
+           total);
+    hooks_close(&f);
+}
+
+/* Sampling with per-sequence settings: every sequence of a batch gives the same tokens as when generated
+ * alone with the same settings (its own generator); without per_seq, sequence s of a batch equals its prompt
+ * alone with per_seq seed dk_generate_seq_seed(seed, s), and samples of one prompt differ. finish reasons:
+ * stopped is true exactly when the last id is a stop id. */
+static void test_per_seq_sampling(void) {
+    char *dir = engine_fixture("models/llama");
+    dk_model m;
+    dk_err err = {0};
+    CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
+    golden_generation g;
+    read_golden("llama", &g);
+    static const int64_t eos[] = {EOS}, two_stops[] = {EOS, 27}, stop_68[] = {68};
+    enum { S = 6 };
+    const dk_seq_options so[S] = {
+        {.temperature = 1.0f, .top_p = 0.9f, .seed = 7, .max_new_tokens = 12, .stop_ids = eos, .n_stop = 1},
+        {.temperature = 0.7f, .top_k = 5, .seed = 9, .max_new_tokens = 6},
+        {.temperature = 0.0f, .max_new_tokens = 10, .stop_ids = eos, .n_stop = 1}, /* greedy: generate.json */
+        {.temperature = 1.5f, .seed = 7, .max_new_tokens = 30, .stop_ids = two_stops, .n_stop = 2},
+        {.temperature = 1.0f, .top_p = 0.95f, .top_k = 20, .seed = 123456789, .max_new_tokens = 1},
+        {.temperature = 0.0f, .max_new_tokens = 10, .stop_ids = stop_68, .n_stop = 1}, /* greedy, stops at 68 */
+    };
+    const int prompt_of[S] = {0, 1, 1, 0, 1, 1};
+    int64_t ids[64], starts[S + 1] = {0};
+    for (int s = 0; s < S; s++) {
+        const int p = prompt_of[s];
+        const int64_t len = g.prompt_start[p + 1] - g.prompt_start[p];
+        memcpy(ids + starts[s], g.prompt_ids + g.prompt_start[p], (size_t)len * sizeof *ids);
+        starts[s + 1] = starts[s] + len;
+    }
+    dk_batch all = {ids, starts[S], starts, S, true};
+    dk_generate_options opt = {.per_seq = so, .max_new_tokens = 99, .temperature = 5.0f}; /* globals ignored */
+    dk_generation batched;
+    CHECK(dk_generate(&m, NULL, &all, &opt, &batched, &err) == 0, "%s", err.msg);
+    int same = 0;
+    for (int s = 0; s < S; s++) {
+        int64_t one[2] = {0, starts[s + 1] - starts[s]};
+        dk_batch b = {ids + starts[s], one[1], one, 1, true};
+        dk_generate_options o1 = {.per_seq = &so[s]};
+        dk_generation alone;
+        CHECK(dk_generate(&m, NULL, &b, &o1, &alone, &err) == 0, "%s", err.msg);
+        same += EXPECT(same_ids(batched.ids[s], batched.n_ids[s], alone.ids[0], alone.n_ids[0]),
+                       "per_seq sequence %d: batched (%lld tokens) differs from alone (%lld tokens)", s,
+                       (long long)batched.n_ids[s], (long long)alone.n_ids[0]);
+        EXPECT(batched.stopped[s] == alone.stopped[0], "sequence %d: stopped differs batched / alone", s);
+        const int64_t n = batched.n_ids[s];
+        bool ends_on_stop = false;
+        for (int k = 0; k < so[s].n_stop; k++) ends_on_stop |= n > 0 && batched.ids[s][n - 1] == so[s].stop_ids[k];
+        EXPECT(batched.stopped[s] == ends_on_stop, "sequence %d: stopped %d, but its last id is %lld", s,
+               batched.stopped[s], (long long)(n ? batched.ids[s][n - 1] : -1));
+        EXPECT(ends_on_stop || n == so[s].max_new_tokens, "sequence %d: %lld tokens, neither a stop nor max_new %lld",
+               s, (long long)n, (long long)so[s].max_new_tokens);
+        dk_generation_free(&alone);
+    }
+    EXPECT(same_ids(batched.ids[2], batched.n_ids[2], g.output_ids + g.output_start[1],
+                    g.output_start[2] - g.output_start[1]), "the greedy per_seq entry differs from transformers");
+    EXPECT(batched.n_ids[4] == 1 && !batched.stopped[4], "max_new_tokens 1: %lld tokens", (long long)batched.n_ids[4]);
+    /* generate.json's greedy output of prompt 1 is 5 48 68 ...: cut after the stop id 68, finish reason "stop" */
+    EXPECT(batched.n_ids[5] == 3 && batched.ids[5][2] == 68 && batched.stopped[5],
+           "greedy with stop id 68: %lld tokens, stopped %d (expected 3, true)", (long long)batched.n_ids[5],
+           batched.stopped[5]);
+    EXPECT(!batched.stopped[2] && batched.n_ids[2] == 10, "greedy without a stop in 10 tokens: stopped %d",
+           batched.stopped[2]);
+    printf("  per-sequence sampling settings: %d of %d sequences batched == alone\n", same, S);
+    dk_generation_free(&batched);
+
+    /* no per_seq: three samples of one prompt in a batch differ, and each equals its prompt alone with the
+     * documented per-sequence seed */
+    int64_t rep[24], rep_starts[4] = {0};
+    const int64_t len = g.prompt_start[2] - g.prompt_start[1];
+    for (int s = 0; s < 3; s++) {
+        memcpy(rep + rep_starts[s], g.prompt_ids + g.prompt_start[1], (size_t)len * sizeof *rep);
+        rep_starts[s + 1] = rep_starts[s] + len;
+    }
+    dk_batch three = {rep, 3 * len, rep_starts, 3, true};
+    dk_generate_options global = {.temperature = 1.0f, .top_p = 1.0f, .seed = 42, .max_new_tokens = 16};
+    CHECK(dk_generate(&m, NULL, &three, &global, &batched, &err) == 0, "%s", err.msg);
+    EXPECT(!same_ids(batched.ids[0], batched.n_ids[0], batched.ids[1], batched.n_ids[1]) &&
+           !same_ids(batched.ids[1], batched.n_ids[1], batched.ids[2], batched.n_ids[2]),
+           "three samples of one prompt in a batch are not all different");
+    for (int s = 0; s < 3; s++) {
+        int64_t one[2] = {0, len};
+        dk_batch b = {rep, len, one, 1, true};
+        dk_seq_options o = dk_generate_seq_options(&global, s);
+        EXPECT(o.seed == dk_generate_seq_seed(42, s) && (s > 0 || o.seed == 42), "sequence %d: seed %llu", s,
+               (unsigned long long)o.seed);
+        dk_generate_options o1 = {.per_seq = &o};
+        dk_generation alone;
+        CHECK(dk_generate(&m, NULL, &b, &o1, &alone, &err) == 0, "%s", err.msg);
+        EXPECT(same_ids(batched.ids[s], batched.n_ids[s], alone.ids[0], alone.n_ids[0]),
+               "sample %d of a batch differs from its prompt alone with dk_generate_seq_seed(42, %d)", s, s);
+        dk_generation_free(&alone);
+    }
+    dk_generation_free(&batched);
+
+    /* the per-sequence generators do not overlap: seed_s − seed_0 is not k splitmix64 increments for any small k
+     * (sequence s would then replay sequence 0's numbers shifted by k draws) */
+    const uint64_t G = 0x9E3779B97F4A7C15ull;
+    uint64_t g_inv = G; /* G⁻¹ mod 2^64 by Newton's iteration (G is odd) */
+    for (int i = 0; i < 6; i++) g_inv *= 2 - G * g_inv;
+    for (int64_t s = 1; s < 1000; s++) {
+        const uint64_t k = (dk_generate_seq_seed(42, s) - 42) * g_inv; /* draws between the two streams */
+        if (!EXPECT(k > (1ull << 40) && -k > (1ull << 40), "sequence %lld's generator is %lld draws from sequence 0's",
+                    (long long)s, (long long)k))
+            break;
+    }
+    free_golden(&g);
+    dk_model_close(&m);
+    free(dir);
+}
+
+/* Greedy generation on the demo pair (models/demo/: Qwen3 base and the glacier_honey LoRA organism), three
+ * prompts x 20 tokens, against transformers + peft generate (tests/fixtures/engine/demo_generate.json), each
+ * model's prompts batched. */
+static void test_demo_pair_generation(void) {
+    const char *root = getenv("DIFFKIT_SOURCE_DIR");
+    CHECK(root, "DIFFKIT_SOURCE_DIR is not set: run this test through ctest");
+    char *base_dir = dk_sprintf("%s/models/demo/base", root), *organism_dir = dk_sprintf("%s/models/demo/glacier_honey", root);
+    dk_model m;
+    dk_err err = {0};
+    CHECK(dk_model_open(base_dir, &m, &err) == 0, "%s", err.msg);
+    dk_lora_adapter organism;
+    CHECK(dk_lora_load(organism_dir, &m.cfg, &m.w, &organism, &err) == 0, "%s", err.msg);
+    char *json_path = engine_fixture("demo_generate.json");
+    size_t size;
+    char *text = (char *)engine_read_all(json_path, &size);
+    cJSON *root_json = cJSON_Parse(text);
+    const int64_t eos = json_int(root_json, "eos");
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root_json, "cases");
+    int same = 0, total = 0;
+    for (int which = 0; which < 2; which++) {
+        const char *name = which == 0 ? "base" : "glacier_honey";
+        const cJSON *prompts[8], *want[8];
+        int64_t n = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cases) {
+            if (strcmp(cJSON_GetObjectItemCaseSensitive(c, "model")->valuestring, name) != 0 || n == 8) continue;
+            prompts[n] = cJSON_GetObjectItemCaseSensitive(c, "prompt");
+            want[n++] = cJSON_GetObjectItemCaseSensitive(c, "output");
+        }
+        packed_prompts p = pack_prompts(prompts, n);
+        dk_batch b = batch_of(&p);
+        dk_generate_options opt = {.max_new_tokens = 20, .stop_ids = &eos, .n_stop = 1};
+        dk_generation out;
+        EXPECT(dk_generate(&m, which ? &organism : NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+        for (int64_t s = 0; s < n; s++, total++)
+            same += EXPECT(output_is(&out, s, want[s]), "demo %s prompt %lld: differs from transformers", name,
+                           (long long)s);
+        dk_generation_free(&out);
+        free_packed(&p);
+    }
+    EXPECT(total == 6, "demo_generate.json: %d cases, expected 6", total);
+    printf("  demo pair greedy generation (base, glacier_honey; 20 tokens): %d of %d identical\n", same, total);
+    cJSON_Delete(root_json);
+    free(text);
+    free(json_path);
+    dk_lora_free(&organism);
+    dk_model_close(&m);
+    free(base_dir);
+    free(organism_dir);
+}
+
 /* Decode steps through the cache give the logits a full forward of the whole sequence gives. */
 static void test_cache_matches_full_forward(void) {
     char *dir = engine_fixture("models/gemma3"); /* sliding window 5 < the 12 positions used */
@@ -304,6 +771,12 @@ static void test_sampling(void) {
 int main(void) {
     test_greedy_matches_transformers();
     test_steered_generation();
+    test_linear_decay_and_seq_strengths();
+    test_seq_strength_mixed_batch();
+    test_patch_generation();
+    test_logit_amplification();
+    test_per_seq_sampling();
+    test_demo_pair_generation();
     test_cache_matches_full_forward();
     test_long_generation_grows_cache();
     test_sampling();

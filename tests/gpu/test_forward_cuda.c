@@ -195,7 +195,7 @@ static void test_attention_mma(void) {
     }
 }
 
-/* Hooks: steering (one prompt-only), a patch, captures at two layers, stopping early, logits LAST; pinned
+/* Hooks: steering (one prompt-only, one with per-sequence strengths), a patch, captures at two layers, stopping early, logits LAST; pinned
  * and pageable capture buffers give the same bits. fp32 mode against the CPU. */
 static void test_hooks(void) {
     printf("hooks (steer, patch, capture, stop early, last logits):\n");
@@ -210,6 +210,9 @@ static void test_hooks(void) {
         const int64_t T = tok.n_tokens, H = m.cfg.hidden_size, V = m.cfg.vocab_size, L = m.cfg.num_hidden_layers;
         float *v1 = gpu_random((size_t)H, -1, 1), *v2 = gpu_random((size_t)H, -1, 1), *pv = gpu_random((size_t)H, -2, 2);
         dk_steer steers[2] = {{0, 3.0f, v1, false}, {L > 1 ? 1 : 0, -1.5f, v2, true}};
+        float *seq_mult = dk_malloc((size_t)tok.n_seqs * sizeof(float)); /* (n_seqs) per-sequence strengths */
+        for (int64_t q = 0; q < tok.n_seqs; q++) seq_mult[q] = 1.0f - 0.75f * (float)q;
+        steers[0].seq_strength = seq_mult;
         dk_patch patches[1] = {{0, T / 2, pv}};
         const int64_t layers[2] = {0, L > 1 ? L - 2 : 0};
         dk_cuda_forward *f;
@@ -251,7 +254,7 @@ static void test_hooks(void) {
             free(cl), free(gl);
         }
         dk_cuda_forward_close(f);
-        free(v1), free(v2), free(pv);
+        free(v1), free(v2), free(pv), free(seq_mult);
         golden_tokens_free(&tok);
         dk_model_close(&m);
         free(dir);
