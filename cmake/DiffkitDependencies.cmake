@@ -36,6 +36,7 @@ if(NOT DIFFKIT_ENGINE_ONLY)
                         "Install libhdf5-openmpi-dev (make deps) or point HDF5_ROOT at a parallel build.")
   endif()
   find_package(CURL REQUIRED)
+  find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 (diff_amplification's prompt_hash, as the seed's)
   # Oversubscribe by default so MPI tests with 2-3 ranks run on a 2-core machine; clusters override it.
   set(MPIEXEC_PREFLAGS "--oversubscribe" CACHE STRING "Flags mpiexec gets before the executable" FORCE)
 endif()

@@ -61,8 +61,9 @@ int dk_chat_gen_prompt_ids(const dk_chat_gen *g, const char *prompt, int64_t **i
     char *rendered = NULL;
     if (g->has_family) {
         dk_chat_message msg = {"user", prompt, NULL};
-        /* the seed prompts with enable_thinking=False (an empty think block for Qwen3; other families ignore it) */
-        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = 0, .bos_token = g->bos};
+        /* the seed's ADL prompts with enable_thinking=False (an empty think block for Qwen3; others ignore it) */
+        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = g->enable_thinking,
+                               .bos_token = g->bos};
         rendered = dk_chat_render(g->family, &msg, 1, &opt, err);
         if (!rendered) return -1;
     }
@@ -127,7 +128,8 @@ static int run_batch(const dk_chat_gen *g, const dk_chat_gen_request *req, int64
     dk_generate_options opt = {.max_new_tokens = req->max_new_tokens, .temperature = req->temperature,
                                .top_p = req->top_p, .seed = req->seed, .stop_ids = g->stops, .n_stop = g->n_stops,
                                .steers = req->steer ? &steer : NULL, .n_steer = req->steer ? 1 : 0,
-                               .per_seq = per_seq};
+                               .per_seq = per_seq, .logit_amp = req->logit_amp,
+                               .logit_amp_alpha = req->logit_amp_alpha, .logit_amp_reference = NULL};
     dk_batch batch = {packed, total, starts, S, true};
     dk_generation gen;
     int rc = dk_generate(g->model, g->adapter, &batch, &opt, &gen, err);
@@ -185,6 +187,7 @@ int dk_chat_gen_run(const dk_chat_gen *g, const dk_chat_gen_request *req, char *
 int dk_chat_gen_nll(const dk_chat_gen *g, const int64_t *prompt, int64_t n_prompt, const int64_t *completion,
                     int64_t n_completion, float *nll, dk_err *err) {
     if (n_completion == 0) return 0;
+    if (n_prompt == 0) return dk_err_set(err, DK_EXIT_RUNTIME, "dk_chat_gen_nll: an empty prompt predicts nothing");
     const int64_t T = n_prompt + n_completion, V = g->model->cfg.vocab_size;
     int64_t *ids = dk_malloc((size_t)T * sizeof *ids);               /* (T) prompt then completion */
     memcpy(ids, prompt, (size_t)n_prompt * sizeof *ids);

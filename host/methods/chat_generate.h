@@ -36,6 +36,7 @@ typedef struct dk_chat_gen {
     int n_stops;
     char *eos_text;                     /* the text of the first stop id, collapsed when repeated */
     int64_t max_batch;                  /* sequences per dk_generate call */
+    int enable_thinking;                /* the template's switch: 0 (init's default, the seed's ADL), 1, -1 = unset */
 } dk_chat_gen;
 
 /* From the composed configuration: model.chat_template (a family name or null) and model.end_of_turn_token.
@@ -56,6 +57,8 @@ typedef struct dk_chat_gen_request {
     uint64_t seed;                /* sample i draws from seed + i */
     const dk_steer *steer;        /* NULL, or one steer whose strength is multiplied by strengths[i] */
     const float *strengths;       /* (n) or NULL (all 1) */
+    bool logit_amp;               /* logit-difference amplification against the base (model/generate.h) */
+    float logit_amp_alpha;
 } dk_chat_gen_request;
 
 /* texts (n) malloc'ed completions (special tokens kept, repeated EOS collapsed); completion ids into ids/n_ids
