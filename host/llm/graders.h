@@ -84,8 +84,10 @@ typedef struct dk_coherence_sample {
 
 typedef struct dk_coherence_result {
     double percentage;            /* 100 * n_coherent / (n_coherent + n_incoherent), 0 when both are 0 */
-    dk_coherence_label *labels;   /* [n] one per input sample */
-    char **responses;             /* [n] the grader's last answer (LLM) or the offline numbers; NULL if dropped */
+    int n_samples;                /* n, the samples given */
+    dk_coherence_label *labels;   /* [n_samples] one per input sample */
+    char **responses;             /* [n_samples] the grader's last answer (LLM) or the offline numbers; NULL if
+                                   * dropped */
     int n_coherent, n_incoherent, n_unknown, n_dropped;
     int n_requests;               /* requests sent (LLM), retries at temperature 0 included */
 } dk_coherence_result;
@@ -93,6 +95,8 @@ typedef struct dk_coherence_result {
 int dk_grade_coherence(const dk_grader *g, const dk_coherence_sample *samples, int n,
                        const dk_coherence_sample *reference, int n_reference, dk_coherence_result *out, dk_err *err);
 void dk_coherence_result_free(dk_coherence_result *r);
+/* The seed's percentage of any subset of labels (e.g. the samples of one steering strength). */
+double dk_coherence_percentage(const dk_coherence_label *labels, int n);
 
 /* ---- patchscope (§5.4): which scale's tokens are most coherent, and which of them -----------------------
  * LLM: scales rounded to 0.1 (a later duplicate replaces an earlier one), sorted; tokens that are

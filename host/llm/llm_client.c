@@ -105,6 +105,7 @@ void dk_llm_client_close(dk_llm_client *c) {
 
 dk_llm_usage dk_llm_client_usage(const dk_llm_client *c) { return c->usage; }
 const char *dk_llm_client_url(const dk_llm_client *c) { return c->url; }
+const char *dk_llm_client_model(const dk_llm_client *c) { return c->cfg.model_id; }
 
 void dk_llm_response_free(dk_llm_response *resp) {
     for (int i = 0; i < resp->n_choices; i++) {

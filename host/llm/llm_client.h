@@ -148,5 +148,7 @@ int dk_llm_chat_many(dk_llm_client *client, const dk_llm_request *reqs, int n, d
 dk_llm_usage dk_llm_client_usage(const dk_llm_client *client);
 /* "https://host/v1/chat/completions": the URL requests go to. */
 const char *dk_llm_client_url(const dk_llm_client *client);
+/* The model_id every request names. */
+const char *dk_llm_client_model(const dk_llm_client *client);
 
 #endif

@@ -24,7 +24,12 @@
  *   huge        200 with a 40 MiB body (more than the client takes)
  * --require-key-env VAR: a request whose Authorization header is not "Bearer $VAR" gets 401 (so a test
  * sees the key arrive) whatever the script says. --log FILE: one line per request, "<k> <action> <body>"
- * (the JSON body; headers, and so the key, are not logged). */
+ * (the JSON body; headers, and so the key, are not logged).
+ * --rules FILE: answers chosen by content, for requests sent at the same time (the graders): FILE is a JSON
+ * array of {"match": TEXT, "steps": [STEP, ...]}. A request whose last user message contains a rule's TEXT
+ * (the first such rule) gets that rule's next step (the last step again once they are used up): a step
+ * "@ACTION" acts as ACTION above ("@500", "@slow:2", "@truncated"), any other step is the answer's content
+ * ("say:STEP"). Requests no rule matches follow the script. In the log, the action is "rule<r>.<step>". */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -44,6 +49,8 @@ enum { MAX_REQUEST = 1 << 20 };
 
 static char **script;
 static int script_len;
+static cJSON *rules;     /* --rules: [{"match", "steps"}] */
+static int *rule_used;   /* [rules] steps given so far */
 static const char *default_action = "ok";
 static const char *required_key;  /* NULL: any */
 static FILE *log_file;
@@ -83,31 +90,39 @@ static void send_error(int fd, int status, const char *extra_headers, const char
     cJSON_Delete(root);
 }
 
-/* The ok answer (content NULL: "reply to: <last user message>"). */
-static void send_ok(int fd, const char *request_body, const char *content, bool with_usage) {
+/* The content of the request's last user message (a copy; "" when none). */
+static char *last_user_message(const char *request_body) {
     cJSON *req = cJSON_Parse(request_body);
-    const cJSON *nv = cJSON_GetObjectItemCaseSensitive(req, "n");
-    int n = cJSON_IsNumber(nv) && nv->valueint > 1 ? nv->valueint : 1;
-    const char *last_user = "";
+    const char *last = "";
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(req, "messages")) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0 && cJSON_IsString(text))
-            last_user = text->valuestring;
+            last = text->valuestring;
     }
+    char *copy = strdup(last);
+    cJSON_Delete(req);
+    return copy;
+}
+
+/* The ok answer (content NULL: "reply to: <last user message>"). */
+static void send_ok(int fd, const char *request_body, const char *content, bool with_usage) {
+    cJSON *req = cJSON_Parse(request_body);
+    const cJSON *nv = cJSON_GetObjectItemCaseSensitive(req, "n");
+    int n = cJSON_IsNumber(nv) && nv->valueint > 1 ? nv->valueint : 1;
+    char *last_user = last_user_message(request_body);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "id", "chatcmpl-scripted");
     cJSON_AddStringToObject(root, "object", "chat.completion");
     cJSON *choices = cJSON_AddArrayToObject(root, "choices");
     for (int i = 0; i < n; i++) {
-        char text[4096];
-        if (content)
-            snprintf(text, sizeof text, "%s", content);
-        else if (n > 1)
-            snprintf(text, sizeof text, "reply %d to: %s", i, last_user);
-        else
-            snprintf(text, sizeof text, "reply to: %s", last_user);
+        char generated[4096];
+        const char *text = content ? content : generated;
+        if (!content && n > 1)
+            snprintf(generated, sizeof generated, "reply %d to: %s", i, last_user);
+        else if (!content)
+            snprintf(generated, sizeof generated, "reply to: %s", last_user);
         cJSON *choice = cJSON_CreateObject();
         cJSON_AddNumberToObject(choice, "index", i);
         cJSON *message = cJSON_AddObjectToObject(choice, "message");
@@ -127,6 +142,31 @@ static void send_ok(int fd, const char *request_body, const char *content, bool 
     free(body);
     cJSON_Delete(root);
     cJSON_Delete(req);
+    free(last_user);
+}
+
+/* The step of the first rule whose match the request's last user message contains, or NULL (call locked).
+ * *label gets "rule<r>.<step>". */
+static const char *rule_step(const char *request_body, char *label, size_t cap) {
+    if (!rules) return NULL;
+    char *user = last_user_message(request_body);
+    const char *step = NULL;
+    int r = 0;
+    const cJSON *rule;
+    cJSON_ArrayForEach(rule, rules) {
+        const cJSON *match = cJSON_GetObjectItemCaseSensitive(rule, "match");
+        const cJSON *steps = cJSON_GetObjectItemCaseSensitive(rule, "steps");
+        if (cJSON_IsString(match) && strstr(user, match->valuestring) && cJSON_GetArraySize(steps) > 0) {
+            int k = rule_used[r] < cJSON_GetArraySize(steps) ? rule_used[r] : cJSON_GetArraySize(steps) - 1;
+            snprintf(label, cap, "rule%d.%d", r, rule_used[r]);
+            rule_used[r]++;
+            step = cJSON_GetArrayItem(steps, k)->valuestring;
+            break;
+        }
+        r++;
+    }
+    free(user);
+    return step;
 }
 
 /* The value of header `name` in the header block (NUL-terminated copy in out), or false. */
@@ -174,9 +214,21 @@ static void serve(int fd) {
     header_value(buf, "Authorization", auth, sizeof auth);
     pthread_mutex_lock(&lock);
     int index = next_index++;
-    const char *action = index < script_len ? script[index] : default_action;
+    char label[64];
+    const char *step = rule_step(body, label, sizeof label);
+    const char *content = NULL;  /* a rule's answer text */
+    const char *action;
+    if (step && step[0] == '@') {
+        action = step + 1;
+    } else if (step) {
+        action = "say";
+        content = step;
+    } else {
+        action = index < script_len ? script[index] : default_action;
+        snprintf(label, sizeof label, "%s", action);
+    }
     if (log_file) {
-        fprintf(log_file, "%d %s %s\n", index, action, body);
+        fprintf(log_file, "%d %s %s\n", index, label, body);
         fflush(log_file);
     }
     pthread_mutex_unlock(&lock);
@@ -195,7 +247,9 @@ static void serve(int fd) {
             goto done;
         }
     }
-    if (strcmp(action, "ok") == 0) {
+    if (content) {
+        send_ok(fd, body, content, true);
+    } else if (strcmp(action, "ok") == 0) {
         send_ok(fd, body, NULL, true);
     } else if (strncmp(action, "say:", 4) == 0) {
         send_ok(fd, body, action + 4, true);
@@ -274,6 +328,18 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "scripted_server: cannot write %s: %s\n", argv[i], strerror(errno));
                 return 2;
             }
+        } else if (strcmp(argv[i], "--rules") == 0 && i + 1 < argc) {
+            FILE *f = fopen(argv[++i], "r");
+            static char text[1 << 20];
+            size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+            if (f) fclose(f);
+            text[n] = '\0';
+            rules = cJSON_Parse(text);
+            if (!cJSON_IsArray(rules)) {
+                fprintf(stderr, "scripted_server: %s is not a JSON array of rules\n", argv[i]);
+                return 2;
+            }
+            rule_used = calloc((size_t)cJSON_GetArraySize(rules) + 1, sizeof *rule_used);
         } else if (strcmp(argv[i], "--default") == 0 && i + 1 < argc) {
             default_action = argv[++i];
         } else {
