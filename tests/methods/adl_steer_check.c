@@ -13,7 +13,11 @@
  *
  * checks the ADL overview (the agent's summary) of its first dataset and layer: available_positions.patch_scope and
  * .steering equal the lists, each patch_scope position has tokens, each steering position has examples with prompt,
- * steered and unsteered text, and k_limits.patch_scope > 0. Exit 1 with the first difference. */
+ * steered and unsteered text, and k_limits.patch_scope > 0. Exit 1 with the first difference.
+ *
+ *   adl_steer_check sample GENERATIONS.jsonl KEY...
+ *
+ * prints the first record's prompt and the first sample of each key (cut to 300 bytes), for the demo. */
 #include "domain_tokens.h"
 
 static const cJSON *lookup(const cJSON *record, const char *key) {
@@ -100,8 +104,30 @@ static int summary(const char *path, const char *ps_want, const char *steer_want
     return bad ? 1 : 0;
 }
 
+static int sample(const char *path, char **keys, int n_keys) {
+    dk_err err = {0};
+    size_t size = 0;
+    char *text = dk_read_file(path, &size, &err), why[128];
+    char *nl = text ? memchr(text, '\n', size) : NULL;
+    cJSON *first = text ? dk_json_parse_one(text, nl ? (size_t)(nl - text) : size, why, sizeof why) : NULL;
+    free(text);
+    if (!first) {
+        fprintf(stderr, "%s: no first record\n", path);
+        return 1;
+    }
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(first, "prompt");
+    printf("prompt: %s\n", cJSON_IsString(prompt) ? prompt->valuestring : "?");
+    for (int i = 0; i < n_keys; i++) {
+        const cJSON *s0 = cJSON_GetArrayItem(lookup(first, keys[i]), 0);
+        printf("%s[0]: %.300s\n", keys[i], cJSON_IsString(s0) ? s0->valuestring : "(none)");
+    }
+    cJSON_Delete(first);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "summary") == 0) return summary(argv[2], argv[3], argv[4]);
+    if (argc >= 4 && strcmp(argv[1], "sample") == 0) return sample(argv[2], argv + 3, argc - 3);
     if (argc != 5 && argc != 7) {
         fprintf(stderr, "usage: adl_steer_check GENERATIONS.jsonl TOKENIZER ORGANISM_DATA PRETRAIN_DATA "
                         "[STEERED_KEY UNSTEERED_KEY]\n");
