@@ -2,7 +2,7 @@
 # CMakeLists.txt files only name targets (PkgConfig::YAML, MPI::MPI_C, ...), never paths.
 #
 # Always (engine): libyaml, cJSON, Oniguruma, utf8proc, OpenBLAS + LAPACKE, zlib, threads, libm.
-# Full build (not DIFFKIT_ENGINE_ONLY): Open MPI, parallel HDF5 (linked with MPI), libcurl.
+# Full build (not DIFFKIT_ENGINE_ONLY): Open MPI, parallel HDF5 (linked with MPI), libcurl, libmicrohttpd.
 # CUDA (DIFFKIT_CUDA=AUTO|ON): nvcc (also looked for in /usr/local/cuda), cudart, cuBLAS/cuBLASLt;
 # NCCL optional (header + library found in the toolkit or NCCL_ROOT/NCCL_HOME).
 # A missing library stops configuration with the Debian package that provides it (`make deps` installs them).
@@ -37,6 +37,16 @@ if(NOT DIFFKIT_ENGINE_ONLY)
   endif()
   find_package(CURL REQUIRED)
   find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 (diff_amplification's prompt_hash, as the seed's)
+  # diffkit serve: libmicrohttpd, found by header and library rather than pkg-config, whose libmicrohttpd.pc asks for
+  # gnutls.pc (TLS, which we do not use) and so for a dozen more -dev packages on a machine we carry packages to
+  find_path(MHD_INCLUDE_DIR microhttpd.h)
+  find_library(MHD_LIBRARY microhttpd)
+  if(NOT MHD_INCLUDE_DIR OR NOT MHD_LIBRARY)
+    message(FATAL_ERROR "diffkit needs libmicrohttpd (diffkit serve). Install it: apt-get install libmicrohttpd-dev "
+                        "(or run `make deps`), or set MHD_INCLUDE_DIR and MHD_LIBRARY.")
+  endif()
+  add_library(dk_mhd UNKNOWN IMPORTED GLOBAL)
+  set_target_properties(dk_mhd PROPERTIES IMPORTED_LOCATION ${MHD_LIBRARY} INTERFACE_INCLUDE_DIRECTORIES ${MHD_INCLUDE_DIR})
   # Oversubscribe by default so MPI tests with 2-3 ranks run on a 2-core machine; clusters override it.
   set(MPIEXEC_PREFLAGS "--oversubscribe" CACHE STRING "Flags mpiexec gets before the executable" FORCE)
 endif()

@@ -17,20 +17,15 @@
 #include "cli_numbers.h"
 #include "commands.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
-#include "io/file.h"
-#include "io/json_value.h"
 #include "model/generate.h"
 #include "model/organism.h"
-#include "tokenizer/chat_template.h"
+#include "model/prompt.h"
 #include "tokenizer/tokenizer.h"
-
-enum { MAX_STOP = 24 };
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -56,93 +51,20 @@ static void usage(FILE *out) {
             "--model's shapes and tokenizer).\n");
 }
 
-static void add_stop(int64_t *stops, int *n, int64_t id) {
-    if (id < 0 || *n >= MAX_STOP) return;
-    for (int i = 0; i < *n; i++)
-        if (stops[i] == id) return;
-    stops[(*n)++] = id;
-}
-
-/* eos_token_id (a number or a list) of generation_config.json, when the folder has one. */
-static void add_generation_config_stops(const char *model_dir, int64_t *stops, int *n) {
-    char *path = dk_path_join(model_dir, "generation_config.json");
-    dk_err err = {0};
-    size_t size;
-    char *text = dk_is_file(path) ? dk_read_file(path, &size, &err) : NULL;
-    cJSON *root = text ? dk_json_parse_document(text, size, path, DK_EXIT_USAGE, "its eos_token_id is not used",
-                                                &err) : NULL;
-    if (dk_err_is_set(&err)) /* an unreadable file adds no stop token: say so rather than ignore it */
-        fprintf(stderr, "diffkit generate: warning: %s\n", err.msg);
-    free(path);
-    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
-    if (cJSON_IsNumber(eos)) add_stop(stops, n, (int64_t)eos->valuedouble);
-    const cJSON *v;
-    if (cJSON_IsArray(eos)) cJSON_ArrayForEach(v, eos) if (cJSON_IsNumber(v)) add_stop(stops, n, (int64_t)v->valuedouble);
-    cJSON_Delete(root);
-    free(text);
-}
-
-/* The chat family: --chat-family, else recognised from the template, which recent transformers versions save as
- * chat_template.jinja next to tokenizer_config.json (older files hold it in tokenizer_config.json). */
-static int chat_family(const dk_tokenizer *tok, const char *model_dir, const char *family_name, dk_chat_family *family,
-                       dk_err *err) {
-    if (family_name) return dk_chat_family_from_name(family_name, family, err);
-    const char *config = dk_tokenizer_config_json(tok);
-    cJSON *root = config ? cJSON_Parse(config) : NULL;
-    int rc;
-    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "chat_template"))) {
-        rc = dk_chat_family_detect(config, family, err);
-    } else {
-        char *path = dk_path_join(model_dir, "chat_template.jinja");
-        size_t size;
-        char *jinja = dk_is_file(path) ? dk_read_file(path, &size, err) : NULL;
-        if (!jinja) {
-            rc = dk_err_set(err, DK_EXIT_USAGE, "--chat: %s has no chat template (tokenizer_config.json "
-                            "\"chat_template\" or chat_template.jinja); pass --chat-family", model_dir);
-        } else { /* the detector reads a tokenizer_config.json text: hand it one holding the template */
-            cJSON *wrapped = cJSON_CreateObject();
-            cJSON_AddStringToObject(wrapped, "chat_template", jinja);
-            char *text = cJSON_PrintUnformatted(wrapped);
-            rc = dk_chat_family_detect(text, family, err);
-            free(text);
-            cJSON_Delete(wrapped);
-        }
-        free(jinja);
-        free(path);
-    }
-    cJSON_Delete(root);
-    return rc;
-}
-
-/* The prompt's ids through the tokenizer, as a chat turn when `chat`. */
+/* The prompt's ids through the tokenizer, as one user message of the model's chat template when `chat`. */
 static int encode_prompt(dk_tokenizer *tok, const char *prompt, bool chat, const char *model_dir,
                          const char *family_name, int enable_thinking, int64_t **ids, int64_t *n, dk_err *err) {
-    char *rendered = NULL;
-    if (chat) {
-        const char *config = dk_tokenizer_config_json(tok);
-        dk_chat_family family;
-        if (chat_family(tok, model_dir, family_name, &family, err) != 0) return -1;
-        char why[512];
-        if (!dk_chat_family_fits(family, tok, why, sizeof why))
-            fprintf(stderr, "diffkit generate: warning: --chat: %s\n", why);
-        dk_chat_message msg = {"user", prompt, NULL};
-        char *bos = dk_chat_config_bos_token(config); /* the model's own BOS, not the family's usual one */
-        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = enable_thinking, .bos_token = bos};
-        rendered = dk_chat_render(family, &msg, 1, &opt, err);
-        free(bos);
-        if (!rendered) return -1;
+    if (!chat) return dk_prompt_encode_text(tok, prompt, strlen(prompt), ids, n, err);
+    dk_chat_format format;
+    if (dk_chat_format_open(tok, model_dir, family_name, enable_thinking, &format, err) != 0) {
+        if (!family_name) dk_err_prefix(err, "--chat: ");
+        return -1;
     }
-    dk_tok_ids out = {0};
-    const char *text = rendered ? rendered : prompt;
-    /* a rendered chat already holds its BOS: encode it without special tokens */
-    int rc = dk_tokenizer_encode(tok, text, strlen(text), !chat, &out, err);
-    free(rendered);
-    if (rc != 0) return -1;
-    *ids = dk_malloc((out.n ? out.n : 1) * sizeof **ids);
-    for (size_t i = 0; i < out.n; i++) (*ids)[i] = out.ids[i];
-    *n = (int64_t)out.n;
-    dk_tok_ids_free(&out);
-    return 0;
+    if (format.warning[0]) fprintf(stderr, "diffkit generate: warning: --chat: %s\n", format.warning);
+    dk_chat_message msg = {"user", prompt, NULL};
+    int rc = dk_prompt_encode_chat(tok, &format, &msg, 1, ids, n, err);
+    dk_chat_format_free(&format);
+    return rc;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -225,13 +147,10 @@ int cmd_generate(int argc, char **argv) {
         dk_die(&err);
     }
 
-    int64_t stops[MAX_STOP];
-    int n_stops = 0;
-    for (int i = 0; i < m->cfg.n_eos_token_ids; i++) add_stop(stops, &n_stops, m->cfg.eos_token_ids[i]);
-    add_generation_config_stops(cm.run_dir, stops, &n_stops);
-    static const char *const end_of_turn[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>"};
-    for (size_t i = 0; tok && i < sizeof end_of_turn / sizeof end_of_turn[0]; i++)
-        add_stop(stops, &n_stops, dk_tokenizer_token_to_id(tok, end_of_turn[i]));
+    int64_t stops[DK_MAX_STOP_IDS];
+    char warning[2048];
+    int n_stops = dk_model_stop_ids(m, cm.run_dir, tok, stops, warning, sizeof warning);
+    if (warning[0]) fprintf(stderr, "diffkit generate: warning: %s\n", warning);
     opt.stop_ids = stops;
     opt.n_stop = n_stops;
 

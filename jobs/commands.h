@@ -18,5 +18,8 @@ int cmd_chat_template(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_undertrained(int argc, char **argv);
+#ifndef DIFFKIT_ENGINE_ONLY
+int cmd_serve(int argc, char **argv);
+#endif
 
 #endif

@@ -22,6 +22,9 @@ static const dk_command commands[] = {
     {"forward", cmd_forward, "token ids -> residual streams and logits (safetensors): diffkit forward --model PATH --tokens IN.jsonl --output OUT"},
     {"generate", cmd_generate, "generate text with a KV cache: diffkit generate --model PATH --prompt TEXT [--chat] [--temperature T]"},
     {"undertrained", cmd_undertrained, "token ids the model has likely never trained (JSON): diffkit undertrained --model PATH"},
+#ifndef DIFFKIT_ENGINE_ONLY
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server over the models: diffkit serve [--host H] [--port P] [key=value ...]"},
+#endif
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

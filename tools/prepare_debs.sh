@@ -6,7 +6,7 @@
 #   usage: bash tools/prepare_debs.sh [DIR] [core|full]     (default: .debs core)
 #   core = what the engine, tokenizer and kernels link (cJSON, Oniguruma, utf8proc, libyaml, OpenBLAS, LAPACKE),
 #          plus pkg-config and zlib's headers, which CMake always asks for
-#   full = core + Open MPI + parallel HDF5 + libcurl (everything the jobs link; gpu_check step 3b), and the
+#   full = core + Open MPI + parallel HDF5 + libcurl + libmicrohttpd (everything the jobs link; gpu_check step 3b), and the
 #          libraries these load in turn (Debian's HDF5 links libcurl, which pulls TLS, Kerberos, LDAP, ...)
 # Only glibc, libstdc++, libgcc_s and the libraries of dpkg/bash/coreutils (zlib, zstd, xz, bzip2, ...) are
 # assumed present on the GPU machine; tools/gpu_check_rehearsal.sh checks with ldd that nothing else is needed.
@@ -24,7 +24,7 @@ full="libopenmpi3 libopenmpi-dev openmpi-bin openmpi-common libhdf5-openmpi-103-
  libnl-3-200 libnl-route-3-200 libltdl7 libpciaccess0 libxnvctrl0 libcurl4 libcurl4-openssl-dev
  libnghttp2-14 libidn2-0 librtmp1 libssh2-1 libpsl5 libssl3 libssl-dev libgssapi-krb5-2 libldap-2.5-0 libbrotli1 libudev1
  libunistring2 libgnutls30 libhogweed6 libnettle8 libgmp10 libkrb5-3 libk5crypto3 libcom-err2 libkrb5support0
- libsasl2-2 libp11-kit0 libtasn1-6 libkeyutils1 libffi8"
+ libsasl2-2 libp11-kit0 libtasn1-6 libkeyutils1 libffi8 libmicrohttpd12 libmicrohttpd-dev"
 pkgs=$core; [ "$set_" = full ] && pkgs="$core $full"
 mkdir -p "$dir"
 # apt-get download writes into the current folder; as root it warns that it runs unsandboxed (harmless).
