@@ -158,10 +158,13 @@ static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapt
                           double alpha, cJSON **out, dk_err *err) {
     dk_chat_gen g;
     dk_cfg *cfg = job->cfg;
-    int rc = dk_chat_gen_init(&g, cfg, &job->pair.base, adapter, job->tok, st->max_batch, err);
+    int rc = dk_chat_gen_init(&g, cfg, &job->pair.base, job->pair.base_dir, adapter, job->tok, st->max_batch, err);
     if (rc != 0) return -1;
-    if (!st->chat) g.has_family = false;
-    g.enable_thinking = -1; /* the seed applies the tokenizer's template with its defaults */
+    if (!st->chat && g.has_family) {
+        dk_chat_format_free(&g.format);
+        g.has_family = false;
+    }
+    g.format.enable_thinking = -1; /* the seed applies the tokenizer's template with its defaults */
     const int64_t total = st->n_prompts * st->n;
     const char **prompts = dk_malloc((size_t)total * sizeof *prompts);
     for (int64_t i = 0; i < total; i++) prompts[i] = st->prompts[i / st->n];

@@ -6,17 +6,11 @@
 #include <string.h>
 
 #include "core/host_memory.h"
+#include "core/log.h"
 #include "core/strutil.h"
 
-static void add_stop(dk_chat_gen *g, int64_t id) {
-    if (id < 0 || g->n_stops >= DK_CHAT_GEN_MAX_STOPS) return;
-    for (int i = 0; i < g->n_stops; i++)
-        if (g->stops[i] == id) return;
-    g->stops[g->n_stops++] = id;
-}
-
-int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const dk_lora_adapter *adapter,
-                     dk_tokenizer *tok, int64_t max_batch, dk_err *err) {
+int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const char *model_dir,
+                     const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t max_batch, dk_err *err) {
     memset(g, 0, sizeof *g);
     g->model = m;
     g->adapter = adapter;
@@ -24,24 +18,26 @@ int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const
     g->max_batch = max_batch > 0 ? max_batch : 1;
     const char *family = dk_cfg_str_or_null(cfg, "model.chat_template");
     if (family) {
-        if (dk_chat_family_from_name(family, &g->family, err) != 0) {
+        if (dk_chat_format_open(tok, model_dir, family, 0, &g->format, err) != 0) {
             dk_err_prefix(err, "model.chat_template: ");
             return -1;
         }
         g->has_family = true;
-        char why[512];
-        if (!dk_chat_family_fits(g->family, tok, why, sizeof why))
-            return dk_err_set(err, DK_EXIT_USAGE, "model.chat_template = %s: %s", family, why);
-        g->bos = dk_chat_config_bos_token(dk_tokenizer_config_json(tok));
+        if (g->format.warning[0])
+            return dk_err_set(err, DK_EXIT_USAGE, "model.chat_template = %s: %s", family, g->format.warning);
     }
-    for (int i = 0; i < m->cfg.n_eos_token_ids; i++) add_stop(g, m->cfg.eos_token_ids[i]);
+    char warning[512] = "";
+    g->n_stops = dk_model_stop_ids(m, model_dir, tok, g->stops, warning, sizeof warning);
+    if (warning[0]) LOG_WARN("%s", warning);
     const char *eot = dk_cfg_str_or_null(cfg, "model.end_of_turn_token");
     if (eot) {
         int32_t id = dk_tokenizer_token_to_id(tok, eot);
         if (id < 0)
             return dk_err_set(err, DK_EXIT_USAGE, "model.end_of_turn_token = %s is not one token of the model's "
                               "tokenizer: give the token that ends an assistant turn, or null", eot);
-        add_stop(g, id);
+        bool known = false;
+        for (int i = 0; i < g->n_stops; i++) known |= g->stops[i] == id;
+        if (!known && g->n_stops < DK_MAX_STOP_IDS) g->stops[g->n_stops++] = id;
     }
     if (g->n_stops > 0) {
         int32_t first = (int32_t)g->stops[0];
@@ -52,31 +48,15 @@ int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const
 }
 
 void dk_chat_gen_free(dk_chat_gen *g) {
-    free(g->bos);
+    if (g->has_family) dk_chat_format_free(&g->format);
     free(g->eos_text);
     memset(g, 0, sizeof *g);
 }
 
 int dk_chat_gen_prompt_ids(const dk_chat_gen *g, const char *prompt, int64_t **ids, int64_t *n, dk_err *err) {
-    char *rendered = NULL;
-    if (g->has_family) {
-        dk_chat_message msg = {"user", prompt, NULL};
-        /* the seed's ADL prompts with enable_thinking=False (an empty think block for Qwen3; others ignore it) */
-        dk_chat_options opt = {.add_generation_prompt = true, .enable_thinking = g->enable_thinking,
-                               .bos_token = g->bos};
-        rendered = dk_chat_render(g->family, &msg, 1, &opt, err);
-        if (!rendered) return -1;
-    }
-    dk_tok_ids out = {0};
-    const char *text = rendered ? rendered : prompt;
-    int rc = dk_tokenizer_encode(g->tok, text, strlen(text), !g->has_family, &out, err);
-    free(rendered);
-    if (rc != 0) return -1;
-    *ids = dk_malloc((out.n ? out.n : 1) * sizeof **ids);
-    for (size_t i = 0; i < out.n; i++) (*ids)[i] = out.ids[i];
-    *n = (int64_t)out.n;
-    dk_tok_ids_free(&out);
-    return 0;
+    if (!g->has_family) return dk_prompt_encode_text(g->tok, prompt, strlen(prompt), ids, n, err);
+    dk_chat_message msg = {"user", prompt, NULL};
+    return dk_prompt_encode_chat(g->tok, &g->format, &msg, 1, ids, n, err);
 }
 
 /* The seed's _clean_generated_text: runs of the EOS string become one. */

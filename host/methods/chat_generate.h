@@ -7,11 +7,11 @@
  * have the switch), tokenize, generate with stop tokens, decode the completion with special tokens kept and
  * collapse repeated end-of-sequence strings. One module so that every method prompts a model the same way.
  *
- * Prompt ids: the template renders the BOS itself (host/tokenizer/chat_template.h), so the text is encoded
- * without special tokens; without a chat template (model.chat_template: null) the raw prompt is encoded with
- * them. Stop ids: config.json's eos_token_id(s) and the model config's end_of_turn_token. Samples are
- * reproducible: sample i of a call draws from seed + i whatever the batch it lands in (per_seq seeds), so the
- * batch size changes speed only. */
+ * Prompt ids and stop ids are model/prompt.h's (what `diffkit generate --chat` and `diffkit serve` use): the
+ * family of model.chat_template with the model's own BOS, or the raw prompt with the tokenizer's special tokens
+ * when model.chat_template is null; config.json's and generation_config.json's eos ids, the end-of-turn token, and
+ * the model config's end_of_turn_token. Samples are reproducible: sample i of a call draws from seed + i whatever
+ * the batch it lands in (per_seq seeds), so the batch size changes speed only. */
 #ifndef DK_METHODS_CHAT_GENERATE_H
 #define DK_METHODS_CHAT_GENERATE_H
 
@@ -20,29 +20,26 @@
 
 #include "config/config.h"
 #include "model/generate.h"
-#include "tokenizer/chat_template.h"
+#include "model/prompt.h"
 #include "tokenizer/tokenizer.h"
-
-enum { DK_CHAT_GEN_MAX_STOPS = 16 };
 
 typedef struct dk_chat_gen {
     const dk_model *model;
     const dk_lora_adapter *adapter;     /* NULL: the model alone */
     dk_tokenizer *tok;
     bool has_family;                    /* false: prompts are used as raw text */
-    dk_chat_family family;
-    char *bos;                          /* the model's own BOS token text, or NULL */
-    int64_t stops[DK_CHAT_GEN_MAX_STOPS];
+    dk_chat_format format;              /* when has_family; format.enable_thinking is 0 after init (the seed's ADL
+                                           prompts with enable_thinking=False); -1 leaves the template's default */
+    int64_t stops[DK_MAX_STOP_IDS];
     int n_stops;
     char *eos_text;                     /* the text of the first stop id, collapsed when repeated */
     int64_t max_batch;                  /* sequences per dk_generate call */
-    int enable_thinking;                /* the template's switch: 0 (init's default, the seed's ADL), 1, -1 = unset */
 } dk_chat_gen;
 
-/* From the composed configuration: model.chat_template (a family name or null) and model.end_of_turn_token.
- * 0, or -1 with err (code 2) naming the key. */
-int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const dk_lora_adapter *adapter,
-                     dk_tokenizer *tok, int64_t max_batch, dk_err *err);
+/* From the composed configuration: model.chat_template (a family name or null) and model.end_of_turn_token;
+ * model_dir is the model's folder (its generation_config.json). 0, or -1 with err (code 2) naming the key. */
+int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const char *model_dir,
+                     const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t max_batch, dk_err *err);
 void dk_chat_gen_free(dk_chat_gen *g);
 
 /* The ids of one user message as the model is prompted with it (malloc'ed into *ids, count *n). */
