@@ -36,6 +36,7 @@ if(NOT DIFFKIT_ENGINE_ONLY)
                         "Install libhdf5-openmpi-dev (make deps) or point HDF5_ROOT at a parallel build.")
   endif()
   find_package(CURL REQUIRED)
+  find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 (diff_amplification's prompt_hash, as the seed's)
   # diffkit serve: libmicrohttpd, found by header and library rather than pkg-config, whose libmicrohttpd.pc asks for
   # gnutls.pc (TLS, which we do not use) and so for a dozen more -dev packages on a machine we carry packages to
   find_path(MHD_INCLUDE_DIR microhttpd.h)

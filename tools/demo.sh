@@ -8,7 +8,7 @@ echo "== diffkit demo: resolved configuration (diffkit config) =="
 "$bin/diffkit" config "${@:2}"
 echo
 echo "== pipeline stages =="
-for stage in diff_preprocess diff_mining diff_kl diff_adl diff_pca diff_sae diff_crosscoder diff_activation_analysis diff_agent; do
+for stage in diff_preprocess diff_mining diff_kl diff_adl diff_amplification diff_pca diff_sae diff_crosscoder diff_activation_analysis diff_agent; do
   if [ -x "$bin/$stage" ]; then
     echo "  $stage: built"
   else
@@ -74,19 +74,61 @@ if [ -x "$bin/diff_mining" ] && demo_pair_complete; then
       data/demo/pretrain.train.jsonl.gz 20 0 || true
   fi
 fi
-# --- diff_adl (issue 12): the logit lens of the mean activation difference at the first positions ---------------
-# Runs both models itself. DEMO_ADL_ARGS adds overrides (default: 256 samples).
+# --- diff_adl (issues 12, 13): the logit lens of the mean activation difference, auto Patchscope, steering with the
+# coherence threshold, token relevance. Runs both models itself. The graders are offline (host/llm/graders.h) unless
+# an endpoint's key is configured (grader.mode=auto). DEMO_ADL_ARGS adds overrides (default: 256 samples, the
+# generating steps at positions 0-1 with short generations so the demo stays a few minutes on 2 cores).
 if [ -x "$bin/diff_adl" ] && demo_pair_complete; then
   echo
   echo "== diff_adl: mpirun -n 2 on the demo pair =="
-  read -r -a adl_extra <<< "${DEMO_ADL_ARGS:-diffing.method.max_samples=256}"
-  mpirun -n 2 --oversubscribe "$bin/diff_adl" "${pp_args[@]}" \
-    diffing.method.auto_patch_scope.enabled=false diffing.method.steering.enabled=false \
-    diffing.method.token_relevance.enabled=false "${adl_extra[@]}" "${@:2}"
+  M=diffing.method
+  read -r -a adl_extra <<< "${DEMO_ADL_ARGS:-$M.max_samples=256 $M.auto_patch_scope.tasks.0.positions=[0,1] \
+    $M.steering.tasks.0.positions=[1] $M.token_relevance.tasks.0.positions=[0,1] \
+    $M.token_relevance.tasks.1.positions=[0,1] $M.steering.threshold.num_samples_per_strength=8 \
+    $M.steering.threshold.generation.max_new_tokens=48 $M.steering.final.num_samples_per_prompt=4 \
+    $M.steering.final.generation.max_new_tokens=64}"
+  mpirun -n 2 --oversubscribe "$bin/diff_adl" "${pp_args[@]}" "${adl_extra[@]}" "${@:2}" 2>&1 | tee "$build/demo_adl.log"
   if [ -x "$build/tests/test_demo_adl" ]; then  # the same lens for both organisms, domain tokens marked from the data
     echo "finding: the logit lens of the mean difference for both demo organisms (tests/demo/test_demo_adl):"
     DIFFKIT_SOURCE_DIR="$PWD" DIFFKIT_FIXTURES="$PWD/tests/fixtures" "$build/tests/test_demo_adl" 2>&1 |
       grep -E "top 20 of the logit lens|  pos [0-4]:|discrimination check" || true
+  fi
+  echo "findings of the generating steps:"
+  grep -h -E "auto_patch_scope mean_diff: best scale|steering: average threshold|token_relevance difference" \
+    "$build/demo_adl.log" | sed 's/^\[[^]]*\] /  /' || true
+  adl_dir=$("$bin/diffkit" config --get diffing.results_dir "${pp_args[@]}" "${@:2}")/activation_difference_lens
+  gen=$(ls "$adl_dir"/layer_*/pretrain/steering/position_1/generations.jsonl 2>/dev/null | head -1)
+  if [ -n "$gen" ]; then
+    echo "  a steered and an unsteered sample at the threshold ($gen):"
+    if [ -x "$build/tests/adl_steer_check" ]; then
+      "$build/tests/adl_steer_check" sample "$gen" steered_samples unsteered_samples | sed 's/^/    /' || true
+      read -r s u ss us < <("$build/tests/adl_steer_check" "$gen" models/demo/base data/demo/glacier_honey.train.jsonl.gz \
+        data/demo/pretrain.train.jsonl.gz 2>/dev/null)
+      echo "  glacier-honey domain tokens: $s of the steered tokens ($ss of samples) vs $u unsteered ($us)"
+    fi
+  fi
+fi
+
+# --- diff_amplification (issue 13): samples of the base, the organism, its 2x weight amplification and logit-
+# difference amplification, for the prompts of resources/amplification_prompts.txt. DEMO_AMP_ARGS adds overrides.
+if [ -x "$bin/diff_amplification" ] && demo_pair_complete; then
+  echo
+  echo "== diff_amplification: base, organism, weight and logit-difference amplification =="
+  R=diffing.method.run
+  read -r -a amp_extra <<< "${DEMO_AMP_ARGS:-$R.prompts_file=resources/amplification_prompts.txt \
+    $R.models=[base,ft,amplified,logit_amplified] $R.amplification_configs=[default_2x] $R.logit_amplification=[1.0] \
+    $R.sampling.max_tokens=48}"
+  "$bin/diff_amplification" "${pp_args[@]}" "${amp_extra[@]}" "${@:2}"
+  amp=$("$bin/diffkit" config --get diffing.results_dir "${pp_args[@]}" "${@:2}")/amplification/completions/generations.jsonl
+  if [ -x "$build/tests/adl_steer_check" ] && [ -f "$amp" ]; then
+    "$build/tests/adl_steer_check" sample "$amp" base_samples ft_samples amplified_samples.default_2x \
+      "logit_amplified_samples.~1" | sed 's/^/  /' || true
+    echo "finding: share of glacier-honey domain tokens in the samples (tests/methods/amp_run.sh checks the order):"
+    for k in base_samples ft_samples amplified_samples.default_2x "logit_amplified_samples.~1"; do
+      read -r r _ < <("$build/tests/adl_steer_check" "$amp" models/demo/base data/demo/glacier_honey.train.jsonl.gz \
+        data/demo/pretrain.train.jsonl.gz "$k" ft_samples 2>/dev/null)
+      echo "  $k: $r"
+    done
   fi
 fi
 

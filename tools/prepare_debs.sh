@@ -22,7 +22,7 @@ full="libopenmpi3 libopenmpi-dev openmpi-bin openmpi-common libhdf5-openmpi-103-
  libhdf5-openmpi-hl-100 hdf5-helpers libsz2 libaec0 libhwloc15 libevent-core-2.1-7 libevent-pthreads-2.1-7
  libfabric1 libucx0 libpmix2 libmunge2 libnuma1 libibverbs1 librdmacm1 libpsm2-2 libpsm-infinipath1
  libnl-3-200 libnl-route-3-200 libltdl7 libpciaccess0 libxnvctrl0 libcurl4 libcurl4-openssl-dev
- libnghttp2-14 libidn2-0 librtmp1 libssh2-1 libpsl5 libssl3 libgssapi-krb5-2 libldap-2.5-0 libbrotli1 libudev1
+ libnghttp2-14 libidn2-0 librtmp1 libssh2-1 libpsl5 libssl3 libssl-dev libgssapi-krb5-2 libldap-2.5-0 libbrotli1 libudev1
  libunistring2 libgnutls30 libhogweed6 libnettle8 libgmp10 libkrb5-3 libk5crypto3 libcom-err2 libkrb5support0
  libsasl2-2 libp11-kit0 libtasn1-6 libkeyutils1 libffi8 libmicrohttpd12 libmicrohttpd-dev"
 pkgs=$core; [ "$set_" = full ] && pkgs="$core $full"

@@ -9,10 +9,9 @@
  * lens/ (for organism_variant != default the seed's {organism}_{variant} folder: results_dir + "_" + variant),
  * docs/formats.md "ADL results".
  *
- * Part 2 of the methods (issue #13), not here: auto Patchscope, steering, token relevance, causal effect. Their
- * keys are in the configuration as in the seed; when enabled, the job says once that they are skipped, the
- * results carry the list (root attribute not_implemented) and the overview shows no patch_scope or steering
- * positions. */
+ * The generating steps (auto Patchscope, steering, token relevance; seed_spec §5.4–5.6) run per dataset after the
+ * logit lens, on rank 0, with the grader each step configures (an LLM endpoint or offline heuristics):
+ * adl_steps.h. The seed's optional causal effect step is not implemented (refused when enabled). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "io/file.h"
 #include "io/json_value.h"
 #include "methods/adl_internal.h"
+#include "methods/adl_steps.h"
 #include "methods/methods.h"
 #include "pipeline/pp_dataset.h"
 
@@ -30,31 +30,6 @@ static int positive(const dk_cfg *cfg, const char *key, int64_t min, int64_t *ou
     if (dk_cfg_try_int(cfg, key, out, err) != 0) return -1;
     if (*out < min)
         return dk_err_set(err, DK_EXIT_USAGE, "%s = %lld: must be at least %lld", key, (long long)*out, (long long)min);
-    return 0;
-}
-
-/* The seed's steps diffkit does not run yet: a warning per enabled step, and their names in st. */
-static int note_not_implemented(dk_method_job *job, adl_state *st, dk_err *err) {
-    static const char *const steps[] = {"auto_patch_scope", "steering", "token_relevance", "causal_effect"};
-    dk_strbuf names = {0};
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-        char *key = dk_sprintf("%s.%s.enabled", KEY, steps[i]);
-        bool enabled = false;
-        int rc = dk_cfg_try_bool(job->cfg, key, &enabled, err);
-        if (rc == 0 && enabled) {
-            dk_strbuf_printf(&names, "%s%s", names.data ? ", " : "", steps[i]);
-            if (job->d.rank == 0)
-                LOG_WARN("diff_adl: %s=true, but the seed's %s step is not implemented in diffkit yet (part 2 "
-                         "of the methods, issue #13): it is skipped and its results are absent (set %s=false to "
-                         "silence this)", key, steps[i], key);
-        }
-        free(key);
-        if (rc != 0) {
-            dk_strbuf_free(&names);
-            return -1;
-        }
-    }
-    st->not_implemented = names.data ? dk_strbuf_take(&names) : dk_strdup("");
     return 0;
 }
 
@@ -242,8 +217,7 @@ static int adl_prepare(dk_method_job *job, dk_err *err) {
                           (long long)st->k, (long long)V);
     if (dk_method_layers(cfg, "diffing.method.layers", job->pair.n_layers, &st->layers, &st->n_layers, err) != 0)
         return -1;
-    if (note_not_implemented(job, st, err) != 0 || read_undertrained(job, st, err) != 0 ||
-        read_overview(job, st, err) != 0)
+    if (read_undertrained(job, st, err) != 0 || read_overview(job, st, err) != 0)
         return -1;
 
     const dk_cfg_node *list = dk_cfg_get(cfg, "diffing.method.datasets");
@@ -281,12 +255,13 @@ static int adl_prepare(dk_method_job *job, dk_err *err) {
     for (size_t i = 0; i < list->n; i++)
         if (read_dataset(job, st, (int64_t)i, have_family ? &family : NULL, err) != 0) return -1;
     dk_method_input(job, "undertrained", "%s", st->undertrained_source);
-    return overview_datasets(job, st, err);
+    if (overview_datasets(job, st, err) != 0) return -1;
+    st->steps = dk_calloc(1, sizeof *st->steps);
+    return adl_steps_read(job, st, st->steps, err);
 }
 
 static int adl_run(dk_method_job *job, dk_err *err) {
     adl_state *st = job->state;
-    if (st->not_implemented[0]) dk_results_attr_str(&job->res, "/", "not_implemented", st->not_implemented);
     dk_results_attr_str(&job->res, "/", "undertrained_list", st->undertrained_source);
     cJSON *overview = cJSON_CreateObject(), *datasets = cJSON_AddObjectToObject(overview, "datasets");
     cJSON *mapping = cJSON_CreateObject();
@@ -304,9 +279,11 @@ static int adl_run(dk_method_job *job, dk_err *err) {
                 layers = cJSON_AddObjectToObject(cJSON_AddObjectToObject(datasets, anon), "layers");
             }
             rc = adl_write_dataset(job, st, ds, &m, layers, err);
+            if (rc == 0) rc = adl_steps_run(job, st, st->steps, i, &m, layers, err);
         }
         adl_means_free(&m);
-        if (dk_dist_agree(&job->d, err) != 0) rc = -1;
+        /* the other ranks wait while rank 0 generates: without busy polling, which would take its cores */
+        if (dk_dist_agree_idle(&job->d, err) != 0) rc = -1;
     }
     dk_results_summary(&job->res, overview);
     dk_results_json(&job->res, "dataset_mapping.json", mapping);
@@ -325,7 +302,8 @@ static void adl_free(dk_method_job *job) {
     free(st->layers);
     free(st->undertrained);
     free(st->undertrained_source);
-    free(st->not_implemented);
+    if (st->steps) adl_steps_free(st->steps);
+    free(st->steps);
     free(st->overview_layers);
     free(st->overview_positions);
     free(st);
@@ -338,9 +316,10 @@ const dk_method_spec dk_method_activation_difference_lens = {
     .results_subdir = "activation_difference_lens",
     .usage = "Activation Difference Lens: per-position means of (finetuned - base) residual activations over the\n"
              "first n tokens of each configured dataset, at each configured layer, computed with both models on\n"
-             "the fly; the models' mean norms; the logit lens of every mean through the finetuned model's head.\n"
-             "Settings: diffing.method.* (configs/diffing/method/activation_difference_lens.yaml). Patchscope,\n"
-             "steering, token relevance and causal effect belong to part 2 (issue #13): skipped with a warning.\n"
+             "the fly; the models' mean norms; the logit lens of every mean through the finetuned model's head;\n"
+             "auto Patchscope, steering (coherence threshold, steered samples) and token relevance, graded by an\n"
+             "LLM endpoint or offline heuristics (grader.mode). Settings: diffing.method.*\n"
+             "(configs/diffing/method/activation_difference_lens.yaml).\n"
              "    mpirun -n 2 diff_adl organism=NAME model=NAME [diffing.method.max_samples=1000]\n",
     .needs_models = true,
     .prepare = adl_prepare,

@@ -34,8 +34,8 @@ typedef struct adl_state {
     bool mark_undertrained;
     bool *undertrained;              /* (vocab) or NULL when no list is available */
     char *undertrained_source;       /* where the list came from, or why there is none */
-    /* steps of the seed that diffkit does not run yet (part 2, issue #13), enabled in the configuration */
-    char *not_implemented;           /* "auto_patch_scope, steering" or "" */
+    /* the generating steps (auto Patchscope, steering, token relevance): adl_steps.h */
+    struct adl_steps *steps;
     /* the agent's overview (seed_spec §14.4): diffing.method.agent.overview */
     int64_t *overview_layers, n_overview_layers;
     int64_t *overview_positions, n_overview_positions;

@@ -64,8 +64,8 @@ static cJSON *overview_layer(const adl_state *st, const adl_dataset *ds, const d
     cJSON *o = cJSON_CreateObject();
     cJSON *avail = cJSON_AddObjectToObject(o, "available_positions");
     cJSON *ll_pos = cJSON_AddArrayToObject(avail, "logit_lens");
-    cJSON_AddArrayToObject(avail, "patch_scope");   /* part 2 (issue #13): none yet */
-    cJSON_AddArrayToObject(avail, "steering");      /* part 2 (issue #13): none yet */
+    cJSON_AddArrayToObject(avail, "patch_scope");   /* filled by auto Patchscope (adl_aps.c) */
+    cJSON_AddArrayToObject(avail, "steering");      /* filled by steering (adl_steer.c) */
     cJSON *per_position = cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "logit_lens"), "per_position");
     cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "patch_scope"), "per_position");
     cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "steering_examples"), "per_position");

@@ -12,5 +12,6 @@ extern const dk_method_spec dk_method_activation_analysis;   /* activation_analy
 extern const dk_method_spec dk_method_pca;  /* pca.c */
 extern const dk_method_spec dk_method_sae_difference;   /* dict_job.c (job diff_sae) */
 extern const dk_method_spec dk_method_crosscoder;   /* dict_job.c (job diff_crosscoder) */
+extern const dk_method_spec dk_method_weight_amplification;   /* amplification_run.c (job diff_amplification) */
 
 #endif

@@ -343,10 +343,22 @@ static int write_json_files(dk_results *r, dk_err *err) {
         int rc = dk_mkdirs(folder, err);
         free(folder);
         dk_out_file o;
-        char *text = rc == 0 ? cJSON_Print(f->json) : NULL;
+        const size_t len = strlen(f->relpath);
+        const bool lines = len > 6 && strcmp(f->relpath + len - 6, ".jsonl") == 0 && cJSON_IsArray(f->json);
+        char *text = rc == 0 && !lines ? cJSON_Print(f->json) : NULL;
         if (rc == 0 && dk_out_open(&o, path, NULL, 0, err) == 0) {
-            fputs(text, o.f);
-            fputc('\n', o.f);
+            if (lines) { /* JSON Lines: one compact record per line */
+                const cJSON *item;
+                cJSON_ArrayForEach(item, f->json) {
+                    char *line = cJSON_PrintUnformatted(item);
+                    fputs(line, o.f);
+                    fputc('\n', o.f);
+                    cJSON_free(line);
+                }
+            } else {
+                fputs(text, o.f);
+                fputc('\n', o.f);
+            }
             rc = dk_out_commit(&o, err);
         } else {
             rc = -1;

@@ -67,7 +67,8 @@ void dk_results_attr_str(dk_results *r, const char *path, const char *name, cons
 void dk_results_attr_f64(dk_results *r, const char *path, const char *name, double value);
 void dk_results_attr_i64(dk_results *r, const char *path, const char *name, int64_t value);
 
-/* Queues <dir>/<relpath> (folders created) holding json (taken; freed by the results). Writer only uses it. */
+/* Queues <dir>/<relpath> (folders created) holding json (taken; freed by the results). Writer only uses it.
+ * A relpath ending in .jsonl with an array writes JSON Lines: each item compact on its own line. */
 void dk_results_json(dk_results *r, const char *relpath, cJSON *json);
 /* The summary the agent runner reads (seed_spec §14.4 / §13): stored as /summary (attribute "json") and as
  * <dir>/summary.json at commit. json is taken. */
