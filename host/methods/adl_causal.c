@@ -619,11 +619,13 @@ int adl_causal_run(dk_method_job *job, const adl_state *st, const adl_steps *ste
         dk_results_attr_f64(&job->res, group, "ce_random_median", rnd_median);
         dk_results_attr_f64(&job->res, group, "ce_random_diff_median", rdiff_median);
         dk_results_attr_i64(&job->res, group, "count", counts.all);
+        char rdiff_text[64] = "";
+        if (KD > 0) snprintf(rdiff_text, sizeof rdiff_text, ", random differences median %.4f", rdiff_median);
         LOG_INFO("diff_adl causal_effect %s layer %lld position %lld eval %s (%s, %lld targets): CE of the %s model "
-                 "intervened %.4f vs clean %.4f (the %s model %.4f); random directions median %.4f, random "
-                 "differences median %.4f", ds->name, (long long)L, (long long)p, eval_name, dir_name,
-                 (long long)counts.all, ft_target ? "finetuned" : "base", ce_i, ce_tgt, ft_target ? "base" : "finetuned",
-                 finalize(acc[!ft_target].sum_all, counts.all).ce, rnd_median, rdiff_median);
+                 "intervened %.4f vs clean %.4f (the %s model %.4f); random directions median %.4f%s", ds->name,
+                 (long long)L, (long long)p, eval_name, dir_name, (long long)counts.all, ft_target ? "finetuned" : "base",
+                 ce_i, ce_tgt, ft_target ? "base" : "finetuned", finalize(acc[!ft_target].sum_all, counts.all).ce,
+                 rnd_median, rdiff_text);
         free(group), free(file);
     }
     for (int64_t a = 0; a < 2 + n_dirs; a++) acc_free(&acc[a]);

@@ -5,7 +5,8 @@
 # (assistant tokens only). Outputs: each position's results.json with the seed's fields (adl_causal_check), the log
 # line. Meaning: removing the finetune's direction raises the glacier-honey model's loss on its training documents
 # far more than any random or random-difference direction does; on the cat-post documents (a finetune it never saw)
-# the same intervention does not raise it. A bad patch_direction is a usage error (exit 2).
+# the same intervention does not raise it. A bad patch_direction, an eval dataset without eval_dataset_is_chat:
+# usage errors (exit 2).
 source "$(dirname "$0")/adl_lib.sh"
 CHECK="$(dirname "$ADL_CHECK")/adl_causal_check"
 DATA="$DIFFKIT_SOURCE_DIR/data/demo"
@@ -39,4 +40,7 @@ awk -v i="$other" -v o="$own" 'BEGIN { exit !(i < 0.05 && i < o / 3) }' ||
 run_adl 1 "$WORK/bad" "$WORK/bad.log" "${ARGS[@]}" $C.patch_direction=sideways
 expect_code 1 "$WORK/bad.log" 2 "causal_effect.patch_direction = sideways: expected base_to_ft"
 no_results "$WORK/bad"
+run_adl 1 "$WORK/bad2" "$WORK/bad2.log" "${ARGS[@]}" $C.tasks.1.eval_dataset_is_chat=null
+expect_code 1 "$WORK/bad2.log" 2 "tasks.1.eval_dataset_is_chat is missing: say whether"
+no_results "$WORK/bad2"
 echo "PASS"
