@@ -10,8 +10,8 @@
  * docs/formats.md "ADL results".
  *
  * The generating steps (auto Patchscope, steering, token relevance; seed_spec §5.4–5.6) run per dataset after the
- * logit lens, on rank 0, with the grader each step configures (an LLM endpoint or offline heuristics):
- * adl_steps.h. The seed's optional causal effect step is not implemented (refused when enabled). */
+ * logit lens, on rank 0, with the grader each step configures (an LLM endpoint or offline heuristics), then the
+ * seed's optional causal effect step (§5.7, off by default): adl_steps.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -78,21 +78,22 @@ static int read_bool(const dk_cfg *cfg, const char *step, const char *key, bool 
     return rc;
 }
 
-/* diffing.method.<step>.tasks: [{dataset, layer, positions[, source]}] matched to the run's datasets and layers. */
-static int read_tasks(dk_method_job *job, const adl_state *st, const char *step, bool with_source, adl_task **out,
-                      int *n_out, dk_err *err) {
+/* diffing.method.<step>.tasks: [{<dataset_field>, layer, positions[, source]}] matched to the run's datasets and
+ * layers (dataset_field: "dataset", or the causal effect's "diff_source_dataset"). */
+static int read_tasks(dk_method_job *job, const adl_state *st, const char *step, const char *dataset_field,
+                      bool with_source, adl_task **out, int *n_out, dk_err *err) {
     char *key = dk_sprintf("diffing.method.%s.tasks", step);
     const dk_cfg_node *list = dk_cfg_get(job->cfg, key);
     int rc = 0;
     if (!list || list->kind != DK_CFG_SEQ || list->n == 0)
-        rc = dk_err_set(err, DK_EXIT_USAGE, "%s must be a non-empty list of {dataset, layer, positions%s}", key,
-                        with_source ? ", source" : "");
+        rc = dk_err_set(err, DK_EXIT_USAGE, "%s must be a non-empty list of {%s, layer, positions%s}", key,
+                        dataset_field, with_source ? ", source" : "");
     *out = rc == 0 ? dk_calloc(list->n, sizeof **out) : NULL;
     *n_out = 0;
     for (size_t i = 0; rc == 0 && i < list->n; i++) {
         adl_task *t = &(*out)[i];
         char *base = dk_sprintf("%s.%zu", key, i);
-        char *ds_key = dk_sprintf("%s.dataset", base), *pos_key = dk_sprintf("%s.positions", base);
+        char *ds_key = dk_sprintf("%s.%s", base, dataset_field), *pos_key = dk_sprintf("%s.positions", base);
         const char *ds_id = NULL;
         rc = dk_cfg_try_str(job->cfg, ds_key, false, &ds_id, err);
         t->dataset = -1;
@@ -223,7 +224,7 @@ static int read_aps(dk_method_job *job, const adl_state *st, adl_aps_settings *a
     if (read_int(cfg, "auto_patch_scope", "intersection_top_k", 1, &a->intersection_top_k, err) != 0 ||
         read_int(cfg, "auto_patch_scope", "tokens_k", 1, &a->tokens_k, err) != 0 ||
         read_bool(cfg, "auto_patch_scope", "use_normalized", &a->use_normalized, err) != 0 ||
-        read_tasks(job, st, "auto_patch_scope", false, &a->tasks, &a->n_tasks, err) != 0)
+        read_tasks(job, st, "auto_patch_scope", "dataset", false, &a->tasks, &a->n_tasks, err) != 0)
         return -1;
     dk_method_input(job, "auto_patch_scope", "intersection_top_k %lld, tokens_k %lld, use_normalized %d",
                     (long long)a->intersection_top_k, (long long)a->tokens_k, a->use_normalized);
@@ -256,7 +257,7 @@ static int read_steer(dk_method_job *job, const adl_state *st, adl_steer_setting
     if (!sample) s->final_temperature = 0;
     s->prompts_file = dk_strdup(file);
     if (read_prompts(file, "diffing.method.steering.prompts_file", &s->prompts, &s->n_prompts, err) != 0 ||
-        read_tasks(job, st, "steering", false, &s->tasks, &s->n_tasks, err) != 0)
+        read_tasks(job, st, "steering", "dataset", false, &s->tasks, &s->n_tasks, err) != 0)
         return -1;
     dk_method_input(job, "steering", "%d prompts from %s; threshold: batch_steps %lld, steps %lld, %lld samples per "
                     "strength, coherence >= %g, max strength %g, %lld tokens at T=%g; final: %lld samples, %lld tokens "
@@ -297,7 +298,7 @@ static int read_relevance(dk_method_job *job, const adl_state *st, adl_relevance
         return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.token_relevance.baseline_organisms lists %zu organisms: "
                           "grading against other organisms' frequent tokens is not implemented; set it to []",
                           baselines->n);
-    if (read_tasks(job, st, "token_relevance", true, &r->tasks, &r->n_tasks, err) != 0) return -1;
+    if (read_tasks(job, st, "token_relevance", "dataset", true, &r->tasks, &r->n_tasks, err) != 0) return -1;
     dk_method_input(job, "token_relevance", "variants %d%d%d, agreement %s, %d permutations, frequent tokens %lld "
                     "(min count %lld), %lld candidates; description: %s", r->grade[0], r->grade[1], r->grade[2],
                     agreement, r->permutations, (long long)r->num_tokens, (long long)r->min_count,
@@ -305,18 +306,134 @@ static int read_relevance(dk_method_job *job, const adl_state *st, adl_relevance
     return open_grader(job, "token_relevance", &r->grader, err);
 }
 
+/* The string at path, or NULL when it is absent or null. */
+static const char *optional_str(const dk_cfg *cfg, const char *path) {
+    return dk_cfg_has(cfg, path) ? dk_cfg_str_or_null(cfg, path) : NULL;
+}
+
+/* A causal effect task's eval dataset: eval_dataset (default "training": organism.dataset) with, for any other
+ * id, eval_dataset_is_chat and the optional eval_dataset_text_column / eval_dataset_messages_column. */
+static int read_causal_eval(const dk_cfg *cfg, size_t i, adl_causal_eval *e, dk_err *err) {
+    char *base = dk_sprintf("diffing.method.causal_effect.tasks.%zu", i);
+    char *alias_key = dk_sprintf("%s.eval_dataset", base), *chat_key = dk_sprintf("%s.eval_dataset_is_chat", base);
+    char *text_key = dk_sprintf("%s.eval_dataset_text_column", base);
+    char *msgs_key = dk_sprintf("%s.eval_dataset_messages_column", base);
+    const char *alias = optional_str(cfg, alias_key), *id = NULL, *text = NULL, *msgs = NULL;
+    int rc = 0;
+    e->alias = dk_strdup(alias ? alias : "training");
+    if (strcmp(e->alias, "training") == 0) {
+        rc = dk_cfg_try_str(cfg, "organism.dataset.id", false, &id, err);
+        if (rc == 0) rc = dk_cfg_try_bool(cfg, "organism.dataset.is_chat", &e->is_chat, err);
+        text = optional_str(cfg, "organism.dataset.text_column");
+        msgs = optional_str(cfg, "organism.dataset.messages_column");
+    } else {
+        id = e->alias;
+        if (!dk_cfg_has(cfg, chat_key))
+            rc = dk_err_set(err, DK_EXIT_USAGE, "%s is missing: say whether %s = %s is a chat dataset (true or false)",
+                            chat_key, alias_key, e->alias);
+        if (rc == 0) rc = dk_cfg_try_bool(cfg, chat_key, &e->is_chat, err);
+        text = optional_str(cfg, text_key);
+        msgs = optional_str(cfg, msgs_key);
+    }
+    if (rc == 0) {
+        e->id = dk_strdup(id);
+        e->text_column = dk_strdup(text ? text : "text");
+        e->messages_column = dk_strdup(msgs ? msgs : "messages");
+    }
+    free(base), free(alias_key), free(chat_key), free(text_key), free(msgs_key);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int read_causal(dk_method_job *job, const adl_state *st, adl_causal_settings *c, dk_err *err) {
+    const dk_cfg *cfg = job->cfg;
+    if (read_bool(cfg, "causal_effect", "enabled", &c->enabled, err) != 0) return -1;
+    if (!c->enabled) return 0;
+    const char *direction = NULL, *split = NULL;
+    if (dk_cfg_try_str(cfg, "diffing.method.causal_effect.patch_direction", false, &direction, err) != 0 ||
+        dk_cfg_try_str(cfg, "diffing.method.causal_effect.split", false, &split, err) != 0 ||
+        read_bool(cfg, "causal_effect", "zero_ablate", &c->zero_ablate, err) != 0 ||
+        read_int(cfg, "causal_effect", "batch_size", 1, &c->batch_size, err) != 0 ||
+        read_int(cfg, "causal_effect", "max_samples", 1, &c->max_samples, err) != 0 ||
+        read_int(cfg, "causal_effect", "max_total_tokens", 2, &c->max_total_tokens, err) != 0 ||
+        read_int(cfg, "causal_effect", "after_k", 0, &c->after_k, err) != 0 ||
+        read_int(cfg, "causal_effect", "num_random_vectors", 1, &c->num_random, err) != 0 ||
+        read_int(cfg, "causal_effect", "num_random_diff_vectors", 0, &c->num_random_diff, err) != 0)
+        return -1;
+    if (strcmp(direction, "base_to_ft") != 0 && strcmp(direction, "ft_to_base") != 0)
+        return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.causal_effect.patch_direction = %s: expected base_to_ft "
+                          "(the finetuned model gets the base model's component) or ft_to_base", direction);
+    c->base_to_ft = strcmp(direction, "base_to_ft") == 0;
+    c->split = dk_strdup(split);
+    if (c->num_random_diff > 0) {
+        const char *chat = optional_str(cfg, "dataset.chat.id");
+        if (!chat)
+            return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.causal_effect.num_random_diff_vectors = %lld draws "
+                              "from dataset.chat.id, which is not set: set it, or num_random_diff_vectors to 0",
+                              (long long)c->num_random_diff);
+        c->rdiff_dataset = dk_strdup(chat);
+    }
+    if (read_tasks(job, st, "causal_effect", "diff_source_dataset", false, &c->tasks, &c->n_tasks, err) != 0) return -1;
+    /* tasks of the same (diff_source_dataset, layer, eval dataset) are one group, as in the seed */
+    c->evals = dk_calloc((size_t)c->n_tasks, sizeof *c->evals);
+    int n_groups = 0;
+    for (int i = 0; i < c->n_tasks; i++) {
+        adl_causal_eval e = {0};
+        if (read_causal_eval(cfg, (size_t)i, &e, err) != 0) {
+            free(e.alias), free(e.id), free(e.text_column), free(e.messages_column);
+            for (int j = n_groups; j < c->n_tasks; j++) free(c->tasks[j].positions);
+            c->n_tasks = n_groups; /* adl_steps_free frees the groups */
+            return -1;
+        }
+        adl_task t = c->tasks[i];
+        int into = -1;
+        for (int j = 0; j < n_groups; j++)
+            if (c->tasks[j].dataset == t.dataset && c->tasks[j].layer == t.layer && strcmp(c->evals[j].id, e.id) == 0)
+                into = j;
+        if (into < 0) {
+            c->tasks[n_groups] = t;
+            c->evals[n_groups++] = e;
+        } else {
+            adl_task *g = &c->tasks[into];
+            g->positions = dk_realloc(g->positions, (size_t)(g->n_positions + t.n_positions) * sizeof *g->positions);
+            memcpy(g->positions + g->n_positions, t.positions, (size_t)t.n_positions * sizeof *t.positions);
+            g->n_positions += t.n_positions;
+            free(t.positions);
+            free(e.alias), free(e.id), free(e.text_column), free(e.messages_column);
+        }
+    }
+    c->n_tasks = n_groups;
+    for (int i = 0; i < c->n_tasks; i++) {
+        adl_task *t = &c->tasks[i];
+        qsort(t->positions, (size_t)t->n_positions, sizeof *t->positions, cmp_i64);
+        int64_t n = 0;
+        for (int64_t p = 0; p < t->n_positions; p++)
+            if (n == 0 || t->positions[n - 1] != t->positions[p]) t->positions[n++] = t->positions[p];
+        t->n_positions = n;
+        dk_method_input(job, "causal_effect", "group %d: eval %s (%s, chat %d), %lld positions", i, c->evals[i].alias,
+                        c->evals[i].id, c->evals[i].is_chat, (long long)n);
+    }
+    dk_method_input(job, "causal_effect", "%s, zero_ablate %d, split %s, batch_size %lld, max_samples %lld, "
+                    "max_total_tokens %lld, after_k %lld, %lld random vectors, %lld random difference vectors (%s), "
+                    "seed %lld", direction, c->zero_ablate, c->split, (long long)c->batch_size,
+                    (long long)c->max_samples, (long long)c->max_total_tokens, (long long)c->after_k,
+                    (long long)c->num_random, (long long)c->num_random_diff,
+                    c->rdiff_dataset ? c->rdiff_dataset : "none", (long long)job->seed);
+    return 0;
+}
+
 int adl_steps_read(dk_method_job *job, adl_state *st, adl_steps *steps, dk_err *err) {
     memset(steps, 0, sizeof *steps);
-    if (dk_cfg_try_bool(job->cfg, "diffing.method.causal_effect.enabled", &steps->causal_effect, err) != 0) return -1;
-    if (steps->causal_effect)
-        return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.causal_effect.enabled = true: the seed's optional causal "
-                          "effect step is not implemented in diffkit; set it to false (the seed's default)");
     if (dk_cfg_try_int(job->cfg, "diffing.method.agent.overview.steering_samples_per_prompt",
                        &steps->overview_samples_per_prompt, err) != 0 ||
         dk_cfg_try_int(job->cfg, "diffing.method.agent.overview.max_sample_chars", &steps->overview_max_chars, err) != 0)
         return -1;
     if (read_aps(job, st, &steps->aps, err) != 0 || read_steer(job, st, &steps->steer, err) != 0 ||
-        read_relevance(job, st, &steps->relevance, err) != 0)
+        read_relevance(job, st, &steps->relevance, err) != 0 || read_causal(job, st, &steps->causal, err) != 0)
         return -1;
     return 0;
 }
@@ -337,6 +454,12 @@ void adl_steps_free(adl_steps *steps) {
     free_tasks(steps->relevance.tasks, steps->relevance.n_tasks);
     free(steps->relevance.description);
     close_grader(&steps->relevance.grader);
+    for (int i = 0; steps->causal.evals && i < steps->causal.n_tasks; i++) {
+        adl_causal_eval *e = &steps->causal.evals[i];
+        free(e->alias), free(e->id), free(e->text_column), free(e->messages_column);
+    }
+    free_tasks(steps->causal.tasks, steps->causal.n_tasks);
+    free(steps->causal.evals), free(steps->causal.split), free(steps->causal.rdiff_dataset);
     for (int i = 0; i < steps->n_frequent; i++) free(steps->frequent[i]);
     free(steps->frequent);
     for (int i = 0; i < steps->n_aps_found; i++) {
@@ -385,5 +508,7 @@ int adl_steps_run(dk_method_job *job, const adl_state *st, adl_steps *steps, int
         for (int64_t p = 0; p < task->n_positions && rc == 0; p++)
             rc = adl_relevance_run(job, st, steps, ds, m, task, task->positions[p], err);
     }
+    for (int t = 0; steps->causal.enabled && t < steps->causal.n_tasks && rc == 0; t++)
+        if (steps->causal.tasks[t].dataset == ds_index) rc = adl_causal_run(job, st, steps, ds, m, t, err);
     return rc;
 }

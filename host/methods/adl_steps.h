@@ -8,6 +8,7 @@
  *   adl_aps.c         auto Patchscope: the lens at 30 scales (adl_patchscope.c) and the grader's tournament
  *   adl_steer.c       steering: the look-ahead bisection of the coherence threshold, the final generations
  *   adl_relevance.c   token relevance: frequent tokens of the organism's data, candidates, grades, metrics
+ *   adl_causal.c      causal effect (optional, off by default): the loss with the component along v̂ patched
  * Outputs use the suffix-free names the agent reads (seed_spec §5.8's mismatch resolved that way): the grader's
  * id is a field inside each file, not part of its name. */
 #ifndef DK_METHODS_ADL_STEPS_H
@@ -79,11 +80,31 @@ typedef struct adl_relevance_settings {
     adl_grader grader;
 } adl_relevance_settings;
 
+/* The eval dataset of a causal effect task: "training" (organism.dataset) or a dataset id. */
+typedef struct adl_causal_eval {
+    char *alias;                 /* "training" or the id, as configured */
+    char *id;                    /* the dataset id */
+    bool is_chat;
+    char *text_column, *messages_column;
+} adl_causal_eval;
+
+typedef struct adl_causal_settings {
+    bool enabled;
+    adl_task *tasks;             /* dataset = diff_source_dataset; positions sorted, unique */
+    adl_causal_eval *evals;      /* (n_tasks) */
+    int n_tasks;
+    bool base_to_ft;             /* patch_direction: base_to_ft (the finetuned model is intervened) or ft_to_base */
+    bool zero_ablate;
+    char *split;
+    int64_t batch_size, max_samples, max_total_tokens, after_k, num_random, num_random_diff;
+    char *rdiff_dataset;         /* dataset.chat.id: where the random difference vectors come from */
+} adl_causal_settings;
+
 typedef struct adl_steps {
     adl_aps_settings aps;
     adl_steer_settings steer;
     adl_relevance_settings relevance;
-    bool causal_effect;          /* enabled in the configuration: not implemented, refused */
+    adl_causal_settings causal;
     /* the frequent tokens of the organism's training data (token relevance), counted once */
     char **frequent;
     int n_frequent;
@@ -128,6 +149,9 @@ int adl_steer_run(dk_method_job *job, const adl_state *st, adl_steps *steps, con
 /* token relevance of one task position and source */
 int adl_relevance_run(dk_method_job *job, const adl_state *st, adl_steps *steps, const adl_dataset *ds,
                       const adl_means *m, const adl_task *task, int64_t label, dk_err *err);
+/* causal effect of task steps->causal.tasks[task_index] (every position of it) */
+int adl_causal_run(dk_method_job *job, const adl_state *st, const adl_steps *steps, const adl_dataset *ds,
+                   const adl_means *m, int task_index, dk_err *err);
 
 /* What the auto Patchscope found for one (variant, position): kept for token relevance and the overview. */
 typedef struct adl_aps_found {
