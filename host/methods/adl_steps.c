@@ -5,6 +5,7 @@
  * of host/llm/graders.h, results marked grader "offline"), or auto (the default: llm when the endpoint's key is
  * there, else offline with a line saying why). Cluster nodes without internet therefore run the whole ADL. */
 #include "methods/adl_steps.h"
+#include "methods/chat_generate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,30 +194,6 @@ static void close_grader(adl_grader *g) {
     memset(g, 0, sizeof *g);
 }
 
-/* The prompts file: one prompt per line, blank lines skipped (the seed's read_prompts). */
-static int read_prompts(const char *path, const char *key, char ***out, int *n, dk_err *err) {
-    size_t size = 0;
-    char *text = dk_read_file(path, &size, err);
-    if (!text) {
-        dk_err_prefix(err, "%s: ", key);
-        return -1;
-    }
-    *out = NULL;
-    *n = 0;
-    int cap = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *s = line, *e = line + strlen(line);
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
-        if (e == s) continue;
-        if (*n == cap) *out = dk_realloc(*out, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **out);
-        (*out)[(*n)++] = dk_strndup(s, (size_t)(e - s));
-    }
-    free(text);
-    if (*n == 0) return dk_err_set(err, DK_EXIT_USAGE, "%s = %s holds no prompt (one prompt per line)", key, path);
-    return 0;
-}
-
 static int read_aps(dk_method_job *job, const adl_state *st, adl_aps_settings *a, dk_err *err) {
     const dk_cfg *cfg = job->cfg;
     if (read_bool(cfg, "auto_patch_scope", "enabled", &a->enabled, err) != 0) return -1;
@@ -256,7 +233,7 @@ static int read_steer(dk_method_job *job, const adl_state *st, adl_steer_setting
     if (read_bool(cfg, "steering", "final.generation.do_sample", &sample, err) != 0) return -1;
     if (!sample) s->final_temperature = 0;
     s->prompts_file = dk_strdup(file);
-    if (read_prompts(file, "diffing.method.steering.prompts_file", &s->prompts, &s->n_prompts, err) != 0 ||
+    if (dk_read_prompts(file, "diffing.method.steering.prompts_file", &s->prompts, &s->n_prompts, err) != 0 ||
         read_tasks(job, st, "steering", "dataset", false, &s->tasks, &s->n_tasks, err) != 0)
         return -1;
     dk_method_input(job, "steering", "%d prompts from %s; threshold: batch_steps %lld, steps %lld, %lld samples per "

@@ -43,30 +43,6 @@ typedef struct amp_state {
     uint64_t seed;
 } amp_state;
 
-static int read_prompts(const char *path, char ***out, int *n, dk_err *err) {
-    size_t size = 0;
-    char *text = dk_read_file(path, &size, err);
-    if (!text) {
-        dk_err_prefix(err, "diffing.method.run.prompts_file: ");
-        return -1;
-    }
-    int cap = 0;
-    *n = 0;
-    *out = NULL;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *s = line, *e = line + strlen(line);
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
-        if (e == s) continue;
-        if (*n == cap) *out = dk_realloc(*out, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **out);
-        (*out)[(*n)++] = dk_strndup(s, (size_t)(e - s));
-    }
-    free(text);
-    if (*n == 0)
-        return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.run.prompts_file = %s holds no prompt (one per line)", path);
-    return 0;
-}
-
 static int read_models(dk_method_job *job, amp_state *st, dk_err *err) {
     const dk_cfg_node *list = dk_cfg_get(job->cfg, "diffing.method.run.models");
     if (!list || list->kind != DK_CFG_SEQ || list->n == 0)
@@ -101,7 +77,8 @@ static int amp_prepare(dk_method_job *job, dk_err *err) {
                           job->pair.ft_dir);
     double temperature = 1.0, top_p = 0.9;
     int64_t max_tokens = 0, n = 0, max_batch = 0;
-    if (read_prompts(prompts, &st->prompts, &st->n_prompts, err) != 0 || read_models(job, st, err) != 0 ||
+    if (dk_read_prompts(prompts, "diffing.method.run.prompts_file", &st->prompts, &st->n_prompts, err) != 0 ||
+        read_models(job, st, err) != 0 ||
         dk_cfg_try_bool(cfg, "diffing.method.run.use_chat_template", &st->chat, err) != 0 ||
         dk_cfg_try_int(cfg, "diffing.method.run.sampling.max_tokens", &max_tokens, err) != 0 ||
         dk_cfg_try_int(cfg, "diffing.method.run.sampling.n", &n, err) != 0 ||

@@ -8,6 +8,7 @@
 #include "core/host_memory.h"
 #include "core/log.h"
 #include "core/strutil.h"
+#include "io/file.h"
 
 int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const char *model_dir,
                      const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t max_batch, dk_err *err) {
@@ -187,4 +188,27 @@ int dk_chat_gen_nll(const dk_chat_gen *g, const int64_t *prompt, int64_t n_promp
     free(ids);
     free(logits);
     return rc;
+}
+
+int dk_read_prompts(const char *path, const char *key, char ***out, int *n, dk_err *err) {
+    size_t size = 0;
+    char *text = dk_read_file(path, &size, err);
+    if (!text) {
+        dk_err_prefix(err, "%s: ", key);
+        return -1;
+    }
+    *out = NULL;
+    *n = 0;
+    int cap = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *s = line, *e = line + strlen(line);
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
+        if (e == s) continue;
+        if (*n == cap) *out = dk_realloc(*out, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **out);
+        (*out)[(*n)++] = dk_strndup(s, (size_t)(e - s));
+    }
+    free(text);
+    if (*n == 0) return dk_err_set(err, DK_EXIT_USAGE, "%s = %s holds no prompt (one prompt per line)", key, path);
+    return 0;
 }

@@ -68,4 +68,8 @@ int dk_chat_gen_run(const dk_chat_gen *g, const dk_chat_gen_request *req, char *
 int dk_chat_gen_nll(const dk_chat_gen *g, const int64_t *prompt, int64_t n_prompt, const int64_t *completion,
                     int64_t n_completion, float *nll, dk_err *err);
 
+/* A prompts file (the seed's read_prompts): one prompt per line, surrounding blanks trimmed, blank lines skipped;
+ * *prompts (*n) malloc'ed. key names the setting in messages. 0, or -1 with err (no prompt at all: code 2). */
+int dk_read_prompts(const char *path, const char *key, char ***prompts, int *n, dk_err *err);
+
 #endif
