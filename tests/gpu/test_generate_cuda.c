@@ -22,8 +22,6 @@
 
 #include <time.h>
 
-#include <cjson/cJSON.h>
-
 #include "engine_test.h"
 #include "model_golden.h"
 #include "io/file.h"
@@ -46,60 +44,34 @@ static bool same_ids(const int64_t *a, int64_t na, const int64_t *b, int64_t nb)
     return na == nb && (na == 0 || memcmp(a, b, (size_t)na * sizeof *a) == 0);
 }
 
-/* The prompts and transformers' outputs of models/<name>/generate.json, packed. */
-typedef struct golden_generation {
-    int n;
-    int64_t *prompt_ids, *prompt_start; /* packed prompts, (n + 1) offsets */
-    int64_t *output_ids, *output_start; /* packed expected outputs */
-} golden_generation;
-
-static void append_ids(const cJSON *arr, int64_t **ids, int64_t *n) {
-    const int k = cJSON_GetArraySize(arr);
-    *ids = dk_realloc(*ids, (size_t)(*n + k + 1) * sizeof **ids);
-    for (int i = 0; i < k; i++) (*ids)[(*n)++] = (int64_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-}
-
-static void read_golden(const char *model, golden_generation *g) {
-    char *rel = dk_sprintf("models/%s/generate.json", model), *path = engine_fixture(rel);
-    size_t size;
-    char *text = (char *)engine_read_all(path, &size);
-    cJSON *root = cJSON_Parse(text);
-    CHECK(cJSON_IsArray(root), "%s: not a JSON array", path);
-    g->n = cJSON_GetArraySize(root);
-    g->prompt_ids = g->output_ids = NULL;
-    g->prompt_start = dk_malloc((size_t)(g->n + 1) * sizeof(int64_t));
-    g->output_start = dk_malloc((size_t)(g->n + 1) * sizeof(int64_t));
-    int64_t np = 0, no = 0;
-    g->prompt_start[0] = g->output_start[0] = 0;
-    for (int i = 0; i < g->n; i++) {
-        const cJSON *item = cJSON_GetArrayItem(root, i);
-        append_ids(cJSON_GetObjectItemCaseSensitive(item, "prompt"), &g->prompt_ids, &np);
-        append_ids(cJSON_GetObjectItemCaseSensitive(item, "output"), &g->output_ids, &no);
-        g->prompt_start[i + 1] = np;
-        g->output_start[i + 1] = no;
-    }
-    cJSON_Delete(root);
-    free(text);
-    free(path);
-    free(rel);
-}
-
-static void free_golden(golden_generation *g) {
-    free(g->prompt_ids);
-    free(g->prompt_start);
-    free(g->output_ids);
-    free(g->output_start);
-}
-
 static dk_batch prompt_batch(const golden_generation *g, int i, int64_t starts[2]) {
     starts[0] = 0, starts[1] = g->prompt_start[i + 1] - g->prompt_start[i];
     return (dk_batch){g->prompt_ids + g->prompt_start[i], starts[1], starts, 1, true};
 }
 
-static void open_backend(const dk_model *m, bool fp32, dk_backend *be) {
+/* A golden model, a GPU backend on it (mode F32 or BF16) and its generate.json prompts, all prompts batched. */
+typedef struct fixture {
+    dk_model m;
+    dk_backend be;
+    golden_generation g;
+    dk_batch all;
+} fixture;
+
+static void fixture_open(const char *name, bool fp32, fixture *f) {
+    char *dir = golden_model_dir(name);
     dk_err err = {0};
-    CHECK(dk_backend_open(be, m, &(dk_backend_options){.device = DK_DEVICE_CUDA, .cuda_fp32 = fp32}, &err) == 0,
+    CHECK(dk_model_open(dir, &f->m, &err) == 0, "%s", err.msg);
+    CHECK(dk_backend_open(&f->be, &f->m, &(dk_backend_options){.device = DK_DEVICE_CUDA, .cuda_fp32 = fp32}, &err) == 0,
           "%s", err.msg);
+    golden_generation_read(name, &f->g);
+    f->all = (dk_batch){f->g.prompt_ids, f->g.prompt_start[f->g.n], f->g.prompt_start, f->g.n, true};
+    free(dir);
+}
+
+static void fixture_close(fixture *f) {
+    golden_generation_free(&f->g);
+    dk_backend_close(&f->be);
+    dk_model_close(&f->m);
 }
 
 /* Generates `b` on the CPU and on the GPU backend; every sequence must be identical. Returns how many were. */
@@ -125,50 +97,36 @@ static int gpu_equals_cpu(const dk_model *m, dk_backend *be, const dk_lora_adapt
     return same;
 }
 
-static void open_model(const char *name, dk_model *m) {
-    char *rel = dk_sprintf("models/%s", name), *dir = engine_fixture(rel);
-    dk_err err = {0};
-    CHECK(dk_model_open(dir, m, &err) == 0, "%s", err.msg);
-    free(dir);
-    free(rel);
-}
-
 /* Greedy, mode F32, every golden model: alone and batched, equal to the CPU and to transformers. */
 static void test_f32_greedy_golden(void) {
     printf("mode F32 greedy generation on the GPU vs the CPU and transformers:\n");
     for (size_t k = 0; k < sizeof MODELS / sizeof MODELS[0]; k++) {
-        dk_model m;
-        open_model(MODELS[k], &m);
-        dk_backend be;
-        open_backend(&m, true, &be);
-        golden_generation g;
-        read_golden(MODELS[k], &g);
+        fixture f;
+        fixture_open(MODELS[k], true, &f);
+        const golden_generation *g = &f.g;
         const dk_generate_options opt = greedy(10); /* the goldens' max_new_tokens */
         dk_err err = {0};
         int same = 0, total = 0;
-        for (int i = 0; i < g.n; i++) {
+        for (int i = 0; i < g->n; i++) {
             int64_t starts[2];
-            dk_batch b = prompt_batch(&g, i, starts);
+            dk_batch b = prompt_batch(g, i, starts);
             char *what = dk_sprintf("%s prompt %d alone", MODELS[k], i);
-            same += gpu_equals_cpu(&m, &be, NULL, &b, &opt, what), total++;
+            same += gpu_equals_cpu(&f.m, &f.be, NULL, &b, &opt, what), total++;
             free(what);
         }
-        dk_batch all = {g.prompt_ids, g.prompt_start[g.n], g.prompt_start, g.n, true};
         char *what = dk_sprintf("%s all prompts batched", MODELS[k]);
-        same += gpu_equals_cpu(&m, &be, NULL, &all, &opt, what), total += g.n;
+        same += gpu_equals_cpu(&f.m, &f.be, NULL, &f.all, &opt, what), total += g->n;
         free(what);
         dk_generation out; /* and transformers' own tokens */
-        if (EXPECT(dk_generate_backend(&be, NULL, &all, &opt, &out, &err) == 0, "%s", err.msg)) {
-            for (int i = 0; i < g.n; i++)
-                EXPECT(same_ids(out.ids[i], out.n_ids[i], g.output_ids + g.output_start[i],
-                                g.output_start[i + 1] - g.output_start[i]),
+        if (EXPECT(dk_generate_backend(&f.be, NULL, &f.all, &opt, &out, &err) == 0, "%s", err.msg)) {
+            for (int i = 0; i < g->n; i++)
+                EXPECT(same_ids(out.ids[i], out.n_ids[i], g->output_ids + g->output_start[i],
+                                g->output_start[i + 1] - g->output_start[i]),
                        "%s prompt %d batched on the GPU: differs from transformers (generate.json)", MODELS[k], i);
             dk_generation_free(&out);
         }
         printf("  %-10s %d of %d generations identical to the CPU's\n", MODELS[k], same, total);
-        free_golden(&g);
-        dk_backend_close(&be);
-        dk_model_close(&m);
+        fixture_close(&f);
     }
 }
 
@@ -176,42 +134,31 @@ static void test_f32_greedy_golden(void) {
 static void test_f32_cache_growth(void) {
     const char *names[] = {"llama", "gemma2"};
     for (int k = 0; k < 2; k++) {
-        dk_model m;
-        open_model(names[k], &m);
-        dk_backend be;
-        open_backend(&m, true, &be);
-        golden_generation g;
-        read_golden(names[k], &g);
-        dk_batch all = {g.prompt_ids, g.prompt_start[g.n], g.prompt_start, g.n, true};
+        fixture f;
+        fixture_open(names[k], true, &f);
         const dk_generate_options opt = {.max_new_tokens = 300};
         char *what = dk_sprintf("%s, 300 new tokens (cache growth)", names[k]);
-        const int same = gpu_equals_cpu(&m, &be, NULL, &all, &opt, what);
-        printf("  %s: %d of %d identical\n", what, same, g.n);
+        const int same = gpu_equals_cpu(&f.m, &f.be, NULL, &f.all, &opt, what);
+        printf("  %s: %d of %d identical\n", what, same, f.g.n);
         free(what);
-        free_golden(&g);
-        dk_backend_close(&be);
-        dk_model_close(&m);
+        fixture_close(&f);
     }
 }
 
 /* Hooks during generation on llama (steer.vector and patch.vector of golden.safetensors, after block 1). */
 static void test_f32_hooks(void) {
-    dk_model m;
-    open_model("llama", &m);
-    dk_backend be;
-    open_backend(&m, true, &be);
-    char *dir = engine_fixture("models/llama"), *golden_path = dk_path_join(dir, "golden.safetensors");
+    fixture f;
+    fixture_open("llama", true, &f);
+    const golden_generation *g = &f.g;
+    char *dir = golden_model_dir("llama"), *golden_path = dk_path_join(dir, "golden.safetensors");
     dk_err err = {0};
     dk_st_checkpoint *golden = dk_st_open(golden_path, &err);
     CHECK(golden, "%s", err.msg);
-    float *vec = golden_load(golden, "steer.vector", m.cfg.hidden_size);
-    float *patch_vec = golden_load(golden, "patch.vector", m.cfg.hidden_size);
+    float *vec = golden_load(golden, "steer.vector", f.m.cfg.hidden_size);
+    float *patch_vec = golden_load(golden, "patch.vector", f.m.cfg.hidden_size);
     dk_st_close(golden);
-    golden_generation g;
-    read_golden("llama", &g);
-    dk_batch all = {g.prompt_ids, g.prompt_start[g.n], g.prompt_start, g.n, true};
-    float *seq_strength = dk_malloc((size_t)g.n * sizeof(float)); /* (n) */
-    for (int i = 0; i < g.n; i++) seq_strength[i] = i % 2 ? -1.5f : 2.5f;
+    float *seq_strength = dk_malloc((size_t)g->n * sizeof(float)); /* (n) */
+    for (int i = 0; i < g->n; i++) seq_strength[i] = i % 2 ? -1.5f : 2.5f;
     const struct {
         const char *what;
         dk_steer steer;
@@ -228,51 +175,44 @@ static void test_f32_hooks(void) {
         dk_generate_options opt = greedy(10);
         opt.steers = &cases[c].steer;
         opt.n_steer = 1;
-        for (int i = 0; i < g.n; i++) { /* alone (with the sequence's own strength) and batched */
+        for (int i = 0; i < g->n; i++) { /* alone (with the sequence's own strength) and batched */
             int64_t starts[2];
-            dk_batch b = prompt_batch(&g, i, starts);
+            dk_batch b = prompt_batch(g, i, starts);
             dk_steer alone = cases[c].steer;
             alone.seq_strength = cases[c].steer.seq_strength ? &seq_strength[i] : NULL;
             dk_generate_options o = opt;
             o.steers = &alone;
-            same += gpu_equals_cpu(&m, &be, NULL, &b, &o, cases[c].what), total++;
+            same += gpu_equals_cpu(&f.m, &f.be, NULL, &b, &o, cases[c].what), total++;
         }
-        same += gpu_equals_cpu(&m, &be, NULL, &all, &opt, cases[c].what), total += g.n;
+        same += gpu_equals_cpu(&f.m, &f.be, NULL, &f.all, &opt, cases[c].what), total += g->n;
     }
     /* patchscope: the residual after block 1 at the last token of prompt 0 replaced in the prefill */
-    const dk_patch patch = {.layer = 1, .token = g.prompt_start[1] - 1, .vector = patch_vec};
+    const dk_patch patch = {.layer = 1, .token = g->prompt_start[1] - 1, .vector = patch_vec};
     dk_generate_options opt = greedy(10);
     opt.patches = &patch;
     opt.n_patch = 1;
-    same += gpu_equals_cpu(&m, &be, NULL, &all, &opt, "patchscope in the prefill"), total += g.n;
+    same += gpu_equals_cpu(&f.m, &f.be, NULL, &f.all, &opt, "patchscope in the prefill"), total += g->n;
     printf("  hooks (llama): %d of %d generations identical to the CPU's\n", same, total);
     free(seq_strength);
-    free_golden(&g);
     free(vec);
     free(patch_vec);
     free(golden_path);
     free(dir);
-    dk_backend_close(&be);
-    dk_model_close(&m);
+    fixture_close(&f);
 }
 
 /* Logit amplification: the organism (llama_lora) and a reference step together, each with its own device cache. */
 static void test_f32_logit_amplification(void) {
-    dk_model m;
-    open_model("llama", &m);
-    dk_backend be;
-    open_backend(&m, true, &be);
+    fixture f;
+    fixture_open("llama", true, &f);
     dk_err err = {0};
     dk_lora_adapter ft, ref;
     char *adir = engine_fixture("adapters/llama_lora");
-    CHECK(dk_lora_load(adir, &m.cfg, &m.w, &ft, &err) == 0, "%s", err.msg);
+    CHECK(dk_lora_load(adir, &f.m.cfg, &f.m.w, &ft, &err) == 0, "%s", err.msg);
     free(adir);
     adir = engine_fixture("adapters/llama_patterns");
-    CHECK(dk_lora_load(adir, &m.cfg, &m.w, &ref, &err) == 0, "%s", err.msg);
+    CHECK(dk_lora_load(adir, &f.m.cfg, &f.m.w, &ref, &err) == 0, "%s", err.msg);
     free(adir);
-    golden_generation g;
-    read_golden("llama", &g);
-    dk_batch all = {g.prompt_ids, g.prompt_start[g.n], g.prompt_start, g.n, true};
     int same = 0, total = 0;
     const float alphas[] = {0.0f, 1.0f, 2.0f};
     for (int a = 0; a < 3; a++)
@@ -282,19 +222,17 @@ static void test_f32_logit_amplification(void) {
             opt.logit_amp_alpha = alphas[a];
             opt.logit_amp_reference = r ? &ref : NULL;
             char *what = dk_sprintf("logit amplification alpha %g vs %s", alphas[a], r ? "llama_patterns" : "base");
-            same += gpu_equals_cpu(&m, &be, &ft, &all, &opt, what), total += g.n;
+            same += gpu_equals_cpu(&f.m, &f.be, &ft, &f.all, &opt, what), total += f.g.n;
             free(what);
         }
-    /* plain generation with the adapter after amplification: the kept upload must not leak into a base call */
+    /* the base after the organism: the organism's upload, kept on the device, must not leak into a base call */
     dk_generate_options opt = greedy(10);
-    same += gpu_equals_cpu(&m, &be, NULL, &all, &opt, "base model after the organism"), total += g.n;
-    same += gpu_equals_cpu(&m, &be, &ft, &all, &opt, "organism alone"), total += g.n;
+    same += gpu_equals_cpu(&f.m, &f.be, NULL, &f.all, &opt, "base model after the organism"), total += f.g.n;
+    same += gpu_equals_cpu(&f.m, &f.be, &ft, &f.all, &opt, "organism alone"), total += f.g.n;
     printf("  logit amplification (llama_lora): %d of %d generations identical to the CPU's\n", same, total);
-    free_golden(&g);
     dk_lora_free(&ft);
     dk_lora_free(&ref);
-    dk_backend_close(&be);
-    dk_model_close(&m);
+    fixture_close(&f);
 }
 
 /* The gap between the two largest logits of a row, relative to its largest magnitude. */
@@ -312,31 +250,27 @@ static double top2_gap(const float *x, int64_t V) {
 static void test_bf16_first_tokens(void) {
     printf("mode BF16, first generated token vs the CPU (near ties skipped):\n");
     for (size_t k = 0; k < sizeof MODELS / sizeof MODELS[0]; k++) {
-        dk_model m;
-        open_model(MODELS[k], &m);
-        dk_backend be;
-        open_backend(&m, false, &be);
-        golden_generation g;
-        read_golden(MODELS[k], &g);
-        const int64_t V = m.cfg.vocab_size;
-        dk_batch all = {g.prompt_ids, g.prompt_start[g.n], g.prompt_start, g.n, true};
-        float *logits = dk_malloc((size_t)(g.n * V) * sizeof(float)); /* (n, V) the CPU's last-position logits */
+        fixture f;
+        fixture_open(MODELS[k], false, &f);
+        const int64_t V = f.m.cfg.vocab_size, n = f.g.n;
+        float *logits = dk_malloc((size_t)(n * V) * sizeof(float)); /* (n, V) the CPU's last-position logits */
         dk_hook_plan plan = {.logits = DK_LOGITS_LAST, .logits_out = logits};
         dk_err err = {0};
-        CHECK(dk_forward(&m, NULL, &all, &plan, NULL, &err) == 0, "%s", err.msg);
+        CHECK(dk_forward(&f.m, NULL, &f.all, &plan, NULL, &err) == 0, "%s", err.msg);
         const dk_generate_options opt = greedy(4);
         dk_generation cpu, gpu;
-        CHECK(dk_generate(&m, NULL, &all, &opt, &cpu, &err) == 0, "%s", err.msg);
+        CHECK(dk_generate(&f.m, NULL, &f.all, &opt, &cpu, &err) == 0, "%s", err.msg);
         int compared = 0, ties = 0;
-        if (EXPECT(dk_generate_backend(&be, NULL, &all, &opt, &gpu, &err) == 0, "%s bf16: %s", MODELS[k], err.msg)) {
-            for (int i = 0; i < g.n; i++) {
-                if (top2_gap(logits + (int64_t)i * V, V) <= 2 * BF16_REL) {
+        if (EXPECT(dk_generate_backend(&f.be, NULL, &f.all, &opt, &gpu, &err) == 0, "%s bf16: %s", MODELS[k],
+                   err.msg)) {
+            for (int64_t i = 0; i < n; i++) {
+                if (top2_gap(logits + i * V, V) <= 2 * BF16_REL) {
                     ties++;
                     continue;
                 }
                 compared++;
                 EXPECT(gpu.n_ids[i] >= 1 && gpu.ids[i][0] == cpu.ids[i][0],
-                       "%s bf16 prompt %d: first token %lld on the GPU, %lld on the CPU", MODELS[k], i,
+                       "%s bf16 prompt %lld: first token %lld on the GPU, %lld on the CPU", MODELS[k], (long long)i,
                        (long long)(gpu.n_ids[i] ? gpu.ids[i][0] : -1), (long long)cpu.ids[i][0]);
             }
             dk_generation_free(&gpu);
@@ -344,9 +278,7 @@ static void test_bf16_first_tokens(void) {
         printf("  %-10s %d first tokens compared, %d near ties skipped\n", MODELS[k], compared, ties);
         dk_generation_free(&cpu);
         free(logits);
-        free_golden(&g);
-        dk_backend_close(&be);
-        dk_model_close(&m);
+        fixture_close(&f);
     }
 }
 
@@ -358,22 +290,20 @@ static double now_s(void) {
 
 /* tokens/s of 32 prompts x 128 new tokens, mode BF16, greedy, no stop ids (every sequence runs to the end). */
 static void bench_bf16_batch(void) {
-    dk_model m;
-    open_model("llama", &m);
-    dk_backend be;
-    open_backend(&m, false, &be);
+    fixture f;
+    fixture_open("llama", false, &f);
     enum { S = 32, NEW = 128, PROMPT = 16 };
     int64_t ids[S * PROMPT], starts[S + 1];
     for (int s = 0; s <= S; s++) starts[s] = (int64_t)s * PROMPT;
-    for (int i = 0; i < S * PROMPT; i++) ids[i] = 3 + (int64_t)((i * 7919) % (m.cfg.vocab_size - 3));
+    for (int i = 0; i < S * PROMPT; i++) ids[i] = 3 + (int64_t)((i * 7919) % (f.m.cfg.vocab_size - 3));
     dk_batch b = {ids, S * PROMPT, starts, S, true};
     const dk_generate_options opt = {.max_new_tokens = NEW};
     dk_err err = {0};
     dk_generation out;
-    CHECK(dk_generate_backend(&be, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg); /* warm-up */
+    CHECK(dk_generate_backend(&f.be, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg); /* warm-up */
     dk_generation_free(&out);
     const double t0 = now_s();
-    CHECK(dk_generate_backend(&be, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
+    CHECK(dk_generate_backend(&f.be, NULL, &b, &opt, &out, &err) == 0, "%s", err.msg);
     const double dt = now_s() - t0;
     int64_t n = 0;
     for (int s = 0; s < S; s++) n += out.n_ids[s];
@@ -381,11 +311,10 @@ static void bench_bf16_batch(void) {
     char name[256];
     dk_cuda_device_name(name, sizeof name);
     printf("BENCH generate_cuda bf16 llama (golden, H=%lld, %lld layers) %d x %d new tokens: %.3f s, %.0f tokens/s "
-           "on %s\n", (long long)m.cfg.hidden_size, (long long)m.cfg.num_hidden_layers, S, NEW, dt, (double)n / dt,
-           name);
+           "on %s\n", (long long)f.m.cfg.hidden_size, (long long)f.m.cfg.num_hidden_layers, S, NEW, dt,
+           (double)n / dt, name);
     dk_generation_free(&out);
-    dk_backend_close(&be);
-    dk_model_close(&m);
+    fixture_close(&f);
 }
 
 int main(void) {
