@@ -5,7 +5,7 @@
  *                    (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-p P]
  *                    [--top-k K] [--seed S] [--tokenizer PATH] [--print-ids]
  *                    [--logit-amplification ALPHA]
- *                    [--steer-vector FILE --steer-layer L [--steer-strength S] [--steer-mode MODE]]
+ *                    [--steer-vector FILE --steer-layer L [--steer-strength S] [--steer-mode MODE]] [--device D]
  *
  * Greedy when the temperature is 0 (the default), token-for-token what transformers' generate gives.
  * Generation stops at max-new-tokens or at a stop token: config.json's eos_token_id(s), those of
@@ -60,7 +60,9 @@ static void usage(FILE *out) {
             "--steer-vector FILE (.npy of float32/float64, shape (H,) or (1,H), or raw float32) --steer-layer L:\n"
             "add S*v (--steer-strength S, default 1) to the residual after block L; --steer-mode all (default),\n"
             "prompt_only, or linear_decay[:N] (the seed's: step i adds (N-i)/N*S*v, the prompt being step 0;\n"
-            "N defaults to 10).\n");
+            "N defaults to 10).\n"
+            "--device: cpu (default, the fp32 reference), cuda (bf16 on the GPU; DIFFKIT_CUDA_FP32=1 for fp32), or\n"
+            "auto (cuda when this build has CUDA and a GPU is present, else cpu).\n");
 }
 
 /* --steer-mode all | prompt_only | linear_decay[:N] into the steer. 0, or -1 with err (usage). */
@@ -113,6 +115,7 @@ int cmd_generate(int argc, char **argv) {
     int64_t steer_layer = -1;
     double steer_strength = 1.0, amp_alpha = 0.0;
     bool steer_layer_given = false, steer_strength_given = false, steer_mode_given = false, logit_amp = false;
+    dk_backend_options backend_opt = {.device = DK_DEVICE_CPU};
     dk_generate_options opt = {.max_new_tokens = 64, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -152,6 +155,9 @@ int cmd_generate(int argc, char **argv) {
         } else if (strcmp(argv[i], "--steer-mode") == 0 && i + 1 < argc) {
             steer_mode = argv[++i];
             steer_mode_given = true;
+        } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+            dk_err device_err = {0};
+            if (dk_device_parse(argv[++i], &backend_opt.device, &device_err) != 0) dk_die(&device_err);
         }
         else {
             fprintf(stderr, "diffkit generate: unexpected argument '%s'\n\n", argv[i]);
@@ -235,7 +241,10 @@ int cmd_generate(int argc, char **argv) {
     int64_t starts[2] = {0, n_ids};
     dk_batch batch = {ids, n_ids, starts, 1, true};
     dk_generation gen;
-    if (dk_generate(m, ap, &batch, &opt, &gen, &err) != 0) dk_die(&err);
+    dk_backend be;
+    if (dk_backend_open(&be, m, &backend_opt, &err) != 0) dk_die(&err);
+    if (dk_generate_backend(&be, ap, &batch, &opt, &gen, &err) != 0) dk_die(&err);
+    dk_backend_close(&be);
     if (print_ids || !tok) {
         printf("{\"ids\": [");
         for (int64_t i = 0; i < gen.n_ids[0]; i++) printf(i ? ", %lld" : "%lld", (long long)gen.ids[0][i]);

@@ -26,7 +26,8 @@
 # 520 s), so the whole check ends within ~8.7 minutes, before the device tool's 10.
 # The GPU tests (ctest -L gpu) include test_diffops_cuda (each diff op against its CPU twin), test_dict_step_cuda
 # (each piece of the SAE / crosscoder training step against kernels/cpu/dict_step) and test_kl_cuda (diff_kl's KL
-# with the logits kept on the GPU against host logits + the CPU KL). The full configuration of step 3b also runs
+# with the logits kept on the GPU against host logits + the CPU KL) and test_generate_cuda (generation with the
+# device KV cache against the CPU dk_generate; its BENCH line is the bf16 tokens/s of 32 x 128 tokens). The full configuration of step 3b also runs
 # dict_train_cuda_1ranks/_2ranks (the GPU dictionary trainer on the training goldens, 1 and 2 ranks, and its
 # steps/s at a seed-sized shape, printed into ctest-preprocess-gpu.log).
 # Exit status: 0 when the build and the GPU tests passed, 1 when the build failed, 2 when GPU tests failed.

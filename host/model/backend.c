@@ -68,6 +68,69 @@ int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_
     return dk_forward(be->model, adapter, batch, plan, cache, err);
 }
 
+int dk_backend_cache_open(const dk_backend *be, int64_t n_seqs, int64_t capacity, dk_backend_cache *c, dk_err *err) {
+    memset(c, 0, sizeof *c);
+    c->device = be->device;
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->device == DK_DEVICE_CUDA) {
+        dk_cuda_kv_cache *dc = dk_calloc(1, sizeof *dc);
+        if (dk_cuda_kv_cache_open(be->cuda, n_seqs, capacity, dc, err) != 0) {
+            free(dc);
+            return -1;
+        }
+        c->cuda = dc;
+        return 0;
+    }
+#endif
+    (void)err;
+    dk_kv_cache_init(&c->host, be->model, n_seqs, capacity);
+    return 0;
+}
+
+int dk_backend_cache_reserve(dk_backend_cache *c, int64_t capacity, dk_err *err) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (c->cuda) return dk_cuda_kv_cache_reserve(c->cuda, capacity, err);
+#endif
+    return dk_kv_cache_reserve(&c->host, capacity, err);
+}
+
+int64_t dk_backend_cache_capacity(const dk_backend_cache *c) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (c->cuda) return ((const dk_cuda_kv_cache *)c->cuda)->capacity;
+#endif
+    return c->host.capacity;
+}
+
+const int64_t *dk_backend_cache_length(const dk_backend_cache *c) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (c->cuda) return ((const dk_cuda_kv_cache *)c->cuda)->length;
+#endif
+    return c->host.length;
+}
+
+void dk_backend_cache_free(dk_backend_cache *c) {
+#ifdef DIFFKIT_HAVE_CUDA
+    if (c->cuda) {
+        dk_cuda_kv_cache_free(c->cuda);
+        free(c->cuda);
+    }
+#endif
+    dk_kv_cache_free(&c->host);
+    memset(c, 0, sizeof *c);
+}
+
+int dk_backend_forward_cached(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
+                              const dk_hook_plan *plan, dk_backend_cache *cache, dk_err *err) {
+    if (cache->device != be->device)
+        return dk_err_set(err, DK_EXIT_RUNTIME, "KV cache on %s used with a backend on %s (a bug: open the cache "
+                          "with dk_backend_cache_open on the same backend)", dk_device_name(cache->device),
+                          dk_device_name(be->device));
+#ifdef DIFFKIT_HAVE_CUDA
+    if (be->device == DK_DEVICE_CUDA) return dk_cuda_forward_run_cached(be->cuda, adapter, batch, plan, cache->cuda, err);
+#endif
+    return dk_forward(be->model, adapter, batch, plan, &cache->host, err);
+}
+
 bool dk_backend_kl_on_device(const dk_backend *base, const dk_backend *ft) {
     return base->device == DK_DEVICE_CUDA && ft->device == DK_DEVICE_CUDA;
 }

@@ -7,8 +7,11 @@
  *   cpu   always the CPU reference
  *   cuda  the GPU; an error when this build has no CUDA or no device is present
  * Precision on the GPU: bf16 (default) or fp32 (dk_backend_options.cuda_fp32, for parity checks; the
- * environment variable DIFFKIT_CUDA_FP32=1 sets it too). A call with a KV cache (generation) runs on the
- * CPU whatever the device: the CUDA forward has no KV cache yet.
+ * environment variable DIFFKIT_CUDA_FP32=1 sets it too).
+ * KV caches (generation): a dk_backend_cache lives where the backend runs (host memory on the CPU, device memory
+ * on the GPU) and dk_backend_forward_cached runs a prefill or decode step through it; dk_generate_backend
+ * (generate.h) generates on a backend. dk_backend_forward with a host dk_kv_cache runs on the CPU whatever
+ * the device (the host cache cannot feed the GPU).
  *
  *     dk_backend be;
  *     if (dk_backend_open(&be, &model, &(dk_backend_options){.device = DK_DEVICE_AUTO}, &err) != 0) dk_die(&err);
@@ -49,6 +52,26 @@ void dk_backend_close(dk_backend *be);
 /* dk_forward's contract on the chosen device. */
 int dk_backend_forward(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
                        const dk_hook_plan *plan, dk_kv_cache *cache, dk_err *err);
+
+/* A KV cache where `be` runs (see the header). */
+typedef struct dk_backend_cache {
+    dk_device device;          /* the backend's: DK_DEVICE_CPU or DK_DEVICE_CUDA */
+    dk_kv_cache host;          /* on the CPU */
+    void *cuda;                /* dk_cuda_kv_cache * on the GPU */
+} dk_backend_cache;
+
+/* An empty cache of n_seqs sequences x capacity positions for be's model. 0, or -1 with err (out of memory). */
+int dk_backend_cache_open(const dk_backend *be, int64_t n_seqs, int64_t capacity, dk_backend_cache *c, dk_err *err);
+/* Grows the cache to hold at least `capacity` positions per sequence (at least doubling; rows kept). 0 or -1 + err. */
+int dk_backend_cache_reserve(dk_backend_cache *c, int64_t capacity, dk_err *err);
+int64_t dk_backend_cache_capacity(const dk_backend_cache *c);
+/* (n_seqs) positions cached per sequence, on the host. */
+const int64_t *dk_backend_cache_length(const dk_backend_cache *c);
+void dk_backend_cache_free(dk_backend_cache *c);
+/* dk_forward's contract with a KV cache (forward.h) on the chosen device; the cache must come from the same
+ * backend (dk_backend_cache_open). */
+int dk_backend_forward_cached(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *batch,
+                              const dk_hook_plan *plan, dk_backend_cache *cache, dk_err *err);
 
 /* Whether dk_backend_kl_rows runs: both backends on the GPU. */
 bool dk_backend_kl_on_device(const dk_backend *base, const dk_backend *ft);

@@ -1,8 +1,8 @@
 /* forward_cuda.c — see forward_cuda.h. Layout: 1. device memory (a bump allocator over one allocation);
  * 2. uploading the weights; 3. the activation arena; 4. the adapter; 5. checking the input (the same checks
  * and messages as forward.c); 6. one decoder block; 7. dk_cuda_forward_run; 8. KL of two forwards, the logits
- * staying on the device. The block is forward.c's block() op for op; the comments name the CPU step each
- * launch replaces. */
+ * staying on the device; 9. the KV cache. The block is forward.c's block() op for op; the comments name the CPU
+ * step each launch replaces. */
 #include "forward_cuda.h"
 
 #include <math.h>
@@ -20,6 +20,7 @@
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/hooks.cuh"
+#include "kernels/cuda/kv_cache.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -98,6 +99,8 @@ struct dk_cuda_forward {
     int32_t *ids, *positions;     /* (T) */
     int32_t *tiles;               /* (T, 4) attention tiles (n_tiles <= T) */
     int32_t *last_rows;           /* (n_seqs) */
+    int32_t *kv_rows;             /* (T) with a KV cache: cache row of each token within a layer */
+    int32_t *kv_past;             /* (n_seqs) with a KV cache: positions cached before the call */
     float *hook_vectors;          /* (cap_hook_vectors, H) steering and patch vectors of the call */
     int64_t cap_hook_vectors;
     float *captures_dev;          /* (n_capture, T, H) snapshots */
@@ -396,6 +399,8 @@ static void layout_activations(dk_cuda_forward *f) {
     f->positions = take(b, T * 4);
     f->tiles = take(b, T * 4 * 4);
     f->last_rows = take(b, (size_t)f->cap_seqs * 4);
+    f->kv_rows = take(b, T * 4);
+    f->kv_past = take(b, (size_t)f->cap_seqs * 4);
     f->hook_vectors = take(b, (size_t)f->cap_hook_vectors * H * 4);
     f->captures_dev = take(b, (size_t)f->cap_capture * T * H * 4);
     f->logits = take(b, (size_t)f->cap_logit_rows * V * 4);
@@ -434,7 +439,8 @@ static int grow(dk_cuda_forward *f, int64_t tokens, int64_t seqs, int64_t n_capt
     layout_activations(f);
     /* pinned host memory: per-call uploads and capture landing space */
     const size_t H = (size_t)f->m->cfg.hidden_size;
-    size_t stage = (size_t)f->cap_tokens * (4 + 4 + 16) + (size_t)f->cap_seqs * 4 + (size_t)f->cap_hook_vectors * H * 4;
+    size_t stage = (size_t)f->cap_tokens * (4 + 4 + 16 + 4) + (size_t)f->cap_seqs * (4 + 4) +
+                   (size_t)f->cap_hook_vectors * H * 4;
     if (stage > f->stage_bytes) {
         CUDA_CHECK(cudaFreeHost(f->stage));
         CUDA_CHECK(cudaMallocHost((void **)&f->stage, stage));
@@ -508,14 +514,16 @@ static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err
     if (a && a->load_id == 0)
         return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: adapter %s was not loaded by dk_lora_load (no load id)",
                           a->path ? a->path : "(unnamed)");
-    const bool saved = a && (a->embed || a->lm_head);
-    if ((a ? a->load_id : 0) == f->adapter_id && !(saved && a->saved_multiplier != f->saved_w)) return 0;
+    /* no adapter: the uploaded one stays (unused by this call), so that two models stepping together (logit
+     * amplification: organism and base) do not upload the organism again at every step */
+    if (!a) return 0;
+    const bool saved = a->embed || a->lm_head;
+    if (a->load_id == f->adapter_id && !(saved && a->saved_multiplier != f->saved_w)) return 0;
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     free_arena(&f->lora);
     f->adapter_id = 0;
     f->saved_embed = f->saved_head = NULL;
     memset(f->lora_mods, 0, (size_t)(f->m->cfg.num_hidden_layers * DK_N_MODULES) * sizeof *f->lora_mods);
-    if (!a) return 0;
     layout_lora(f, a);
     layout_saved(f, a);
     f->lora.size = f->lora.used;
@@ -542,8 +550,14 @@ static int use_adapter(dk_cuda_forward *f, const dk_lora_adapter *a, dk_err *err
  * 5. Checking the input: the CPU forward's checks (dk_forward_check_input, same messages), plus the CUDA
  *    forward's own size limit. */
 
-static int check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, dk_err *err) {
-    if (dk_forward_check_input(m, b, plan, NULL, err) != 0) return -1;
+static int check_input(const dk_model *m, const dk_batch *b, const dk_hook_plan *plan, const dk_cuda_kv_cache *cache,
+                       dk_err *err) {
+    /* the CPU check reads the cache's shape and lengths only */
+    const dk_kv_cache shape = cache ? (dk_kv_cache){.n_layers = cache->n_layers, .n_seqs = cache->n_seqs,
+                                                    .capacity = cache->capacity, .kv_dim = cache->kv_dim,
+                                                    .length = cache->length}
+                                    : (dk_kv_cache){0};
+    if (dk_forward_check_input(m, b, plan, cache ? &shape : NULL, err) != 0) return -1;
     if (b->n_tokens > 0x3fffffff)
         return dk_err_set(err, DK_EXIT_USAGE, "batch: %lld tokens; the CUDA forward takes at most 2^30 per call",
                           (long long)b->n_tokens);
@@ -599,7 +613,7 @@ static void add_norm(dk_cuda_forward *f, const void *delta, const float *post_w,
  * f->h holds next_norm(x) (the next block's input norm, with next_bias for LayerNorm, fused into the last
  * residual add). */
 static void block(dk_cuda_forward *f, const dk_lora_adapter *adapter, int64_t l, const dk_batch *b, bool h_ready,
-                  const float *next_norm, const float *next_bias, int64_t n_tiles) {
+                  const float *next_norm, const float *next_bias, int64_t n_tiles, dk_cuda_kv_cache *cache) {
     const dk_hf_config *c = &f->m->cfg;
     const layer_dev *d = &f->layers[l];
     const int64_t T = b->n_tokens, H = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
@@ -627,7 +641,18 @@ static void block(dk_cuda_forward *f, const dk_lora_adapter *adapter, int64_t l,
         CUDA_CHECK(dk_cuda_qk_norm_rope(qkv + (size_t)f->qd * e, f->qkv_w, T, nkv, D, c->qk_norm ? d->k_norm : NULL,
                                         eps, gemma, cos, sin, f->mode, f->stream));
     }
-    if (f->attn_mma)
+    if (cache) {
+        /* append this call's keys and values to layer l's cache rows, then attend over the cache (forward.c's
+         * memcpy into cache_rows, then dk_cpu_attention over them) */
+        const size_t layer_off = (size_t)(l * cache->n_seqs * cache->capacity * cache->kv_dim) * e;
+        char *kc = (char *)cache->k + layer_off, *vc = (char *)cache->v + layer_off;
+        CUDA_CHECK(dk_cuda_kv_append(kc, vc, qkv + (size_t)f->qd * e, f->qkv_w, qkv + (size_t)(f->qd + f->kvd) * e,
+                                     f->qkv_w, f->kv_rows, T, f->kvd, f->mode, f->stream));
+        CUDA_CHECK(dk_cuda_attention_cached(f->attn, f->qd, qkv, f->qkv_w, kc, vc, f->kvd, cache->capacity, f->kv_past,
+                                            f->tiles, n_tiles, nh, nkv, D, (float)c->attention_scale,
+                                            (float)c->attn_logit_softcapping, sliding ? c->sliding_window : 0, f->mode,
+                                            f->stream));
+    } else if (f->attn_mma)
         CUDA_CHECK(dk_cuda_attention_mma(f->attn, f->qd, qkv, f->qkv_w, qkv + (size_t)f->qd * e, f->qkv_w,
                                          qkv + (size_t)(f->qd + f->kvd) * e, f->qkv_w, f->tiles, n_tiles, nh, nkv, D,
                                          (float)c->attention_scale, (float)c->attn_logit_softcapping,
@@ -697,28 +722,37 @@ static bool is_pinned(const void *p) {
 
 /* dk_cuda_forward_run; with logits_to_host false the logits stay in f->logits (plan->logits_out unused). */
 static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b, const dk_hook_plan *plan,
-               bool logits_to_host, dk_err *err) {
+               dk_cuda_kv_cache *cache, bool logits_to_host, dk_err *err) {
     const dk_model *m = f->m;
     const dk_hf_config *c = &m->cfg;
-    if (check_input(m, b, plan, err) != 0) return -1;
+    if (check_input(m, b, plan, cache, err) != 0) return -1;
+    if (cache && (cache->dtype != f->mode || cache->n_layers != c->num_hidden_layers || cache->kv_dim != f->kvd))
+        return dk_err_set(err, DK_EXIT_USAGE, "device cuda: the KV cache was opened for another model or mode (%lld "
+                          "layers, kv_dim %lld) than %s", (long long)cache->n_layers, (long long)cache->kv_dim, c->path);
     const int64_t T = b->n_tokens, H = c->hidden_size, D = c->head_dim, V = c->vocab_size;
     const int64_t logit_rows = plan->logits == DK_LOGITS_ALL ? T : plan->logits == DK_LOGITS_LAST ? b->n_seqs : 0;
     const int64_t rank = adapter ? (adapter->r + 7) / 8 * 8 : 0, n_vectors = plan->n_steer + plan->n_patch;
     if (grow(f, T, b->n_seqs, plan->n_capture, logit_rows, rank, n_vectors, err) != 0) return -1;
     if (use_adapter(f, adapter, err) != 0) return -1;
 
-    /* per-call uploads through the pinned stage: ids, positions, attention tiles, last rows, hook vectors */
+    /* per-call uploads through the pinned stage: ids, positions, attention tiles, last rows, cache rows and
+     * lengths, hook vectors */
     int32_t *ids = (int32_t *)f->stage, *pos = ids + T, *tiles = pos + T, *last = tiles + 4 * T;
-    float *vectors = (float *)(last + b->n_seqs);
+    int32_t *kv_rows = last + b->n_seqs, *kv_past = kv_rows + T;
+    float *vectors = (float *)(kv_past + b->n_seqs);
     for (int64_t s = 0; s < b->n_seqs; s++) {
+        const int64_t past = cache ? cache->length[s] : 0; /* positions continue the cache */
         for (int64_t t = b->seq_start[s]; t < b->seq_start[s + 1]; t++) {
             ids[t] = (int32_t)b->ids[t];
-            pos[t] = (int32_t)(t - b->seq_start[s]);
+            pos[t] = (int32_t)(past + t - b->seq_start[s]);
+            kv_rows[t] = (int32_t)(s * (cache ? cache->capacity : 0) + pos[t]);
         }
         last[s] = (int32_t)(b->seq_start[s + 1] - 1);
+        kv_past[s] = (int32_t)past;
     }
+    const bool mma = f->attn_mma && !cache; /* the tensor-core variant has no cache path */
     const int64_t n_tiles = dk_cuda_attention_tiles_bq(b->seq_start, b->n_seqs,
-                                                       f->attn_mma ? DK_CUDA_ATTN_MMA_BQ : DK_CUDA_ATTN_BQ, tiles);
+                                                       mma ? DK_CUDA_ATTN_MMA_BQ : DK_CUDA_ATTN_BQ, tiles);
     for (int64_t i = 0; i < plan->n_steer; i++) memcpy(vectors + i * H, plan->steers[i].vector, (size_t)H * 4);
     for (int64_t i = 0; i < plan->n_patch; i++)
         memcpy(vectors + (plan->n_steer + i) * H, plan->patches[i].vector, (size_t)H * 4);
@@ -726,6 +760,10 @@ static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batc
     CUDA_CHECK(cudaMemcpyAsync(f->positions, pos, (size_t)T * 4, cudaMemcpyHostToDevice, f->stream));
     CUDA_CHECK(cudaMemcpyAsync(f->tiles, tiles, (size_t)n_tiles * 16, cudaMemcpyHostToDevice, f->stream));
     CUDA_CHECK(cudaMemcpyAsync(f->last_rows, last, (size_t)b->n_seqs * 4, cudaMemcpyHostToDevice, f->stream));
+    if (cache) {
+        CUDA_CHECK(cudaMemcpyAsync(f->kv_rows, kv_rows, (size_t)T * 4, cudaMemcpyHostToDevice, f->stream));
+        CUDA_CHECK(cudaMemcpyAsync(f->kv_past, kv_past, (size_t)b->n_seqs * 4, cudaMemcpyHostToDevice, f->stream));
+    }
     if (n_vectors)
         CUDA_CHECK(cudaMemcpyAsync(f->hook_vectors, vectors, (size_t)(n_vectors * H) * 4, cudaMemcpyHostToDevice,
                                    f->stream));
@@ -734,17 +772,20 @@ static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batc
                                    m->rope_scaling_full, f->stream));
     CUDA_CHECK(dk_cuda_rope_tables(f->cos_sliding, f->sin_sliding, f->inv_freq_sliding, f->positions, T, D,
                                    m->rope_scaling_sliding, f->stream));
-    CUDA_CHECK(dk_cuda_embedding(f->x, f->ids, f->saved_embed ? f->saved_embed : f->embed, f->mode, T, H,
+    const void *embed = adapter && f->saved_embed ? f->saved_embed : f->embed; /* an unused upload stays put */
+    const void *lm_head = adapter && f->saved_head ? f->saved_head : f->lm_head;
+    CUDA_CHECK(dk_cuda_embedding(f->x, f->ids, embed, f->mode, T, H,
                                  m->embed_scale, f->stream));
     if (f->pos_embed)
         CUDA_CHECK(dk_cuda_add_position_embedding(f->x, f->positions, f->pos_embed, f->mode, T, H, f->stream));
 
-    const int64_t last_layer = deepest_layer(m, plan);
+    /* with a cache every block runs: a skipped block would leave its cache rows unfilled for later steps */
+    const int64_t last_layer = cache ? c->num_hidden_layers - 1 : deepest_layer(m, plan);
     bool h_ready = false;
     for (int64_t l = 0; l <= last_layer; l++) {
         const bool fuse_next = l < last_layer && !writes_after(plan, b, l);
         block(f, adapter, l, b, h_ready, fuse_next ? f->layers[l + 1].input_norm : NULL,
-              fuse_next ? f->layers[l + 1].input_norm_bias : NULL, n_tiles);
+              fuse_next ? f->layers[l + 1].input_norm_bias : NULL, n_tiles, cache);
         h_ready = fuse_next;
         /* hooks after block l: steering, patching, capture (forward.c's after_block order) */
         for (int64_t i = 0; i < plan->n_steer; i++) {
@@ -779,7 +820,7 @@ static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batc
         norm_rows(f, f->h, plan->logits == DK_LOGITS_LAST ? f->last_rows : NULL, f->final_norm, f->final_norm_bias,
                   logit_rows);
         CUBLAS_CHECK(dk_cuda_linear(f->gemm, f->logits, V, DK_CUDA_F32, f->h, H,
-                                    f->saved_head ? f->saved_head : f->lm_head, f->mode, logit_rows, V, H, 1.0f, 0.0f,
+                                    lm_head, f->mode, logit_rows, V, H, 1.0f, 0.0f,
                                     f->stream));
         if (c->final_logit_softcapping > 0)
             CUDA_CHECK(dk_cuda_softcap(f->logits, logit_rows * V, (float)c->final_logit_softcapping, f->stream));
@@ -792,12 +833,19 @@ static int run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batc
     for (int64_t i = 0; i < plan->n_capture; i++)
         if (plan->capture_layers[i] <= last_layer && !is_pinned(plan->captures[i]))
             memcpy(plan->captures[i], f->captures_host + (size_t)i * (size_t)(T * H), (size_t)(T * H) * 4);
+    if (cache)
+        for (int64_t s = 0; s < b->n_seqs; s++) cache->length[s] += b->seq_start[s + 1] - b->seq_start[s];
     return 0;
 }
 
 int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b,
                         const dk_hook_plan *plan, dk_err *err) {
-    return run(f, adapter, b, plan, true, err);
+    return run(f, adapter, b, plan, NULL, true, err);
+}
+
+int dk_cuda_forward_run_cached(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *b,
+                               const dk_hook_plan *plan, dk_cuda_kv_cache *cache, dk_err *err) {
+    return run(f, adapter, b, plan, cache, true, err);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -843,7 +891,7 @@ int dk_cuda_forward_kl(dk_cuda_forward *f_base, const dk_lora_adapter *base_adap
     if (!(temperature > 0))
         return dk_err_set(err, DK_EXIT_USAGE, "KL: temperature %g: must be > 0", temperature);
     const dk_hook_plan plan = {.logits = DK_LOGITS_ALL}; /* the logits stay in f->logits */
-    if (run(f_base, base_adapter, b, &plan, false, err) != 0) return -1;
+    if (run(f_base, base_adapter, b, &plan, NULL, false, err) != 0) return -1;
     const bool same = f_base == f_ft;
     if (kl_space(f_ft, T, same, err) != 0) return -1;
     const float *base_logits = f_base->logits; /* f_base's stream is synchronized: they are complete */
@@ -852,9 +900,75 @@ int dk_cuda_forward_kl(dk_cuda_forward *f_base, const dk_lora_adapter *base_adap
                                    cudaMemcpyDeviceToDevice, f_ft->stream));
         base_logits = f_ft->kl_keep;
     }
-    if (run(f_ft, ft_adapter, b, &plan, false, err) != 0) return -1;
+    if (run(f_ft, ft_adapter, b, &plan, NULL, false, err) != 0) return -1;
     CUDA_CHECK(dk_cuda_kl_rows(f_ft->kl_rows, f_ft->logits, base_logits, T, V, temperature, f_ft->stream));
     CUDA_CHECK(cudaMemcpyAsync(kl, f_ft->kl_rows, (size_t)T * sizeof(float), cudaMemcpyDeviceToHost, f_ft->stream));
     CUDA_CHECK(cudaStreamSynchronize(f_ft->stream));
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * 9. The KV cache: two device allocations (keys, values), (n_layers, n_seqs, capacity, kv_dim) each. */
+
+static int kv_alloc(dk_cuda_kv_cache *c, int64_t capacity, void **k, void **v, dk_err *err) {
+    const size_t bytes = (size_t)(c->n_layers * c->n_seqs * capacity * c->kv_dim) * dk_cuda_dtype_size(c->dtype);
+    if (c->n_seqs * capacity >= 0x7fffffff)
+        return dk_err_set(err, DK_EXIT_USAGE, "device cuda: a KV cache of %lld sequences x %lld positions: the CUDA "
+                          "forward indexes at most 2^31 rows per layer; generate for fewer prompts at once",
+                          (long long)c->n_seqs, (long long)capacity);
+    *k = *v = NULL;
+    cudaError_t st = cudaMalloc(k, bytes ? bytes : ALIGN);
+    if (st == cudaSuccess) st = cudaMalloc(v, bytes ? bytes : ALIGN);
+    if (st != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the failed allocation's error: launchers report cudaGetLastError() */
+        if (*k) CUDA_CHECK(cudaFree(*k));
+        *k = *v = NULL;
+        return dk_err_set(err, DK_EXIT_RUNTIME, "device cuda: cannot allocate %.2f GB for a KV cache of %lld "
+                          "sequences x %lld positions (%s); lower --max-new-tokens or generate for fewer prompts at "
+                          "once", 2.0 * (double)bytes / 1e9, (long long)c->n_seqs, (long long)capacity,
+                          cudaGetErrorString(st));
+    }
+    return 0;
+}
+
+int dk_cuda_kv_cache_open(const dk_cuda_forward *f, int64_t n_seqs, int64_t capacity, dk_cuda_kv_cache *c,
+                          dk_err *err) {
+    memset(c, 0, sizeof *c);
+    c->n_layers = f->m->cfg.num_hidden_layers;
+    c->n_seqs = n_seqs;
+    c->kv_dim = f->kvd;
+    c->dtype = f->mode;
+    if (kv_alloc(c, capacity, &c->k, &c->v, err) != 0) return -1;
+    c->capacity = capacity;
+    c->length = dk_calloc((size_t)(n_seqs > 0 ? n_seqs : 1), sizeof *c->length);
+    return 0;
+}
+
+int dk_cuda_kv_cache_reserve(dk_cuda_kv_cache *c, int64_t capacity, dk_err *err) {
+    if (capacity <= c->capacity) return 0;
+    const int64_t grown = c->capacity * 2 > capacity ? c->capacity * 2 : capacity;
+    void *k, *v;
+    if (kv_alloc(c, grown, &k, &v, err) != 0) return -1;
+    /* each (layer, sequence) block keeps its rows at the new stride; forwards synchronize their stream before
+     * returning, so no kernel is still writing the old cache */
+    const size_t e = dk_cuda_dtype_size(c->dtype), old_pitch = (size_t)(c->capacity * c->kv_dim) * e;
+    const size_t new_pitch = (size_t)(grown * c->kv_dim) * e, blocks = (size_t)(c->n_layers * c->n_seqs);
+    if (old_pitch > 0 && blocks > 0) {
+        CUDA_CHECK(cudaMemcpy2D(k, new_pitch, c->k, old_pitch, old_pitch, blocks, cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaMemcpy2D(v, new_pitch, c->v, old_pitch, old_pitch, blocks, cudaMemcpyDeviceToDevice));
+    }
+    CUDA_CHECK(cudaDeviceSynchronize()); /* the copies ran on the legacy stream, which the forward's does not wait for */
+    CUDA_CHECK(cudaFree(c->k));
+    CUDA_CHECK(cudaFree(c->v));
+    c->k = k;
+    c->v = v;
+    c->capacity = grown;
+    return 0;
+}
+
+void dk_cuda_kv_cache_free(dk_cuda_kv_cache *c) {
+    if (c->k) CUDA_CHECK(cudaFree(c->k));
+    if (c->v) CUDA_CHECK(cudaFree(c->v));
+    free(c->length);
+    memset(c, 0, sizeof *c);
 }

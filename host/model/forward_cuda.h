@@ -22,8 +22,15 @@
  * Attention: kernels/cuda/attention.cu (FFMA, both modes) by default; DIFFKIT_CUDA_ATTN=mma (read at open)
  * selects the tensor-core variant attention_mma.cu in mode BF16 when head_dim % 16 == 0.
  *
- * Not supported here (use the CPU forward): a KV cache (generation). STATUS: compiles for sm_80/sm_90;
- * untested on hardware until a GPU session runs `make gpu-check`.
+ * KV cache (generation, dk_cuda_forward_run_cached): keys and values per layer, sequence and position in the
+ * mode's dtype (bf16 in BF16, fp32 in F32, as the q‖k‖v output they are copied from: the cache holds what a
+ * full forward's attention would read), one device allocation each, filled by a packed prefill and extended by
+ * decode steps (each sequence at its own offset: RoPE and the causal and sliding-window masks use absolute
+ * positions). Attention then reads the cache (dk_cuda_attention_cached; the FFMA kernel, also with
+ * DIFFKIT_CUDA_ATTN=mma). Generation on the GPU goes through dk_generate_backend (generate.h).
+ *
+ * STATUS: compiles for sm_80/sm_90; untested on hardware until a GPU session runs `make gpu-check`
+ * (the KV cache and generation: tests/gpu/test_generate_cuda.c).
  */
 #ifndef DK_MODEL_FORWARD_CUDA_H
 #define DK_MODEL_FORWARD_CUDA_H
@@ -58,7 +65,7 @@ void dk_cuda_forward_close(dk_cuda_forward *f);
 int dk_cuda_forward_reserve(dk_cuda_forward *f, int64_t max_tokens, int64_t max_seqs, int64_t n_capture,
                             int64_t max_logit_rows, int64_t max_rank, dk_err *err);
 
-/* dk_forward on the GPU (no KV cache). Synchronous: on return the captures and logits are in the plan's
+/* dk_forward on the GPU without a KV cache. Synchronous: on return the captures and logits are in the plan's
  * host buffers. 0, or -1 with err set (the same input errors as dk_forward). */
 int dk_cuda_forward_run(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *batch,
                         const dk_hook_plan *plan, dk_err *err);
@@ -73,11 +80,34 @@ int dk_cuda_forward_kl(dk_cuda_forward *f_base, const dk_lora_adapter *base_adap
                        const dk_lora_adapter *ft_adapter, const dk_batch *batch, float temperature, float *kl,
                        dk_err *err);
 
+/* Keys and values of past positions on the device, for generation: the twin of dk_kv_cache (forward.h). */
+typedef struct dk_cuda_kv_cache {
+    int64_t n_layers, n_seqs, capacity, kv_dim; /* kv_dim = n_kv_heads · D */
+    dk_cuda_dtype dtype;       /* the forward's mode */
+    void *k, *v;               /* device (n_layers, n_seqs, capacity, kv_dim) in dtype */
+    int64_t *length;           /* host (n_seqs) positions already cached */
+} dk_cuda_kv_cache;
+
+/* A cache for f's model and mode, n_seqs sequences of `capacity` positions, empty. 0, or -1 with err (out of
+ * device memory, n_seqs · capacity >= 2^31). */
+int dk_cuda_kv_cache_open(const dk_cuda_forward *f, int64_t n_seqs, int64_t capacity, dk_cuda_kv_cache *c,
+                          dk_err *err);
+/* Grows the cache (keeping its rows) to at least `capacity` positions, at least doubling (as dk_kv_cache_reserve).
+ * 0, or -1 with err (code 1) naming what the growth needs. */
+int dk_cuda_kv_cache_reserve(dk_cuda_kv_cache *c, int64_t capacity, dk_err *err);
+void dk_cuda_kv_cache_free(dk_cuda_kv_cache *c);
+
+/* dk_forward with a KV cache on the GPU: sequence s of the batch continues cache sequence s (positions start at
+ * cache->length[s], which then grows); every block runs (a skipped block would leave its cache rows unfilled).
+ * cache NULL is dk_cuda_forward_run. The same input errors as dk_forward (cache overflow, sequence count). */
+int dk_cuda_forward_run_cached(dk_cuda_forward *f, const dk_lora_adapter *adapter, const dk_batch *batch,
+                               const dk_hook_plan *plan, dk_cuda_kv_cache *cache, dk_err *err);
+
 /* Pinned host memory for capture buffers (copied into without a staging step). NULL on failure. */
 void *dk_cuda_host_alloc(size_t bytes);
 void dk_cuda_host_free(void *p);
 
-/* Bytes of device memory held (weights, activation arena, adapter, KL buffers). */
+/* Bytes of device memory held (weights, activation arena, adapter, KL buffers; not KV caches). */
 size_t dk_cuda_forward_device_bytes(const dk_cuda_forward *f);
 
 #endif

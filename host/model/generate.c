@@ -1,4 +1,6 @@
-/* generate.c — see generate.h. */
+/* generate.c — see generate.h. One generation loop (dk_generate_backend) for every device: the forward calls go
+ * through the backend (backend.h) with a KV cache where it runs; sampling is on the host from the last-position
+ * logits. */
 #include "generate.h"
 
 #include <math.h>
@@ -168,31 +170,34 @@ enum { FIRST_NEW_POSITIONS = 256 };
 /* One model stepping through the generation: the organism, or (logit amplification) the reference. */
 typedef struct stepper {
     const dk_lora_adapter *adapter;
-    dk_kv_cache cache;
+    dk_backend_cache cache;
     float *logits; /* (S, V) last position of each sequence */
 } stepper;
 
 /* Room in the caches and the id lists for one more token of every sequence. */
-static int grow_for_step(const dk_model *m, stepper *models, int n_models, dk_generation *out, int64_t *ids_cap,
+static int grow_for_step(const dk_backend *be, stepper *models, int n_models, dk_generation *out, int64_t *ids_cap,
                          int64_t step, int64_t longest_new, dk_err *err) {
-    const dk_kv_cache *first = &models[0].cache;
+    const dk_model *m = be->model;
+    const int64_t *length = dk_backend_cache_length(&models[0].cache), capacity = dk_backend_cache_capacity(&models[0].cache);
     int64_t need = 0;
-    for (int64_t s = 0; s < first->n_seqs; s++)
-        if (first->length[s] + 1 > need) need = first->length[s] + 1;
+    for (int64_t s = 0; s < out->n_seqs; s++)
+        if (length[s] + 1 > need) need = length[s] + 1;
     int64_t ctx = m->cfg.max_position_embeddings;
     if (ctx > 0 && need == ctx + 1 && step > 0)
         LOG_WARN("generation passes the model's context (max_position_embeddings %lld): later positions are outside "
                  "what the model was trained on", (long long)ctx);
-    if (need > first->capacity) {
-        int64_t grown = first->capacity * 2 > need ? first->capacity * 2 : need;
+    if (need > capacity) {
+        int64_t grown = capacity * 2 > need ? capacity * 2 : need;
         char what[200];
         snprintf(what, sizeof what, "generating past %lld new tokens (%d KV cache(s) of %lld positions for %lld "
-                 "sequence(s))", (long long)step, n_models, (long long)grown, (long long)first->n_seqs);
-        if (dk_host_memory_check((uint64_t)n_models * dk_kv_cache_bytes(m, first->n_seqs, grown), what,
+                 "sequence(s))", (long long)step, n_models, (long long)grown, (long long)out->n_seqs);
+        /* host caches: check the memory first (a device allocation that fails says so itself) */
+        if (be->device == DK_DEVICE_CPU &&
+            dk_host_memory_check((uint64_t)n_models * dk_kv_cache_bytes(m, out->n_seqs, grown), what,
                                  "lower --max-new-tokens (or generate for fewer prompts at once)", err) != 0)
             return -1;
         for (int k = 0; k < n_models; k++)
-            if (dk_kv_cache_reserve(&models[k].cache, grown, err) != 0) return -1;
+            if (dk_backend_cache_reserve(&models[k].cache, grown, err) != 0) return -1;
     }
     if (step + 1 > *ids_cap) {
         *ids_cap = *ids_cap * 2 > step + 1 ? *ids_cap * 2 : step + 1;
@@ -248,11 +253,12 @@ static int64_t steers_of_call(const dk_generate_options *opt, int64_t call, dk_s
 
 /* One forward call of every model; with logit amplification the organism's logits become
  * ft + alpha·(ft − ref). */
-static int step_models(const dk_model *m, stepper *models, int n_models, const dk_batch *b, dk_hook_plan *plan,
+static int step_models(dk_backend *be, stepper *models, int n_models, const dk_batch *b, dk_hook_plan *plan,
                        const dk_generate_options *opt, dk_err *err) {
+    const dk_model *m = be->model;
     for (int k = 0; k < n_models; k++) {
         plan->logits_out = models[k].logits;
-        if (dk_forward(m, models[k].adapter, b, plan, &models[k].cache, err) != 0) return -1;
+        if (dk_backend_forward_cached(be, models[k].adapter, b, plan, &models[k].cache, err) != 0) return -1;
     }
     if (n_models == 2) {
         const float alpha = opt->logit_amp_alpha;
@@ -265,6 +271,16 @@ static int step_models(const dk_model *m, stepper *models, int n_models, const d
 
 int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *prompts,
                 const dk_generate_options *opt, dk_generation *out, dk_err *err) {
+    dk_backend cpu;
+    if (dk_backend_open(&cpu, m, &(dk_backend_options){.device = DK_DEVICE_CPU}, err) != 0) return -1;
+    const int rc = dk_generate_backend(&cpu, adapter, prompts, opt, out, err);
+    dk_backend_close(&cpu);
+    return rc;
+}
+
+int dk_generate_backend(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *prompts,
+                        const dk_generate_options *opt, dk_generation *out, dk_err *err) {
+    const dk_model *m = be->model;
     const int64_t S = prompts->n_seqs, V = m->cfg.vocab_size;
     memset(out, 0, sizeof *out);
     dk_seq_options *so = dk_malloc((size_t)(S > 0 ? S : 1) * sizeof *so); /* (S) settings of each sequence */
@@ -282,9 +298,10 @@ int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batc
     const int64_t first_new = longest_new < FIRST_NEW_POSITIONS ? longest_new : FIRST_NEW_POSITIONS;
     stepper models[2] = {{.adapter = adapter}, {.adapter = opt->logit_amp_reference}};
     const int n_models = opt->logit_amp ? 2 : 1;
+    int rc = 0;
     for (int k = 0; k < n_models; k++) {
-        dk_kv_cache_init(&models[k].cache, m, S, longest + first_new);
         models[k].logits = dk_malloc((size_t)(S * V) * sizeof(float));
+        if (rc == 0 && dk_backend_cache_open(be, S, longest + first_new, &models[k].cache, err) != 0) rc = -1;
     }
     int64_t ids_cap = first_new > 0 ? first_new : 1;
     out->n_seqs = S;
@@ -302,13 +319,13 @@ int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batc
         rng[s] = so[s].seed;
         done[s] = so[s].max_new_tokens == 0;
     }
-    int rc = 0;
+    if (rc != 0) goto cleanup;
 
     dk_hook_plan plan = {.steers = steers, .n_steer = steers_of_call(opt, 0, steers), .patches = opt->patches,
                          .n_patch = opt->n_patch, .logits = DK_LOGITS_LAST};
     dk_batch prefill = *prompts;
     prefill.is_prompt = true;
-    if (step_models(m, models, n_models, &prefill, &plan, opt, err) != 0) {
+    if (step_models(be, models, n_models, &prefill, &plan, opt, err) != 0) {
         rc = -1;
         goto cleanup;
     }
@@ -316,7 +333,7 @@ int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batc
     const float *logits = models[0].logits;
     for (int64_t step = 0; step < longest_new; step++) {
         if (check_logits(logits, S, V, done, step, err) != 0 ||
-            grow_for_step(m, models, n_models, out, &ids_cap, step, longest_new, err) != 0) {
+            grow_for_step(be, models, n_models, out, &ids_cap, step, longest_new, err) != 0) {
             rc = -1;
             goto cleanup;
         }
@@ -335,7 +352,7 @@ int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batc
             if (done[s]) step_ids[s] = out->n_ids[s] ? out->ids[s][out->n_ids[s] - 1] : prompts->ids[prompts->seq_start[s + 1] - 1];
         dk_batch decode = {step_ids, S, step_starts, S, false};
         plan.n_steer = steers_of_call(opt, step + 1, steers);
-        if (step_models(m, models, n_models, &decode, &plan, opt, err) != 0) {
+        if (step_models(be, models, n_models, &decode, &plan, opt, err) != 0) {
             rc = -1;
             goto cleanup;
         }
@@ -349,7 +366,7 @@ cleanup:
     free(so);
     for (int k = 0; k < n_models; k++) {
         free(models[k].logits);
-        dk_kv_cache_free(&models[k].cache);
+        dk_backend_cache_free(&models[k].cache);
     }
     if (rc != 0) dk_generation_free(out);
     return rc;

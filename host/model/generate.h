@@ -32,12 +32,27 @@
  * `adapter` (the organism) and the same dk_model with logit_amp_reference (NULL = the base model, no
  * adapter) step together on the same tokens, each with its own KV cache and the same hooks, and every token
  * is drawn from logits_ft + alpha·(logits_ft − logits_ref) (alpha 0 = the organism alone).
+ *
+ * Generating on a device (the GPU): dk_generate runs on the CPU (the reference). dk_generate_backend runs the
+ * same loop on a backend (backend.h): the forward passes and the KV caches (two with logit amplification) where
+ * the backend runs, sampling on the host from the last-position logits. A caller that picks the device (the
+ * --device option of `diffkit generate`, chat_generate.c for the diffing methods) opens a backend once and
+ * passes it:
+ *     dk_backend be;
+ *     if (dk_backend_open(&be, &model, &(dk_backend_options){.device = DK_DEVICE_AUTO}, &err) != 0) ...;
+ *     dk_generate_backend(&be, adapter, &prompts, &opt, &gen, &err);   // as dk_generate
+ *     dk_backend_close(&be);
+ * On the GPU in mode F32 greedy generations equal the CPU's (tests/gpu/test_generate_cuda.c); in mode BF16
+ * (the default) logits differ by bf16 rounding, so greedy continuations may part from the CPU's after a near tie.
+ * The GPU forward keeps one adapter uploaded: logit amplification against the base model (reference NULL) costs
+ * nothing extra, against a second adapter both are uploaded again at every step (slow; use the CPU or the base).
  */
 #ifndef DK_MODEL_GENERATE_H
 #define DK_MODEL_GENERATE_H
 
 #include <stdint.h>
 
+#include "model/backend.h"
 #include "model/forward.h"
 
 /* The sampling settings of one sequence (see "Per-sequence settings" above). */
@@ -82,6 +97,10 @@ typedef struct dk_generation {
 /* Generates from every sequence of `prompts` (a packed batch). 0, or -1 with err set (bad ids, ...). */
 int dk_generate(const dk_model *m, const dk_lora_adapter *adapter, const dk_batch *prompts,
                 const dk_generate_options *opt, dk_generation *out, dk_err *err);
+/* dk_generate on a backend (see "Generating on a device" above): the same results on the CPU, the forward and
+ * the KV caches on the GPU when be runs there. be's model is the model generated from. */
+int dk_generate_backend(dk_backend *be, const dk_lora_adapter *adapter, const dk_batch *prompts,
+                        const dk_generate_options *opt, dk_generation *out, dk_err *err);
 void dk_generation_free(dk_generation *g);
 
 /* The settings sequence s generates with: per_seq[s], or the global ones with seed dk_generate_seq_seed. */

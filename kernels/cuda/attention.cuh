@@ -33,10 +33,24 @@
 extern "C" {
 #endif
 
+/* With a KV cache (generation; the CPU twin is the same dk_cpu_attention over cache rows, forward.c's block()):
+ * the keys and values of layer l are k_cache, v_cache (n_seqs, capacity, ld_kv) in the cache's layout
+ * (forward_cuda.h), already holding this call's new rows (dk_cuda_kv_append); sequence s has kv_past[s]
+ * (device, int32) positions cached BEFORE this call, so the tile's query r sits at position
+ * kv_past[s] + q0 + r and sees cache positions j <= that (and, with a window W, j > position − W).
+ * q and out are the batch's rows as above. The tiles' 4th field must be the sequence index (as
+ * dk_cuda_attention_tiles_bq writes it). One decode query per sequence fills 1 of the block's 16 query slots:
+ * correct, not yet fast (a split-KV decode kernel is future work, docs/perf.md). */
+cudaError_t dk_cuda_attention_cached(void *out, int64_t ldo, const void *q, int64_t ldq, const void *k_cache,
+                                     const void *v_cache, int64_t ld_kv, int64_t capacity, const int32_t *kv_past,
+                                     const int32_t *tiles, int64_t n_tiles, int64_t n_heads, int64_t n_kv_heads,
+                                     int64_t head_dim, float scale, float softcap, int64_t window, dk_cuda_dtype dtype,
+                                     cudaStream_t stream);
+
 /* Number of query tiles of a packed batch: Σ_s ceil(n_s / DK_CUDA_ATTN_BQ). */
 int64_t dk_cuda_attention_n_tiles(const int64_t *seq_start, int64_t n_seqs);
 /* Writes tiles (n_tiles, 4) int32 {sequence start row, first query (within the sequence), queries in the
- * tile, 0} on the host; returns n_tiles. seq_start (n_seqs + 1) as dk_batch. */
+ * tile, sequence index} on the host; returns n_tiles. seq_start (n_seqs + 1) as dk_batch. */
 int64_t dk_cuda_attention_tiles(const int64_t *seq_start, int64_t n_seqs, int32_t *tiles);
 
 /* Same with bq queries per tile (DK_CUDA_ATTN_MMA_BQ for dk_cuda_attention_mma). */

@@ -62,6 +62,52 @@ void golden_open_lora(const char *name, const char *adapter_dir, dk_model *m, dk
     free(dir);
 }
 
+/* Appends the ids of a JSON array to ids (n of them so far, capacity cap). */
+static void append_ids(const cJSON *arr, int64_t **ids, int64_t *n, size_t *cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) {
+        if ((size_t)*n == *cap) *ids = dk_realloc(*ids, (*cap *= 2) * sizeof **ids);
+        (*ids)[(*n)++] = (int64_t)v->valuedouble;
+    }
+}
+
+void golden_generation_read(const char *name, golden_generation *g) {
+    char *dir = golden_model_dir(name), *path = dk_path_join(dir, "generate.json");
+    dk_err err = {0};
+    size_t size;
+    char *text = dk_read_file(path, &size, &err);
+    if (!text) dk_die(&err);
+    cJSON *root = cJSON_Parse(text);
+    CHECK(cJSON_IsArray(root), "%s: not a JSON array", path);
+    g->n = cJSON_GetArraySize(root);
+    size_t cap_p = 64, cap_o = 64;
+    int64_t np = 0, no = 0;
+    g->prompt_ids = dk_malloc(cap_p * sizeof(int64_t));
+    g->output_ids = dk_malloc(cap_o * sizeof(int64_t));
+    g->prompt_start = dk_malloc((size_t)(g->n + 1) * sizeof(int64_t));
+    g->output_start = dk_malloc((size_t)(g->n + 1) * sizeof(int64_t));
+    g->prompt_start[0] = g->output_start[0] = 0;
+    for (int i = 0; i < g->n; i++) {
+        const cJSON *item = cJSON_GetArrayItem(root, i);
+        append_ids(cJSON_GetObjectItemCaseSensitive(item, "prompt"), &g->prompt_ids, &np, &cap_p);
+        append_ids(cJSON_GetObjectItemCaseSensitive(item, "output"), &g->output_ids, &no, &cap_o);
+        g->prompt_start[i + 1] = np;
+        g->output_start[i + 1] = no;
+    }
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+    free(dir);
+}
+
+void golden_generation_free(golden_generation *g) {
+    free(g->prompt_ids);
+    free(g->prompt_start);
+    free(g->output_ids);
+    free(g->output_start);
+    memset(g, 0, sizeof *g);
+}
+
 void golden_tokens_free(golden_tokens *t) {
     free(t->ids);
     free(t->seq_start);

@@ -27,6 +27,17 @@ void golden_tokens_free(golden_tokens *t);
  * error when either fails (fixtures must load). The caller frees both (dk_lora_free, dk_model_close). */
 void golden_open_lora(const char *name, const char *adapter_dir, dk_model *m, dk_lora_adapter *a);
 
+/* The prompts and transformers' greedy outputs of models/<name>/generate.json, packed. */
+typedef struct golden_generation {
+    int n;
+    int64_t *prompt_ids, *prompt_start; /* packed prompts, (n + 1) offsets */
+    int64_t *output_ids, *output_start; /* packed expected outputs */
+} golden_generation;
+
+/* Reads generate.json of golden model `name`; exits when it does not parse (fixtures must load). */
+void golden_generation_read(const char *name, golden_generation *g);
+void golden_generation_free(golden_generation *g);
+
 /* The named float tensor of a golden file, widened (the caller frees); exits when absent: fixtures must
  * be complete. */
 float *golden_load(const dk_st_checkpoint *golden, const char *name, int64_t expect_numel);

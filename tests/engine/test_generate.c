@@ -21,12 +21,6 @@ static const char *const MODELS[] = {"llama", "mistral", "qwen2", "qwen3", "gemm
                                      "qwen25_vl"};
 static const int64_t EOS = 2;
 
-typedef struct golden_generation {
-    int n;
-    int64_t *prompt_ids, *prompt_start; /* packed prompts, (n + 1) offsets */
-    int64_t *output_ids, *output_start; /* packed expected outputs */
-} golden_generation;
-
 static void read_ids(const cJSON *arr, int64_t **ids, int64_t *n, size_t *cap) {
     const cJSON *v;
     cJSON_ArrayForEach(v, arr) {
@@ -43,38 +37,6 @@ static cJSON *read_json(const char *path) {
     CHECK(root, "%s: not JSON", path);
     free(text);
     return root;
-}
-
-static void read_golden(const char *model, golden_generation *g) {
-    char *rel = dk_sprintf("models/%s/generate.json", model);
-    char *path = engine_fixture(rel);
-    cJSON *root = read_json(path);
-    CHECK(cJSON_IsArray(root), "%s: not a JSON array", path);
-    g->n = cJSON_GetArraySize(root);
-    size_t cap_p = 64, cap_o = 64;
-    int64_t np = 0, no = 0;
-    g->prompt_ids = dk_malloc(cap_p * sizeof(int64_t));
-    g->output_ids = dk_malloc(cap_o * sizeof(int64_t));
-    g->prompt_start = dk_malloc((size_t)(g->n + 1) * sizeof(int64_t));
-    g->output_start = dk_malloc((size_t)(g->n + 1) * sizeof(int64_t));
-    g->prompt_start[0] = g->output_start[0] = 0;
-    for (int i = 0; i < g->n; i++) {
-        const cJSON *item = cJSON_GetArrayItem(root, i);
-        read_ids(cJSON_GetObjectItemCaseSensitive(item, "prompt"), &g->prompt_ids, &np, &cap_p);
-        read_ids(cJSON_GetObjectItemCaseSensitive(item, "output"), &g->output_ids, &no, &cap_o);
-        g->prompt_start[i + 1] = np;
-        g->output_start[i + 1] = no;
-    }
-    cJSON_Delete(root);
-    free(path);
-    free(rel);
-}
-
-static void free_golden(golden_generation *g) {
-    free(g->prompt_ids);
-    free(g->prompt_start);
-    free(g->output_ids);
-    free(g->output_start);
 }
 
 static bool same_ids(const int64_t *a, int64_t na, const int64_t *b, int64_t nb) {
@@ -95,7 +57,7 @@ static void test_greedy_matches_transformers(void) {
         dk_err err = {0};
         CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
         golden_generation g;
-        read_golden(MODELS[k], &g);
+        golden_generation_read(MODELS[k], &g);
         const dk_generate_options opt = greedy(10); /* the goldens' max_new_tokens */
         int matched = 0;
         for (int i = 0; i < g.n; i++) { /* one prompt at a time */
@@ -142,7 +104,7 @@ static void test_greedy_matches_transformers(void) {
         EXPECT(out.n_ids[0] == 1, "%s: prompt 0 did not stop at its first token", MODELS[k]);
         printf("  %-10s %d of %d generations identical\n", MODELS[k], matched, 3 * g.n);
         dk_generation_free(&out);
-        free_golden(&g);
+        golden_generation_free(&g);
         dk_model_close(&m);
         free(dir);
         free(rel);
@@ -342,7 +304,7 @@ static void test_seq_strength_mixed_batch(void) {
     hooks_open(&f);
     dk_err err = {0};
     golden_generation plain;
-    read_golden("llama", &plain);
+    golden_generation_read("llama", &plain);
     char *json_path = engine_fixture("models/llama/generate_steer.json");
     cJSON *steered = read_json(json_path); /* [{prompt_only, prompt, output}]: the all-token cases first */
     /* batch: prompt 0 steered, prompt 0 plain, prompt 1 plain, prompt 1 steered (strength 4 = 2 · 2) */
@@ -373,7 +335,7 @@ static void test_seq_strength_mixed_batch(void) {
     free_packed(&all);
     cJSON_Delete(steered);
     free(json_path);
-    free_golden(&plain);
+    golden_generation_free(&plain);
     hooks_close(&f);
 }
 
@@ -495,7 +457,7 @@ static void test_per_seq_sampling(void) {
     dk_err err = {0};
     CHECK(dk_model_open(dir, &m, &err) == 0, "%s", err.msg);
     golden_generation g;
-    read_golden("llama", &g);
+    golden_generation_read("llama", &g);
     static const int64_t eos[] = {EOS}, two_stops[] = {EOS, 27}, stop_68[] = {68};
     enum { S = 6 };
     const dk_seq_options so[S] = {
@@ -590,7 +552,7 @@ static void test_per_seq_sampling(void) {
                     (long long)s, (long long)k))
             break;
     }
-    free_golden(&g);
+    golden_generation_free(&g);
     dk_model_close(&m);
     free(dir);
 }

@@ -82,6 +82,10 @@ static void test_attention_tiles(void) {
     int covered[83] = {0};
     for (int64_t i = 0; i < n; i++) {
         EXPECT(tiles[4 * i + 2] >= 1 && tiles[4 * i + 2] <= DK_CUDA_ATTN_BQ, "tile %lld size", (long long)i);
+        /* the 4th field names the tile's sequence (dk_cuda_attention_cached finds its cache rows by it) */
+        const int32_t seq = tiles[4 * i + 3];
+        EXPECT(seq >= 0 && seq < n_seqs && start[seq] == tiles[4 * i], "tile %lld: sequence %d does not start at row %d",
+               (long long)i, seq, tiles[4 * i]);
         for (int32_t r = 0; r < tiles[4 * i + 2]; r++) covered[tiles[4 * i] + tiles[4 * i + 1] + r]++;
     }
     int ok = 1;

@@ -26,6 +26,7 @@
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/hooks.cuh"
+#include "kernels/cuda/kv_cache.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -325,6 +326,71 @@ static void test_attention(dk_cuda_dtype mode, const int64_t *lens, int64_t n_se
     free(start), free(qkv), free(tiles), free(got), free(again), free(q), free(k), free(v), free(want), free(seg);
 }
 
+/* With a KV cache (generation): sequence s has past[s] positions cached (random keys and values in a cache of
+ * `cap` positions per sequence) and lens[s] new tokens, whose k and v dk_cuda_kv_append copies from the q‖k‖v
+ * buffer into the cache before dk_cuda_attention_cached reads it; the CPU twin is dk_cpu_attention over the
+ * cache rows (n_k = past + len, the queries the last len positions), as forward.c's block() runs it. The cache
+ * itself must then hold exactly the appended rows (and its guards stay intact). */
+static void test_attention_cached(dk_cuda_dtype mode, const int64_t *past, const int64_t *lens, int64_t n_seqs,
+                                  int64_t cap, int64_t nh, int64_t nkv, int64_t D, int64_t window, float softcap) {
+    char what[112];
+    snprintf(what, sizeof what, "attention cached seqs %lld heads %lld/%lld D %lld W %lld cap %g", (long long)n_seqs,
+             (long long)nh, (long long)nkv, (long long)D, (long long)window, softcap);
+    int64_t *start = malloc((size_t)(n_seqs + 1) * 8);
+    start[0] = 0;
+    for (int64_t s = 0; s < n_seqs; s++) start[s + 1] = start[s] + lens[s];
+    const int64_t T = start[n_seqs], qd = nh * D, kvd = nkv * D, ld = qd + 2 * kvd;
+    float *qkv = gpu_random((size_t)(T * ld), -2, 2);                       /* (T, ld) this call's q‖k‖v */
+    float *kc = gpu_random((size_t)(n_seqs * cap * kvd), -2, 2);            /* (n_seqs, cap, kvd) past keys */
+    float *vc = gpu_random((size_t)(n_seqs * cap * kvd), -2, 2);            /* (n_seqs, cap, kvd) past values */
+    dbuf d_qkv = dbuf_new((size_t)(T * ld), mode), d_out = dbuf_new((size_t)(T * qd), mode);
+    dbuf d_k = dbuf_new((size_t)(n_seqs * cap * kvd), mode), d_v = dbuf_new((size_t)(n_seqs * cap * kvd), mode);
+    dbuf_upload(&d_qkv, qkv), dbuf_upload(&d_k, kc), dbuf_upload(&d_v, vc); /* bf16: the host copies rounded */
+    int32_t *rows = malloc((size_t)T * 4), *past32 = malloc((size_t)n_seqs * 4);
+    for (int64_t s = 0; s < n_seqs; s++) {
+        past32[s] = (int32_t)past[s];
+        for (int64_t t = start[s]; t < start[s + 1]; t++) {
+            rows[t] = (int32_t)(s * cap + past[s] + t - start[s]);
+            memcpy(kc + rows[t] * kvd, qkv + t * ld + qd, (size_t)kvd * 4);       /* the CPU side of the append */
+            memcpy(vc + rows[t] * kvd, qkv + t * ld + qd + kvd, (size_t)kvd * 4);
+        }
+    }
+    int32_t *tiles = malloc((size_t)T * 16);
+    const int64_t n_tiles = dk_cuda_attention_tiles(start, n_seqs, tiles);
+    int32_t *d_rows = device_ints(rows, (size_t)T), *d_past = device_ints(past32, (size_t)n_seqs);
+    int32_t *d_tiles = device_ints(tiles, (size_t)n_tiles * 4);
+    const float scale = 1.0f / sqrtf((float)D);
+    char *base = d_qkv.d;
+    const size_t e = d_qkv.esize;
+    CUDA_CHECK(dk_cuda_kv_append(d_k.d, d_v.d, base + (size_t)qd * e, ld, base + (size_t)(qd + kvd) * e, ld, d_rows, T,
+                                 kvd, mode, 0));
+    CUDA_CHECK(dk_cuda_attention_cached(d_out.d, qd, base, ld, d_k.d, d_v.d, kvd, cap, d_past, d_tiles, n_tiles, nh,
+                                        nkv, D, scale, softcap, window, mode, 0));
+    float *got = dbuf_download(&d_out), *got_k = dbuf_download(&d_k), *got_v = dbuf_download(&d_v);
+    char append_what[140];
+    snprintf(append_what, sizeof append_what, "kv append (%s)", what);
+    expect_exact(append_what, got_k, kc, (size_t)(n_seqs * cap * kvd), &d_k);
+    expect_exact(append_what, got_v, vc, (size_t)(n_seqs * cap * kvd), &d_v);
+
+    float *q = malloc((size_t)(T * qd) * 4), *want = malloc((size_t)(T * qd) * 4);
+    for (int64_t t = 0; t < T; t++) memcpy(q + t * qd, qkv + t * ld, (size_t)qd * 4);
+    dk_attn_segment *seg = malloc((size_t)n_seqs * sizeof *seg);
+    for (int64_t s = 0; s < n_seqs; s++)
+        seg[s] = (dk_attn_segment){q + start[s] * qd, kc + s * cap * kvd, vc + s * cap * kvd, want + start[s] * qd,
+                                   lens[s], past[s] + lens[s]};
+    dk_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = D, .scale = scale, .softcap = softcap,
+                        .window = window, .n_threads = 1};
+    dk_cpu_attention(seg, n_seqs, &p);
+    gpu_expect_close(what, got, want, (size_t)(T * qd), mode, 1e-5);
+    gpu_expect_guards(what, &d_out);
+    dbuf_free(&d_qkv), dbuf_free(&d_out), dbuf_free(&d_k), dbuf_free(&d_v);
+    CUDA_CHECK(cudaFree(d_rows));
+    CUDA_CHECK(cudaFree(d_past));
+    CUDA_CHECK(cudaFree(d_tiles));
+    free(start), free(qkv), free(kc), free(vc), free(rows), free(past32), free(tiles), free(got), free(got_k);
+    free(got_v), free(q), free(want), free(seg);
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * element-wise: gated activation on gate‖up, bias, softcap, steer, patch */
 
@@ -544,6 +610,13 @@ int main(void) {
         test_attention(mode, longer, 2, 2, 2, 128, 19, 0.0f, false);
         test_attention(mode, longer, 2, 4, 1, 256, 33, 50.0f, false);   /* Gemma's head_dim */
         test_attention(mode, mixed, 5, 6, 3, 96, 0, 0.0f, false);       /* D not a power of two */
+        /* with a KV cache: a prefill (past 0), decode steps (one token each, uneven pasts), a mix; windows */
+        const int64_t no_past[] = {0, 0, 0, 0, 0}, decode[] = {1, 1, 1, 1, 1}, pasts[] = {0, 40, 3, 77, 31};
+        test_attention_cached(mode, no_past, mixed, 5, 40, 4, 2, 12, 0, 0.0f);
+        test_attention_cached(mode, pasts, decode, 5, 80, 4, 2, 64, 0, 0.0f);
+        test_attention_cached(mode, pasts, decode, 5, 80, 4, 1, 128, 5, 50.0f);
+        test_attention_cached(mode, pasts, mixed, 5, 120, 2, 2, 256, 33, 0.0f);
+        test_attention_cached(mode, pasts, mixed, 5, 120, 6, 3, 96, 4, 0.0f);
         if (mode == DK_CUDA_BF16) { /* the tensor-core variant: several 64-query tiles, 32-key tiles, windows */
             const int64_t many[] = {1, 130, 64, 7, 200};
             test_attention(mode, one, 1, 2, 1, 16, 0, 0.0f, true);
