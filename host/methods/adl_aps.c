@@ -48,7 +48,8 @@ static int run_lens(dk_method_job *job, const adl_aps_settings *a, bool finetune
     out->n_scales = adl_patchscope_scales(out->scales);
     out->k = a->tokens_k;
     float *probs = dk_malloc((size_t)(out->n_scales * V) * sizeof *probs); /* (S, V) */
-    int rc = adl_patchscope_lens(model, dk_model_pair_adapter(&job->pair, finetuned), job->tok, layer, latent,
+    int rc = adl_patchscope_lens(dk_model_pair_backend(&job->pair, finetuned),
+                                 dk_model_pair_adapter(&job->pair, finetuned), job->tok, layer, latent,
                                  out->scales, out->n_scales, a->intersection_top_k, probs, err);
     const int64_t S = out->n_scales, k = out->k;
     out->ids = dk_malloc((size_t)(S * k) * sizeof *out->ids);

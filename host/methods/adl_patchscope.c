@@ -52,9 +52,10 @@ int adl_patchscope_scales(double *scales) {
     return kept;
 }
 
-int adl_patchscope_lens(const dk_model *m, const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t layer,
+int adl_patchscope_lens(dk_backend *be, const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t layer,
                         const float *latent, const double *scales, int n_scales, int64_t top_k, float *probs,
                         dk_err *err) {
+    const dk_model *m = be->model;
     const int64_t V = m->cfg.vocab_size, H = m->cfg.hidden_size;
     if (top_k > V) top_k = V;
     int32_t *count = dk_calloc((size_t)(n_scales * V), sizeof *count);   /* (n_scales, V) prompts with the id in top_k */
@@ -82,7 +83,7 @@ int adl_patchscope_lens(const dk_model *m, const dk_lora_adapter *adapter, dk_to
         starts[n_scales] = n_scales * T;
         dk_batch batch = {packed, n_scales * T, starts, n_scales, true};
         dk_hook_plan plan = {.n_patch = n_scales, .patches = patches, .logits = DK_LOGITS_LAST, .logits_out = logits};
-        rc = dk_forward(m, adapter, &batch, &plan, NULL, err);
+        rc = dk_backend_forward(be, adapter, &batch, &plan, NULL, err);
         if (rc == 0) {
             dk_cpu_topk(logits, n_scales, V, top_k, true, top_logit, top_id);
             for (int s = 0; s < n_scales; s++) {

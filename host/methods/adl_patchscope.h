@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "model/forward.h"
+#include "model/backend.h"
 #include "tokenizer/tokenizer.h"
 
 enum { ADL_PATCHSCOPE_PROMPTS = 3, ADL_PATCHSCOPE_MAX_SCALES = 31 };
@@ -16,10 +16,10 @@ int adl_patchscope_scales(double *scales);
 const char *adl_patchscope_prompt(int i);
 
 /* probs (n_scales, V): for each scale, the next-token probabilities averaged over the three identity prompts,
- * kept only for tokens in the top_k (clamped to V) of all three, else 0; model m with adapter (may be NULL), the
- * residual after block `layer` at the prompt's last token replaced by scales[s] · latent (H). The prompts are
- * encoded with the tokenizer's special tokens (BOS), as nnterp does. Runs on the CPU (dk_forward). 0, or -1 + err. */
-int adl_patchscope_lens(const dk_model *m, const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t layer,
+ * kept only for tokens in the top_k (clamped to V) of all three, else 0; the model of backend be with adapter (may
+ * be NULL), the residual after block `layer` at the prompt's last token replaced by scales[s] · latent (H). The
+ * prompts are encoded with the tokenizer's special tokens (BOS), as nnterp does. 0, or -1 + err. */
+int adl_patchscope_lens(dk_backend *be, const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t layer,
                         const float *latent, const double *scales, int n_scales, int64_t top_k, float *probs,
                         dk_err *err);
 

@@ -329,8 +329,8 @@ int adl_steer_run(dk_method_job *job, const adl_state *st, adl_steps *steps, con
     for (int64_t h = 0; h < H; h++) vector[h] = (float)(m->ft_norm[li] * diff[h] / norm);
     steer_ctx c = {.job = job, .s = s, .seed = (uint64_t)job->seed};
     c.steer = (dk_steer){.layer = task->layer, .strength = 1.0f, .vector = vector};
-    const dk_model *ft = dk_model_pair_model(&job->pair, true);
-    int rc = dk_chat_gen_init(&c.gen, job->cfg, ft, job->pair.ft_is_adapter ? job->pair.base_dir : job->pair.ft_dir,
+    int rc = dk_chat_gen_init(&c.gen, job->cfg, dk_model_pair_backend(&job->pair, true),
+                              job->pair.ft_is_adapter ? job->pair.base_dir : job->pair.ft_dir,
                               dk_model_pair_adapter(&job->pair, true), job->tok, s->max_batch_size, err);
     graded g = {0};
     double thresholds[3] = {0, 0, 0};

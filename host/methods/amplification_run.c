@@ -135,7 +135,8 @@ static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapt
                           double alpha, cJSON **out, dk_err *err) {
     dk_chat_gen g;
     dk_cfg *cfg = job->cfg;
-    int rc = dk_chat_gen_init(&g, cfg, &job->pair.base, job->pair.base_dir, adapter, job->tok, st->max_batch, err);
+    int rc = dk_chat_gen_init(&g, cfg, dk_model_pair_backend(&job->pair, false), job->pair.base_dir, adapter, job->tok,
+                              st->max_batch, err);
     if (rc != 0) return -1;
     if (!st->chat && g.has_family) {
         dk_chat_format_free(&g.format);

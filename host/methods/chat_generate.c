@@ -10,9 +10,11 @@
 #include "core/strutil.h"
 #include "io/file.h"
 
-int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const char *model_dir,
+int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, dk_backend *be, const char *model_dir,
                      const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t max_batch, dk_err *err) {
     memset(g, 0, sizeof *g);
+    const dk_model *m = be->model;
+    g->be = be;
     g->model = m;
     g->adapter = adapter;
     g->tok = tok;
@@ -113,7 +115,7 @@ static int run_batch(const dk_chat_gen *g, const dk_chat_gen_request *req, int64
                                .logit_amp_alpha = req->logit_amp_alpha, .logit_amp_reference = NULL};
     dk_batch batch = {packed, total, starts, S, true};
     dk_generation gen;
-    int rc = dk_generate(g->model, g->adapter, &batch, &opt, &gen, err);
+    int rc = dk_generate_backend(g->be, g->adapter, &batch, &opt, &gen, err);
     for (int64_t s = 0; rc == 0 && s < S; s++) {
         int32_t *ids32 = dk_malloc((size_t)(gen.n_ids[s] ? gen.n_ids[s] : 1) * sizeof *ids32);
         for (int64_t t = 0; t < gen.n_ids[s]; t++) ids32[t] = (int32_t)gen.ids[s][t];
@@ -177,7 +179,7 @@ int dk_chat_gen_nll(const dk_chat_gen *g, const int64_t *prompt, int64_t n_promp
     int64_t starts[2] = {0, T};
     dk_batch batch = {ids, T, starts, 1, true};
     dk_hook_plan plan = {.logits = DK_LOGITS_ALL, .logits_out = logits};
-    int rc = dk_forward(g->model, g->adapter, &batch, &plan, NULL, err);
+    int rc = dk_backend_forward(g->be, g->adapter, &batch, &plan, NULL, err);
     for (int64_t j = 0; rc == 0 && j < n_completion; j++) {
         const float *row = logits + (n_prompt + j - 1) * V;   /* the position that predicts completion[j] */
         double mx = row[0], z = 0;

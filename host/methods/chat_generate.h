@@ -19,12 +19,14 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "model/backend.h"
 #include "model/generate.h"
 #include "model/prompt.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct dk_chat_gen {
-    const dk_model *model;
+    dk_backend *be;                     /* where the model runs (the job's: CPU or GPU) */
+    const dk_model *model;              /* be->model */
     const dk_lora_adapter *adapter;     /* NULL: the model alone */
     dk_tokenizer *tok;
     bool has_family;                    /* false: prompts are used as raw text */
@@ -37,8 +39,9 @@ typedef struct dk_chat_gen {
 } dk_chat_gen;
 
 /* From the composed configuration: model.chat_template (a family name or null) and model.end_of_turn_token;
- * model_dir is the model's folder (its generation_config.json). 0, or -1 with err (code 2) naming the key. */
-int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, const dk_model *m, const char *model_dir,
+ * be runs the model (dk_generate_backend: the GPU when the job runs there), model_dir is its folder (its
+ * generation_config.json). 0, or -1 with err (code 2) naming the key. */
+int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, dk_backend *be, const char *model_dir,
                      const dk_lora_adapter *adapter, dk_tokenizer *tok, int64_t max_batch, dk_err *err);
 void dk_chat_gen_free(dk_chat_gen *g);
 

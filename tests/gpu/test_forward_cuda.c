@@ -209,7 +209,8 @@ static void test_hooks(void) {
         golden_tokens_read_model(names[i], &tok);
         const int64_t T = tok.n_tokens, H = m.cfg.hidden_size, V = m.cfg.vocab_size, L = m.cfg.num_hidden_layers;
         float *v1 = gpu_random((size_t)H, -1, 1), *v2 = gpu_random((size_t)H, -1, 1), *pv = gpu_random((size_t)H, -2, 2);
-        dk_steer steers[2] = {{0, 3.0f, v1, false}, {L > 1 ? 1 : 0, -1.5f, v2, true}};
+        dk_steer steers[2] = {{.layer = 0, .strength = 3.0f, .vector = v1, .prompt_only = false},
+                              {.layer = L > 1 ? 1 : 0, .strength = -1.5f, .vector = v2, .prompt_only = true}};
         float *seq_mult = dk_malloc((size_t)tok.n_seqs * sizeof(float)); /* (n_seqs) per-sequence strengths */
         for (int64_t q = 0; q < tok.n_seqs; q++) seq_mult[q] = 1.0f - 0.75f * (float)q;
         steers[0].seq_strength = seq_mult;

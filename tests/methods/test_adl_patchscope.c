@@ -52,7 +52,13 @@ int main(void) {
 
     float *probs = malloc((size_t)(S * V) * sizeof *probs);
     const int64_t layer = cJSON_GetObjectItem(g, "layer")->valueint, top_k = cJSON_GetObjectItem(g, "top_k")->valueint;
-    EXPECT(adl_patchscope_lens(&m, &a, tok, layer, latent, scales, S, top_k, probs, &err) == 0, "lens: %s", err.msg);
+    dk_backend be;
+    if (dk_backend_open(&be, &m, &(dk_backend_options){.device = DK_DEVICE_CPU}, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
+    EXPECT(adl_patchscope_lens(&be, &a, tok, layer, latent, scales, S, top_k, probs, &err) == 0, "lens: %s", err.msg);
+    dk_backend_close(&be);
     float vals[20];
     int32_t ids[20];
     double worst = 0;
