@@ -114,11 +114,12 @@ static void test_linear(void) {
 }
 
 /* The fused linear (decoding's path) against sgemm on the same weights widened to fp32. Both accumulate K
- * products in fp32: the fused one in 8 lane sums of ~K/8 terms plus 8 lane additions and the bias, sgemm in
- * some order of at most K additions, so |fused - sgemm| <= (K + K/8 + 9)·2^-24·(Σ|x·w| + |b|) (the standard
- * bound for recursive summation, each side). A wrong, dropped or repeated product is far above it. The
- * portable and AVX2 paths are both checked, at an odd byte address (safetensors allows 2-byte alignment) and
- * with the output rows split in uneven pieces (as threads split them), which must give the same bits. */
+ * products in fp32: the fused one in L = 8 or 16 lane sums of at most K/8 + 1 terms plus L lane additions
+ * and the bias, sgemm in some order of at most K additions, so |fused - sgemm| <= (K + K/8 + 18)·2^-24·
+ * (Σ|x·w| + |b|) (the standard bound for recursive summation, each side). A wrong, dropped or repeated
+ * product is far above it. Every path this CPU has (portable, AVX2, AVX-512) is checked, at an odd byte
+ * address (safetensors allows 2-byte alignment) and with the output rows split in uneven pieces (as threads
+ * split them), which must give the same bits. */
 static void test_linear_fused_case(dk_cpu_weight_type type, int64_t M, int64_t N, int64_t K, bool with_bias,
                                    size_t misalign) {
     const size_t es = type == DK_CPU_WEIGHT_F32 ? 4 : 2;
@@ -146,33 +147,38 @@ static void test_linear_fused_case(dk_cpu_weight_type type, int64_t M, int64_t N
     const float *bias = with_bias ? b : NULL;
     dk_cpu_linear(want, x, wide, bias, M, N, K);
     const char *names[] = {"f32", "bf16", "f16"};
-    for (int portable = 0; portable < 2; portable++) {
-        void (*fused)(float *, const float *, const void *, dk_cpu_weight_type, const float *, int64_t, int64_t,
-                      int64_t, int64_t, int64_t) = portable ? dk_cpu_linear_fused_portable : dk_cpu_linear_fused;
-        fused(got, x, w, type, bias, M, N, K, 0, N);
+    for (int p = 0; p < DK_CPU_FUSED_N_PATHS; p++) {
+        const dk_cpu_fused_path path = (dk_cpu_fused_path)p;
+        if (!dk_cpu_fused_path_available(path)) continue;
+        dk_cpu_linear_fused_on(path, got, x, w, type, bias, M, N, K, 0, N);
         double worst = 0; /* error / bound */
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) {
                 double mag = with_bias ? fabs(b[n]) : 0;
                 for (int64_t k = 0; k < K; k++) mag += fabs((double)x[m * K + k] * wide[n * K + k]);
-                double bound = (double)(K + K / 8 + 9) * 0x1p-24 * mag + 1e-30;
+                double bound = (double)(K + K / 8 + 18) * 0x1p-24 * mag + 1e-30;
                 worst = fmax(worst, fabs((double)got[m * N + n] - want[m * N + n]) / bound);
             }
         EXPECT(worst <= 1.0, "fused linear %s (%s) %lldx%lldx%lld bias %d misaligned %zu: error %.3g of the fp32 "
-               "accumulation bound", names[type], portable ? "portable" : "dispatched", (long long)M, (long long)N,
+               "accumulation bound", names[type], dk_cpu_fused_path_name(path), (long long)M, (long long)N,
                (long long)K, with_bias, misalign, worst);
         /* rows split as threads would split them: [0, 1), [1, N/3), [N/3, N) */
         const int64_t cuts[] = {0, N > 1 ? 1 : N, N / 3 > 1 ? N / 3 : (N > 1 ? 1 : N), N};
-        for (int c = 0; c < 3; c++) fused(pieces, x, w, type, bias, M, N, K, cuts[c], cuts[c + 1]);
-        EXPECT(memcmp(pieces, got, (size_t)(M * N) * 4) == 0, "fused linear %s: rows split in pieces give other "
-               "bits than one call (%lldx%lldx%lld)", names[type], (long long)M, (long long)N, (long long)K);
+        for (int c = 0; c < 3; c++)
+            dk_cpu_linear_fused_on(path, pieces, x, w, type, bias, M, N, K, cuts[c], cuts[c + 1]);
+        EXPECT(memcmp(pieces, got, (size_t)(M * N) * 4) == 0, "fused linear %s (%s): rows split in pieces give "
+               "other bits than one call (%lldx%lldx%lld)", names[type], dk_cpu_fused_path_name(path), (long long)M,
+               (long long)N, (long long)K);
     }
     free(x), free(wide), free(b), free(want), free(got), free(pieces), free(raw), free(halves);
 }
 
 static void test_linear_fused(void) {
+    for (int p = 0; p < DK_CPU_FUSED_N_PATHS; p++)
+        printf("  fused linear path %-8s %s\n", dk_cpu_fused_path_name((dk_cpu_fused_path)p),
+               dk_cpu_fused_path_available((dk_cpu_fused_path)p) ? "checked" : "not available on this CPU");
     const int64_t shapes[][3] = {{1, 1, 1}, {1, 13, 300}, {2, 9, 256}, {3, 7, 263}, {8, 64, 1024}, {16, 33, 520},
-                                 {DK_CPU_FUSED_MAX_M, 6, 71}, {5, 4, 7}};
+                                 {DK_CPU_FUSED_MAX_M, 6, 71}, {5, 4, 7}, {7, 5, 530}, {31, 9, 40}};
     for (int type = 0; type < 3; type++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (size_t misalign = 0; misalign <= 2; misalign += 2)
