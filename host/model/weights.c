@@ -362,7 +362,11 @@ static void fused_rows(void *ctx, int64_t n0, int64_t n1) {
     dk_cpu_weight_type type = j->w->dtype == DK_DTYPE_BF16  ? DK_CPU_WEIGHT_BF16
                               : j->w->dtype == DK_DTYPE_F16 ? DK_CPU_WEIGHT_F16
                                                             : DK_CPU_WEIGHT_F32;
-    dk_cpu_linear_fused(j->y, j->x, j->w->data, type, j->bias, j->M, j->N, j->K, n0, n1);
+    for (int64_t m0 = 0; m0 < j->M; m0 += DK_CPU_FUSED_MAX_M) { /* more rows than the kernel takes: in groups */
+        const int64_t rows = j->M - m0 < DK_CPU_FUSED_MAX_M ? j->M - m0 : DK_CPU_FUSED_MAX_M;
+        dk_cpu_linear_fused(j->y + m0 * j->N, j->x + m0 * j->K, j->w->data, type, j->bias, rows, j->N, j->K, n0,
+                            n1);
+    }
 }
 
 /* Threads over output rows, each at least ~64K weight elements (below that a thread costs more than it
@@ -375,7 +379,7 @@ static void fused_matmul(float *y, const float *x, int64_t M, const dk_st_tensor
 
 static void weight_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, const float *bias, int64_t N,
                           int64_t K, float *scratch, int64_t scratch_floats, int n_threads, int64_t fused_max_m) {
-    if (M <= fused_max_m && M <= DK_CPU_FUSED_MAX_M) {
+    if (M <= fused_max_m) {
         fused_matmul(y, x, M, w, bias, N, K, n_threads);
         return;
     }

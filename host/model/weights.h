@@ -87,10 +87,10 @@ const float *dk_weights_f32(const dk_st_tensor *t, float *scratch);
  * through the fused kernel (kernels/cpu/linear_fused.h: one pass over the bf16/f16/f32 bytes, n_threads
  * threads over output rows); above it, the tiled sgemm. Decoding (one token per sequence) is below, prefill
  * above. The crossover was measured on a 1B-shaped bf16 model (docs/perf.md, "Generation (CPU)"). */
-enum { DK_WEIGHTS_FUSED_MAX_M = 16 };
+enum { DK_WEIGHTS_FUSED_MAX_M = 64 };
 
-/* y (M, N) = x (M, K) · Wᵀ + b for a weight in the mapping. M <= fused_max_m (and the kernel's
- * DK_CPU_FUSED_MAX_M): the fused kernel on n_threads threads. Otherwise W is widened a tile of rows at a
+/* y (M, N) = x (M, K) · Wᵀ + b for a weight in the mapping. M <= fused_max_m: the fused kernel on n_threads
+ * threads (in groups of DK_CPU_FUSED_MAX_M rows of x, each reading W once). Otherwise W is widened a tile of rows at a
  * time into scratch (scratch_floats floats, at least K) for OpenBLAS (its own threads). N = out_features,
  * K = in_features. bias_scratch holds N floats. */
 void dk_weights_linear(float *y, const float *x, int64_t M, const dk_linear_weight *lin, float *scratch,

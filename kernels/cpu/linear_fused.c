@@ -184,35 +184,42 @@ DK_AVX512 static void widen_chunk_avx512(float *wide, const fused_args *a, int64
     for (int r = rows; r < ROWS; r++) memset(wide + r * CHUNK, 0, (size_t)kc16 * sizeof(float));
 }
 
-/* acc rows m .. m + nm - 1 (nm <= XS_512) += wide · x over [0, kc16). Missing rows of x repeat the last one
- * (the same sums, computed and stored twice). */
-DK_AVX512 static void accumulate_avx512(float *acc, const float *wide, const fused_args *a, int64_t m, int nm,
-                                        int64_t k0, int64_t kc16) {
+/* acc rows m .. m + nm - 1 (nm <= XS_512) += wide · x over [0, kc16). Always inlined with a constant nm, so
+ * that each count gets its own fully unrolled loop (no wasted FMAs for the last, partial group). */
+DK_AVX512 static inline __attribute__((always_inline)) void accumulate_avx512(float *acc, const float *wide,
+                                                                             const fused_args *a, int64_t m,
+                                                                             const int nm, int64_t k0,
+                                                                             int64_t kc16) {
     const float *xs[XS_512];
     float *accs[XS_512];
     __m512 c[ROWS][XS_512];
-    for (int j = 0; j < XS_512; j++) {
-        const int64_t mj = m + (j < nm ? j : nm - 1);
-        xs[j] = a->x + mj * a->K + k0;
-        accs[j] = acc + mj * ROWS * LANES_512;
+    for (int j = 0; j < nm; j++) {
+        xs[j] = a->x + (m + j) * a->K + k0;
+        accs[j] = acc + (m + j) * ROWS * LANES_512;
         for (int r = 0; r < ROWS; r++) c[r][j] = _mm512_load_ps(accs[j] + r * LANES_512);
     }
     for (int64_t i = 0; i < kc16; i += LANES_512) {
         __m512 v[XS_512];
-        for (int j = 0; j < XS_512; j++) v[j] = _mm512_loadu_ps(xs[j] + i);
+        for (int j = 0; j < nm; j++) v[j] = _mm512_loadu_ps(xs[j] + i);
         for (int r = 0; r < ROWS; r++) {
             const __m512 w = _mm512_load_ps(wide + r * CHUNK + i);
-            for (int j = 0; j < XS_512; j++) c[r][j] = _mm512_fmadd_ps(w, v[j], c[r][j]);
+            for (int j = 0; j < nm; j++) c[r][j] = _mm512_fmadd_ps(w, v[j], c[r][j]);
         }
     }
-    for (int j = 0; j < XS_512; j++)
+    for (int j = 0; j < nm; j++)
         for (int r = 0; r < ROWS; r++) _mm512_store_ps(accs[j] + r * LANES_512, c[r][j]);
 }
 
 DK_AVX512 static void accumulate_all_avx512(float *acc, const float *wide, const fused_args *a, int64_t k0,
                                             int64_t kc16) {
-    for (int64_t m = 0; m < a->M; m += XS_512)
-        accumulate_avx512(acc, wide, a, m, a->M - m < XS_512 ? (int)(a->M - m) : XS_512, k0, kc16);
+    int64_t m = 0;
+    for (; m + XS_512 <= a->M; m += XS_512) accumulate_avx512(acc, wide, a, m, XS_512, k0, kc16);
+    switch (a->M - m) {
+    case 3: accumulate_avx512(acc, wide, a, m, 3, k0, kc16); break;
+    case 2: accumulate_avx512(acc, wide, a, m, 2, k0, kc16); break;
+    case 1: accumulate_avx512(acc, wide, a, m, 1, k0, kc16); break;
+    default: break;
+    }
 }
 
 static bool cpu_has_avx512(void) { return __builtin_cpu_supports("avx512f"); }

@@ -15,7 +15,11 @@
  *       ids, steered_ids (the greedy tokens) and probs (the patchscope distribution, first prompt, top 5)
  *       so that the script checks both sides computed the same thing.
  *   decode: generate_s and generate1_s only, with dk_model.fused_max_m = FUSED_MAX_M (0: always the tiled
- *       sgemm), to place the fused linear's threshold. Threads:
+ *       sgemm), to place the fused linear's threshold.
+ *   bench_generate linear MODEL_DIR REPEATS M...
+ *       for each M: every projection of every layer (dk_weights_linear) on M random rows, through the fused
+ *       kernel and through the tiled sgemm, alternating, best of REPEATS: the crossover without attention,
+ *       sampling or the LM head. Threads:
  * DIFFKIT_THREADS (fused linear and attention), OPENBLAS_NUM_THREADS (the tiled sgemm of the prefill). */
 #include "model_golden.h"
 
@@ -225,12 +229,69 @@ static int run(char **argv) {
     return 0;
 }
 
+/* Seconds for every projection of every layer on x (M rows), best of repeats. */
+static double time_projections(const dk_model *m, const float *x, int64_t M, int64_t fused_max_m, float *y,
+                               float *tile, float *bias) {
+    double t0 = now();
+    for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int k = 0; k < DK_N_MODULES; k++) {
+            const dk_linear_weight *lin = &m->w.layers[l].proj[k];
+            if (lin->weight)
+                dk_weights_linear(y, x, M, lin, tile, m->weight_tile_floats, bias, m->n_threads, fused_max_m);
+        }
+    return now() - t0;
+}
+
+static int linear(int argc, char **argv) {
+    dk_err err = {0};
+    dk_model m;
+    if (dk_model_open(argv[2], &m, &err) != 0) dk_die(&err);
+    const char *threads = getenv("DIFFKIT_THREADS");
+    if (threads && atoi(threads) > 0) m.n_threads = atoi(threads);
+    const int repeats = atoi(argv[3]);
+    const int64_t widest = m.cfg.intermediate_size > m.cfg.hidden_size ? m.cfg.intermediate_size : m.cfg.hidden_size;
+    float *tile = dk_malloc((size_t)m.weight_tile_floats * sizeof(float));
+    float *bias = dk_malloc((size_t)widest * sizeof(float)); /* (out_features) widened bias, if any */
+    double weight_bytes = 0, macs = 0; /* per row of x */
+    for (int64_t l = 0; l < m.cfg.num_hidden_layers; l++)
+        for (int k = 0; k < DK_N_MODULES; k++)
+            if (m.w.layers[l].proj[k].weight) {
+                weight_bytes += (double)m.w.layers[l].proj[k].weight->nbytes;
+                macs += (double)m.w.layers[l].proj[k].weight->numel;
+            }
+    printf("[");
+    for (int a = 4; a < argc; a++) {
+        const int64_t M = atoll(argv[a]);
+        float *x = dk_malloc((size_t)(M * widest) * sizeof(float)); /* (M, widest) */
+        float *y = dk_malloc((size_t)(M * widest) * sizeof(float));
+        for (int64_t i = 0; i < M * widest; i++) x[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+        double best_fused = 1e30, best_tiled = 1e30;
+        for (int r = 0; r <= repeats; r++) { /* r == 0: warm-up */
+            double tf = time_projections(&m, x, M, M, y, tile, bias);
+            double tt = time_projections(&m, x, M, 0, y, tile, bias);
+            if (r > 0) best_fused = tf < best_fused ? tf : best_fused, best_tiled = tt < best_tiled ? tt : best_tiled;
+        }
+        printf("%s{\"M\": %lld, \"fused_s\": %.4f, \"tiled_s\": %.4f, \"weight_gb\": %.3f, \"gflop\": %.2f}",
+               a > 4 ? ", " : "", (long long)M, best_fused, best_tiled, weight_bytes / 1e9, 2 * macs * (double)M / 1e9);
+        fflush(stdout);
+        free(x);
+        free(y);
+    }
+    printf("]\n");
+    free(tile);
+    free(bias);
+    dk_model_close(&m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "bandwidth") == 0) return bandwidth(atoll(argv[2]), atoi(argv[3]));
     if (argc == 9 && strcmp(argv[1], "run") == 0) return run(argv);
     if (argc == 7 && strcmp(argv[1], "decode") == 0) return decode_only(argv);
+    if (argc >= 5 && strcmp(argv[1], "linear") == 0) return linear(argc, argv);
     fprintf(stderr, "usage: bench_generate bandwidth MIB THREADS\n"
                     "       bench_generate run MODEL_DIR PROMPTS.jsonl NEW_TOKENS REPEATS LAYER VECTOR.bin STRENGTH\n"
-                    "       bench_generate decode MODEL_DIR PROMPTS.jsonl NEW_TOKENS REPEATS FUSED_MAX_M\n");
+                    "       bench_generate decode MODEL_DIR PROMPTS.jsonl NEW_TOKENS REPEATS FUSED_MAX_M\n"
+                    "       bench_generate linear MODEL_DIR REPEATS M...\n");
     return 2;
 }
