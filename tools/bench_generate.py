@@ -5,7 +5,8 @@
 
 It writes (once, into --dir) a random-weight checkpoint with Llama-3.2-1B's shapes (vocab 128256, hidden 2048,
 intermediate 8192, 16 layers, 32 heads, 8 KV heads, tied embeddings; bf16, 2.47 GB), random prompts of
---prompt-len tokens (batches of 1 and 8), and a random steering vector; then measures, best of --repeats:
+--prompt-len tokens (batches of 1 and 8), and a random steering vector; then measures, in --rounds rounds that
+alternate diffkit, transformers bf16 and transformers fp32 (each best of --repeats), the best of all rounds:
   read bandwidth   of this machine (bench_generate bandwidth: a summing loop over 1 GiB, 1 and --threads threads)
   decode           greedy generate of --new-tokens tokens minus generate of 1 token (= the prefill), per
                    generated token: diffkit dk_generate; transformers model.generate(do_sample=False), weights
@@ -14,14 +15,16 @@ intermediate 8192, 16 layers, 32 heads, 8 KV heads, tied embeddings; bf16, 2.47 
   steered          generate of --new-tokens tokens with vector × strength added to the residual after the middle
                    block at every position and step (transformers: a forward hook on that decoder layer)
   patchscope       one forward with the residual after the middle block replaced at each prompt's last token,
-                   then the softmax of the last position (transformers: a forward hook that replaces it)
-  crossover        (--crossover) diffkit's decode time per step at batch 1..32 with the fused small-M linear
-                   and with the tiled sgemm path (dk_model.fused_max_m), to place the threshold.
+                   then the softmax of the last position (transformers: a forward hook that replaces it;
+                   logits_to_keep=1)
+  crossover        (--crossover) every projection of the model on M = 1..256 rows through diffkit's fused
+                   small-M linear and through the tiled sgemm (bench_generate linear), to place the threshold
+                   (dk_model.fused_max_m).
 Threads: torch.set_num_threads(T); diffkit DIFFKIT_THREADS=T and OPENBLAS_NUM_THREADS=T. Greedy tokens and the
 patchscope distribution are compared between diffkit and transformers fp32 (random weights have near-ties,
 so a few late tokens may differ; the agreement is printed, not asserted).
 
-Usage: python tools/bench_generate.py --bench build/tests/bench_generate [--threads 2] [--repeats 2]
+Usage: python tools/bench_generate.py --bench build/tests/bench_generate [--threads 2] [--repeats 1] [--rounds 2]
        [--dir /tmp/dk_gen_bench] [--new-tokens 16] [--prompt-len 16] [--crossover] [--skip-fp32]
 """
 import argparse
@@ -88,7 +91,8 @@ def time_best(fn, repeats):
     return best, out
 
 
-def run_transformers(args, model_dir, prompts, vector, layer, dtype):
+def transformers_runner(args, model_dir, prompts, vector, layer, dtype):
+    """loads the model once; the returned function measures everything once (best of args.repeats)"""
     model = tf.LlamaForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     block = model.model.layers[layer]
     steer = (STRENGTH * vector).to(dtype)
@@ -110,10 +114,13 @@ def run_transformers(args, model_dir, prompts, vector, layer, dtype):
             return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
                                   do_sample=False, pad_token_id=0)[:, ids.shape[1]:]
 
-    results = {}
-    generate(prompts[BATCHES[0]][0], 2)  # warm-up
-    for b in BATCHES:
-        ids = prompts[b][0]
+    def measure():
+        results = {}
+        for b in BATCHES:
+            results[b] = measure_batch(prompts[b][0])
+        return results
+
+    def measure_batch(ids):
         t_gen, out = time_best(lambda: generate(ids, args.new_tokens), args.repeats)
         t_gen1, _ = time_best(lambda: generate(ids, 1), args.repeats)
         h = block.register_forward_hook(add_vector)
@@ -126,14 +133,26 @@ def run_transformers(args, model_dir, prompts, vector, layer, dtype):
             hook = block.register_forward_hook(replace_last)
             try:
                 with torch.no_grad():
-                    return torch.softmax(model(input_ids=ids).logits[:, -1, :].float(), dim=-1)
+                    return torch.softmax(model(input_ids=ids, logits_to_keep=1).logits[:, -1, :].float(), dim=-1)
             finally:
                 hook.remove()
         t_patch, probs = time_best(patchscope, args.repeats)
-        results[b] = dict(generate_s=t_gen, generate1_s=t_gen1, steered_s=t_steer, patchscope_s=t_patch,
-                          ids=out.tolist(), steered_ids=steered.tolist(), probs=probs[0])
-    del model
-    return results
+        return dict(generate_s=t_gen, generate1_s=t_gen1, steered_s=t_steer, patchscope_s=t_patch,
+                    ids=out.tolist(), steered_ids=steered.tolist(), probs=probs[0])
+
+    generate(prompts[BATCHES[0]][0], 2)  # warm-up
+    return measure
+
+
+def keep_best(best, new):
+    """per (batch, timing) the smaller time of two rounds; the outputs of the latest"""
+    if best is None:
+        return new
+    for b, r in new.items():
+        for k, v in r.items():
+            if k.endswith("_s"):
+                r[k] = min(v, best[b][k])
+    return new
 
 
 def agreement(a, b):
@@ -152,7 +171,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of the bench_generate binary")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="timed repeats per round (after a warm-up)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of diffkit, transformers bf16, fp32; best kept")
     ap.add_argument("--dir", default="/tmp/dk_gen_bench")
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--prompt-len", type=int, default=16)
@@ -174,14 +194,20 @@ def main():
           for t in sorted({1, args.threads})}
     print(f"model: Llama-3.2-1B-shaped, random bf16 weights ({wbytes / 1e9:.2f} GB of projections + LM head read "
           f"per decode step); prompts of {args.prompt_len} tokens, {args.new_tokens} new tokens; threads "
-          f"{args.threads}; best of {args.repeats}; torch {torch.__version__}, transformers {tf.__version__}")
+          f"{args.threads}; best of {args.rounds} rounds x {args.repeats}; torch {torch.__version__}, transformers {tf.__version__}")
+    print(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load average "
+          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("read bandwidth: " + ", ".join(f"{t} thread(s) {v:.1f} GB/s" for t, v in bw.items()))
 
-    ours = {b: run_diffkit(args, "run", model_dir, prompts[b][1], args.new_tokens, args.repeats, layer, vec_path,
-                           STRENGTH) for b in BATCHES}
-    theirs = {"bf16": run_transformers(args, model_dir, prompts, vector, layer, torch.bfloat16)}
+    runners = {"bf16": transformers_runner(args, model_dir, prompts, vector, layer, torch.bfloat16)}
     if not args.skip_fp32:
-        theirs["fp32"] = run_transformers(args, model_dir, prompts, vector, layer, torch.float32)
+        runners["fp32"] = transformers_runner(args, model_dir, prompts, vector, layer, torch.float32)
+    ours, theirs = None, {name: None for name in runners}
+    for _ in range(args.rounds):  # the sides alternate, so that a change of the machine's load hits both
+        ours = keep_best(ours, {b: run_diffkit(args, "run", model_dir, prompts[b][1], args.new_tokens, args.repeats,
+                                               layer, vec_path, STRENGTH) for b in BATCHES})
+        for name, measure in runners.items():
+            theirs[name] = keep_best(theirs[name], measure())
 
     def decode_rate(r, b):
         return b * steps / (r["generate_s"] - r["generate1_s"])
@@ -219,19 +245,15 @@ def main():
               f"top-5 probabilities within {diff:.2g}")
 
     if args.crossover:
-        print("\ncrossover: diffkit ms per decode step (fused small-M linear vs tiled sgemm)")
-        for b in (1, 4, 8, 12, 16, 24, 32):
-            g = torch.Generator().manual_seed(b)
-            ids = torch.randint(0, SHAPE["vocab_size"], (b, args.prompt_len), generator=g)
-            path = os.path.join(args.dir, f"crossover_{b}.jsonl")
-            with open(path, "w") as f:
-                for row in ids.tolist():
-                    f.write(json.dumps({"ids": row}) + "\n")
-            row = []
-            for fused in (32, 0):
-                r = run_diffkit(args, "decode", model_dir, path, 8, args.repeats, fused)
-                row.append((r["generate_s"] - r["generate1_s"]) / 7 * 1e3)
-            print(f"  batch {b:2d}: fused {row[0]:8.1f} ms, tiled {row[1]:8.1f} ms, fused/tiled {row[0] / row[1]:.2f}")
+        print("\ncrossover: every projection of every layer on M rows (bench_generate linear), fused vs tiled sgemm")
+        rows = run_diffkit(args, "linear", model_dir, max(2, args.repeats), 1, 8, 16, 32, 64, 128, 256)
+        for r in rows:
+            print(f"  M {r['M']:3d}: fused {r['fused_s'] * 1e3:8.1f} ms ({r['weight_gb'] / r['fused_s']:5.1f} GB/s, "
+                  f"{r['gflop'] / r['fused_s']:6.1f} GFLOP/s), tiled {r['tiled_s'] * 1e3:8.1f} ms "
+                  f"({r['gflop'] / r['tiled_s']:6.1f} GFLOP/s), tiled/fused {r['tiled_s'] / r['fused_s']:.2f}")
+
+    print(f"\nended {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load average "
+          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
