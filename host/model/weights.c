@@ -1,6 +1,6 @@
 /* weights.c — see weights.h. Layout: 1. binding names to tensors with shape checks (and comparing two
- * checkpoints' shapes); 1b. GPT-2's Conv1D tensors transposed into derived ones; 2. widening; 3. the tiled
- * linear (fused for a few rows, tiled otherwise). */
+ * checkpoints' shapes); 1b. GPT-2's Conv1D tensors transposed into derived ones; 2. widening; 3. the
+ * linear (fused for a few rows of x, tiled through sgemm otherwise). */
 #include "weights.h"
 
 #include <stdio.h>
