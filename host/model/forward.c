@@ -48,6 +48,7 @@ int dk_model_open(const char *folder, dk_model *m, dk_err *err) {
     m->weight_tile_floats = largest < WEIGHT_TILE_FLOATS ? largest : WEIGHT_TILE_FLOATS;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     m->n_threads = cpus > 0 ? (int)cpus : 1;
+    m->fused_max_m = DK_WEIGHTS_FUSED_MAX_M;
     return 0;
 }
 
@@ -207,7 +208,7 @@ static void norm(const dk_model *m, float *out, const float *x, const dk_st_tens
 static void project(const dk_model *m, const dk_lora_adapter *adapter, int64_t layer, dk_module mod, float *y,
                     const float *x, int64_t T, scratch *s) {
     const dk_linear_weight *lin = &m->w.layers[layer].proj[mod];
-    dk_weights_linear(y, x, T, lin, s->weight_tile, m->weight_tile_floats, s->small);
+    dk_weights_linear(y, x, T, lin, s->weight_tile, m->weight_tile_floats, s->small, m->n_threads, m->fused_max_m);
     if (adapter)
         dk_lora_apply(y, x, T, dk_lora_at(adapter, layer, mod), adapter->multiplier[layer * DK_N_MODULES + mod],
                       s->lora_tmp);
@@ -352,7 +353,8 @@ static void lm_head(const dk_model *m, const dk_lora_adapter *adapter, float *lo
         dk_cpu_linear(logits, h, adapter->lm_head, NULL, rows, V, H);
         return;
     }
-    dk_weights_matmul(logits, h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats);
+    dk_weights_matmul(logits, h, rows, m->w.lm_head, s->weight_tile, m->weight_tile_floats, m->n_threads,
+                      m->fused_max_m);
     if (w == 0.0f) return;
     float *saved = dk_malloc((size_t)(rows * V) * sizeof(float)); /* (rows, V) */
     dk_cpu_linear(saved, h, adapter->lm_head, NULL, rows, V, H);

@@ -44,7 +44,9 @@ typedef struct dk_model {
     float rope_scaling_full, rope_scaling_sliding; /* attention_scaling (yarn), else 1 */
     float embed_scale;         /* Gemma: (float)sqrt(H); 1 otherwise */
     int64_t weight_tile_floats; /* size of the fp32 tile a bf16 matrix is widened into */
-    int n_threads;             /* attention threads (OpenBLAS has its own) */
+    int n_threads;             /* attention and fused-linear threads (OpenBLAS has its own) */
+    int64_t fused_max_m;       /* linears with at most this many rows read bf16/f16/f32 weights in place
+                                * (DK_WEIGHTS_FUSED_MAX_M; 0: always the tiled sgemm) */
 } dk_model;
 
 /* Reads <folder>/config.json and maps the checkpoint. 0, or -1 with err set. */

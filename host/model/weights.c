@@ -1,15 +1,17 @@
 /* weights.c — see weights.h. Layout: 1. binding names to tensors with shape checks (and comparing two
- * checkpoints' shapes); 1b. GPT-2's Conv1D tensors transposed into derived ones; 2. widening; 3. the tiled
- * linear. */
+ * checkpoints' shapes); 1b. GPT-2's Conv1D tensors transposed into derived ones; 2. widening; 3. the
+ * linear (fused for a few rows of x, tiled through sgemm otherwise). */
 #include "weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "core/strutil.h"
 #include "kernels/cpu/convert.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/linear_fused.h"
 
 static const char *const module_names[DK_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                        "gate_proj", "up_proj", "down_proj"};
@@ -345,10 +347,42 @@ const float *dk_weights_f32(const dk_st_tensor *t, float *scratch) {
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * 3. Tiled linear */
+ * 3. The linear: fused for a few rows of x, tiled through sgemm otherwise */
 
-static void tiled_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, const float *bias, int64_t N,
-                         int64_t K, float *scratch, int64_t scratch_floats) {
+typedef struct fused_job {
+    float *y;
+    const float *x;
+    const dk_st_tensor *w;
+    const float *bias;
+    int64_t M, N, K;
+} fused_job;
+
+static void fused_rows(void *ctx, int64_t n0, int64_t n1) {
+    const fused_job *j = ctx;
+    dk_cpu_weight_type type = j->w->dtype == DK_DTYPE_BF16  ? DK_CPU_WEIGHT_BF16
+                              : j->w->dtype == DK_DTYPE_F16 ? DK_CPU_WEIGHT_F16
+                                                            : DK_CPU_WEIGHT_F32;
+    for (int64_t m0 = 0; m0 < j->M; m0 += DK_CPU_FUSED_MAX_M) { /* more rows than the kernel takes: in groups */
+        const int64_t rows = j->M - m0 < DK_CPU_FUSED_MAX_M ? j->M - m0 : DK_CPU_FUSED_MAX_M;
+        dk_cpu_linear_fused(j->y + m0 * j->N, j->x + m0 * j->K, j->w->data, type, j->bias, rows, j->N, j->K, n0,
+                            n1);
+    }
+}
+
+/* Threads over output rows, each at least ~64K weight elements (below that a thread costs more than it
+ * saves); each row's sum is the same whatever the split (linear_fused.h). */
+static void fused_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, const float *bias, int64_t N,
+                         int64_t K, int n_threads) {
+    fused_job job = {y, x, w, bias, M, N, K};
+    dk_parallel_rows(n_threads, N, 1 + (1 << 16) / (K > 0 ? K : 1), fused_rows, &job);
+}
+
+static void weight_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, const float *bias, int64_t N,
+                          int64_t K, float *scratch, int64_t scratch_floats, int n_threads, int64_t fused_max_m) {
+    if (M <= fused_max_m) {
+        fused_matmul(y, x, M, w, bias, N, K, n_threads);
+        return;
+    }
     if (usable_in_place(w)) {
         dk_cpu_linear(y, x, (const float *)w->data, bias, M, N, K);
         return;
@@ -364,12 +398,13 @@ static void tiled_matmul(float *y, const float *x, int64_t M, const dk_st_tensor
 }
 
 void dk_weights_linear(float *y, const float *x, int64_t M, const dk_linear_weight *lin, float *scratch,
-                       int64_t scratch_floats, float *bias_scratch) {
+                       int64_t scratch_floats, float *bias_scratch, int n_threads, int64_t fused_max_m) {
     const float *bias = lin->bias ? dk_weights_f32(lin->bias, bias_scratch) : NULL;
-    tiled_matmul(y, x, M, lin->weight, bias, lin->out_features, lin->in_features, scratch, scratch_floats);
+    weight_matmul(y, x, M, lin->weight, bias, lin->out_features, lin->in_features, scratch, scratch_floats,
+                  n_threads, fused_max_m);
 }
 
 void dk_weights_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, float *scratch,
-                       int64_t scratch_floats) {
-    tiled_matmul(y, x, M, w, NULL, w->shape[0], w->shape[1], scratch, scratch_floats);
+                       int64_t scratch_floats, int n_threads, int64_t fused_max_m) {
+    weight_matmul(y, x, M, w, NULL, w->shape[0], w->shape[1], scratch, scratch_floats, n_threads, fused_max_m);
 }

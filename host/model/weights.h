@@ -4,9 +4,10 @@
  * 24 GB. So nothing is copied at load: every tensor stays a pointer into the read-only mmap of the
  * safetensors files (host/io/safetensors.h), and the forward pass widens what it needs when it needs it:
  * norms and biases per use (a few KB), weight matrices a tile of rows at a time into one fp32 scratch
- * buffer (dk_weights_linear), the embedding one gathered row per token, the LM head in tiles. Peak memory
- * is then the file size (page cache, shared with every process mapping it) plus the scratch and the
- * activations. F32 checkpoints whose data is 4-byte aligned are used directly, with no copy at all.
+ * buffer (dk_weights_linear; a few rows of x, as in decoding, read the weight in place instead), the
+ * embedding one gathered row per token, the LM head in tiles. Peak memory is then the file size (page
+ * cache, shared with every process mapping it) plus the scratch and the activations. F32 checkpoints
+ * whose data is 4-byte aligned are used directly, with no copy at all.
  *
  * Names (models_formats.md §3.8): `model.` for the causal LMs; the language model of
  * Gemma3ForConditionalGeneration is `model.language_model.` (transformers >= 4.52) or
@@ -82,12 +83,20 @@ void dk_weights_rows_f32(const dk_st_tensor *t, int64_t row0, int64_t n_rows, fl
  * scratch (which holds t->numel floats). For small tensors (norms, biases). */
 const float *dk_weights_f32(const dk_st_tensor *t, float *scratch);
 
-/* y (M, N) = x (M, K) · Wᵀ + b for a weight in the mapping, widened a tile of rows at a time into scratch
- * (scratch_floats floats, at least K). N = out_features, K = in_features. bias_scratch holds N floats. */
+/* The default of dk_model.fused_max_m: up to this many rows of x, the linear reads the weight in place
+ * through the fused kernel (kernels/cpu/linear_fused.h: one pass over the bf16/f16/f32 bytes, n_threads
+ * threads over output rows); above it, the tiled sgemm. Decoding (one token per sequence) is below, prefill
+ * above. The crossover was measured on a 1B-shaped bf16 model (docs/perf.md, "Generation (CPU)"). */
+enum { DK_WEIGHTS_FUSED_MAX_M = 64 };
+
+/* y (M, N) = x (M, K) · Wᵀ + b for a weight in the mapping. M <= fused_max_m: the fused kernel on n_threads
+ * threads (in groups of DK_CPU_FUSED_MAX_M rows of x, each reading W once). Otherwise W is widened a tile of rows at a
+ * time into scratch (scratch_floats floats, at least K) for OpenBLAS (its own threads). N = out_features,
+ * K = in_features. bias_scratch holds N floats. */
 void dk_weights_linear(float *y, const float *x, int64_t M, const dk_linear_weight *lin, float *scratch,
-                       int64_t scratch_floats, float *bias_scratch);
+                       int64_t scratch_floats, float *bias_scratch, int n_threads, int64_t fused_max_m);
 /* Same for a bare (N, K) weight tensor with no bias (the LM head). */
 void dk_weights_matmul(float *y, const float *x, int64_t M, const dk_st_tensor *w, float *scratch,
-                       int64_t scratch_floats);
+                       int64_t scratch_floats, int n_threads, int64_t fused_max_m);
 
 #endif

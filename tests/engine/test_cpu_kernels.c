@@ -1,15 +1,18 @@
 /* test_cpu_kernels.c — the CPU reference kernels against transformers/torch outputs dumped by
  * tools/make_engine_fixtures.py (fixtures/engine/{kernels,rope}) and against naive loops:
  *   RMSNorm (Llama and Gemma, fp32 and bf16-emulated), gated activations (SiLU, GELU-tanh, GELU-erf),
- *   Linear through OpenBLAS, RoPE inverse frequencies for every config fixture (default, linear, llama3,
- *   yarn; Gemma 3 local/global), the cos/sin tables, and rotate_half application.
+ *   Linear through OpenBLAS, the fused small-M linear from bf16/f16/f32 weights against that one, RoPE
+ *   inverse frequencies for every config fixture (default, linear, llama3, yarn; Gemma 3 local/global), the
+ *   cos/sin tables, and rotate_half application.
  * Differences are measured in float32 ulps; the thresholds are stated next to each check. */
 #include "engine_test.h"
 
 #include "core/strutil.h"
 #include "io/file.h"
 #include "kernels/cpu/activation.h"
+#include "kernels/cpu/convert.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/linear_fused.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/rope.h"
@@ -108,6 +111,82 @@ static void test_linear(void) {
     float bias[3] = {1, 2, 3}, out[6];
     dk_cpu_linear(out, NULL, NULL, bias, 2, 3, 0); /* K = 0: y = bias */
     EXPECT(out[0] == 1 && out[4] == 2 && out[5] == 3, "K=0 gives the bias");
+}
+
+/* The fused linear (decoding's path) against sgemm on the same weights widened to fp32. Both accumulate K
+ * products in fp32: the fused one in L = 8 or 16 lane sums of at most K/8 + 1 terms plus L lane additions
+ * and the bias, sgemm in some order of at most K additions, so |fused - sgemm| <= (K + K/8 + 18)·2^-24·
+ * (Σ|x·w| + |b|) (the standard bound for recursive summation, each side). A wrong, dropped or repeated
+ * product is far above it. Every path this CPU has (portable, AVX2, AVX-512) is checked, at an odd byte
+ * address (safetensors allows 2-byte alignment) and with the output rows split in uneven pieces (as threads
+ * split them), which must give the same bits. */
+static void test_linear_fused_case(dk_cpu_weight_type type, int64_t M, int64_t N, int64_t K, bool with_bias,
+                                   size_t misalign) {
+    const size_t es = type == DK_CPU_WEIGHT_F32 ? 4 : 2;
+    float *x = dk_malloc((size_t)(M * K + 1) * 4), *wide = dk_malloc((size_t)(N * K + 1) * 4);
+    float *b = dk_malloc((size_t)N * 4), *want = dk_malloc((size_t)(M * N + 1) * 4);
+    float *got = dk_malloc((size_t)(M * N + 1) * 4), *pieces = dk_malloc((size_t)(M * N + 1) * 4);
+    uint8_t *raw = dk_malloc((size_t)(N * K) * es + 8), *w = raw + misalign; /* (N, K) in `type` */
+    for (int64_t i = 0; i < M * K; i++) x[i] = rand_uniform();
+    for (int64_t i = 0; i < N; i++) b[i] = rand_uniform();
+    for (int64_t i = 0; i < N * K; i++) {
+        float v = rand_uniform() * 2.0f;
+        uint16_t h = type == DK_CPU_WEIGHT_BF16 ? dk_f32_to_bf16(v) : dk_f32_to_f16(v);
+        if (type == DK_CPU_WEIGHT_F32) memcpy(w + 4 * i, &v, 4);
+        else memcpy(w + 2 * i, &h, 2);
+    }
+    /* the reference path: the whole weight widened to fp32 (aligned copy), then sgemm */
+    uint16_t *halves = dk_malloc((size_t)(N * K + 1) * 2);
+    if (type == DK_CPU_WEIGHT_F32) {
+        memcpy(wide, w, (size_t)(N * K) * 4);
+    } else {
+        memcpy(halves, w, (size_t)(N * K) * 2);
+        if (type == DK_CPU_WEIGHT_BF16) dk_cpu_bf16_to_f32(wide, halves, (size_t)(N * K));
+        else dk_cpu_f16_to_f32(wide, halves, (size_t)(N * K));
+    }
+    const float *bias = with_bias ? b : NULL;
+    dk_cpu_linear(want, x, wide, bias, M, N, K);
+    const char *names[] = {"f32", "bf16", "f16"};
+    for (int p = 0; p < DK_CPU_FUSED_N_PATHS; p++) {
+        const dk_cpu_fused_path path = (dk_cpu_fused_path)p;
+        if (!dk_cpu_fused_path_available(path)) continue;
+        dk_cpu_linear_fused_on(path, got, x, w, type, bias, M, N, K, 0, N);
+        double worst = 0; /* error / bound */
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double mag = with_bias ? fabs(b[n]) : 0;
+                for (int64_t k = 0; k < K; k++) mag += fabs((double)x[m * K + k] * wide[n * K + k]);
+                double bound = (double)(K + K / 8 + 18) * 0x1p-24 * mag + 1e-30;
+                worst = fmax(worst, fabs((double)got[m * N + n] - want[m * N + n]) / bound);
+            }
+        EXPECT(worst <= 1.0, "fused linear %s (%s) %lldx%lldx%lld bias %d misaligned %zu: error %.3g of the fp32 "
+               "accumulation bound", names[type], dk_cpu_fused_path_name(path), (long long)M, (long long)N,
+               (long long)K, with_bias, misalign, worst);
+        /* rows split as threads would split them: [0, 1), [1, N/3), [N/3, N) */
+        const int64_t cuts[] = {0, N > 1 ? 1 : N, N / 3 > 1 ? N / 3 : (N > 1 ? 1 : N), N};
+        for (int c = 0; c < 3; c++)
+            dk_cpu_linear_fused_on(path, pieces, x, w, type, bias, M, N, K, cuts[c], cuts[c + 1]);
+        EXPECT(memcmp(pieces, got, (size_t)(M * N) * 4) == 0, "fused linear %s (%s): rows split in pieces give "
+               "other bits than one call (%lldx%lldx%lld)", names[type], dk_cpu_fused_path_name(path), (long long)M,
+               (long long)N, (long long)K);
+    }
+    free(x), free(wide), free(b), free(want), free(got), free(pieces), free(raw), free(halves);
+}
+
+static void test_linear_fused(void) {
+    for (int p = 0; p < DK_CPU_FUSED_N_PATHS; p++)
+        printf("  fused linear path %-8s %s\n", dk_cpu_fused_path_name((dk_cpu_fused_path)p),
+               dk_cpu_fused_path_available((dk_cpu_fused_path)p) ? "checked" : "not available on this CPU");
+    const int64_t shapes[][3] = {{1, 1, 1}, {1, 13, 300}, {2, 9, 256}, {3, 7, 263}, {8, 64, 1024}, {16, 33, 520},
+                                 {DK_CPU_FUSED_MAX_M, 6, 71}, {5, 4, 7}, {7, 5, 530}, {31, 9, 40}};
+    for (int type = 0; type < 3; type++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (size_t misalign = 0; misalign <= 2; misalign += 2)
+                test_linear_fused_case((dk_cpu_weight_type)type, shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 1,
+                                       misalign);
+    float bias[3] = {1, 2, 3}, out[6];
+    dk_cpu_linear_fused(out, NULL, NULL, DK_CPU_WEIGHT_BF16, bias, 2, 3, 0, 0, 3); /* K = 0: y = bias */
+    EXPECT(out[0] == 1 && out[4] == 2 && out[5] == 3, "fused linear with K=0 gives the bias");
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -367,6 +446,7 @@ static void test_rope_apply(void) {
 int main(void) {
     printf("CPU kernels vs transformers/torch (fixtures) and naive loops:\n");
     test_linear();
+    test_linear_fused();
     test_rmsnorm();
     test_activations();
     test_layernorm();
