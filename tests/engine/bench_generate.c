@@ -190,7 +190,7 @@ static int run(char **argv) {
     double t_gen = time_generate(&m, &b, &opt, repeats, &ids);
     opt.max_new_tokens = 1;
     double t_gen1 = time_generate(&m, &b, &opt, repeats, NULL);
-    dk_steer steer = {layer, strength, vector, false};
+    dk_steer steer = {.layer = layer, .strength = strength, .vector = vector, .prompt_only = false};
     opt = (dk_generate_options){.max_new_tokens = new_tokens, .temperature = 0.0f, .top_p = 1.0f,
                                 .steers = &steer, .n_steer = 1};
     double t_steer = time_generate(&m, &b, &opt, repeats, &steered_ids);
