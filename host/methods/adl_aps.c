@@ -202,9 +202,11 @@ int adl_aps_run(dk_method_job *job, const adl_state *st, adl_steps *steps, const
         if (rc == 0) {
             write_outputs(job, a, ds, task->layer, v, label, &t, &found, &res);
             if (v == 0) add_overview(st, layer_overview, label, &found);
-            LOG_INFO("diff_adl %s layer %lld position %lld auto_patch_scope %s: best scale %g (%s), tokens: %s%s%s%s",
-                     ds->name, (long long)task->layer, (long long)label, ADL_VARIANT_GROUP[v], found.best_scale,
-                     a->grader.id, found.n_tokens > 0 ? found.tokens[0] : "-", found.n_tokens > 1 ? " | " : "",
+            char best[64] = "none (the grader never answered usably)";
+            if (found.present) snprintf(best, sizeof best, "%g", found.best_scale);
+            LOG_INFO("diff_adl %s layer %lld position %lld auto_patch_scope %s: best scale %s (%s), tokens: %s%s%s%s",
+                     ds->name, (long long)task->layer, (long long)label, ADL_VARIANT_GROUP[v], best, a->grader.id,
+                     found.n_tokens > 0 ? found.tokens[0] : "-", found.n_tokens > 1 ? " | " : "",
                      found.n_tokens > 1 ? found.tokens[1] : "", found.n_tokens > 2 ? " | ..." : "");
             steps->aps_found = dk_realloc(steps->aps_found, (size_t)(steps->n_aps_found + 1) * sizeof *steps->aps_found);
             steps->aps_found[steps->n_aps_found++] =

@@ -133,6 +133,7 @@ static void write_result(dk_method_job *job, const adl_steps *steps, const adl_d
     cJSON_AddNumberToObject(j, "trivial_percentage", r->trivial_percentage);
     cJSON_AddNumberToObject(j, "weighted_percentage", r->weighted_percentage);
     if (r->unsupervised_filter) {
+        cJSON_AddItemToObject(j, "selected_tokens", strings(in->selected, in->n_selected));
         cJSON *mask = cJSON_AddArrayToObject(j, "unsupervised_filter");
         for (int i = 0; i < r->n_candidates; i++) cJSON_AddItemToArray(mask, cJSON_CreateBool(r->unsupervised_filter[i]));
         if (r->has_filtered) cJSON_AddNumberToObject(j, "filtered_percentage", r->filtered_percentage);
@@ -213,9 +214,8 @@ int adl_relevance_run(dk_method_job *job, const adl_state *st, adl_steps *steps,
             }
         }
         if (rc == 0 && n == 0) {
-            LOG_WARN("diff_adl token_relevance %s layer %lld position %lld %s %s: no candidate tokens (the patchscope "
-                     "found none): nothing graded", ds->name, (long long)task->layer, (long long)label,
-                     ADL_VARIANT_FOLDER[v], task->source == ADL_SOURCE_LOGITLENS ? "logitlens" : "patchscope");
+            LOG_WARN("diff_adl token_relevance %s layer %lld position %lld %s %s: no candidate tokens: nothing graded",
+                     ds->name, (long long)task->layer, (long long)label, ADL_VARIANT_FOLDER[v], task->source == ADL_SOURCE_LOGITLENS ? "logitlens" : "patchscope");
         } else if (rc == 0) {
             dk_relevance_input in = {.description = rs->description,
                                      .frequent_tokens = (const char *const *)steps->frequent,

@@ -30,11 +30,12 @@
 #include "methods/adl_steps.h"
 #include "methods/chat_generate.h"
 
-/* Three short open requests the threshold is searched on (our own; the seed uses three of the same kind). */
+/* The seed's three threshold prompts (steering.py, hard-coded there): the same model inputs, so that thresholds
+ * compare with the seed's. */
 static const char *const THRESHOLD_PROMPTS[3] = {
-    "Could you tell me a short story?",
-    "What are some good ways to spend a free afternoon?",
-    "Pick any topic you like and tell me about it.",
+    "Tell me a story?",
+    "Give me some ideas for some fun weekend activities.",
+    "Why don't you choose a topic of conversation for us?",
 };
 
 /* Strengths graded so far and their coherence %, for reuse across rounds and for the outputs. */
@@ -118,8 +119,10 @@ static int generate(steer_ctx *c, const char *prompt, const double *strengths, i
     *texts = dk_calloc((size_t)total, sizeof **texts);
     *ids = dk_calloc((size_t)total, sizeof **ids);
     *n_ids = dk_calloc((size_t)total, sizeof **n_ids);
+    /* sampled as the seed's transformers generate(do_sample=True): with the model's top_k / top_p defaults */
     dk_chat_gen_request req = {.prompts = prompts, .n = total, .max_new_tokens = max_new_tokens,
-                               .temperature = (float)temperature, .top_p = 1.0f, .seed = c->seed,
+                               .temperature = (float)temperature, .top_p = c->gen.hf_top_p, .top_k = c->gen.hf_top_k,
+                               .seed = c->seed,
                                .steer = &c->steer, .strengths = strength};
     c->seed += (uint64_t)total;
     int rc = dk_chat_gen_run(&c->gen, &req, *texts, *ids, *n_ids, err);
@@ -278,6 +281,15 @@ static int final_generations(steer_ctx *c, int64_t layer, int64_t label, double 
     return rc;
 }
 
+/* Bytes of the first max_chars characters of UTF-8 text (the seed cuts Python strings by characters). */
+static size_t utf8_prefix_bytes(const char *s, int64_t max_chars) {
+    size_t i = 0;
+    for (int64_t chars = 0; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == max_chars) break;
+    }
+    return i;
+}
+
 /* The overview's steering examples (the seed's get_steering_samples: the first steered and unsteered sample of
  * each prompt, cut to max_sample_chars; steering_samples_per_prompt records per prompt — one record per prompt
  * exists, so at most one). */
@@ -304,8 +316,8 @@ static void add_overview(const adl_state *st, const adl_steps *steps, cJSON *lay
         if (!st_s || !un_s) continue;
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "prompt", cJSON_GetObjectItemCaseSensitive(r, "prompt")->valuestring);
-        char *steered = dk_strndup(st_s->valuestring, (size_t)steps->overview_max_chars);
-        char *unsteered = dk_strndup(un_s->valuestring, (size_t)steps->overview_max_chars);
+        char *steered = dk_strndup(st_s->valuestring, utf8_prefix_bytes(st_s->valuestring, steps->overview_max_chars));
+        char *unsteered = dk_strndup(un_s->valuestring, utf8_prefix_bytes(un_s->valuestring, steps->overview_max_chars));
         cJSON_AddStringToObject(e, "steered", steered);
         cJSON_AddStringToObject(e, "unsteered", unsteered);
         free(steered), free(unsteered);

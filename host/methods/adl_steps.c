@@ -226,6 +226,9 @@ static int read_steer(dk_method_job *job, const adl_state *st, adl_steer_setting
         read_float(cfg, "steering", "final.generation.temperature", 0.0, &s->final_temperature, err) != 0 ||
         dk_cfg_try_str(cfg, "diffing.method.steering.prompts_file", false, &file, err) != 0)
         return -1;
+    if (s->coherence_threshold > 100.0)
+        return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.steering.threshold.coherence_threshold = %g: a percentage "
+                          "of coherent samples, at most 100", s->coherence_threshold);
     /* do_sample: false means greedy (temperature 0) */
     bool sample = true;
     if (read_bool(cfg, "steering", "threshold.generation.do_sample", &sample, err) != 0) return -1;
@@ -362,7 +365,8 @@ static int read_causal(dk_method_job *job, const adl_state *st, adl_causal_setti
         adl_causal_eval e = {0};
         if (read_causal_eval(cfg, (size_t)i, &e, err) != 0) {
             free(e.alias), free(e.id), free(e.text_column), free(e.messages_column);
-            for (int j = n_groups; j < c->n_tasks; j++) free(c->tasks[j].positions);
+            /* slots n_groups..i-1 are stale copies (merged or moved into a group): only i.. are still owned here */
+            for (int j = i; j < c->n_tasks; j++) free(c->tasks[j].positions);
             c->n_tasks = n_groups; /* adl_steps_free frees the groups */
             return -1;
         }
@@ -403,6 +407,29 @@ static int read_causal(dk_method_job *job, const adl_state *st, adl_causal_setti
     return 0;
 }
 
+/* A token relevance task with source patchscope grades auto Patchscope's tokens: that step must run at the same
+ * dataset, layer and position (found now, not after hours of steering). */
+static int check_patchscope_sources(const adl_state *st, const adl_steps *steps, dk_err *err) {
+    for (int t = 0; steps->relevance.enabled && t < steps->relevance.n_tasks; t++) {
+        const adl_task *r = &steps->relevance.tasks[t];
+        for (int64_t p = 0; r->source == ADL_SOURCE_PATCHSCOPE && p < r->n_positions; p++) {
+            bool covered = false;
+            for (int a = 0; steps->aps.enabled && a < steps->aps.n_tasks && !covered; a++) {
+                const adl_task *aps = &steps->aps.tasks[a];
+                for (int64_t q = 0; aps->dataset == r->dataset && aps->layer == r->layer && q < aps->n_positions; q++)
+                    covered |= aps->positions[q] == r->positions[p];
+            }
+            if (!covered)
+                return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.token_relevance.tasks.%d (source patchscope) grades "
+                                  "auto Patchscope's tokens at %s layer %lld position %lld, but auto_patch_scope %s: "
+                                  "enable it and add the position to its tasks, or use source logitlens", t,
+                                  st->ds[r->dataset].name, (long long)r->layer, (long long)r->positions[p],
+                                  steps->aps.enabled ? "has no task there" : "is disabled");
+        }
+    }
+    return 0;
+}
+
 int adl_steps_read(dk_method_job *job, adl_state *st, adl_steps *steps, dk_err *err) {
     memset(steps, 0, sizeof *steps);
     if (dk_cfg_try_int(job->cfg, "diffing.method.agent.overview.steering_samples_per_prompt",
@@ -412,7 +439,7 @@ int adl_steps_read(dk_method_job *job, adl_state *st, adl_steps *steps, dk_err *
     if (read_aps(job, st, &steps->aps, err) != 0 || read_steer(job, st, &steps->steer, err) != 0 ||
         read_relevance(job, st, &steps->relevance, err) != 0 || read_causal(job, st, &steps->causal, err) != 0)
         return -1;
-    return 0;
+    return check_patchscope_sources(st, steps, err);
 }
 
 static void free_tasks(adl_task *t, int n) {

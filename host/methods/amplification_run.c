@@ -72,9 +72,9 @@ static int amp_prepare(dk_method_job *job, dk_err *err) {
         return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.run.prompts_file is null: give a file of prompts, one per "
                           "line (e.g. diffing.method.run.prompts_file=resources/amplification_prompts.txt)");
     if (!job->pair.ft_is_adapter)
-        return dk_err_set(err, DK_EXIT_USAGE, "weight amplification scales a LoRA adapter's delta; organism %s is a full "
-                          "finetune (%s): only LoRA organisms can be amplified", dk_cfg_str(cfg, "organism.name"),
-                          job->pair.ft_dir);
+        return dk_err_set(err, DK_EXIT_USAGE, "diff_amplification runs a LoRA organism on the base weights (its delta "
+                          "scaled, or stepped against the base); organism %s is a full finetune (%s): only LoRA organisms "
+                          "are supported", dk_cfg_str(cfg, "organism.name"), job->pair.ft_dir);
     double temperature = 1.0, top_p = 0.9;
     int64_t max_tokens = 0, n = 0, max_batch = 0;
     if (dk_read_prompts(prompts, "diffing.method.run.prompts_file", &st->prompts, &st->n_prompts, err) != 0 ||
@@ -112,6 +112,14 @@ static int amp_prepare(dk_method_job *job, dk_err *err) {
                 return -1;
             }
             st->n_configs++;
+            /* resolved now, so that a config for another organism or a bad layer fails before any sampling */
+            float *weights = dk_malloc((size_t)(job->pair.n_layers * DK_AMP_N_GROUPS) * sizeof *weights);
+            int rc = dk_amp_resolve(&st->configs[i], dk_cfg_str(cfg, "organism.name"), job->pair.n_layers, weights, err);
+            free(weights);
+            if (rc != 0) {
+                dk_err_prefix(err, "diffing.method.run.amplification_configs[%zu]: ", i);
+                return -1;
+            }
             dk_method_input(job, "amplification", "%s (%s)", st->configs[i].name, st->configs[i].source);
         }
     }
@@ -137,7 +145,10 @@ static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapt
     dk_cfg *cfg = job->cfg;
     int rc = dk_chat_gen_init(&g, cfg, dk_model_pair_backend(&job->pair, false), job->pair.base_dir, adapter, job->tok,
                               st->max_batch, err);
-    if (rc != 0) return -1;
+    if (rc != 0) {
+        dk_chat_gen_free(&g);
+        return -1;
+    }
     if (!st->chat && g.has_family) {
         dk_chat_format_free(&g.format);
         g.has_family = false;
@@ -149,7 +160,7 @@ static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapt
     char **texts = dk_calloc((size_t)total, sizeof *texts);
     dk_chat_gen_request req = {.prompts = prompts, .n = total, .max_new_tokens = st->max_tokens,
                                .temperature = (float)st->temperature, .top_p = (float)st->top_p, .seed = st->seed,
-                               .logit_amp = logit_amp, .logit_amp_alpha = (float)alpha};
+                               .logit_amp = logit_amp, .logit_amp_alpha = (float)alpha, .plain_text = true};
     rc = dk_chat_gen_run(&g, &req, texts, NULL, NULL, err);
     for (int p = 0; rc == 0 && p < st->n_prompts; p++) {
         out[p] = cJSON_CreateArray();
@@ -211,6 +222,9 @@ static int amp_run(dk_method_job *job, dk_err *err) {
         for (int c = 0; rc == 0 && c < st->n_configs; c++) {
             int64_t unadapted = 0;
             rc = dk_amp_apply_config(&st->configs[c], organism, adapter, &unadapted, err);
+            if (rc == 0 && unadapted > 0)
+                LOG_WARN("diff_amplification: %s sets a weight on %lld (layer, attention|mlp) pairs where %s's adapter has "
+                         "no module: those weights do nothing", st->configs[c].name, (long long)unadapted, organism);
             if (rc == 0) rc = sample_variant(job, st, adapter, false, 0, samples, err);
             for (int p = 0; rc == 0 && p < st->n_prompts; p++) {
                 if (!amplified[p]) amplified[p] = cJSON_CreateObject();

@@ -1,6 +1,7 @@
 /* chat_generate.c — see chat_generate.h. */
 #include "methods/chat_generate.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,20 @@ int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, dk_backend *be, const ch
         for (int i = 0; i < g->n_stops; i++) known |= g->stops[i] == id;
         if (!known && g->n_stops < DK_MAX_STOP_IDS) g->stops[g->n_stops++] = id;
     }
+    /* transformers' sampling defaults: generation_config.json's top_k / top_p, else GenerationConfig's 50 / 1.0 */
+    g->hf_top_k = 50;
+    g->hf_top_p = 1.0f;
+    char *gc_path = dk_path_join(model_dir, "generation_config.json");
+    size_t gc_size = 0;
+    dk_err gc_err = {0};
+    char *gc_text = dk_is_file(gc_path) ? dk_read_file(gc_path, &gc_size, &gc_err) : NULL;
+    cJSON *gc = gc_text ? cJSON_ParseWithLength(gc_text, gc_size) : NULL;
+    const cJSON *top_k = cJSON_GetObjectItemCaseSensitive(gc, "top_k"), *top_p = cJSON_GetObjectItemCaseSensitive(gc, "top_p");
+    if (cJSON_IsNumber(top_k)) g->hf_top_k = top_k->valuedouble > 0 ? (int64_t)top_k->valuedouble : 0;
+    if (cJSON_IsNumber(top_p)) g->hf_top_p = (float)top_p->valuedouble;
+    cJSON_Delete(gc);
+    free(gc_text);
+    free(gc_path);
     if (g->n_stops > 0) {
         int32_t first = (int32_t)g->stops[0];
         g->eos_text = dk_tokenizer_decode(tok, &first, 1, false, NULL, err);
@@ -97,7 +112,7 @@ static int run_batch(const dk_chat_gen *g, const dk_chat_gen_request *req, int64
         starts[i - from] = at;
         memcpy(packed + at, prompt_ids[i], (size_t)prompt_len[i] * sizeof *packed);
         at += prompt_len[i];
-        per_seq[i - from] = (dk_seq_options){.temperature = req->temperature, .top_p = req->top_p, .top_k = 0,
+        per_seq[i - from] = (dk_seq_options){.temperature = req->temperature, .top_p = req->top_p, .top_k = req->top_k,
                                              .seed = req->seed + (uint64_t)i, .max_new_tokens = req->max_new_tokens,
                                              .stop_ids = g->stops, .n_stop = g->n_stops};
         if (strength) strength[i - from] = req->strengths ? req->strengths[i] : 1.0f;
@@ -109,30 +124,32 @@ static int run_batch(const dk_chat_gen *g, const dk_chat_gen_request *req, int64
         steer.seq_strength = strength;
     }
     dk_generate_options opt = {.max_new_tokens = req->max_new_tokens, .temperature = req->temperature,
-                               .top_p = req->top_p, .seed = req->seed, .stop_ids = g->stops, .n_stop = g->n_stops,
+                               .top_p = req->top_p, .top_k = req->top_k, .seed = req->seed, .stop_ids = g->stops, .n_stop = g->n_stops,
                                .steers = req->steer ? &steer : NULL, .n_steer = req->steer ? 1 : 0,
                                .per_seq = per_seq, .logit_amp = req->logit_amp,
                                .logit_amp_alpha = req->logit_amp_alpha, .logit_amp_reference = NULL};
     dk_batch batch = {packed, total, starts, S, true};
     dk_generation gen;
     int rc = dk_generate_backend(g->be, g->adapter, &batch, &opt, &gen, err);
+    const bool generated = rc == 0;
     for (int64_t s = 0; rc == 0 && s < S; s++) {
         int32_t *ids32 = dk_malloc((size_t)(gen.n_ids[s] ? gen.n_ids[s] : 1) * sizeof *ids32);
         for (int64_t t = 0; t < gen.n_ids[s]; t++) ids32[t] = (int32_t)gen.ids[s][t];
-        char *text = dk_tokenizer_decode(g->tok, ids32, (size_t)gen.n_ids[s], false, NULL, err);
+        const int64_t shown = req->plain_text && gen.stopped[s] ? gen.n_ids[s] - 1 : gen.n_ids[s];
+        char *text = dk_tokenizer_decode(g->tok, ids32, (size_t)shown, req->plain_text, NULL, err);
         free(ids32);
         if (!text) {
             rc = -1;
             break;
         }
-        texts[from + s] = collapse_repeats(text, g->eos_text);
+        texts[from + s] = req->plain_text ? text : collapse_repeats(text, g->eos_text);
         if (ids) {
             ids[from + s] = dk_malloc((size_t)(gen.n_ids[s] ? gen.n_ids[s] : 1) * sizeof **ids);
             memcpy(ids[from + s], gen.ids[s], (size_t)gen.n_ids[s] * sizeof **ids);
             n_ids[from + s] = gen.n_ids[s];
         }
     }
-    if (rc == 0) dk_generation_free(&gen);
+    if (generated) dk_generation_free(&gen);
     free(packed), free(starts), free(per_seq), free(strength);
     return rc;
 }

@@ -36,6 +36,8 @@ typedef struct dk_chat_gen {
     int n_stops;
     char *eos_text;                     /* the text of the first stop id, collapsed when repeated */
     int64_t max_batch;                  /* sequences per dk_generate call */
+    int64_t hf_top_k;                   /* what transformers' generate(do_sample=True) samples with: the model's */
+    float hf_top_p;                     /* generation_config.json top_k / top_p, else GenerationConfig's 50 / 1.0 */
 } dk_chat_gen;
 
 /* From the composed configuration: model.chat_template (a family name or null) and model.end_of_turn_token;
@@ -54,14 +56,17 @@ typedef struct dk_chat_gen_request {
     int64_t max_new_tokens;
     float temperature;            /* 0 = greedy */
     float top_p;                  /* 1 = off */
+    int64_t top_k;                /* 0 = off */
     uint64_t seed;                /* sample i draws from seed + i */
     const dk_steer *steer;        /* NULL, or one steer whose strength is multiplied by strengths[i] */
     const float *strengths;       /* (n) or NULL (all 1) */
     bool logit_amp;               /* logit-difference amplification against the base (model/generate.h) */
     float logit_amp_alpha;
+    bool plain_text;              /* texts as vLLM's output.text: special tokens skipped, the final stop token left
+                                     out (false: special tokens kept, as the seed's steering samples) */
 } dk_chat_gen_request;
 
-/* texts (n) malloc'ed completions (special tokens kept, repeated EOS collapsed); completion ids into ids/n_ids
+/* texts (n) malloc'ed completions (special tokens kept and repeated EOS collapsed, or plain_text); ids into ids/n_ids
  * when those are not NULL (ids[i] malloc'ed). 0, or -1 with err. */
 int dk_chat_gen_run(const dk_chat_gen *g, const dk_chat_gen_request *req, char **texts, int64_t **ids,
                     int64_t *n_ids, dk_err *err);
