@@ -5,7 +5,7 @@
 # threshold the glacier-honey organism's steered samples use the organism's domain tokens (counted from the data,
 # domain_tokens.h) far more than its unsteered samples; discrimination: the cat-post organism, steered the same way,
 # does not talk about glacier honey.
-# usage: adl_steps.sh outputs | meaning
+# usage: adl_steps.sh outputs | meaning | bad
 source "$(dirname "$0")/adl_lib.sh"
 CHECK="$(dirname "$ADL_CHECK")/adl_steer_check"
 DATA="$DIFFKIT_SOURCE_DIR/data/demo"
@@ -58,6 +58,15 @@ meaning)
   awk -v g="$gs" -v c="$cs" 'BEGIN { exit !(g >= 4 * c) }' ||
     fail "the cat-post organism's steered samples use glacier-honey tokens as much ($cs vs $gs): not discriminating"
   ;;
-*) fail "usage: adl_steps.sh outputs|meaning" ;;
+bad)  # settings of the generating steps refused before any model runs
+  run_adl 1 "$WORK/b1" "$WORK/l1" "${STEPS[@]}" $M.auto_patch_scope.enabled=false || true
+  expect_code 1 "$WORK/l1" 2 "source patchscope.*auto_patch_scope is disabled"
+  run_adl 1 "$WORK/b2" "$WORK/l2" "${STEPS[@]}" $M.steering.threshold.coherence_threshold=150 || true
+  expect_code 1 "$WORK/l2" 2 "coherence_threshold = 150"
+  run_adl 1 "$WORK/b3" "$WORK/l3" "${STEPS[@]}" $M.steering.grader.mode=sometimes || true
+  expect_code 1 "$WORK/l3" 2 "grader.mode = sometimes"
+  no_results "$WORK"
+  ;;
+*) fail "usage: adl_steps.sh outputs|meaning|bad" ;;
 esac
 echo "PASS"
