@@ -26,7 +26,7 @@
  *   6. results   layer_{L}/{run_name}/: the dictionary in the reference's state-dict layout, the threshold, the
  *                normaliser, the loss curve, the metrics; training_metrics.json (the seed's fields); the SAELens
  *                export; the analysis of dict_analysis.h (latent statistics, latent scaling, latent activations).
- * Latent steering needs steered generation from the dictionary's decoder rows (the next issue): refused. */
+ * Latent steering (generations steered along decoder rows) is not implemented yet: refused. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -206,9 +206,9 @@ static int dj_prepare(dk_method_job *job, dk_err *err) {
                           "evaluation.ce_loss_recovered=false)", (long long)st->ce_seqs);
     st->analysis = dk_cfg_bool(cfg, KEY("analysis.enabled"));
     if (st->analysis && dk_cfg_bool(cfg, KEY("analysis.latent_steering.enabled")))
-        return dk_err_set(err, DK_EXIT_USAGE, KEY("analysis.latent_steering.enabled") " = true: latent steering needs "
-                          "steered generation from the dictionary's decoder rows, which diffkit does not have yet (issue "
-                          "\"Diffing methods, part 2\"); set it to false");
+        return dk_err_set(err, DK_EXIT_USAGE, KEY("analysis.latent_steering.enabled") " = true: latent steering (the "
+                          "seed's steered generations along the dictionary's decoder rows) is not implemented in diffkit "
+                          "yet; set it to false");
     dk_dict_analysis_cfg *a = &st->acfg;
     a->latent_scaling = st->analysis && dk_cfg_bool(cfg, KEY("analysis.latent_scaling.enabled"));
     a->scaling_num_samples = dk_cfg_int(cfg, KEY("analysis.latent_scaling.num_samples"));

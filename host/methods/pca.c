@@ -23,7 +23,7 @@
  * Results (docs/formats.md, "pca"): layer_{L}/{target}/{config_tag}/ components, explained_variance(_ratio),
  * singular_values, mean, var, noise_variance, analysis/cumulative_variance_ratio, max_act/{positive,negative}/
  * {dataset}/component_{i}; the seed's training_metrics.json and analysis/variance_analysis.json; a summary.
- * Component steering needs steered generation (a later issue): analysis.component_steering.enabled is refused. */
+ * Component steering (generations steered along a component) is not implemented yet: refused when enabled. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -101,7 +101,8 @@ static int pca_prepare(dk_method_job *job, dk_err *err) {
                           "max_num_samples must be >= 0");
     if (st->analysis && dk_cfg_bool(cfg, KEY("analysis.component_steering.enabled")))
         return dk_err_set(err, DK_EXIT_USAGE, KEY("analysis.component_steering.enabled") " = true: component steering "
-                          "needs steered generation, which diffkit does not have yet (a later issue); set it to false");
+                          "(the seed's steered generations along a component) is not implemented in diffkit yet; set it "
+                          "to false");
     if (dk_cfg_bool(cfg, KEY("datasets.normalization.enabled")) && job->d.rank == 0)
         LOG_WARN("diff_pca: datasets.normalization.enabled = true has no effect: the seed fits PCA on the raw rows");
 

@@ -9,7 +9,7 @@
 #   nan            a NaN written into a store after it was made: the run stops, naming store, sequence and token
 #   unwritable     the results folder cannot be created
 #   other_settings a complete result exists with other settings: refused unless overwrite=true
-#   steering       latent/component steering asked for: refused (needs generation, a later issue)
+#   steering       latent/component steering asked for: refused (not implemented yet)
 # JOB: diff_pca, diff_sae or diff_crosscoder.
 source "$(dirname "$0")/dict_lib.sh"
 JOB=$1; shift
@@ -66,7 +66,7 @@ case $CASE in
     return 0 ;;
   steering)
     run_job 2 $JOB "$O" "$WORK/log" "${ARGS[@]}" $STEER=true && fail "exit 0"
-    expect_fail 2 "$WORK/log" "steering.*needs steered generation" ;;
+    expect_fail 2 "$WORK/log" "steering.*is not implemented in diffkit yet" ;;
   *) fail "unknown case $CASE" ;;
 esac
 no_results "$O"
