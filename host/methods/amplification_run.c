@@ -138,22 +138,24 @@ static int amp_prepare(dk_method_job *job, dk_err *err) {
     return 0;
 }
 
-/* The samples of every prompt (n each) from one variant: a JSON array per prompt, in out (n_prompts). */
-static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapter *adapter, bool logit_amp,
-                          double alpha, cJSON **out, dk_err *err) {
-    dk_chat_gen g;
-    dk_cfg *cfg = job->cfg;
-    int rc = dk_chat_gen_init(&g, cfg, dk_model_pair_backend(&job->pair, false), job->pair.base_dir, adapter, job->tok,
-                              st->max_batch, err);
-    if (rc != 0) {
-        dk_chat_gen_free(&g);
+/* The prompting of every variant: the base model's backend (the organism is its adapter), the run's chat setting. */
+static int open_generator(dk_method_job *job, const amp_state *st, dk_chat_gen *g, dk_err *err) {
+    if (dk_chat_gen_init(g, job->cfg, dk_model_pair_backend(&job->pair, false), job->pair.base_dir, NULL, job->tok,
+                         st->max_batch, err) != 0)
         return -1;
+    if (!st->chat && g->has_family) {
+        dk_chat_format_free(&g->format);
+        g->has_family = false;
     }
-    if (!st->chat && g.has_family) {
-        dk_chat_format_free(&g.format);
-        g.has_family = false;
-    }
-    g.format.enable_thinking = -1; /* the seed applies the tokenizer's template with its defaults */
+    g->format.enable_thinking = -1; /* the seed applies the tokenizer's template with its defaults */
+    return 0;
+}
+
+/* The samples of every prompt (n each) from one variant (adapter NULL: the base): a JSON array per prompt, in out
+ * (n_prompts). */
+static int sample_variant(dk_chat_gen *g, const amp_state *st, const dk_lora_adapter *adapter, bool logit_amp,
+                          double alpha, cJSON **out, dk_err *err) {
+    g->adapter = adapter;
     const int64_t total = st->n_prompts * st->n;
     const char **prompts = dk_malloc((size_t)total * sizeof *prompts);
     for (int64_t i = 0; i < total; i++) prompts[i] = st->prompts[i / st->n];
@@ -161,7 +163,7 @@ static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapt
     dk_chat_gen_request req = {.prompts = prompts, .n = total, .max_new_tokens = st->max_tokens,
                                .temperature = (float)st->temperature, .top_p = (float)st->top_p, .seed = st->seed,
                                .logit_amp = logit_amp, .logit_amp_alpha = (float)alpha, .plain_text = true};
-    rc = dk_chat_gen_run(&g, &req, texts, NULL, NULL, err);
+    int rc = dk_chat_gen_run(g, &req, texts, NULL, NULL, err);
     for (int p = 0; rc == 0 && p < st->n_prompts; p++) {
         out[p] = cJSON_CreateArray();
         for (int64_t i = 0; i < st->n; i++) cJSON_AddItemToArray(out[p], cJSON_CreateString(texts[p * st->n + i]));
@@ -169,7 +171,6 @@ static int sample_variant(dk_method_job *job, amp_state *st, const dk_lora_adapt
     for (int64_t i = 0; i < total; i++) free(texts[i]);
     free(texts);
     free(prompts);
-    dk_chat_gen_free(&g);
     return rc;
 }
 
@@ -205,16 +206,18 @@ static int amp_run(dk_method_job *job, dk_err *err) {
         dk_lora_adapter *adapter = &job->pair.adapter;
         const char *organism = dk_cfg_str(job->cfg, "organism.name");
         cJSON *presets = cJSON_CreateArray(), *models_run = cJSON_CreateArray();
+        dk_chat_gen g;
+        rc = open_generator(job, st, &g, err);
         /* base, ft, each amplification config, each alpha: in that order */
         if (rc == 0 && (st->variants & VARIANT_BASE)) {
-            rc = sample_variant(job, st, NULL, false, 0, samples, err);
+            rc = sample_variant(&g, st, NULL, false, 0, samples, err);
             for (int p = 0; rc == 0 && p < st->n_prompts; p++) cJSON_AddItemToObject(records[p], "base_samples", samples[p]);
             cJSON_AddItemToArray(models_run, cJSON_CreateString("base"));
             LOG_INFO("diff_amplification: base samples done");
         }
         if (rc == 0 && (st->variants & VARIANT_FT)) {
             dk_lora_set_multiplier(adapter, 1.0f);
-            rc = sample_variant(job, st, adapter, false, 0, samples, err);
+            rc = sample_variant(&g, st, adapter, false, 0, samples, err);
             for (int p = 0; rc == 0 && p < st->n_prompts; p++) cJSON_AddItemToObject(records[p], "ft_samples", samples[p]);
             cJSON_AddItemToArray(models_run, cJSON_CreateString("ft"));
             LOG_INFO("diff_amplification: organism samples done");
@@ -225,7 +228,7 @@ static int amp_run(dk_method_job *job, dk_err *err) {
             if (rc == 0 && unadapted > 0)
                 LOG_WARN("diff_amplification: %s sets a weight on %lld (layer, attention|mlp) pairs where %s's adapter has "
                          "no module: those weights do nothing", st->configs[c].name, (long long)unadapted, organism);
-            if (rc == 0) rc = sample_variant(job, st, adapter, false, 0, samples, err);
+            if (rc == 0) rc = sample_variant(&g, st, adapter, false, 0, samples, err);
             for (int p = 0; rc == 0 && p < st->n_prompts; p++) {
                 if (!amplified[p]) amplified[p] = cJSON_CreateObject();
                 cJSON_AddItemToObject(amplified[p], st->configs[c].name, samples[p]);
@@ -237,7 +240,7 @@ static int amp_run(dk_method_job *job, dk_err *err) {
         if (rc == 0 && st->n_configs > 0) cJSON_AddItemToArray(models_run, cJSON_CreateString("amplified"));
         for (size_t a = 0; rc == 0 && a < st->n_alphas; a++) {
             dk_lora_set_multiplier(adapter, 1.0f);
-            rc = sample_variant(job, st, adapter, true, st->alphas[a], samples, err);
+            rc = sample_variant(&g, st, adapter, true, st->alphas[a], samples, err);
             char key[48];
             snprintf(key, sizeof key, "~%g", st->alphas[a]);
             for (int p = 0; rc == 0 && p < st->n_prompts; p++) {
@@ -272,6 +275,7 @@ static int amp_run(dk_method_job *job, dk_err *err) {
             cJSON_Delete(presets);
             cJSON_Delete(models_run);
         }
+        dk_chat_gen_free(&g);
         cJSON_Delete(sampling);
         free(records), free(samples), free(amplified), free(logit);
     }

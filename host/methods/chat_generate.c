@@ -1,7 +1,6 @@
 /* chat_generate.c — see chat_generate.h. */
 #include "methods/chat_generate.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,20 +42,8 @@ int dk_chat_gen_init(dk_chat_gen *g, const dk_cfg *cfg, dk_backend *be, const ch
         for (int i = 0; i < g->n_stops; i++) known |= g->stops[i] == id;
         if (!known && g->n_stops < DK_MAX_STOP_IDS) g->stops[g->n_stops++] = id;
     }
-    /* transformers' sampling defaults: generation_config.json's top_k / top_p, else GenerationConfig's 50 / 1.0 */
-    g->hf_top_k = 50;
-    g->hf_top_p = 1.0f;
-    char *gc_path = dk_path_join(model_dir, "generation_config.json");
-    size_t gc_size = 0;
-    dk_err gc_err = {0};
-    char *gc_text = dk_is_file(gc_path) ? dk_read_file(gc_path, &gc_size, &gc_err) : NULL;
-    cJSON *gc = gc_text ? cJSON_ParseWithLength(gc_text, gc_size) : NULL;
-    const cJSON *top_k = cJSON_GetObjectItemCaseSensitive(gc, "top_k"), *top_p = cJSON_GetObjectItemCaseSensitive(gc, "top_p");
-    if (cJSON_IsNumber(top_k)) g->hf_top_k = top_k->valuedouble > 0 ? (int64_t)top_k->valuedouble : 0;
-    if (cJSON_IsNumber(top_p)) g->hf_top_p = (float)top_p->valuedouble;
-    cJSON_Delete(gc);
-    free(gc_text);
-    free(gc_path);
+    dk_model_sampling_defaults(model_dir, &g->hf_top_k, &g->hf_top_p, warning, sizeof warning);
+    if (warning[0]) LOG_WARN("%s", warning);
     if (g->n_stops > 0) {
         int32_t first = (int32_t)g->stops[0];
         g->eos_text = dk_tokenizer_decode(tok, &first, 1, false, NULL, err);

@@ -98,22 +98,39 @@ static void add_stop(int64_t *stops, int *n, int64_t id) {
     stops[(*n)++] = id;
 }
 
-/* eos_token_id (a number or a list) of generation_config.json, when the folder has one. */
-static void add_generation_config_stops(const char *model_dir, int64_t *stops, int *n, char *warning, size_t cap) {
+/* generation_config.json of model_dir parsed, or NULL when there is none (or it cannot be read: then `warning`
+ * says so, with what is not used). */
+static cJSON *read_generation_config(const char *model_dir, const char *unused, char *warning, size_t cap) {
     char *path = dk_path_join(model_dir, "generation_config.json");
     dk_err err = {0};
     size_t size;
     char *text = dk_is_file(path) ? dk_read_file(path, &size, &err) : NULL;
-    cJSON *root = text ? dk_json_parse_document(text, size, path, DK_EXIT_USAGE, "its eos_token_id is not used",
-                                                &err) : NULL;
-    if (dk_err_is_set(&err)) snprintf(warning, cap, "%s", err.msg);
+    cJSON *root = text ? dk_json_parse_document(text, size, path, DK_EXIT_USAGE, unused, &err) : NULL;
+    if (dk_err_is_set(&err) && cap) snprintf(warning, cap, "%s", err.msg);
     free(path);
+    free(text);
+    return root;
+}
+
+/* eos_token_id (a number or a list) of generation_config.json, when the folder has one. */
+static void add_generation_config_stops(const char *model_dir, int64_t *stops, int *n, char *warning, size_t cap) {
+    cJSON *root = read_generation_config(model_dir, "its eos_token_id is not used", warning, cap);
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
     if (cJSON_IsNumber(eos)) add_stop(stops, n, (int64_t)eos->valuedouble);
     const cJSON *v;
     if (cJSON_IsArray(eos)) cJSON_ArrayForEach(v, eos) if (cJSON_IsNumber(v)) add_stop(stops, n, (int64_t)v->valuedouble);
     cJSON_Delete(root);
-    free(text);
+}
+
+void dk_model_sampling_defaults(const char *model_dir, int64_t *top_k, float *top_p, char *warning, size_t cap) {
+    if (cap) warning[0] = '\0';
+    *top_k = 50;   /* transformers' GenerationConfig defaults */
+    *top_p = 1.0f;
+    cJSON *root = read_generation_config(model_dir, "its top_k / top_p are not used", warning, cap);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "top_k"), *p = cJSON_GetObjectItemCaseSensitive(root, "top_p");
+    if (cJSON_IsNumber(k)) *top_k = k->valuedouble > 0 ? (int64_t)k->valuedouble : 0;
+    if (cJSON_IsNumber(p)) *top_p = (float)p->valuedouble;
+    cJSON_Delete(root);
 }
 
 int dk_model_stop_ids(const dk_model *m, const char *model_dir, const dk_tokenizer *tok, int64_t *stops,

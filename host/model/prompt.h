@@ -48,4 +48,9 @@ int dk_prompt_encode_text(dk_tokenizer *tok, const char *text, size_t len, int64
 int dk_model_stop_ids(const dk_model *m, const char *model_dir, const dk_tokenizer *tok, int64_t *stops,
                       char *warning, size_t warning_cap);
 
+/* What transformers' generate(do_sample=True) samples with for the model in model_dir: generation_config.json's
+ * top_k / top_p, else GenerationConfig's 50 / 1.0 (top_k 0 = off). An unreadable file keeps the defaults and says
+ * so in `warning` ("" if none). */
+void dk_model_sampling_defaults(const char *model_dir, int64_t *top_k, float *top_p, char *warning, size_t cap);
+
 #endif
