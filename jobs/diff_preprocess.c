@@ -485,7 +485,8 @@ int main(int argc, char **argv) {
                  (long long)H);
 
     job_totals jt = {0};
-    char *base_name = dk_safe_model_name(s.m.base_id), *ft_name = s.m.base_only ? NULL : dk_safe_model_name(s.m.ft_id);
+    char *base_name = dk_store_model_name(s.m.base_id, NULL);
+    char *ft_name = s.m.base_only ? NULL : dk_store_model_name(s.m.base_id, s.m.ft_id);
     for (int di = 0; di < n_datasets; di++) {
         const dataset_cfg *ds = &datasets[di];
         for (size_t si = 0; si < ds->n_splits; si++) {

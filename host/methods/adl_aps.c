@@ -187,9 +187,18 @@ int adl_aps_run(dk_method_job *job, const adl_state *st, adl_steps *steps, const
         for (int64_t h = 0; h < H; h++) norm += (double)mean[h] * mean[h];
         norm = sqrt(norm);
         if (a->use_normalized && !(norm > 0)) {
-            rc = dk_err_set(err, DK_EXIT_RUNTIME, "auto_patch_scope %s layer %lld position %lld: the %s vector is zero "
+            /* nothing to read: the models do not differ here (a null pair, base against itself). No file, so the
+             * agent's overview lists no patchscope for this position; anything else would be made up */
+            if (norm == 0 && v == 0) {
+                LOG_INFO("diff_adl %s layer %lld position %lld auto_patch_scope %s: the vector is zero (the models do not "
+                         "differ here): skipped, no patchscope written", ds->name, (long long)task->layer,
+                         (long long)label, ADL_VARIANT_GROUP[v]);
+                continue;
+            }
+            rc = dk_err_set(err, DK_EXIT_RUNTIME, "auto_patch_scope %s layer %lld position %lld: the %s vector is %s "
                             "and cannot be rescaled to the model norm (use_normalized)", ds->name,
-                            (long long)task->layer, (long long)label, ADL_VARIANT_GROUP[v]);
+                            (long long)task->layer, (long long)label, ADL_VARIANT_GROUP[v],
+                            norm == 0 ? "zero" : "not finite");
             break;
         }
         const double scale = a->use_normalized ? m->ft_norm[li] / norm : 1.0;

@@ -199,6 +199,12 @@ int adl_relevance_run(dk_method_job *job, const adl_state *st, adl_steps *steps,
             rc = lens_candidates(job, steps, adl_mean_vector(m, v, li, pi), &tokens, &probs, &n, err);
         } else {
             aps = adl_aps_lookup(steps, (int)(ds - st->ds), task->layer, v, label);
+            if (!aps && adl_vector_is_zero(adl_mean_vector(m, v, li, pi), m->d)) { /* skipped by auto_patch_scope */
+                LOG_INFO("diff_adl %s layer %lld position %lld token_relevance %s patchscope: the vector is zero (the models "
+                         "do not differ here): skipped", ds->name, (long long)task->layer, (long long)label,
+                         ADL_VARIANT_FOLDER[v]);
+                continue;
+            }
             if (!aps)
                 rc = dk_err_set(err, DK_EXIT_USAGE, "token_relevance: a patchscope task at %s layer %lld position %lld "
                                 "needs auto_patch_scope at the same dataset, layer and position (enable it and add "

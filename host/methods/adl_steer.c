@@ -333,10 +333,14 @@ int adl_steer_run(dk_method_job *job, const adl_state *st, adl_steps *steps, con
     double norm = 0;
     for (int64_t h = 0; h < H; h++) norm += (double)diff[h] * diff[h];
     norm = sqrt(norm);
+    if (norm == 0) { /* a null pair (base against itself): nothing to steer with; no files, so no steering is shown */
+        LOG_INFO("diff_adl %s layer %lld position %lld steering: the mean difference is zero (the models do not differ "
+                 "here): skipped, no threshold or generations written", ds->name, (long long)task->layer, (long long)label);
+        return 0;
+    }
     if (!(norm > 0))
-        return dk_err_set(err, DK_EXIT_RUNTIME, "steering %s layer %lld position %lld: the mean difference is zero: "
-                          "there is nothing to steer with (are base and finetuned model the same?)", ds->name,
-                          (long long)task->layer, (long long)label);
+        return dk_err_set(err, DK_EXIT_RUNTIME, "steering %s layer %lld position %lld: the mean difference is not "
+                          "finite", ds->name, (long long)task->layer, (long long)label);
     float *vector = dk_malloc((size_t)H * sizeof *vector); /* (H) ft_norm · unit mean difference */
     for (int64_t h = 0; h < H; h++) vector[h] = (float)(m->ft_norm[li] * diff[h] / norm);
     steer_ctx c = {.job = job, .s = s, .seed = (uint64_t)job->seed};

@@ -36,6 +36,12 @@ const float *adl_mean_vector(const adl_means *m, int v, int64_t layer_index, int
     return base + (layer_index * m->n_pos + pos_index) * m->d;
 }
 
+bool adl_vector_is_zero(const float *v, int64_t H) {
+    for (int64_t h = 0; h < H; h++)
+        if (v[h] != 0.0f) return false;
+    return true;
+}
+
 char *adl_token_text(const dk_tokenizer *tok, int32_t id) {
     dk_err err = {0};
     char *text = dk_tokenizer_decode(tok, &id, 1, false, NULL, &err);

@@ -132,6 +132,9 @@ int64_t adl_layer_index(const adl_state *st, int64_t layer);
 int64_t adl_position_index(const adl_dataset *ds, int64_t label);
 /* The mean vector (H) of variant v (0 diff, 1 base, 2 ft) at (layer index, position index). */
 const float *adl_mean_vector(const adl_means *m, int v, int64_t layer_index, int64_t pos_index);
+/* Whether v[0..H) is exactly zero: the models do not differ there (a null pair, base against itself), and the
+ * steps that rescale the vector skip it (no files: nothing is shown for it rather than something made up). */
+bool adl_vector_is_zero(const float *v, int64_t H);
 /* The variant names: results groups ("mean_diff", ...), file prefixes ("", "base_", "ft_"), relevance folders
  * ("difference", "base", "ft"). */
 extern const char *const ADL_VARIANT_GROUP[ADL_N_VARIANTS];

@@ -91,7 +91,8 @@ int dk_method_store_paths(const dk_method_job *job, const char *group, const cha
     free(file);
     if (rc != 0) return -1;
     const char *store_dir = dk_cfg_str(job->cfg, "preprocessing.activation_store_dir");
-    char *base_name = dk_safe_model_name(job->pair.base_id), *ft_name = dk_safe_model_name(job->pair.ft_id);
+    char *base_name = dk_store_model_name(job->pair.base_id, NULL);
+    char *ft_name = dk_store_model_name(job->pair.base_id, job->pair.ft_id);
     *base_path = dk_sprintf("%s/%s/%s/%s.h5", store_dir, base_name, *name, split);
     *ft_path = dk_sprintf("%s/%s/%s/%s.h5", store_dir, ft_name, *name, split);
     free(base_name);

@@ -23,6 +23,19 @@ char *dk_safe_model_name(const char *id) {
     return out;
 }
 
+char *dk_store_model_name(const char *base_id, const char *ft_id) {
+    char *base = dk_safe_model_name(base_id);
+    if (!ft_id) return base;
+    char *ft = dk_safe_model_name(ft_id);
+    if (strcmp(ft, base) == 0) {
+        char *named = dk_sprintf("%s-finetuned", ft);
+        free(ft);
+        ft = named;
+    }
+    free(base);
+    return ft;
+}
+
 static int hash_file(const char *path, uint64_t *hash, dk_err *err) {
     size_t n = 0;
     char *data = dk_read_file(path, &n, err);

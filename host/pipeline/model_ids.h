@@ -33,6 +33,12 @@ void dk_model_ids_free(dk_model_ids *ids);
 
 /* The seed's folder name of a model: model_id.split('/')[-1] (a trailing slash ignored). Malloc'ed. */
 char *dk_safe_model_name(const char *id);
+/* The folder of a model's activation stores: dk_safe_model_name of the base, or of the finetuned model; when
+ * the finetuned model's name equals the base's (a full finetune published under the base's name by another
+ * owner, or a null control whose "finetune" is the base itself: configs/organism/demo_null.yaml), the
+ * finetuned one gets "-finetuned" appended, so the two never share stores (the seed would let them collide).
+ * ft_id NULL: the base's folder. Malloc'ed. */
+char *dk_store_model_name(const char *base_id, const char *ft_id);
 
 /* "fnv1a64:<hex>" of a file's bytes into out; 0, or -1 with err. */
 int dk_hash_file_hex(const char *path, char out[32], dk_err *err);

@@ -5,7 +5,10 @@
 # threshold the glacier-honey organism's steered samples use the organism's domain tokens (counted from the data,
 # domain_tokens.h) far more than its unsteered samples; discrimination: the cat-post organism, steered the same way,
 # does not talk about glacier honey.
-# usage: adl_steps.sh outputs | meaning | bad
+# Null pair (demo_null: the "finetune" is the base itself): the mean difference is exactly zero, so the steps that
+# rescale or steer with it write nothing for it (no patchscope of the difference, no steering) instead of failing or
+# making something up, the base/ft variants are still there, and the overview's logit lens is uniform.
+# usage: adl_steps.sh outputs | meaning | bad | null
 source "$(dirname "$0")/adl_lib.sh"
 CHECK="$(dirname "$ADL_CHECK")/adl_steer_check"
 DATA="$DIFFKIT_SOURCE_DIR/data/demo"
@@ -67,6 +70,23 @@ bad)  # settings of the generating steps refused before any model runs
   expect_code 1 "$WORK/l3" 2 "grader.mode = sometimes"
   no_results "$WORK"
   ;;
-*) fail "usage: adl_steps.sh outputs|meaning|bad" ;;
+null)
+  run_adl 1 "$WORK/n" "$WORK/nlog" organism=demo_null "${STEPS[@]}" || { cat "$WORK/nlog"; fail "diff_adl on the null pair failed"; }
+  D="$WORK/n/diffing_results/demo/demo_null/activation_difference_lens"
+  L=$(ls -d "$D"/layer_* | head -1)
+  [ -s "$D/results.h5" ] || fail "no results.h5 for the null pair"
+  for p in 0 1; do
+    [ ! -e "$L/pretrain/auto_patch_scope_pos_$p.json" ] || fail "a patchscope of the zero difference was written (position $p)"
+    [ -s "$L/pretrain/base_auto_patch_scope_pos_$p.json" ] || fail "the base variant's patchscope is missing (position $p)"
+  done
+  [ ! -e "$L/pretrain/steering" ] || fail "steering output for a zero difference"
+  grep -q "mean difference is zero (the models do not differ here): skipped" "$WORK/nlog" || fail "the skip is not logged"
+  tr -d ' \t\n' < "$D/summary.json" > "$WORK/flat.json"
+  grep -q '"patch_scope":\[\],"steering":\[\]' "$WORK/flat.json" || fail "the overview lists patchscope or steering positions"
+  # the logit lens of a zero vector: every probability the same (1/V)
+  n=$(grep -o '"probs":\[[^]]*\]' "$WORK/flat.json" | head -1 | grep -o '"[0-9.e+-]*"' | sort -u | wc -l)
+  [ "$n" = 1 ] || fail "the null pair's logit lens is not uniform ($n distinct probabilities)"
+  ;;
+*) fail "usage: adl_steps.sh outputs|meaning|bad|null" ;;
 esac
 echo "PASS"
