@@ -399,8 +399,8 @@ int grader_send(const dk_grader *g, grader_call *calls, int n, int default_max_t
     dk_llm_request *reqs = dk_calloc((size_t)n, sizeof *reqs);
     dk_llm_response *resps = dk_calloc((size_t)n, sizeof *resps);
     for (int i = 0; i < n; i++) {
-        msgs[2 * i] = (dk_llm_message){"system", calls[i].system};
-        msgs[2 * i + 1] = (dk_llm_message){"user", calls[i].user};
+        msgs[2 * i] = (dk_llm_message){.role = "system", .content = calls[i].system};
+        msgs[2 * i + 1] = (dk_llm_message){.role = "user", .content = calls[i].user};
         reqs[i] = dk_llm_request_init(&msgs[2 * i], 2);
         reqs[i].max_tokens = g->max_tokens > 0 ? g->max_tokens : default_max_tokens;
         reqs[i].temperature = calls[i].temperature;

@@ -306,7 +306,7 @@ static void finish_attempt(dk_llm_client *c, transfer *t, CURLcode rc) {
         }
         snprintf(raw_why, sizeof raw_why, "the answer was not accepted: %s", reject[0] ? reject : "(no reason given)");
         dk_llm_response_free(resp);
-        resp->prompt_tokens = resp->completion_tokens = 0;
+        resp->prompt_tokens = resp->completion_tokens = resp->total_tokens = 0;
         retryable = true;
     }
     /* Text from the server or libcurl may quote the key: it is redacted before it reaches any message. */
@@ -348,7 +348,15 @@ int dk_llm_chat_many(dk_llm_client *c, const dk_llm_request *reqs, int n, dk_llm
             c->usage.failed++;
             continue;
         }
-        ts[i].body = llm_request_body(c->cfg.model_id, &reqs[i]);
+        char why[256];
+        ts[i].body = llm_request_body(c->cfg.model_id, &reqs[i], why, sizeof why);
+        if (!ts[i].body) {
+            dk_err_set(&resps[i].err, DK_EXIT_USAGE, "LLM request %d of %d to %s: %s", i + 1, n, c->url, why);
+            ts[i].done = true;
+            c->usage.requests++;
+            c->usage.failed++;
+            continue;
+        }
         pending++;
     }
     int in_flight = 0;

@@ -36,7 +36,8 @@
  *
  * A client is used by one thread at a time. Usage:
  *     dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
- *     dk_llm_message msgs[] = {{"system", "You grade text."}, {"user", "Is this coherent? ..."}};
+ *     dk_llm_message msgs[] = {{.role = "system", .content = "You grade text."},
+ *                              {.role = "user", .content = "Is this coherent? ..."}};
  *     dk_llm_request req = dk_llm_request_init(msgs, 2);
  *     req.max_tokens = 200;
  *     dk_llm_response resp;
@@ -51,6 +52,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "config/config.h"
 #include "core/error.h"
@@ -79,6 +82,8 @@ void dk_llm_config_free(dk_llm_config *cfg);
 typedef struct dk_llm_message {
     const char *role;     /* "system", "user" or "assistant" */
     const char *content;
+    bool cache_ephemeral; /* send "cache_control": {"type": "ephemeral"} with the message (prompt caching, as the
+                           * seed's agent marks its system message) */
 } dk_llm_message;
 
 typedef struct dk_llm_response dk_llm_response;
@@ -100,6 +105,11 @@ typedef struct dk_llm_request {
     int n_stop;
     dk_llm_accept_fn accept;         /* NULL: any answer with choices is accepted */
     void *accept_ctx;
+    /* Members merged into the request's JSON object as they are (an endpoint's own fields: {"chat_template_kwargs":
+     * {"enable_thinking": false}}, {"steering": {...}}); NULL: none. A member the client sets itself (model,
+     * messages, temperature, ...) fails the request (code 2) instead of being sent twice. Not copied: it must live
+     * until the call returns. */
+    const cJSON *extra_body;
 } dk_llm_request;
 
 /* A request with every optional field unset. */
@@ -115,6 +125,7 @@ struct dk_llm_response {
     int n_choices;
     int64_t prompt_tokens;     /* usage of the accepted answer (0 when the endpoint sent none) */
     int64_t completion_tokens;
+    int64_t total_tokens;      /* usage.total_tokens as the endpoint reported it (0 when absent) */
     int attempts;              /* attempts made (1 = no retry) */
     double seconds;            /* from the first attempt to the end, waits included */
     dk_err err;                /* err.code != 0: the request failed; err.msg says why (no key in it) */

@@ -23,8 +23,9 @@ void llm_key_free(llm_key *key);
  * "[api key]" and control characters by spaces, for messages built from what a server sent. */
 char *llm_redact(const char *text, size_t len, const llm_key *key);
 
-/* The JSON body of a chat-completions request (the caller frees). */
-char *llm_request_body(const char *model_id, const dk_llm_request *req);
+/* The JSON body of a chat-completions request (the caller frees), or NULL with why when req->extra_body names a
+ * member the client sets itself. */
+char *llm_request_body(const char *model_id, const dk_llm_request *req, char *why, size_t why_cap);
 /* Fills resp->choices and the usage from a 200 answer. 0, or -1 with why ("not valid JSON (error near byte
  * 12)", "no choices in the answer", ...) when the answer is unusable, which the caller retries. */
 int llm_parse_answer(const char *body, size_t len, dk_llm_response *resp, char *why, size_t why_cap);

@@ -22,7 +22,7 @@ dk_llm_request dk_llm_request_init(const dk_llm_message *messages, int n_message
     return req;
 }
 
-char *llm_request_body(const char *model_id, const dk_llm_request *req) {
+char *llm_request_body(const char *model_id, const dk_llm_request *req, char *why, size_t why_cap) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", model_id);
     cJSON *messages = cJSON_AddArrayToObject(root, "messages");
@@ -30,6 +30,8 @@ char *llm_request_body(const char *model_id, const dk_llm_request *req) {
         cJSON *m = cJSON_CreateObject();
         cJSON_AddStringToObject(m, "role", req->messages[i].role);
         cJSON_AddStringToObject(m, "content", req->messages[i].content ? req->messages[i].content : "");
+        if (req->messages[i].cache_ephemeral)
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "cache_control"), "type", "ephemeral");
         cJSON_AddItemToArray(messages, m);
     }
     if (req->temperature >= 0) cJSON_AddNumberToObject(root, "temperature", req->temperature);
@@ -40,6 +42,21 @@ char *llm_request_body(const char *model_id, const dk_llm_request *req) {
     if (req->n_stop > 0) {
         cJSON *stop = cJSON_AddArrayToObject(root, "stop");
         for (int i = 0; i < req->n_stop; i++) cJSON_AddItemToArray(stop, cJSON_CreateString(req->stop[i]));
+    }
+    if (req->extra_body && !cJSON_IsObject(req->extra_body)) {
+        snprintf(why, why_cap, "the request's extra body is %s, not an object", dk_json_kind(req->extra_body));
+        cJSON_Delete(root);
+        return NULL;
+    }
+    const cJSON *extra;
+    cJSON_ArrayForEach(extra, req->extra_body) {
+        if (cJSON_GetObjectItemCaseSensitive(root, extra->string)) {
+            snprintf(why, why_cap, "the request's extra body member \"%s\" is a field the client sets itself: set it "
+                     "through the request's own field", extra->string);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        cJSON_AddItemToObject(root, extra->string, cJSON_Duplicate(extra, 1));
     }
     char *body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -95,6 +112,7 @@ int llm_parse_answer(const char *body, size_t len, dk_llm_response *resp, char *
             const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
             resp->prompt_tokens = usage_count(usage, "prompt_tokens");
             resp->completion_tokens = usage_count(usage, "completion_tokens");
+            resp->total_tokens = usage_count(usage, "total_tokens");
             rc = 0;
         }
     }

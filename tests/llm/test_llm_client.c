@@ -64,7 +64,7 @@ static void keep_error(const dk_llm_response *resp) {
 
 /* One user message, default settings. */
 static int ask(dk_llm_client *llm, const char *question, dk_llm_response *resp) {
-    dk_llm_message msg = {"user", question};
+    dk_llm_message msg = {.role = "user", .content = question};
     dk_llm_request req = dk_llm_request_init(&msg, 1);
     int rc = dk_llm_chat(llm, &req, resp);
     keep_error(resp);
@@ -90,7 +90,8 @@ static void test_request_and_answer(void) {
     dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
     EXPECT(llm != NULL, "open: %s", err.msg);
     if (!llm) return;
-    dk_llm_message msgs[] = {{"system", "You grade text."}, {"user", "hello there"}};
+    dk_llm_message msgs[] = {{.role = "system", .content = "You grade text."},
+                             {.role = "user", .content = "hello there"}};
     const char *stops[] = {"\n\n", "END"};
     dk_llm_request req = dk_llm_request_init(msgs, 2);
     req.temperature = 0.5;
@@ -307,7 +308,7 @@ static void test_in_flight(void) {
     dk_llm_response resps[N];
     for (int i = 0; i < N; i++) {
         snprintf(questions[i], sizeof questions[i], "question %d", i);
-        msgs[i] = (dk_llm_message){"user", questions[i]};
+        msgs[i] = (dk_llm_message){.role = "user", .content = questions[i]};
         reqs[i] = dk_llm_request_init(&msgs[i], 1);
     }
     double t0 = dk_time_now();
@@ -364,7 +365,7 @@ static void test_stuck_one_in_flight(void) {
     cfg.request_timeout_s = 1.0;
     dk_err err = {0};
     dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
-    dk_llm_message msg = {"user", "x"};
+    dk_llm_message msg = {.role = "user", .content = "x"};
     dk_llm_request reqs[3] = {dk_llm_request_init(&msg, 1), dk_llm_request_init(&msg, 1), dk_llm_request_init(&msg, 1)};
     dk_llm_response resps[3];
     double t0 = dk_time_now();
@@ -434,7 +435,7 @@ static void test_accept(void) {
     dk_llm_config cfg = make_cfg(srv.base_url);
     dk_err err = {0};
     dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
-    dk_llm_message msg = {"user", "grade this"};
+    dk_llm_message msg = {.role = "user", .content = "grade this"};
     dk_llm_request req = dk_llm_request_init(&msg, 1);
     int calls = 0;
     req.accept = needs_answer_line;
@@ -593,6 +594,51 @@ static void test_config(void) {
     dk_cfg_free(c);
 }
 
+/* The seed's agent marks its system message for prompt caching and asks for generation without thinking
+ * (chat_template_kwargs): the message flag and extra_body reach the body as they are; a member the client sets
+ * itself is refused before anything is sent; usage.total_tokens is read. */
+static void test_extra_body_and_cache(void) {
+    scripted_server srv;
+    START(&srv, "ok", "nousage");
+    dk_llm_config cfg = make_cfg(srv.base_url);
+    dk_err err = {0};
+    dk_llm_client *llm = dk_llm_client_open(&cfg, &err);
+    EXPECT(llm != NULL, "open: %s", err.msg);
+    if (!llm) return;
+    dk_llm_message msgs[] = {{.role = "system", .content = "S", .cache_ephemeral = true}, {.role = "user", .content = "hello there"}};
+    cJSON *extra = cJSON_Parse("{\"chat_template_kwargs\": {\"enable_thinking\": false}, \"steering\": {\"layer\": 3}}");
+    dk_llm_request req = dk_llm_request_init(msgs, 2);
+    req.temperature = 0.5;
+    req.extra_body = extra;
+    dk_llm_response resp;
+    EXPECT(dk_llm_chat(llm, &req, &resp) == 0, "chat: %s", resp.err.msg);
+    keep_error(&resp);
+    EXPECT(resp.prompt_tokens == 11 && resp.completion_tokens == 7 && resp.total_tokens == 18,
+           "usage %lld + %lld = %lld", (long long)resp.prompt_tokens, (long long)resp.completion_tokens,
+           (long long)resp.total_tokens);
+    dk_llm_response_free(&resp);
+    char *log = scripted_server_log(&srv);
+    EXPECT_CONTAINS(log, "{\"role\":\"system\",\"content\":\"S\",\"cache_control\":{\"type\":\"ephemeral\"}}");
+    EXPECT_CONTAINS(log, "{\"role\":\"user\",\"content\":\"hello there\"}]");
+    EXPECT_CONTAINS(log, "\"chat_template_kwargs\":{\"enable_thinking\":false},\"steering\":{\"layer\":3}}");
+    free(log);
+    req.extra_body = NULL;  /* the second answer has no usage: total 0 */
+    EXPECT(dk_llm_chat(llm, &req, &resp) == 0 && resp.total_tokens == 0, "no usage: total %lld",
+           (long long)resp.total_tokens);
+    dk_llm_response_free(&resp);
+    cJSON *clash = cJSON_Parse("{\"temperature\": 1.0}");
+    req.extra_body = clash;
+    EXPECT(dk_llm_chat(llm, &req, &resp) != 0 && resp.err.code == DK_EXIT_USAGE, "a colliding member fails");
+    EXPECT_CONTAINS(resp.err.msg, "extra body member \"temperature\" is a field the client sets");
+    keep_error(&resp);
+    dk_llm_response_free(&resp);
+    EXPECT(scripted_server_requests(&srv) == 2, "the colliding request is not sent (%d requests)",
+           scripted_server_requests(&srv));
+    cJSON_Delete(clash);
+    cJSON_Delete(extra);
+    end_case(llm, &cfg, &srv);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_llm_client <path of scripted_server>\n");
@@ -618,6 +664,7 @@ int main(int argc, char **argv) {
     test_usage();
     test_accept();
     test_key();
+    test_extra_body_and_cache();
 
     dk_log_set_stream(NULL);
     fflush(log);

@@ -260,7 +260,7 @@ static dk_llm_client *open_client(const char *model) {
 static char *chat(const char *model, const char *prompt, int max_tokens, int *completion_tokens, char **finish) {
     dk_llm_client *llm = open_client(model);
     if (!llm) return strdup("");
-    dk_llm_message msg = {"user", prompt};
+    dk_llm_message msg = {.role = "user", .content = prompt};
     dk_llm_request req = dk_llm_request_init(&msg, 1);
     req.temperature = 0;
     req.max_tokens = max_tokens;
@@ -361,7 +361,7 @@ static void test_concurrent(void) {
     dk_llm_request reqs[N];
     dk_llm_response alone[N], together[N];
     for (int i = 0; i < N; i++) {
-        msgs[i] = (dk_llm_message){"user", prompts[i]};
+        msgs[i] = (dk_llm_message){.role = "user", .content = prompts[i]};
         reqs[i] = dk_llm_request_init(&msgs[i], 1);
         reqs[i].temperature = i % 2 ? 0.7 + 0.1 * i : 0; /* greedy and sampled, different temperatures */
         reqs[i].top_p = i % 4 == 1 ? 0.9 : -1;
