@@ -9,7 +9,7 @@
  * run never crashes on what the LLM writes.
  *
  * Pieces (one file each): pyjson.h (Python-identical JSON text), agent_grammar.c (FINAL/CALL extraction),
- * agent_hypotheses.c (the hypothesis board), agent_prompts.c (prompt texts from resources/agent/*.txt, in our
+ * agent_hypotheses.c (the hypothesis board), agent_prompts.c (prompt texts from resources/agent/<name>.txt, in our
  * words, in the seed's structure), agent_loop.c (dk_agent_run), agent_blackbox.c (ask_model and
  * hypothesis_tracking), agent_adl.c / agent_dm.c (the ADL and diff-mining overviews and tools). The evaluation
  * (budgets x repeats, output folders, grading, summary, null control) is agent_eval.c; jobs/diff_agent.c is
@@ -91,6 +91,8 @@ typedef struct dk_agent_run_input {
     const char *system_prompt;      /* the formatted system prompt (dk_agent_system_prompt) */
     const char *hints;              /* diffing.evaluation.agent.hints ("" none) */
     const char *first_user_message; /* the overview message */
+    const char *post_tool_result;   /* the text after every tool result (resources/agent/post_tool_result.txt, the
+                                     * seed's POST_TOOL_RESULT_PROMPT) */
     dk_agent_tool *tools;           /* [n_tools] */
     int n_tools;
     /* Text appended to a tool's result message (the blackbox agents: the active hypotheses after ask_model);
@@ -125,12 +127,16 @@ typedef struct dk_agent_prompt_parts {
     const char *tool_descriptions;
     const char *additional_conduct;
     const char *interaction_examples;
+    /* Appended after "\n\n" when model_interactions > 20 (the seed's note that a large budget should be used:
+     * resources/agent/large_budget.txt). Required then: NULL fails instead of dropping it silently. */
+    const char *large_budget_note;
 } dk_agent_prompt_parts;
 
 /* Reads <dir>/<name> (resources/agent/system_prompt.txt, ...): malloc'ed text, or NULL + err naming the file. */
 char *dk_agent_prompt_read(const char *dir, const char *name, dk_err *err);
 /* The system prompt: the template (Python str.format syntax: {name} replaced, {{ }} -> { }) filled with parts,
- * plus the seed's large-budget paragraph when model_interactions > 20. NULL + err on an unknown {field}. */
+ * plus "\n\n" + parts->large_budget_note when model_interactions > 20 (as the seed's get_system_prompt). NULL +
+ * err (code 2) on an unknown or unsupported {field}, a lone { or }, or a missing part. */
 char *dk_agent_system_prompt(const char *template_text, const dk_agent_prompt_parts *parts,
                              int64_t model_interactions, dk_err *err);
 
