@@ -298,8 +298,8 @@ static int read_entry(adl_results *r, hid_t f, adl_entry *e, dk_err *err) {
 
 /* num_hidden_layers (or text_config.num_hidden_layers) of model.model_id's config.json. */
 static void read_n_layers(adl_results *r) {
-    const char *id = dk_cfg_str_or_null(r->cfg, "model.model_id");
-    const char *rev = dk_cfg_str_or_null(r->cfg, "model.revision");
+    const char *id = dk_cfg_has(r->cfg, "model.model_id") ? dk_cfg_str(r->cfg, "model.model_id") : NULL;
+    const char *rev = dk_cfg_has(r->cfg, "model.revision") ? dk_cfg_str(r->cfg, "model.revision") : NULL;
     if (!id) {
         r->n_layers_why = dk_strdup("model.model_id is not configured");
         return;
@@ -1074,7 +1074,7 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
     dk_llm_request *reqs = dk_malloc((size_t)n_prompts * sizeof *reqs);
     dk_llm_response *resps = dk_calloc((size_t)n_prompts, sizeof *resps);
     for (int64_t i = 0; i < n_prompts; i++) {
-        msgs[i] = (dk_llm_message){"user", prompts[i]};
+        msgs[i] = (dk_llm_message){.role = "user", .content = prompts[i]};
         reqs[i] = dk_llm_request_init(&msgs[i], 1);
         reqs[i].n = (int)n;
         reqs[i].max_tokens = (int)r->steer_max_new_tokens;

@@ -129,8 +129,8 @@ char *dm_first_message(const dk_agent_method_config *mc, const char *post_overvi
     const dk_cfg *cfg = mc->cfg;
     const char *run_dir = mc->results_dir;
     if (agent_results_complete(run_dir, "diff_mining", err) != 0) return NULL;
-    const char *extraction = dk_cfg_str_or_null(cfg, OV "extraction_method");
-    const char *ordering_type = dk_cfg_str_or_null(cfg, OV "ordering_type");
+    const char *extraction = dk_cfg_has(cfg, OV "extraction_method") ? dk_cfg_str(cfg, OV "extraction_method") : NULL;
+    const char *ordering_type = dk_cfg_has(cfg, OV "ordering_type") ? dk_cfg_str(cfg, OV "ordering_type") : NULL;
     int64_t top_k = 0;
     if (!extraction || !ordering_type) {
         dk_err_set(err, DK_EXIT_USAGE, OV "%s must be set", !extraction ? "extraction_method" : "ordering_type");

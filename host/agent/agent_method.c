@@ -168,7 +168,8 @@ int dk_agent_kind_parse(const char *name, dk_agent_kind *out, dk_err *err) {
                       name ? name : "(none)");
 }
 
-/* Prompt pieces per type: the file of each part (NULL = the blackbox's), tools = blackbox tools + the type's. */
+/* Prompt pieces per type: the file of each part (NULL = the blackbox agent's: blackbox_*.txt; its
+ * first_user_message_description is post_overview.txt), tools = blackbox tools + the type's. */
 typedef struct type_prompts {
     const char *overview, *tools, *conduct, *examples;
 } type_prompts;
@@ -194,11 +195,13 @@ static int read_parts(dk_agent_method *m, const char *dir, const char *post_over
     } else {
         m->part_texts[1] = bb_tools;
     }
-    m->part_texts[2] = t->conduct ? dk_agent_prompt_read(dir, t->conduct, err) : dk_strdup("");
+    m->part_texts[2] = dk_agent_prompt_read(dir, t->conduct ? t->conduct : "blackbox_conduct.txt", err);
     m->part_texts[3] = dk_agent_prompt_read(dir, t->examples ? t->examples : "blackbox_examples.txt", err);
-    for (int i = 0; i < 4; i++)
+    m->part_texts[4] = dk_agent_prompt_read(dir, "large_budget.txt", err);
+    for (int i = 0; i < 5; i++)
         if (!m->part_texts[i]) return -1;
-    m->parts = (dk_agent_prompt_parts){m->part_texts[0], m->part_texts[1], m->part_texts[2], m->part_texts[3]};
+    m->parts = (dk_agent_prompt_parts){m->part_texts[0], m->part_texts[1], m->part_texts[2], m->part_texts[3],
+                                       m->part_texts[4]};
     return 0;
 }
 
@@ -238,7 +241,7 @@ dk_agent_method *dk_agent_method_open(const dk_agent_method_config *mc, dk_err *
 void dk_agent_method_close(dk_agent_method *m) {
     if (!m) return;
     free(m->first_message);
-    for (int i = 0; i < 4; i++) free(m->part_texts[i]);
+    for (int i = 0; i < 5; i++) free(m->part_texts[i]);
     cJSON_Delete(m->dataset_mapping);
     adl_results_free(m->adl);
     free(m);

@@ -22,7 +22,8 @@ struct dk_agent_method {
     const char *name;                      /* "ADL", "Blackbox", "DiffMining" */
     char *first_message;                   /* "" for Blackbox */
     dk_agent_prompt_parts parts;           /* points into part_texts */
-    char *part_texts[4];                   /* first_user_message_description, tools, conduct, examples */
+    char *part_texts[5];                   /* first_user_message_description, tools, conduct, examples,
+                                            * large_budget_note */
     cJSON *dataset_mapping;                /* {"ds1": "real name"} or NULL */
     adl_results *adl;                      /* ADL and ADLBlackbox: the results read at open */
 };
