@@ -547,7 +547,7 @@ static int evaluate(const dk_cfg *cfg, const char *method, const dk_agent_eval_e
     char *agent_dir = dk_path_join(plan.results_dir, "agent");
 
     /* no agent LLM: what it would be sent, and stop */
-    char why[600] = "diffing.evaluation.agent.llm.base_url is null";
+    char why[2048] = "diffing.evaluation.agent.llm.base_url is null";
     dk_llm_client *probe = NULL;
     if (s.agent_base_url) {
         if (dk_llm_config_read(cfg, "diffing.evaluation.agent.llm", &c.agent_llm, err) != 0) {
@@ -619,7 +619,7 @@ static int evaluate(const dk_cfg *cfg, const char *method, const dk_agent_eval_e
             }
             free(c.grader_llm.model_id);
             c.grader_llm.model_id = dk_strdup(s.grader_model);
-            char gwhy[600];
+            char gwhy[2048];
             dk_llm_client *g = try_open(&c.grader_llm, gwhy, sizeof gwhy);
             if (g) c.grade_with_llm = true;
             else if (strcmp(s.grader_mode, "llm") == 0) {
