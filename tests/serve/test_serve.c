@@ -694,7 +694,7 @@ static void test_concurrent_steering(void) {
         {0, 2, 8, "", ""},
         {0, 1, 16, ", \"mode\": \"prompt_only\"", ", \"temperature\": 0.8, \"seed\": 3"},
         {0, 1, 16, ", \"mode\": \"linear_decay\", \"decay_steps\": 5", ""},
-        {0, 1, 12, ", \"mode\": \"linear_decay\", \"decay_steps\": 5", ""},
+        {0, 1, 4, ", \"mode\": \"linear_decay\", \"decay_steps\": 5", ""},
         {0, 1, 4, "", ", \"n\": 2, \"temperature\": 1, \"seed\": 9"},
     };
     char *bodies[N];
