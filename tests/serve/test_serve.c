@@ -13,6 +13,7 @@
  *     from the unsteered answer; "chat_template_kwargs": {"enable_thinking": false} renders the demo's Qwen3
  *     template with the empty think block (more prompt tokens; generate --enable-thinking false's text); requests
  *     with different steering sent together each get their own answer; every malformed field is a 400 naming it;
+ *     a second server with a template without the switch (Qwen2.5's) accepts enable_thinking and renders alike;
  *   - the bearer token is required, and never appears in the server's log or answers;
  *   - SIGTERM ends the server cleanly (exit 0).
  *
@@ -59,8 +60,10 @@ static char *read_text(const char *path) {
     return dk_strbuf_take(&b);
 }
 
-static bool start_server(void) {
+/* Starts diffkit serve with the demo pair; extra_arg: one more override, or NULL. */
+static bool start_server(const char *extra_arg) {
     snprintf(log_path, sizeof log_path, "/tmp/dk_serve_test_%d.log", (int)getpid());
+    unlink(log_path); /* a previous server's "listening on" line must not be read as this one's */
     server_pid = fork();
     if (server_pid == 0) {
         FILE *log = freopen(log_path, "w", stderr);
@@ -69,7 +72,7 @@ static bool start_server(void) {
         execl(diffkit, diffkit, "serve", "--port", "0",
               "serve.models=[demo," ORG "," ORG "@0," ORG "@2.5," ORG "@default_2x," ORG "~0," ORG "~2]",
               "serve.api_key_env=" KEY_ENV, "serve.max_body_bytes=65536", "serve.max_tokens=200", "serve.max_n=4",
-              "serve.max_batch=16", (char *)NULL);
+              "serve.max_batch=16", extra_arg, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 1200; i++) { /* up to a minute */
@@ -682,6 +685,29 @@ static void test_enable_thinking(void) {
     for (int i = 0; i < 3; i++) answer_free(&a[i]);
 }
 
+/* A template without a thinking switch (the demo served with Qwen2.5's): enable_thinking is accepted and renders
+ * the same prompt either way. */
+static void test_thinking_without_switch(void) {
+    int tokens[3];
+    char *text[3];
+    static const char *const kwargs[3] = {"", ", \"chat_template_kwargs\": {\"enable_thinking\": false}",
+                                          ", \"chat_template_kwargs\": {\"enable_thinking\": true}"};
+    for (int i = 0; i < 3; i++) {
+        char *body = chat_body("demo", "Tell me about honey.", 12, kwargs[i]);
+        answer a = post("/chat/completions", body);
+        EXPECT(a.status == 200, "qwen2.5 template, chat_template_kwargs %s: %ld %s", kwargs[i], a.status, a.body);
+        tokens[i] = usage_of(&a, "prompt_tokens");
+        text[i] = strdup(choice_text(&a, 0));
+        answer_free(&a), free(body);
+    }
+    EXPECT(tokens[0] > 0 && tokens[1] == tokens[0] && tokens[2] == tokens[0], "qwen2.5 template: prompt tokens %d "
+           "(not given), %d (false), %d (true): a template without the switch should render alike", tokens[0],
+           tokens[1], tokens[2]);
+    EXPECT(strcmp(text[0], text[1]) == 0 && strcmp(text[0], text[2]) == 0, "qwen2.5 template: enable_thinking changed "
+           "the answer");
+    for (int i = 0; i < 3; i++) free(text[i]);
+}
+
 /* Requests with different steering (and none) in flight together: each answered as when sent alone; the two that
  * differ only in strength are generated as one batch. */
 static void test_concurrent_steering(void) {
@@ -876,7 +902,7 @@ int main(int argc, char **argv) {
     setenv(KEY_ENV, TEST_KEY, 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     dk_strbuf_append(&all_answers, "");
-    if (!start_server()) return 1;
+    if (!start_server(NULL)) return 1;
     test_models();
     test_greedy_equals_generate();
     test_n_and_seeds();
@@ -889,6 +915,10 @@ int main(int argc, char **argv) {
     test_extension_errors();
     test_token();
     test_shutdown();
+    if (start_server("model.chat_template=qwen2.5")) { /* a template without a thinking switch */
+        test_thinking_without_switch();
+        test_shutdown();
+    }
     unlink(log_path);
     for (int i = 0; i < 2; i++)
         if (vector_path[i][0]) unlink(vector_path[i]);
