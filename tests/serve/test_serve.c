@@ -565,15 +565,22 @@ static const char *vector_file(int variant) {
 }
 
 /* ", \"steering\": {\"layer\": L, \"vector\": [...], \"strength\": S<rest>}" (malloc'ed); rest: more keys; strength
- * NAN: no strength key. */
-static char *steering_field(int variant, int layer, double strength, const char *rest) {
+ * NAN: no strength key; entry0: the text of the vector's first entry instead of the number (NULL: the number). */
+static char *steering_json(int variant, int layer, double strength, const char *entry0, const char *rest) {
     dk_strbuf b = {0};
     dk_strbuf_printf(&b, ", \"steering\": {\"layer\": %d, \"vector\": [", layer);
-    for (int j = 0; j < HIDDEN; j++) dk_strbuf_printf(&b, "%s%g", j ? ", " : "", (double)steer_entry(variant, j));
+    for (int j = 0; j < HIDDEN; j++) {
+        if (j == 0 && entry0) dk_strbuf_append(&b, entry0);
+        else dk_strbuf_printf(&b, "%s%g", j ? ", " : "", (double)steer_entry(variant, j));
+    }
     dk_strbuf_append(&b, "]");
     if (!isnan(strength)) dk_strbuf_printf(&b, ", \"strength\": %g", strength);
     dk_strbuf_printf(&b, "%s}", rest);
     return dk_strbuf_take(&b);
+}
+
+static char *steering_field(int variant, int layer, double strength, const char *rest) {
+    return steering_json(variant, layer, strength, NULL, rest);
 }
 
 /* A chat request of one user message; extra: more fields (", \"n\": 2"). malloc'ed. */
@@ -777,77 +784,76 @@ static void expect_extension_error(const char *what, const char *path, const cha
 }
 
 static void test_extension_errors(void) {
-    const char *chat = "/chat/completions";
-    char fields[8192];
-    expect_extension_error("steering a list", chat, ", \"steering\": [1]", "steering", "invalid_type", "an object");
-    expect_extension_error("steering unknown key", chat, ", \"steering\": {\"layer\": 1, \"vector\": [], \"scale\": 2}",
-                           "steering.scale", "unknown_parameter", "'scale'");
-    expect_extension_error("steering without layer", chat, ", \"steering\": {\"vector\": [1]}", "steering.layer",
-                           "missing_required_parameter", "0 to 3");
-    expect_extension_error("steering layer a string", chat, ", \"steering\": {\"layer\": \"2\", \"vector\": [1]}",
-                           "steering.layer", "invalid_type", "0 to 3");
-    expect_extension_error("steering layer a fraction", chat, ", \"steering\": {\"layer\": 1.5, \"vector\": [1]}",
-                           "steering.layer", "invalid_type", "integer");
-    expect_extension_error("steering layer past the last", chat, ", \"steering\": {\"layer\": 4, \"vector\": [1]}",
-                           "steering.layer", "invalid_value", "layers 0 to 3");
-    expect_extension_error("steering layer negative", chat, ", \"steering\": {\"layer\": -1, \"vector\": [1]}",
-                           "steering.layer", "invalid_value", "layers 0 to 3");
-    expect_extension_error("steering without vector", chat, ", \"steering\": {\"layer\": 1}", "steering.vector",
-                           "missing_required_parameter", "256 numbers");
-    expect_extension_error("steering vector a string", chat, ", \"steering\": {\"layer\": 1, \"vector\": \"0.5\"}",
-                           "steering.vector", "invalid_type", "256 numbers");
-    expect_extension_error("steering vector too short", chat, ", \"steering\": {\"layer\": 1, \"vector\": [1, 2, 3]}",
-                           "steering.vector", "invalid_value", "hidden size is 256");
-    char *good = steering_field(0, 1, 2, "");
-    snprintf(fields, sizeof fields, "%s", good);
-    char *at = strstr(fields, "[") + 1; /* entry 0 replaced */
-    memcpy(at, "\"x\"", 3);
-    memmove(at + 3, strchr(at, ','), strlen(strchr(at, ',')) + 1);
-    expect_extension_error("steering vector entry a string", chat, fields, "steering.vector", "invalid_value", "entry 0");
-    snprintf(fields, sizeof fields, "%s", good);
-    at = strstr(fields, "[") + 1;
-    memmove(at + 6, strchr(at, ','), strlen(strchr(at, ',')) + 1);
-    memcpy(at, "1e999 ", 6); /* JSON has no Infinity: an overflowing number is the way to send one */
-    expect_extension_error("steering vector entry infinite", chat, fields, "steering.vector", "invalid_value", "entry 0");
-    snprintf(fields, sizeof fields, "%s", good);
-    at = strstr(fields, "[") + 1;
-    memmove(at + 6, strchr(at, ','), strlen(strchr(at, ',')) + 1);
-    memcpy(at, "1e39  ", 6); /* a double, but past float32 */
-    expect_extension_error("steering vector entry past float32", chat, fields, "steering.vector", "invalid_value", "entry 0");
-    free(good);
-    good = steering_field(0, 1, NAN, ", \"strength\": \"x\"");
-    expect_extension_error("steering strength a string", chat, good, "steering.strength", "invalid_value", "finite");
-    free(good);
-    good = steering_field(0, 1, NAN, ", \"strength\": 1e999");
-    expect_extension_error("steering strength infinite", chat, good, "steering.strength", "invalid_value", "finite");
-    free(good);
-    good = steering_field(0, 1, 2, ", \"mode\": \"sideways\"");
-    expect_extension_error("steering mode unknown", chat, good, "steering.mode", "invalid_value", "prompt_only");
-    free(good);
-    good = steering_field(0, 1, 2, ", \"mode\": 3");
-    expect_extension_error("steering mode a number", chat, good, "steering.mode", "invalid_type", "prompt_only");
-    free(good);
-    good = steering_field(0, 1, 2, ", \"decay_steps\": 5");
-    expect_extension_error("steering decay_steps without linear_decay", chat, good, "steering.decay_steps",
-                           "invalid_value", "linear_decay");
-    free(good);
-    good = steering_field(0, 1, 2, ", \"mode\": \"linear_decay\", \"decay_steps\": 0");
-    expect_extension_error("steering decay_steps 0", chat, good, "steering.decay_steps", "invalid_value", "from 1");
-    free(good);
-    expect_extension_error("chat_template_kwargs a list", chat, ", \"chat_template_kwargs\": [true]",
-                           "chat_template_kwargs", "invalid_type", "an object");
-    expect_extension_error("chat_template_kwargs unknown key", chat, ", \"chat_template_kwargs\": {\"enable_thinking\": "
-                           "false, \"add_generation_prompt\": false}", "chat_template_kwargs.add_generation_prompt",
-                           "unsupported_parameter", "the only supported key is enable_thinking");
-    expect_extension_error("enable_thinking a string", chat, ", \"chat_template_kwargs\": {\"enable_thinking\": \"no\"}",
-                           "chat_template_kwargs.enable_thinking", "invalid_type", "true or false");
-    expect_extension_error("chat_template_kwargs on a completion", "/completions",
-                           ", \"chat_template_kwargs\": {\"enable_thinking\": false}", "chat_template_kwargs",
-                           "unsupported_parameter", "/v1/chat/completions");
-    good = steering_field(0, 9, 2, "");
-    expect_extension_error("steering layer on a completion", "/completions", good, "steering.layer", "invalid_value",
-                           "layers 0 to 3");
-    free(good);
+    static const struct {
+        const char *what, *path, *fields, *param, *code, *message_part;
+    } fixed[] = {
+        {"steering a list", "/chat/completions", ", \"steering\": [1]", "steering", "invalid_type", "an object"},
+        {"steering unknown key", "/chat/completions", ", \"steering\": {\"layer\": 1, \"vector\": [], \"scale\": 2}",
+         "steering.scale", "unknown_parameter", "'scale'"},
+        {"steering without layer", "/chat/completions", ", \"steering\": {\"vector\": [1]}", "steering.layer",
+         "missing_required_parameter", "0 to 3"},
+        {"steering layer a string", "/chat/completions", ", \"steering\": {\"layer\": \"2\", \"vector\": [1]}",
+         "steering.layer", "invalid_type", "0 to 3"},
+        {"steering layer a fraction", "/chat/completions", ", \"steering\": {\"layer\": 1.5, \"vector\": [1]}",
+         "steering.layer", "invalid_type", "integer"},
+        {"steering layer past the last", "/chat/completions", ", \"steering\": {\"layer\": 4, \"vector\": [1]}",
+         "steering.layer", "invalid_value", "layers 0 to 3"},
+        {"steering layer negative", "/chat/completions", ", \"steering\": {\"layer\": -1, \"vector\": [1]}",
+         "steering.layer", "invalid_value", "layers 0 to 3"},
+        {"steering without vector", "/chat/completions", ", \"steering\": {\"layer\": 1}", "steering.vector",
+         "missing_required_parameter", "256 numbers"},
+        {"steering vector a string", "/chat/completions", ", \"steering\": {\"layer\": 1, \"vector\": \"0.5\"}",
+         "steering.vector", "invalid_type", "256 numbers"},
+        {"steering vector too short", "/chat/completions", ", \"steering\": {\"layer\": 1, \"vector\": [1, 2, 3]}",
+         "steering.vector", "invalid_value", "hidden size is 256"},
+        {"chat_template_kwargs a list", "/chat/completions", ", \"chat_template_kwargs\": [true]",
+         "chat_template_kwargs", "invalid_type", "an object"},
+        {"chat_template_kwargs unknown key", "/chat/completions", ", \"chat_template_kwargs\": {\"enable_thinking\": "
+         "false, \"add_generation_prompt\": false}", "chat_template_kwargs.add_generation_prompt",
+         "unsupported_parameter", "the only supported key is enable_thinking"},
+        {"enable_thinking a string", "/chat/completions", ", \"chat_template_kwargs\": {\"enable_thinking\": \"no\"}",
+         "chat_template_kwargs.enable_thinking", "invalid_type", "true or false"},
+        {"chat_template_kwargs on a completion", "/completions", ", \"chat_template_kwargs\": {\"enable_thinking\": "
+         "false}", "chat_template_kwargs", "unsupported_parameter", "/v1/chat/completions"},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        expect_extension_error(fixed[i].what, fixed[i].path, fixed[i].fields, fixed[i].param, fixed[i].code,
+                               fixed[i].message_part);
+    /* a whole vector with one bad entry or setting */
+    static const struct {
+        const char *what, *path;
+        int layer;
+        double strength;
+        const char *entry0, *rest, *param, *code, *message_part;
+    } built[] = {
+        {"steering vector entry a string", "/chat/completions", 1, 2, "\"x\"", "", "steering.vector", "invalid_value",
+         "entry 0"},
+        /* JSON has no Infinity: an overflowing number is how one arrives */
+        {"steering vector entry infinite", "/chat/completions", 1, 2, "1e999", "", "steering.vector", "invalid_value",
+         "entry 0"},
+        {"steering vector entry past float32", "/chat/completions", 1, 2, "1e39", "", "steering.vector",
+         "invalid_value", "entry 0"},
+        {"steering strength a string", "/chat/completions", 1, NAN, NULL, ", \"strength\": \"x\"",
+         "steering.strength", "invalid_value", "finite"},
+        {"steering strength infinite", "/chat/completions", 1, NAN, NULL, ", \"strength\": 1e999",
+         "steering.strength", "invalid_value", "finite"},
+        {"steering mode unknown", "/chat/completions", 1, 2, NULL, ", \"mode\": \"sideways\"", "steering.mode",
+         "invalid_value", "prompt_only"},
+        {"steering mode a number", "/chat/completions", 1, 2, NULL, ", \"mode\": 3", "steering.mode", "invalid_type",
+         "prompt_only"},
+        {"steering decay_steps without linear_decay", "/chat/completions", 1, 2, NULL, ", \"decay_steps\": 5",
+         "steering.decay_steps", "invalid_value", "linear_decay"},
+        {"steering decay_steps 0", "/chat/completions", 1, 2, NULL, ", \"mode\": \"linear_decay\", \"decay_steps\": 0",
+         "steering.decay_steps", "invalid_value", "from 1"},
+        {"steering layer on a completion", "/completions", 9, 2, NULL, "", "steering.layer", "invalid_value",
+         "layers 0 to 3"},
+    };
+    for (size_t i = 0; i < sizeof built / sizeof built[0]; i++) {
+        char *fields = steering_json(0, built[i].layer, built[i].strength, built[i].entry0, built[i].rest);
+        expect_extension_error(built[i].what, built[i].path, fields, built[i].param, built[i].code,
+                               built[i].message_part);
+        free(fields);
+    }
     /* the vector counts against serve.max_body_bytes (65536): 256 numbers written long */
     dk_strbuf big = {0};
     dk_strbuf_append(&big, "{\"model\": \"demo\", \"prompt\": \"hi\", \"steering\": {\"layer\": 1, \"vector\": [");
