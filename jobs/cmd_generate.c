@@ -67,24 +67,21 @@ static void usage(FILE *out) {
 
 /* --steer-mode all | prompt_only | linear_decay[:N] into the steer. 0, or -1 with err (usage). */
 static int parse_steer_mode(const char *mode, dk_steer *steer, dk_err *err) {
-    if (strcmp(mode, "all") == 0 || strcmp(mode, "all_tokens") == 0) return 0;
-    if (strcmp(mode, "prompt_only") == 0) {
-        steer->prompt_only = true;
-        return 0;
+    int64_t decay_steps = 0; /* 0: the seed's default */
+    char name[32];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(mode, ":"), mode);
+    if (strcmp(name, "linear_decay") == 0 && mode[12] == ':') {
+        char *end;
+        long long n = strtoll(mode + 13, &end, 10);
+        if (end == mode + 13 || *end || n < 1)
+            return dk_err_set(err, DK_EXIT_USAGE, "--steer-mode %s: N in linear_decay:N must be an integer >= 1", mode);
+        decay_steps = n;
+    } else if (strchr(mode, ':')) {
+        name[0] = '\0'; /* only linear_decay takes :N */
     }
-    if (strncmp(mode, "linear_decay", 12) == 0 && (mode[12] == '\0' || mode[12] == ':')) {
-        steer->linear_decay_steps = 10; /* the seed's default linear_decay_steps */
-        if (mode[12] == ':') {
-            char *end;
-            long long n = strtoll(mode + 13, &end, 10);
-            if (end == mode + 13 || *end || n < 1)
-                return dk_err_set(err, DK_EXIT_USAGE, "--steer-mode %s: N in linear_decay:N must be an integer >= 1",
-                                  mode);
-            steer->linear_decay_steps = n;
-        }
-        return 0;
-    }
-    return dk_err_set(err, DK_EXIT_USAGE, "--steer-mode takes all, prompt_only or linear_decay[:N], not '%s'", mode);
+    if (!dk_steer_set_mode(steer, name, decay_steps))
+        return dk_err_set(err, DK_EXIT_USAGE, "--steer-mode takes all, prompt_only or linear_decay[:N], not '%s'", mode);
+    return 0;
 }
 
 /* The prompt's ids through the tokenizer, as one user message of the model's chat template when `chat`. */

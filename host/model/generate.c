@@ -157,6 +157,22 @@ int64_t dk_sample_token(const float *logits, int64_t V, const dk_generate_option
     return dk_sample_token_seq(logits, V, &so, rng_state);
 }
 
+bool dk_steer_set_mode(dk_steer *st, const char *mode, int64_t decay_steps) {
+    if (strcmp(mode, "all") == 0 || strcmp(mode, "all_tokens") == 0) {
+        st->prompt_only = false;
+        st->linear_decay_steps = 0;
+    } else if (strcmp(mode, "prompt_only") == 0) {
+        st->prompt_only = true;
+        st->linear_decay_steps = 0;
+    } else if (strcmp(mode, "linear_decay") == 0) {
+        st->prompt_only = false;
+        st->linear_decay_steps = decay_steps > 0 ? decay_steps : DK_STEER_DEFAULT_DECAY_STEPS;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static bool is_stop(const dk_seq_options *so, int64_t id) {
     for (int i = 0; i < so->n_stop; i++)
         if (so->stop_ids[i] == id) return true;

@@ -108,6 +108,14 @@ dk_seq_options dk_generate_seq_options(const dk_generate_options *opt, int64_t s
 /* The generator seed of sequence s of a batch generated with `seed` and no per_seq (s = 0: seed itself). */
 uint64_t dk_generate_seq_seed(uint64_t seed, int64_t s);
 
+/* The seed's default linear_decay_steps. */
+enum { DK_STEER_DEFAULT_DECAY_STEPS = 10 };
+
+/* Sets st->prompt_only and st->linear_decay_steps for the seed's steering mode `mode`: "all" (or "all_tokens"),
+ * "prompt_only", or "linear_decay" over decay_steps steps (0: DK_STEER_DEFAULT_DECAY_STEPS). false for any other
+ * mode (st unchanged). `diffkit generate --steer-mode` and `diffkit serve`'s "steering" both go through it. */
+bool dk_steer_set_mode(dk_steer *st, const char *mode, int64_t decay_steps);
+
 /* The id chosen from one row of logits (V) with opt's (or so's) temperature, top-k and top-p; rng_state
  * advances when sampling. Exposed for tests. */
 int64_t dk_sample_token(const float *logits, int64_t V, const dk_generate_options *opt, uint64_t *rng_state);

@@ -8,6 +8,7 @@
  *                     every offered name (base, ORGANISM, ORGANISM@W, ORGANISM@PRESET, ORGANISM~ALPHA) as the
  *                     adapter with its own multiplier array
  *   serve_request.c   a request body (JSON) checked and read into a serve_request, or an OpenAI-style error
+ *   serve_extensions.c the fields beyond OpenAI's: chat_template_kwargs (enable_thinking) and steering
  *   serve_response.c  the JSON answers: completions, the model list, errors
  *   serve_queue.c     the batching queue: HTTP threads enqueue and wait; one engine thread takes every queued
  *                     request for the same model (up to max_batch sequences) and runs one dk_generate call

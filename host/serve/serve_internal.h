@@ -93,6 +93,10 @@ typedef struct serve_request {
     uint64_t seed;               /* the request's, or one the server drew */
     const char *stop[SERVE_MAX_STOP];
     int n_stop;
+    int enable_thinking;         /* chat_template_kwargs.enable_thinking: -1 not given, 0, 1 (qwen3's switch) */
+    bool steered;                /* "steering" given: */
+    dk_steer steer;              /* its layer, strength and mode (prompt_only, linear_decay_steps); vector below */
+    float *steer_vector;         /* (hidden_size) owned; steer.vector points here */
 } serve_request;
 
 /* Reads body[0..len) (any bytes): 0, or -1 with e set (400 for bad JSON, invalid UTF-8, wrong types and values;
@@ -100,6 +104,16 @@ typedef struct serve_request {
 int serve_request_parse(const char *body, size_t len, serve_kind kind, const serve_registry *r,
                         const dk_serve_config *sc, uint64_t default_seed, serve_request *out, serve_error *e);
 void serve_request_free(serve_request *q);
+
+/* ---- serve_extensions.c: the fields beyond OpenAI's ------------------------------------------------------------ */
+
+/* Reads "chat_template_kwargs" (vLLM's: {"enable_thinking": BOOL}, chat only) and "steering" ({"layer", "vector",
+ * "strength", "mode", "decay_steps"}) of q->root into q. 0, or -1 with e set (400 naming the field). */
+int serve_request_read_extensions(serve_request *q, const serve_registry *r, serve_error *e);
+/* Whether a and b steer alike, so that one dk_generate call can carry both: neither steers, or both add the same
+ * vector after the same block in the same mode (and, with linear_decay, at the same strength: other strengths
+ * travel as per-sequence factors, which would round the decayed strength differently). H: the hidden size. */
+bool serve_same_steering(const serve_request *a, const serve_request *b, int64_t H);
 
 /* One finished choice, for the answer. */
 typedef struct serve_choice {

@@ -1,7 +1,8 @@
 /* serve_queue.c — batching for `diffkit serve`: HTTP threads enqueue a checked request and wait; one engine thread
- * takes the oldest waiting request and every other waiting request for the same model (up to serve.max_batch
- * sequences: n choices count n), and runs them as one dk_generate call with per-sequence settings
- * (dk_generate_options.per_seq: temperature, top_p, seed, max_tokens, stop ids). Requests that arrive while a
+ * takes the oldest waiting request and every other waiting request for the same model and the same steering (up to
+ * serve.max_batch sequences: n choices count n), and runs them as one dk_generate call with per-sequence settings
+ * (dk_generate_options.per_seq: temperature, top_p, seed, max_tokens, stop ids; the steering strength as the
+ * steer's seq_strength). Requests that arrive while a
  * batch runs form the next one, so a busy server batches by itself; an idle one waits serve.batch_wait_ms after the
  * first request for others sent at the same time.
  *
@@ -41,8 +42,11 @@ static void answer_error(serve_job *job, const serve_error *e) {
     job->answer = serve_error_json(e);
 }
 
-/* Whether b may join a batch started by a. Only the model: dk_generate takes every sampling setting per sequence. */
-static bool same_batch(const serve_request *a, const serve_request *b) { return a->model == b->model; }
+/* Whether b may join a batch started by a: the same model and the same steering (serve_same_steering: a steer is
+ * global to a dk_generate call, its strength per sequence); dk_generate takes every sampling setting per sequence. */
+static bool same_batch(const serve_queue *q, const serve_request *a, const serve_request *b) {
+    return a->model == b->model && serve_same_steering(a, b, q->reg->base.cfg.hidden_size);
+}
 
 /* Unlinks the oldest job and every waiting job that may join it, up to max_batch sequences. Called locked. */
 static int take_batch(serve_queue *q, serve_job **batch, int cap) {
@@ -52,7 +56,7 @@ static int take_batch(serve_queue *q, serve_job **batch, int cap) {
     const serve_request *first = &q->head->req;
     while (*link && n < cap) {
         serve_job *job = *link;
-        if (same_batch(first, &job->req) && seqs + job->req.n <= q->sc->max_batch) {
+        if (same_batch(q, first, &job->req) && seqs + job->req.n <= q->sc->max_batch) {
             *link = job->next;
             if (q->tail == job) q->tail = prev;
             job->next = NULL;
@@ -74,8 +78,10 @@ static bool prepare(serve_queue *q, prepared *p) {
     serve_request *req = &p->job->req;
     serve_error e;
     dk_err err = {0};
+    dk_chat_format format = r->chat; /* the template opened once, with this request's thinking switch */
+    format.enable_thinking = req->enable_thinking;
     int rc = req->kind == SERVE_CHAT
-                 ? dk_prompt_encode_chat(r->tok, &r->chat, req->messages, req->n_messages, &p->ids, &p->n_ids, &err)
+                 ? dk_prompt_encode_chat(r->tok, &format, req->messages, req->n_messages, &p->ids, &p->n_ids, &err)
                  : dk_prompt_encode_text(r->tok, req->prompt, strlen(req->prompt), &p->ids, &p->n_ids, &err);
     if (rc != 0) {
         serve_error_set(&e, 400, "invalid_request_error", req->kind == SERVE_CHAT ? "messages" : "prompt",
@@ -142,11 +148,15 @@ static void generate_batch(serve_queue *q, prepared *ps, int n_jobs, const serve
     if (n_seqs == 0) return;
     int64_t *ids = dk_malloc((size_t)n_tokens * sizeof *ids), *starts = dk_malloc((size_t)(n_seqs + 1) * sizeof *starts);
     dk_seq_options *per_seq = dk_calloc((size_t)n_seqs, sizeof *per_seq);
+    float *seq_strength = dk_malloc((size_t)n_seqs * sizeof *seq_strength); /* (n_seqs) each request's strength */
+    const serve_request *steered = NULL; /* the batch's steering (same_batch: all alike but the strength) */
     int64_t s = 0, t = 0;
     for (int j = 0; j < n_jobs; j++) {
         if (ps[j].failed) continue;
         const serve_request *req = &ps[j].job->req;
+        if (req->steered) steered = req;
         for (int64_t c = 0; c < req->n; c++, s++) {
+            seq_strength[s] = req->steer.strength;
             starts[s] = t;
             memcpy(ids + t, ps[j].ids, (size_t)ps[j].n_ids * sizeof *ids);
             t += ps[j].n_ids;
@@ -160,6 +170,17 @@ static void generate_batch(serve_queue *q, prepared *ps, int n_jobs, const serve
     dk_generate_options opt = {.max_new_tokens = per_seq[0].max_new_tokens, .temperature = per_seq[0].temperature,
                                .top_p = per_seq[0].top_p, .seed = per_seq[0].seed, .per_seq = per_seq,
                                .logit_amp = model->logit_amp, .logit_amp_alpha = model->logit_amp_alpha};
+    dk_steer steer;
+    if (steered) { /* as `diffkit generate --steer-*`: strength·vector after the block; linear_decay batches share
+                    * their strength (same_batch), the other modes carry it per sequence (1·S is S exactly) */
+        steer = steered->steer;
+        if (steer.linear_decay_steps == 0) {
+            steer.strength = 1.0f;
+            steer.seq_strength = seq_strength;
+        }
+        opt.steers = &steer;
+        opt.n_steer = 1;
+    }
     dk_generation gen;
     memset(&gen, 0, sizeof gen);
     dk_err err = {0};
@@ -198,12 +219,14 @@ static void generate_batch(serve_queue *q, prepared *ps, int n_jobs, const serve
     }
     if (rc == 0) {
         dk_generation_free(&gen);
-        LOG_INFO("serve: batch of %d requests, %lld sequences (model %s): %lld prompt + %lld completion tokens in %.2f s "
-                 "(%.1f completion tokens/s)", n_jobs, (long long)n_seqs, model->id, (long long)n_tokens,
-                 (long long)new_tokens, seconds, seconds > 0 ? (double)new_tokens / seconds : 0.0);
+        LOG_INFO("serve: batch of %d requests, %lld sequences (model %s%s): %lld prompt + %lld completion tokens in "
+                 "%.2f s (%.1f completion tokens/s)", n_jobs, (long long)n_seqs, model->id,
+                 steered ? ", steered" : "", (long long)n_tokens, (long long)new_tokens, seconds,
+                 seconds > 0 ? (double)new_tokens / seconds : 0.0);
     } else {
         LOG_WARN("serve: batch of %d requests (model %s) failed: %s", n_jobs, model->id, err.msg);
     }
+    free(seq_strength);
     free(per_seq);
     free(starts);
     free(ids);

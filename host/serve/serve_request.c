@@ -1,7 +1,8 @@
 /* serve_request.c — one request body of `diffkit serve`, checked and read: bytes that are not UTF-8, text that is
  * not JSON, fields of the wrong type or out of range, unknown models and settings the engine cannot honour each
  * get an OpenAI-style error naming the field (param) and what was expected, never a guess. Fields OpenAI defines
- * that change nothing here (user, metadata, ...) are ignored, as OpenAI-compatible servers do. */
+ * that change nothing here (user, metadata, ...) are ignored, as OpenAI-compatible servers do. The two fields
+ * beyond OpenAI's (chat_template_kwargs, steering) are read by serve_extensions.c. */
 #include "serve/serve_internal.h"
 
 #include <math.h>
@@ -182,6 +183,7 @@ int serve_request_parse(const char *body, size_t len, serve_kind kind, const ser
     q->top_p = 1.0f;
     q->n = 1;
     q->seed = default_seed;
+    q->enable_thinking = -1;
     size_t bad = dk_utf8_first_invalid(body, len);
     if (bad < len)
         return serve_error_set(e, 400, INVALID, NULL, "invalid_utf8", "the request body is not valid UTF-8 (byte %zu "
@@ -226,11 +228,12 @@ int serve_request_parse(const char *body, size_t len, serve_kind kind, const ser
         return serve_error_set(e, 400, INVALID, "top_p", "invalid_value", "'top_p' must be greater than 0 (at most 1); "
                                "for greedy text set temperature to 0");
     if (seed_given) q->seed = (uint64_t)seed;
-    return 0;
+    return serve_request_read_extensions(q, r, e);
 }
 
 void serve_request_free(serve_request *q) {
     cJSON_Delete(q->root);
     free(q->messages);
+    free(q->steer_vector);
     memset(q, 0, sizeof *q);
 }

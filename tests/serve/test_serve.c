@@ -8,6 +8,12 @@
  *     server's log shows a batch of more than one request);
  *   - stop strings cut the text, finish reasons and usage;
  *   - every bad request gets its OpenAI-style JSON error and the server answers the next request;
+ *   - the extensions: "steering" gives, greedy and sampled, what `diffkit generate --steer-*` gives with the same
+ *     vector (base, organism, @W, ~ALPHA; modes all, prompt_only, linear_decay; chat and completion) and differs
+ *     from the unsteered answer; "chat_template_kwargs": {"enable_thinking": false} renders the demo's Qwen3
+ *     template with the empty think block (more prompt tokens; generate --enable-thinking false's text); requests
+ *     with different steering sent together each get their own answer; every malformed field is a 400 naming it;
+ *     a second server with a template without the switch (Qwen2.5's) accepts enable_thinking and renders alike;
  *   - the bearer token is required, and never appears in the server's log or answers;
  *   - SIGTERM ends the server cleanly (exit 0).
  *
@@ -16,6 +22,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -53,8 +60,10 @@ static char *read_text(const char *path) {
     return dk_strbuf_take(&b);
 }
 
-static bool start_server(void) {
+/* Starts diffkit serve with the demo pair; extra_arg: one more override, or NULL. */
+static bool start_server(const char *extra_arg) {
     snprintf(log_path, sizeof log_path, "/tmp/dk_serve_test_%d.log", (int)getpid());
+    unlink(log_path); /* a previous server's "listening on" line must not be read as this one's */
     server_pid = fork();
     if (server_pid == 0) {
         FILE *log = freopen(log_path, "w", stderr);
@@ -63,7 +72,7 @@ static bool start_server(void) {
         execl(diffkit, diffkit, "serve", "--port", "0",
               "serve.models=[demo," ORG "," ORG "@0," ORG "@2.5," ORG "@default_2x," ORG "~0," ORG "~2]",
               "serve.api_key_env=" KEY_ENV, "serve.max_body_bytes=65536", "serve.max_tokens=200", "serve.max_n=4",
-              "serve.max_batch=16", (char *)NULL);
+              "serve.max_batch=16", extra_arg, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 1200; i++) { /* up to a minute */
@@ -273,6 +282,46 @@ static char *chat(const char *model, const char *prompt, int max_tokens, int *co
     dk_llm_response_free(&resp);
     dk_llm_client_close(llm);
     return text;
+}
+
+/* Posts every body at once (libcurl's multi interface: all in flight together) and collects the answers. */
+static void post_many(const char *path, const char *const *bodies, int n, answer *out) {
+    CURLM *multi = curl_multi_init();
+    CURL **easy = calloc((size_t)n, sizeof *easy);
+    dk_strbuf *bufs = calloc((size_t)n, sizeof *bufs);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Authorization: Bearer " TEST_KEY);
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base_url, path);
+    for (int i = 0; i < n; i++) {
+        dk_strbuf_append(&bufs[i], "");
+        easy[i] = curl_easy_init();
+        curl_easy_setopt(easy[i], CURLOPT_URL, url);
+        curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, bodies[i]);
+        curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &bufs[i]);
+        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 120L);
+        curl_multi_add_handle(multi, easy[i]);
+    }
+    int running = n;
+    while (running > 0) {
+        curl_multi_perform(multi, &running);
+        if (running > 0) curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        out[i] = (answer){0};
+        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &out[i].status);
+        out[i].body = dk_strbuf_take(&bufs[i]);
+        out[i].json = cJSON_Parse(out[i].body);
+        dk_strbuf_append(&all_answers, out[i].body);
+        curl_multi_remove_handle(multi, easy[i]);
+        curl_easy_cleanup(easy[i]);
+    }
+    curl_slist_free_all(headers);
+    curl_multi_cleanup(multi);
+    free(bufs);
+    free(easy);
 }
 
 /* ---- the cases ------------------------------------------------------------------------------------------------- */
@@ -493,6 +542,327 @@ static void test_bad_requests(void) {
     answer_free(&ok);
 }
 
+/* ---- the extensions: steering and chat_template_kwargs ---------------------------------------------------- */
+
+enum { HIDDEN = 256, N_LAYERS = 4 }; /* the demo model's hidden size and blocks */
+
+/* Entry j of test steering vector `variant`: multiples of 1/16, exact in JSON text and in float32. */
+static float steer_entry(int variant, int j) { return (float)((((j * 37 + variant * 5) % 17) - 8) / 16.0); }
+
+static char vector_path[2][256];
+
+/* Writes vector `variant` as raw float32 for `diffkit generate --steer-vector`; returns its path. */
+static const char *vector_file(int variant) {
+    char *path = vector_path[variant];
+    snprintf(path, sizeof vector_path[variant], "/tmp/dk_serve_test_%d_v%d.bin", (int)getpid(), variant);
+    FILE *f = fopen(path, "wb");
+    for (int j = 0; f && j < HIDDEN; j++) {
+        float x = steer_entry(variant, j);
+        fwrite(&x, sizeof x, 1, f);
+    }
+    if (f) fclose(f);
+    return path;
+}
+
+/* ", \"steering\": {\"layer\": L, \"vector\": [...], \"strength\": S<rest>}" (malloc'ed); rest: more keys; strength
+ * NAN: no strength key; entry0: the text of the vector's first entry instead of the number (NULL: the number). */
+static char *steering_json(int variant, int layer, double strength, const char *entry0, const char *rest) {
+    dk_strbuf b = {0};
+    dk_strbuf_printf(&b, ", \"steering\": {\"layer\": %d, \"vector\": [", layer);
+    for (int j = 0; j < HIDDEN; j++) {
+        if (j == 0 && entry0) dk_strbuf_append(&b, entry0);
+        else dk_strbuf_printf(&b, "%s%g", j ? ", " : "", (double)steer_entry(variant, j));
+    }
+    dk_strbuf_append(&b, "]");
+    if (!isnan(strength)) dk_strbuf_printf(&b, ", \"strength\": %g", strength);
+    dk_strbuf_printf(&b, "%s}", rest);
+    return dk_strbuf_take(&b);
+}
+
+static char *steering_field(int variant, int layer, double strength, const char *rest) {
+    return steering_json(variant, layer, strength, NULL, rest);
+}
+
+/* A chat request of one user message; extra: more fields (", \"n\": 2"). malloc'ed. */
+static char *chat_body(const char *model, const char *prompt, int max_tokens, const char *extra) {
+    return dk_sprintf("{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"%s\"}], \"temperature\": 0, "
+                      "\"max_tokens\": %d%s}", model, prompt, max_tokens, extra);
+}
+
+/* One steered greedy chat answer against generate --chat with the same steering; and against the unsteered one. */
+typedef struct steer_case {
+    const char *model, *adapter_suffix;  /* served name; "" base, else what follows --adapter's folder */
+    int layer;
+    double strength;
+    const char *mode_json, *mode_args;   /* the request's mode keys; generate's --steer-mode */
+} steer_case;
+
+static void test_steering_equals_generate(void) {
+    const char *prompt = "Where does honey come from?";
+    static const steer_case cases[] = {
+        {"demo", NULL, 2, 8, "", ""},
+        {ORG, "", 1, 8, "", ""},
+        {ORG, "", 0, 6, ", \"mode\": \"all\"", "--steer-mode all"},
+        {ORG, "", 2, 16, ", \"mode\": \"prompt_only\"", "--steer-mode prompt_only"},
+        {ORG, "", 1, 16, ", \"mode\": \"linear_decay\", \"decay_steps\": 5", "--steer-mode linear_decay:5"},
+        {ORG, "", 3, 16, ", \"mode\": \"linear_decay\"", "--steer-mode linear_decay"},
+        {ORG "@2.5", "@2.5", 1, 8, "", ""},
+        {ORG "~2", " --logit-amplification 2", 1, 8, "", ""},
+    };
+    const char *vec = vector_file(0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const steer_case *c = &cases[i];
+        char args[2048], what[256];
+        int at = c->adapter_suffix ? snprintf(args, sizeof args, "--adapter %s/models/demo/glacier_honey%s ",
+                                              source_dir, c->adapter_suffix) : 0;
+        snprintf(args + at, sizeof args - (size_t)at, "--steer-vector %s --steer-layer %d --steer-strength %g %s", vec,
+                 c->layer, c->strength, c->mode_args);
+        snprintf(what, sizeof what, "steering %s layer %d strength %g%s", c->model, c->layer, c->strength, c->mode_json);
+        reference ref = generate(args, true, prompt, 24);
+        char *field = steering_field(0, c->layer, c->strength, c->mode_json);
+        char *steered_body = chat_body(c->model, prompt, 24, field), *plain_body = chat_body(c->model, prompt, 24, "");
+        answer steered = post("/chat/completions", steered_body), plain = post("/chat/completions", plain_body);
+        EXPECT(steered.status == 200, "%s: %ld %s", what, steered.status, steered.body);
+        EXPECT(ref.text[0] && strcmp(choice_text(&steered, 0), ref.text) == 0, "%s: served\n  %s\nis not generate's\n  %s",
+               what, choice_text(&steered, 0), ref.text);
+        EXPECT(usage_of(&steered, "completion_tokens") == ref.n_ids, "%s: %d completion tokens, generate gave %d", what,
+               usage_of(&steered, "completion_tokens"), ref.n_ids);
+        EXPECT(strcmp(choice_text(&steered, 0), choice_text(&plain, 0)) != 0, "%s: the steered answer is the unsteered "
+               "one: %s", what, choice_text(&plain, 0));
+        answer_free(&steered), answer_free(&plain);
+        free(steered_body), free(plain_body), free(field), free(ref.text);
+    }
+    /* /v1/completions: a plain prompt, as generate without --chat */
+    char args[2048];
+    snprintf(args, sizeof args, "--adapter %s/models/demo/glacier_honey --steer-vector %s --steer-layer 1 "
+             "--steer-strength 8", source_dir, vec);
+    reference ref = generate(args, false, "Honey is", 20);
+    char *field = steering_field(0, 1, 8, "");
+    char *body = dk_sprintf("{\"model\": \"" ORG "\", \"prompt\": \"Honey is\", \"temperature\": 0, \"max_tokens\": 20%s}",
+                            field);
+    answer a = post("/completions", body);
+    EXPECT(a.status == 200 && strcmp(choice_text(&a, 0), ref.text) == 0, "steered completion\n  %s\nis not generate's\n  %s",
+           choice_text(&a, 0), ref.text);
+    answer_free(&a), free(body), free(field), free(ref.text);
+    /* the agent's generate_steered request: n samples, no thinking; choice 0 draws from the seed as generate does */
+    snprintf(args, sizeof args, "--adapter %s/models/demo/glacier_honey --steer-vector %s --steer-layer 1 "
+             "--steer-strength 8 --enable-thinking false --temperature 1 --seed 5", source_dir, vec);
+    ref = generate(args, true, "Tell me about honey.", 24);
+    char *steering = steering_field(0, 1, 8, ", \"mode\": \"all\"");
+    body = dk_sprintf("{\"model\": \"" ORG "\", \"messages\": [{\"role\": \"user\", \"content\": \"Tell me about honey.\"}], "
+                      "\"n\": 3, \"temperature\": 1.0, \"seed\": 5, \"max_tokens\": 24, \"chat_template_kwargs\": "
+                      "{\"enable_thinking\": false}%s}", steering);
+    a = post("/chat/completions", body);
+    EXPECT(a.status == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(a.json, "choices")) == 3, "agent's steered request: "
+           "%ld %s", a.status, a.body);
+    EXPECT(strcmp(choice_text(&a, 0), ref.text) == 0, "agent's steered request: choice 0\n  %s\nis not generate's (seed 5)"
+           "\n  %s", choice_text(&a, 0), ref.text);
+    answer_free(&a), free(body), free(steering), free(ref.text);
+}
+
+/* enable_thinking per request on the demo's Qwen3 template: false renders the empty think block. */
+static void test_enable_thinking(void) {
+    const char *prompt = "Tell me about honey.";
+    static const char *const kwargs[3] = {"", ", \"chat_template_kwargs\": {\"enable_thinking\": false}",
+                                          ", \"chat_template_kwargs\": {\"enable_thinking\": true}"};
+    answer a[3];
+    for (int i = 0; i < 3; i++) {
+        char *body = chat_body("demo", prompt, 24, kwargs[i]);
+        a[i] = post("/chat/completions", body);
+        free(body);
+        EXPECT(a[i].status == 200, "chat_template_kwargs %s: %ld %s", kwargs[i], a[i].status, a[i].body);
+    }
+    int none = usage_of(&a[0], "prompt_tokens"), off = usage_of(&a[1], "prompt_tokens"), on = usage_of(&a[2], "prompt_tokens");
+    EXPECT(on == none && off > on, "prompt tokens: enable_thinking false %d, true %d, not given %d: false should add the "
+           "empty think block, true change nothing", off, on, none);
+    reference ref_off = generate("--enable-thinking false", true, prompt, 24),
+              ref_on = generate("--enable-thinking true", true, prompt, 24);
+    EXPECT(strcmp(choice_text(&a[1], 0), ref_off.text) == 0, "enable_thinking false: served\n  %s\nis not generate "
+           "--enable-thinking false's\n  %s", choice_text(&a[1], 0), ref_off.text);
+    EXPECT(strcmp(choice_text(&a[2], 0), ref_on.text) == 0, "enable_thinking true: served\n  %s\nis not generate "
+           "--enable-thinking true's\n  %s", choice_text(&a[2], 0), ref_on.text);
+    EXPECT(strcmp(ref_on.text, ref_off.text) != 0, "generate answers alike with and without thinking: %s", ref_on.text);
+    free(ref_off.text), free(ref_on.text);
+    /* and the next request without the field is rendered with the template's default again */
+    char *body = chat_body("demo", prompt, 24, "");
+    answer again = post("/chat/completions", body);
+    EXPECT(usage_of(&again, "prompt_tokens") == none, "after an enable_thinking false request, a plain one has %d prompt "
+           "tokens, not %d", usage_of(&again, "prompt_tokens"), none);
+    answer_free(&again), free(body);
+    for (int i = 0; i < 3; i++) answer_free(&a[i]);
+}
+
+/* A template without a thinking switch (the demo served with Qwen2.5's): enable_thinking is accepted and renders
+ * the same prompt either way. */
+static void test_thinking_without_switch(void) {
+    int tokens[3];
+    char *text[3];
+    static const char *const kwargs[3] = {"", ", \"chat_template_kwargs\": {\"enable_thinking\": false}",
+                                          ", \"chat_template_kwargs\": {\"enable_thinking\": true}"};
+    for (int i = 0; i < 3; i++) {
+        char *body = chat_body("demo", "Tell me about honey.", 12, kwargs[i]);
+        answer a = post("/chat/completions", body);
+        EXPECT(a.status == 200, "qwen2.5 template, chat_template_kwargs %s: %ld %s", kwargs[i], a.status, a.body);
+        tokens[i] = usage_of(&a, "prompt_tokens");
+        text[i] = strdup(choice_text(&a, 0));
+        answer_free(&a), free(body);
+    }
+    EXPECT(tokens[0] > 0 && tokens[1] == tokens[0] && tokens[2] == tokens[0], "qwen2.5 template: prompt tokens %d "
+           "(not given), %d (false), %d (true): a template without the switch should render alike", tokens[0],
+           tokens[1], tokens[2]);
+    EXPECT(strcmp(text[0], text[1]) == 0 && strcmp(text[0], text[2]) == 0, "qwen2.5 template: enable_thinking changed "
+           "the answer");
+    for (int i = 0; i < 3; i++) free(text[i]);
+}
+
+/* Requests with different steering (and none) in flight together: each answered as when sent alone; the two that
+ * differ only in strength are generated as one batch. */
+static void test_concurrent_steering(void) {
+    enum { N = 9 };
+    static const struct { int variant, layer; double strength; const char *more, *sampling; } reqs[N] = {
+        {-1, 0, 0, "", ""},
+        {0, 1, 8, "", ""},
+        {0, 1, 6, "", ""},
+        {1, 1, 8, "", ""},
+        {0, 2, 8, "", ""},
+        {0, 1, 16, ", \"mode\": \"prompt_only\"", ", \"temperature\": 0.8, \"seed\": 3"},
+        {0, 1, 16, ", \"mode\": \"linear_decay\", \"decay_steps\": 5", ""},
+        {0, 1, 4, ", \"mode\": \"linear_decay\", \"decay_steps\": 5", ""},
+        {0, 1, 4, "", ", \"n\": 2, \"temperature\": 1, \"seed\": 9"},
+    };
+    char *bodies[N];
+    answer alone[N], together[N];
+    for (int i = 0; i < N; i++) {
+        char *field = reqs[i].variant < 0 ? dk_strdup("") : steering_field(reqs[i].variant, reqs[i].layer,
+                                                                              reqs[i].strength, reqs[i].more);
+        bodies[i] = dk_sprintf("{\"model\": \"" ORG "\"%s, \"messages\": [{\"role\": \"user\", \"content\": \"Where does "
+                               "honey come from?\"}], \"max_tokens\": 16%s}", reqs[i].sampling[0] ? reqs[i].sampling
+                               : ", \"temperature\": 0", field);
+        free(field);
+        alone[i] = post("/chat/completions", bodies[i]);
+    }
+    char *log_before = read_text(log_path);
+    size_t skip = strlen(log_before);
+    free(log_before);
+    post_many("/chat/completions", (const char *const *)bodies, N, together);
+    for (int i = 0; i < N; i++) {
+        int n = cJSON_GetArraySize(cJSON_GetObjectItem(alone[i].json, "choices"));
+        EXPECT(alone[i].status == 200 && together[i].status == 200 && n >= 1 &&
+               n == cJSON_GetArraySize(cJSON_GetObjectItem(together[i].json, "choices")),
+               "steered request %d: alone %ld, together %ld: %s", i, alone[i].status, together[i].status, together[i].body);
+        for (int c = 0; c < n; c++)
+            EXPECT(strcmp(choice_text(&alone[i], c), choice_text(&together[i], c)) == 0, "steered request %d choice %d "
+                   "answered differently together than alone:\n  %s\n  %s", i, c, choice_text(&together[i], c),
+                   choice_text(&alone[i], c));
+        answer_free(&alone[i]), answer_free(&together[i]);
+        free(bodies[i]);
+    }
+    char *log = read_text(log_path);
+    int largest_steered = 0;
+    for (const char *p = log + skip; (p = strstr(p, "batch of ")); p++) {
+        const char *eol = strchr(p, '\n');
+        const char *steered = strstr(p, ", steered)");
+        if (steered && (!eol || steered < eol) && atoi(p + strlen("batch of ")) > largest_steered)
+            largest_steered = atoi(p + strlen("batch of "));
+    }
+    EXPECT(largest_steered > 1, "steered requests that differ only in strength were never batched (largest steered "
+           "batch %d)", largest_steered);
+    free(log);
+}
+
+/* Each malformed extension field: 400, param naming it, and a message that says what is expected. */
+static void expect_extension_error(const char *what, const char *path, const char *fields, const char *param,
+                                   const char *code, const char *message_part) {
+    char *body = strcmp(path, "/chat/completions") == 0 ? chat_body("demo", "hi", 4, fields)
+                 : dk_sprintf("{\"model\": \"demo\", \"prompt\": \"hi\", \"max_tokens\": 4%s}", fields);
+    answer a = post(path, body);
+    free(body);
+    cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(a.json, "error"), "message");
+    EXPECT(cJSON_IsString(m) && strstr(m->valuestring, message_part), "%s: the message does not say '%s': %s", what,
+           message_part, a.body);
+    expect_error(what, a, 400, code, param);
+}
+
+static void test_extension_errors(void) {
+    static const struct {
+        const char *what, *path, *fields, *param, *code, *message_part;
+    } fixed[] = {
+        {"steering a list", "/chat/completions", ", \"steering\": [1]", "steering", "invalid_type", "an object"},
+        {"steering unknown key", "/chat/completions", ", \"steering\": {\"layer\": 1, \"vector\": [], \"scale\": 2}",
+         "steering.scale", "unknown_parameter", "'scale'"},
+        {"steering without layer", "/chat/completions", ", \"steering\": {\"vector\": [1]}", "steering.layer",
+         "missing_required_parameter", "0 to 3"},
+        {"steering layer a string", "/chat/completions", ", \"steering\": {\"layer\": \"2\", \"vector\": [1]}",
+         "steering.layer", "invalid_type", "0 to 3"},
+        {"steering layer a fraction", "/chat/completions", ", \"steering\": {\"layer\": 1.5, \"vector\": [1]}",
+         "steering.layer", "invalid_type", "integer"},
+        {"steering layer past the last", "/chat/completions", ", \"steering\": {\"layer\": 4, \"vector\": [1]}",
+         "steering.layer", "invalid_value", "layers 0 to 3"},
+        {"steering layer negative", "/chat/completions", ", \"steering\": {\"layer\": -1, \"vector\": [1]}",
+         "steering.layer", "invalid_value", "layers 0 to 3"},
+        {"steering without vector", "/chat/completions", ", \"steering\": {\"layer\": 1}", "steering.vector",
+         "missing_required_parameter", "256 numbers"},
+        {"steering vector a string", "/chat/completions", ", \"steering\": {\"layer\": 1, \"vector\": \"0.5\"}",
+         "steering.vector", "invalid_type", "256 numbers"},
+        {"steering vector too short", "/chat/completions", ", \"steering\": {\"layer\": 1, \"vector\": [1, 2, 3]}",
+         "steering.vector", "invalid_value", "hidden size is 256"},
+        {"chat_template_kwargs a list", "/chat/completions", ", \"chat_template_kwargs\": [true]",
+         "chat_template_kwargs", "invalid_type", "an object"},
+        {"chat_template_kwargs unknown key", "/chat/completions", ", \"chat_template_kwargs\": {\"enable_thinking\": "
+         "false, \"add_generation_prompt\": false}", "chat_template_kwargs.add_generation_prompt",
+         "unsupported_parameter", "the only supported key is enable_thinking"},
+        {"enable_thinking a string", "/chat/completions", ", \"chat_template_kwargs\": {\"enable_thinking\": \"no\"}",
+         "chat_template_kwargs.enable_thinking", "invalid_type", "true or false"},
+        {"chat_template_kwargs on a completion", "/completions", ", \"chat_template_kwargs\": {\"enable_thinking\": "
+         "false}", "chat_template_kwargs", "unsupported_parameter", "/v1/chat/completions"},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        expect_extension_error(fixed[i].what, fixed[i].path, fixed[i].fields, fixed[i].param, fixed[i].code,
+                               fixed[i].message_part);
+    /* a whole vector with one bad entry or setting */
+    static const struct {
+        const char *what, *path;
+        int layer;
+        double strength;
+        const char *entry0, *rest, *param, *code, *message_part;
+    } built[] = {
+        {"steering vector entry a string", "/chat/completions", 1, 2, "\"x\"", "", "steering.vector", "invalid_value",
+         "entry 0"},
+        /* JSON has no Infinity: an overflowing number is how one arrives */
+        {"steering vector entry infinite", "/chat/completions", 1, 2, "1e999", "", "steering.vector", "invalid_value",
+         "entry 0"},
+        {"steering vector entry past float32", "/chat/completions", 1, 2, "1e39", "", "steering.vector",
+         "invalid_value", "entry 0"},
+        {"steering strength a string", "/chat/completions", 1, NAN, NULL, ", \"strength\": \"x\"",
+         "steering.strength", "invalid_value", "finite"},
+        {"steering strength infinite", "/chat/completions", 1, NAN, NULL, ", \"strength\": 1e999",
+         "steering.strength", "invalid_value", "finite"},
+        {"steering mode unknown", "/chat/completions", 1, 2, NULL, ", \"mode\": \"sideways\"", "steering.mode",
+         "invalid_value", "prompt_only"},
+        {"steering mode a number", "/chat/completions", 1, 2, NULL, ", \"mode\": 3", "steering.mode", "invalid_type",
+         "prompt_only"},
+        {"steering decay_steps without linear_decay", "/chat/completions", 1, 2, NULL, ", \"decay_steps\": 5",
+         "steering.decay_steps", "invalid_value", "linear_decay"},
+        {"steering decay_steps 0", "/chat/completions", 1, 2, NULL, ", \"mode\": \"linear_decay\", \"decay_steps\": 0",
+         "steering.decay_steps", "invalid_value", "from 1"},
+        {"steering layer on a completion", "/completions", 9, 2, NULL, "", "steering.layer", "invalid_value",
+         "layers 0 to 3"},
+    };
+    for (size_t i = 0; i < sizeof built / sizeof built[0]; i++) {
+        char *fields = steering_json(0, built[i].layer, built[i].strength, built[i].entry0, built[i].rest);
+        expect_extension_error(built[i].what, built[i].path, fields, built[i].param, built[i].code,
+                               built[i].message_part);
+        free(fields);
+    }
+    /* the vector counts against serve.max_body_bytes (65536): 256 numbers written long */
+    dk_strbuf big = {0};
+    dk_strbuf_append(&big, "{\"model\": \"demo\", \"prompt\": \"hi\", \"steering\": {\"layer\": 1, \"vector\": [");
+    for (int j = 0; j < HIDDEN; j++) dk_strbuf_printf(&big, "%s0.%0300d", j ? ", " : "", 1);
+    dk_strbuf_append(&big, "]}}");
+    expect_error("steering vector over max_body_bytes", post("/completions", big.data), 413, "request_too_large", NULL);
+    dk_strbuf_free(&big);
+}
+
 static void test_token(void) {
     const char *body = "{\"model\": \"demo\", \"prompt\": \"Honey is\", \"max_tokens\": 2}";
     expect_error("no token", http("POST", "/completions", body, strlen(body), NULL, false), 401, "invalid_api_key", NULL);
@@ -538,16 +908,26 @@ int main(int argc, char **argv) {
     setenv(KEY_ENV, TEST_KEY, 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     dk_strbuf_append(&all_answers, "");
-    if (!start_server()) return 1;
+    if (!start_server(NULL)) return 1;
     test_models();
     test_greedy_equals_generate();
     test_n_and_seeds();
     test_concurrent();
     test_stop_strings();
     test_bad_requests();
+    test_steering_equals_generate();
+    test_enable_thinking();
+    test_concurrent_steering();
+    test_extension_errors();
     test_token();
     test_shutdown();
+    if (start_server("model.chat_template=qwen2.5")) { /* a template without a thinking switch */
+        test_thinking_without_switch();
+        test_shutdown();
+    }
     unlink(log_path);
+    for (int i = 0; i < 2; i++)
+        if (vector_path[i][0]) unlink(vector_path[i]);
     dk_strbuf_free(&all_answers);
     curl_global_cleanup();
     return dk_test_finish("test_serve");
