@@ -28,12 +28,22 @@ static const char USAGE[] =
     "run<i>/ and ${diffing.results_dir}/agent_summary.{md,json}. Without an agent LLM (agent.llm.base_url null or\n"
     "no key) it writes what the agent would be sent, <method results>/agent/<agent>_first_messages.json.";
 
+/* A key=value argument that sets a method's key: it applies to the per-method configurations only (the one
+ * composed without a method has no diffing.method). */
+static bool is_method_key(const char *arg) {
+    while (*arg == '+' || *arg == '~') arg++;
+    return strncmp(arg, "diffing.method.", 15) == 0;
+}
+
+/* cfg with the user's overrides: for `method` (diffing/method=<method> first), or without a method (then the
+ * method keys are left out). */
 static dk_cfg *compose(const dk_job_args *args, const char *method, dk_err *err) {
     const char **ov = calloc(args->n_overrides + 1, sizeof *ov);
     size_t n = 0;
     char *method_arg = method ? dk_sprintf("diffing/method=%s", method) : NULL;
     if (method_arg) ov[n++] = method_arg;
-    for (size_t i = 0; i < args->n_overrides; i++) ov[n++] = args->overrides[i];
+    for (size_t i = 0; i < args->n_overrides; i++)
+        if (method || !is_method_key(args->overrides[i])) ov[n++] = args->overrides[i];
     dk_cfg_options opt = {.config_dir = args->config_dir, .overrides = ov, .n_overrides = n};
     dk_cfg *cfg = dk_cfg_compose(&opt, err);
     free(method_arg);
@@ -44,10 +54,27 @@ static dk_cfg *compose(const dk_job_args *args, const char *method, dk_err *err)
 int main(int argc, char **argv) {
     dk_stdout_check_at_exit("diff_agent");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* HDF5 failures are reported by our messages */
-    dk_cfg *cfg = dk_job_config("diff_agent", USAGE, argc, argv); /* --help, --print-config, errors: exits */
     dk_job_args args;
     dk_err err = {0};
     if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die(&err);
+    if (args.help) {
+        printf("usage: diff_agent [--config-dir DIR] [--print-config] [group=NAME ...] [key=value ...]\n\n%s\n", USAGE);
+        return 0;
+    }
+    /* the configuration without a method (unless diffing/method=NAME chose one): the evaluation's settings */
+    bool chose_method = false;
+    for (size_t i = 0; i < args.n_overrides; i++) chose_method |= strncmp(args.overrides[i], "diffing/method=", 15) == 0;
+    dk_cfg_options all = {.config_dir = args.config_dir, .overrides = args.overrides, .n_overrides = args.n_overrides};
+    dk_cfg *cfg = chose_method ? dk_cfg_compose(&all, &err) : compose(&args, NULL, &err);
+    if (!cfg) dk_die(&err);
+    if (args.print_config) {
+        char *yaml = dk_cfg_dump(cfg);
+        fputs(yaml, stdout);
+        free(yaml);
+        dk_cfg_free(cfg);
+        dk_job_args_free(&args);
+        return 0;
+    }
 
     /* the methods: the one chosen on the command line, else diffing.evaluation.methods */
     const char *chosen = dk_cfg_choice(cfg, "diffing/method");

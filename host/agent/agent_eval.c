@@ -98,10 +98,19 @@ static const char *models_url(const dk_eval_settings *s, const dk_agent_eval_env
         if (!served(want[i]) && n_server_models < sizeof server_models / sizeof server_models[0])
             server_models[n_server_models++] = dk_strdup(want[i]);
     dk_agent_server_stop(&server);
+    /* the user's overrides, less those of a method's keys (serve composes no method) */
+    const char **ov = calloc(env->n_overrides + 1, sizeof *ov);
+    size_t n = 0;
+    for (size_t i = 0; i < env->n_overrides; i++) {
+        const char *a = env->overrides[i];
+        while (*a == '+' || *a == '~') a++;
+        if (strncmp(a, "diffing.method.", 15) != 0) ov[n++] = env->overrides[i];
+    }
     char *exe = diffkit_exe(env);
-    int rc = dk_agent_server_start(exe, env->config_dir, env->overrides, env->n_overrides,
-                                   (const char *const *)server_models, n_server_models, s->start_timeout_s, &server, err);
+    int rc = dk_agent_server_start(exe, env->config_dir, ov, n, (const char *const *)server_models, n_server_models,
+                                   s->start_timeout_s, &server, err);
     free(exe);
+    free(ov);
     return rc == 0 ? server.base_url : NULL;
 }
 
@@ -124,6 +133,7 @@ typedef struct eval_ctx {
     const dk_cfg *cfg;
     const dk_eval_settings *s;
     char *system_template;
+    char *post_tool_result;        /* the text after every tool result */
     const char *description_long;
     const char *organism_system_prompt;
     char *rubric;                  /* NULL: grading off */
@@ -170,6 +180,7 @@ static int run_agent(eval_ctx *c, eval_job *job, char **description, dk_err *err
         goto done;
     dk_agent_run_input in = {
         .system_prompt = system_prompt, .hints = s->hints, .first_user_message = dk_agent_method_first_message(job->m),
+        .post_tool_result = c->post_tool_result,
         .tools = rt.tools, .n_tools = rt.n, .addendum = dk_agent_blackbox_addendum, .addendum_ctx = rt.board,
         .budgets = {.agent_llm_calls = s->agent_calls, .model_interactions = job->budget, .token_budget = job->token_budget},
         .llm = {.client = agent, .temperature = s->temperature, .max_tokens_per_call = s->max_tokens_per_call}};
@@ -454,6 +465,7 @@ static dk_llm_client *try_open(const dk_llm_config *lc, char *why, size_t cap) {
 static int evaluate(const dk_cfg *cfg, const char *method, const dk_agent_eval_env *env, cJSON *rows, dk_err *err);
 
 int dk_agent_eval_method(const dk_cfg *cfg, const char *method, const dk_agent_eval_env *env, cJSON *rows, dk_err *err) {
+    const int first_row = cJSON_GetArraySize(rows); /* this method's rows start here */
     const int rc = evaluate(cfg, method, env, rows, err);
     if (rc != 0) return rc;
     /* the null control: the same agents on the base-vs-base pair, beside these rows */
@@ -463,7 +475,6 @@ int dk_agent_eval_method(const dk_cfg *cfg, const char *method, const dk_agent_e
         dk_eval_settings_free(&s);
         return 0;
     }
-    const int first_row = cJSON_GetArraySize(rows);
     const char **ov = calloc(env->n_overrides + 2, sizeof *ov);
     char *method_arg = dk_sprintf("diffing/method=%s", method), *organism_arg = dk_sprintf("organism=%s", s.null_organism);
     size_t n = 0;
@@ -541,7 +552,9 @@ static int evaluate(const dk_cfg *cfg, const char *method, const dk_agent_eval_e
             goto out;
         }
     }
-    if (!(c.system_template = dk_agent_prompt_read(s.prompts_dir, "system_prompt.txt", err))) goto out;
+    if (!(c.system_template = dk_agent_prompt_read(s.prompts_dir, "system_prompt.txt", err)) ||
+        !(c.post_tool_result = dk_agent_prompt_read(s.prompts_dir, "post_tool_result.txt", err)))
+        goto out;
     dk_eval_cfg_hash(cfg, cfg_hash);
     llm_id = dk_eval_llm_id(s.agent_model);
     char *agent_dir = dk_path_join(plan.results_dir, "agent");
@@ -604,8 +617,8 @@ static int evaluate(const dk_cfg *cfg, const char *method, const dk_agent_eval_e
             free(agent_dir);
             goto out;
         }
-        c.description_long = dk_cfg_str_or_null(cfg, "organism.description_long");
-        if (!c.description_long) c.description_long = dk_cfg_str_or_null(cfg, "organism.description");
+        c.description_long = dk_cfg_has(cfg, "organism.description_long") ? dk_cfg_str(cfg, "organism.description_long")
+                             : dk_cfg_has(cfg, "organism.description") ? dk_cfg_str(cfg, "organism.description") : NULL;
         if (!c.description_long) {
             rc = dk_err_set(err, DK_EXIT_USAGE, "organism %s has neither description_long nor description: the grader "
                             "compares the agent's answer with it", s.organism);
@@ -634,7 +647,8 @@ static int evaluate(const dk_cfg *cfg, const char *method, const dk_agent_eval_e
             dk_llm_client_close(g);
         }
     }
-    c.organism_system_prompt = dk_cfg_str_or_null(cfg, "organism.agent_interaction_system_prompt");
+    c.organism_system_prompt = dk_cfg_has(cfg, "organism.agent_interaction_system_prompt")
+                                   ? dk_cfg_str(cfg, "organism.agent_interaction_system_prompt") : NULL;
     c.config = dk_agent_cfg_json(cfg, "");
 
     /* the served models */
@@ -723,6 +737,7 @@ out:
     cJSON_Delete(c.config);
     free(c.rubric);
     free(c.system_template);
+    free(c.post_tool_result);
     dk_llm_config_free(&c.agent_llm);
     dk_llm_config_free(&c.grader_llm);
     dk_llm_config_free(&c.base_llm);

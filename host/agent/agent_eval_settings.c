@@ -139,9 +139,9 @@ int dk_eval_settings_read(const dk_cfg *cfg, dk_eval_settings *s, dk_err *err) {
         return dk_err_set(err, DK_EXIT_USAGE, "config keys " EV "models.request_timeout_s and start_timeout_s must be positive");
     if (dk_cfg_try_str(cfg, EV "null_control.organism", true, &s->null_organism, err) != 0) return -1;
     /* the organism */
-    s->organism = dk_cfg_str_or_null(cfg, "organism.name");
+    s->organism = dk_cfg_has(cfg, "organism.name") ? dk_cfg_str(cfg, "organism.name") : NULL;
     if (s->organism && strcmp(s->organism, "None") == 0) s->organism = NULL;
-    s->organism_type = s->organism ? dk_cfg_str_or_null(cfg, "organism.type") : NULL;
+    s->organism_type = s->organism && dk_cfg_has(cfg, "organism.type") ? dk_cfg_str(cfg, "organism.type") : NULL;
     s->is_null_pair = s->organism_type && strcmp(s->organism_type, DK_NULL_ORGANISM_TYPE) == 0;
     /* a null pair's "finetuned" model is the base itself: ask the base under both names */
     if (s->is_null_pair) s->ft_model = s->base_model;

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,11 @@ int dk_agent_server_start(const char *exe, const char *config_dir, const char *c
     dk_strbuf_free(&line);
     if (!port) {
         int status = 0;
-        const bool exited = waitpid(pid, &status, WNOHANG) == pid;
+        bool exited = false; /* after end of file the child is exiting: give it a moment to be reaped */
+        for (int i = 0; i < (eof ? 100 : 1) && !exited; i++) {
+            exited = waitpid(pid, &status, WNOHANG) == pid;
+            if (!exited && eof) usleep(20 * 1000);
+        }
         if (exited) out->pid = 0;
         dk_agent_server_stop(out);
         if (exited)
