@@ -146,7 +146,7 @@ EOF
   sleep 0.3
   read -r -a D <<< "$(agent_args "$PORT_agent" "$PORT_models")"
   "$BIN/diff_agent" "${COMMON[@]}" "${D[@]}" diffing.evaluation.overwrite=false diffing.evaluation.agent.num_repeat=3 \
-    +diffing.evaluation.agent.llm.max_attempts=1 +diffing.evaluation.agent.llm.connect_timeout_s=2 > "$WORK/log3" 2>&1
+    diffing.evaluation.agent.llm.max_attempts=1 diffing.evaluation.agent.llm.connect_timeout_s=2 > "$WORK/log3" 2>&1
   rc=$?
   [ "$rc" != 0 ] || fail "a dead endpoint did not fail the evaluation"
   grep -q "127.0.0.1:$PORT_agent" "$WORK/log3" || { cat "$WORK/log3"; fail "the error does not name the endpoint"; }
