@@ -24,6 +24,8 @@ static const char usage_text[] =
     "POST /v1/completions, GET /v1/models. The models offered are serve.models (default: the base, named model.name,\n"
     "and the configured organism); ORGANISM@W runs its LoRA at multiplier W, ORGANISM@PRESET an amplification config,\n"
     "ORGANISM~ALPHA logit-difference amplification. Concurrent requests for one model are generated as one batch.\n"
+    "Beyond OpenAI's fields: \"steering\" {layer, vector, strength, mode, decay_steps} (as diffkit generate\n"
+    "--steer-*) and \"chat_template_kwargs\" {\"enable_thinking\": BOOL} (Qwen3's thinking switch, per request).\n"
     "--host/--port are short for serve.host=/serve.port= (default 127.0.0.1:8000; port 0: any free port, logged).\n"
     "A bearer token is required when serve.api_key_file or serve.api_key_env names one. SIGINT/SIGTERM stop it.\n"
     "README \"Serving models\" has the details.\n";

@@ -2,9 +2,8 @@
  * takes the oldest waiting request and every other waiting request for the same model and the same steering (up to
  * serve.max_batch sequences: n choices count n), and runs them as one dk_generate call with per-sequence settings
  * (dk_generate_options.per_seq: temperature, top_p, seed, max_tokens, stop ids; the steering strength as the
- * steer's seq_strength). Requests that arrive while a
- * batch runs form the next one, so a busy server batches by itself; an idle one waits serve.batch_wait_ms after the
- * first request for others sent at the same time.
+ * steer's seq_strength). Requests that arrive while a batch runs form the next one, so a busy server batches by
+ * itself; an idle one waits serve.batch_wait_ms after the first request for others sent at the same time.
  *
  * Everything that touches the tokenizer or the model runs here, on the engine thread: the chat template, encoding,
  * the context check, generation and decoding. Choice i of a request draws from dk_generate_seq_seed(seed, i), so
