@@ -25,7 +25,7 @@
 #include "config/config.h"
 #include "core/strutil.h"
 #include "io/file.h"
-#include "llm/server_proc.h"  /* dead_port is not used here */
+#include "llm/server_proc.h"
 #include "test.h"
 
 static cJSON *golden;
@@ -483,6 +483,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     server_exe = argv[1];
+    (void)dead_port;  /* server_proc.h's helper for the client tests */
     source_dir = getenv("DIFFKIT_SOURCE_DIR");
     if (!source_dir) {
         fprintf(stderr, "DIFFKIT_SOURCE_DIR is not set: run through ctest\n");
