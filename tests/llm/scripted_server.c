@@ -30,7 +30,13 @@
  * (the first such rule) gets that rule's next step (the last step again once they are used up): a step
  * "@ACTION" acts as ACTION above ("@500", "@slow:2", "@truncated"), "@after:S:TEXT" waits S seconds and then
  * answers TEXT, any other step is the answer's content ("say:STEP"). Requests no rule matches follow the
- * script. In the log, the action is "rule<r>.<step>". */
+ * script. In the log, the action is "rule<r>.<step>".
+ * --script-file FILE: more script entries (after those on the command line), for scripting an agent's turns:
+ * FILE is a JSON array whose items are an ACTION string as above or an object {"content": TEXT, "usage":
+ * {"prompt_tokens": a, "completion_tokens": b, "total_tokens": c}} (usage optional, default 11 + 7 = 18), answered
+ * with TEXT and that usage. In the log, such an entry's action is "say".
+ * --reply-with-model: ok answers "<model> reply to: <last user message>" (the request's "model"), so one server
+ * can stand for two models (the agent's base and finetuned endpoints) and a test still tells their answers apart. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -50,6 +56,9 @@ enum { MAX_REQUEST = 1 << 20 };
 
 static char **script;
 static int script_len;
+static char **script_content;  /* [script_len] --script-file objects' TEXT, else NULL */
+static cJSON **script_usage;   /* [script_len] their usage, else NULL */
+static bool reply_with_model;
 static cJSON *rules;     /* --rules: [{"match", "steps"}] */
 static int *rule_used;   /* [rules] steps given so far */
 static const char *default_action = "ok";
@@ -107,12 +116,15 @@ static char *last_user_message(const char *request_body) {
     return copy;
 }
 
-/* The ok answer (content NULL: "reply to: <last user message>"). */
-static void send_ok(int fd, const char *request_body, const char *content, bool with_usage) {
+/* The ok answer (content NULL: "reply to: <last user message>"); usage NULL: 11 + 7 = 18 tokens. */
+static void send_ok(int fd, const char *request_body, const char *content, bool with_usage, const cJSON *usage) {
     cJSON *req = cJSON_Parse(request_body);
     const cJSON *nv = cJSON_GetObjectItemCaseSensitive(req, "n");
     int n = cJSON_IsNumber(nv) && nv->valueint > 1 ? nv->valueint : 1;
     char *last_user = last_user_message(request_body);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
+    char prefix[256] = "";
+    if (reply_with_model && cJSON_IsString(model)) snprintf(prefix, sizeof prefix, "%s ", model->valuestring);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "id", "chatcmpl-scripted");
     cJSON_AddStringToObject(root, "object", "chat.completion");
@@ -121,9 +133,9 @@ static void send_ok(int fd, const char *request_body, const char *content, bool 
         char generated[4096];
         const char *text = content ? content : generated;
         if (!content && n > 1)
-            snprintf(generated, sizeof generated, "reply %d to: %s", i, last_user);
+            snprintf(generated, sizeof generated, "%sreply %d to: %s", prefix, i, last_user);
         else if (!content)
-            snprintf(generated, sizeof generated, "reply to: %s", last_user);
+            snprintf(generated, sizeof generated, "%sreply to: %s", prefix, last_user);
         cJSON *choice = cJSON_CreateObject();
         cJSON_AddNumberToObject(choice, "index", i);
         cJSON *message = cJSON_AddObjectToObject(choice, "message");
@@ -132,11 +144,13 @@ static void send_ok(int fd, const char *request_body, const char *content, bool 
         cJSON_AddStringToObject(choice, "finish_reason", "stop");
         cJSON_AddItemToArray(choices, choice);
     }
-    if (with_usage) {
-        cJSON *usage = cJSON_AddObjectToObject(root, "usage");
-        cJSON_AddNumberToObject(usage, "prompt_tokens", 11);
-        cJSON_AddNumberToObject(usage, "completion_tokens", 7);
-        cJSON_AddNumberToObject(usage, "total_tokens", 18);
+    if (with_usage && usage) {
+        cJSON_AddItemToObject(root, "usage", cJSON_Duplicate(usage, 1));
+    } else if (with_usage) {
+        cJSON *u = cJSON_AddObjectToObject(root, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", 11);
+        cJSON_AddNumberToObject(u, "completion_tokens", 7);
+        cJSON_AddNumberToObject(u, "total_tokens", 18);
     }
     char *body = cJSON_PrintUnformatted(root);
     send_response(fd, 200, NULL, body);
@@ -220,6 +234,7 @@ static void serve(int fd) {
     const char *content = NULL;  /* a rule's answer text */
     double delay_s = 0.0;        /* before it */
     const char *action;
+    const cJSON *usage = NULL;  /* a --script-file entry's */
     if (step && strncmp(step, "@after:", 7) == 0 && strchr(step + 7, ':')) {
         action = "say";
         delay_s = atof(step + 7);
@@ -231,6 +246,10 @@ static void serve(int fd) {
         content = step;
     } else {
         action = index < script_len ? script[index] : default_action;
+        if (index < script_len && script_content[index]) {
+            content = script_content[index];
+            usage = script_usage[index];
+        }
         snprintf(label, sizeof label, "%s", action);
     }
     if (log_file) {
@@ -256,13 +275,13 @@ static void serve(int fd) {
     if (content) {
         struct timespec ts = {(time_t)delay_s, (long)((delay_s - (double)(time_t)delay_s) * 1e9)};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-        send_ok(fd, body, content, true);
+        send_ok(fd, body, content, true, usage);
     } else if (strcmp(action, "ok") == 0) {
-        send_ok(fd, body, NULL, true);
+        send_ok(fd, body, NULL, true, NULL);
     } else if (strncmp(action, "say:", 4) == 0) {
-        send_ok(fd, body, action + 4, true);
+        send_ok(fd, body, action + 4, true, NULL);
     } else if (strcmp(action, "nousage") == 0) {
-        send_ok(fd, body, NULL, false);
+        send_ok(fd, body, NULL, false, NULL);
     } else if (strcmp(action, "malformed") == 0) {
         send_response(fd, 200, NULL, "{\"choices\": [{\"message\": {\"content\": \"hello\"}}], oops}");
     } else if (strcmp(action, "cut") == 0) {
@@ -288,7 +307,7 @@ static void serve(int fd) {
         double s = atof(action + 5);
         struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-        send_ok(fd, body, NULL, true);
+        send_ok(fd, body, NULL, true, NULL);
     } else if (strncmp(action, "retry429:", 9) == 0) {
         char header[64];
         snprintf(header, sizeof header, "Retry-After: %s\r\n", action + 9);
@@ -312,6 +331,46 @@ static void *connection_thread(void *arg) {
     return NULL;
 }
 
+/* Appends the entries of a --script-file (see the top of the file); 0, or -1 with a message. */
+static int read_script_file(const char *path, int max_entries) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "scripted_server: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = calloc((size_t)size + 1, 1);
+    size_t got = fread(text, 1, (size_t)size, f);
+    fclose(f);
+    text[got] = '\0';
+    cJSON *entries = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsArray(entries) || script_len + cJSON_GetArraySize(entries) > max_entries) {
+        fprintf(stderr, "scripted_server: %s is not a JSON array of script entries (or has too many)\n", path);
+        return -1;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, entries) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (cJSON_IsString(e)) {
+            script[script_len++] = strdup(e->valuestring);
+        } else if (cJSON_IsObject(e) && cJSON_IsString(content)) {
+            script_content[script_len] = strdup(content->valuestring);
+            const cJSON *usage = cJSON_GetObjectItemCaseSensitive(e, "usage");
+            if (usage) script_usage[script_len] = cJSON_Duplicate(usage, 1);
+            script[script_len++] = "say";
+        } else {
+            fprintf(stderr, "scripted_server: %s: entry %d is neither an action nor {\"content\": ...}\n", path,
+                    script_len);
+            return -1;
+        }
+    }
+    cJSON_Delete(entries);
+    return 0;
+}
+
 /* Ends the process when stdin closes: the test that started us is done or dead. */
 static void *stdin_watch(void *arg) {
     char c;
@@ -322,7 +381,11 @@ static void *stdin_watch(void *arg) {
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
-    script = calloc((size_t)argc, sizeof *script);
+    enum { MAX_FILE_ENTRIES = 4096 };
+    int max_entries = argc + MAX_FILE_ENTRIES;
+    script = calloc((size_t)max_entries, sizeof *script);
+    script_content = calloc((size_t)max_entries, sizeof *script_content);
+    script_usage = calloc((size_t)max_entries, sizeof *script_usage);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--require-key-env") == 0 && i + 1 < argc) {
             required_key = getenv(argv[++i]);
@@ -348,6 +411,10 @@ int main(int argc, char **argv) {
                 return 2;
             }
             rule_used = calloc((size_t)cJSON_GetArraySize(rules) + 1, sizeof *rule_used);
+        } else if (strcmp(argv[i], "--script-file") == 0 && i + 1 < argc) {
+            if (read_script_file(argv[++i], max_entries) != 0) return 2;
+        } else if (strcmp(argv[i], "--reply-with-model") == 0) {
+            reply_with_model = true;
         } else if (strcmp(argv[i], "--default") == 0 && i + 1 < argc) {
             default_action = argv[++i];
         } else {

@@ -3,6 +3,7 @@
 #ifndef DK_TEST_SERVER_PROC_H
 #define DK_TEST_SERVER_PROC_H
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ static int scripted_server_start(scripted_server *s, const char *exe, const char
     close(log_fd);
     int in_pipe[2], out_pipe[2];
     if (pipe(in_pipe) != 0 || pipe(out_pipe) != 0) return -1;
+    /* Our ends must not leak into servers started later: a second server holding the first one's stdin open
+     * would keep the first from ever seeing end of file. */
+    fcntl(in_pipe[1], F_SETFD, FD_CLOEXEC);
+    fcntl(out_pipe[0], F_SETFD, FD_CLOEXEC);
     int n_args = 0;
     while (args[n_args]) n_args++;
     const char **argv = calloc((size_t)n_args + 4, sizeof *argv);
