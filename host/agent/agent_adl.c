@@ -52,6 +52,7 @@ typedef struct adl_entry {
     adl_pos *pos;                   /* [n_pos], in the order of the positions dataset */
     int64_t k_ll;                   /* cached logit-lens k; 0 = no logit lens */
     char **ll_tokens;               /* [n_pos * k_ll] */
+    int64_t n_ll_strings;           /* strings in ll_tokens (for freeing, also when the shapes did not match) */
     float *ll_probs;                /* [n_pos * k_ll] */
     int64_t H;                      /* activation_dim */
 } adl_entry;
@@ -278,14 +279,14 @@ static int read_entry(adl_results *r, hid_t f, adl_entry *e, dk_err *err) {
     if (h5_has(f, tok_path)) {
         int64_t td[2] = {0, 0}, pd[2] = {0, 0};
         e->ll_tokens = h5_strings(f, r->dir, tok_path, 2, td, err);
+        if (e->ll_tokens) e->n_ll_strings = td[0] * td[1];
         e->ll_probs = e->ll_tokens ? h5_read(f, r->dir, prob_path, H5T_NATIVE_FLOAT, 2, pd, err) : NULL;
         if (!e->ll_tokens || !e->ll_probs) rc = -1;
         else if (td[0] != e->n_pos || pd[0] != e->n_pos || td[1] != pd[1])
             rc = dk_err_set(err, DK_EXIT_USAGE, "%s/results.h5: %s (%lld x %lld) and %s (%lld x %lld) do not match "
                             "the %lld positions", r->dir, tok_path, (long long)td[0], (long long)td[1], prob_path,
                             (long long)pd[0], (long long)pd[1], (long long)e->n_pos);
-        if (e->ll_tokens) e->k_ll = td[1];
-        if (rc != 0) e->k_ll = 0;
+        if (rc == 0) e->k_ll = td[1];
     }
     free(tok_path);
     free(prob_path);
@@ -372,7 +373,7 @@ void adl_results_free(adl_results *r) {
             free(e->pos[p].vector);
         }
         free(e->pos);
-        if (e->ll_tokens) dk_free_strings(e->ll_tokens, (size_t)(e->n_pos * e->k_ll));
+        if (e->ll_tokens) dk_free_strings(e->ll_tokens, (size_t)e->n_ll_strings);
         free(e->ll_probs);
         free(e->ds);
     }
@@ -950,7 +951,7 @@ static dk_tool_status details_tool(const adl_results *r, lens_source source, con
                       &pos, &n, message) != 0)
         return DK_TOOL_PARAM_ERROR;
     /* the seed checks k against each position's cached length in turn: the smallest of those asked for */
-    int64_t k_max = source == SOURCE_LL || n == 0 ? (e->k_ll > 0 ? e->k_ll : 1 << 20) : INT64_MAX;
+    int64_t k_max = source == SOURCE_LL ? e->k_ll : INT32_MAX;  /* no position asked: no limit, as the seed */
     for (int64_t i = 0; source == SOURCE_PS && i < n; i++)
         if (aps_k(pos[i]) < k_max) k_max = aps_k(pos[i]);
     if (agent_arg_int(args, "k", 1, k_max, &k, message) != 0) {
@@ -1060,7 +1061,7 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
         reqs[i].temperature = r->steer_do_sample ? r->steer_temperature : 0.0;
         reqs[i].extra_body = extra;
     }
-    int failed = dk_llm_chat_many(c->models->finetuned, reqs, (int)n_prompts, resps);
+    dk_llm_chat_many(c->models->finetuned, reqs, (int)n_prompts, resps);  /* each failure is in its resps[i].err */
     dk_tool_status st = DK_TOOL_OK;
     cJSON *texts = cJSON_CreateArray();
     for (int64_t i = 0; i < n_prompts && st == DK_TOOL_OK; i++) {
@@ -1077,7 +1078,6 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
                 cJSON_AddItemToArray(texts, cJSON_CreateString(resps[i].choices[j].content));
         }
     }
-    (void)failed;
     for (int64_t i = 0; i < n_prompts; i++) dk_llm_response_free(&resps[i]);
     free(resps);
     free(reqs);
