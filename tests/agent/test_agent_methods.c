@@ -17,6 +17,7 @@
  * The prompts directory is a temporary one whose post_overview.txt is the golden's placeholder. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,7 +418,7 @@ static void test_tools(void) {
     char *log = scripted_server_log(&srv);
     cJSON *seed_vec = args_of(gold("steering_vector"));
     double strength = atof(gold("steering_strength"));
-    int bodies = 0;
+    int bodies = 0, seen_first = 0, seen_second = 0;
     for (char *line = log; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = '\0';
@@ -429,11 +430,13 @@ static void test_tools(void) {
             const cJSON *vec = cJSON_GetObjectItemCaseSensitive(steer, "vector");
             const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
             const cJSON *msg0 = cJSON_GetArrayItem(msgs, 0);
+            /* the two requests are in flight together: they may arrive in either order */
+            const char *content = cJSON_GetObjectItemCaseSensitive(msg0, "content")->valuestring;
+            seen_first += strcmp(content, "first") == 0;
+            seen_second += strcmp(content, "second") == 0;
             EXPECT(cJSON_GetArraySize(msgs) == 1 &&
-                       strcmp(cJSON_GetObjectItemCaseSensitive(msg0, "role")->valuestring, "user") == 0 &&
-                       strcmp(cJSON_GetObjectItemCaseSensitive(msg0, "content")->valuestring,
-                              bodies == 1 ? "first" : "second") == 0,
-                   "request %d: one user message with the prompt", bodies);
+                       strcmp(cJSON_GetObjectItemCaseSensitive(msg0, "role")->valuestring, "user") == 0,
+                   "request %d: one user message", bodies);
             EXPECT(cJSON_GetObjectItemCaseSensitive(body, "n")->valuedouble == 2 &&
                        cJSON_GetObjectItemCaseSensitive(body, "max_tokens")->valuedouble == 512 &&
                        cJSON_GetObjectItemCaseSensitive(body, "temperature")->valuedouble == 1.0,
@@ -460,7 +463,7 @@ static void test_tools(void) {
         }
         line = nl ? nl + 1 : NULL;
     }
-    EXPECT(bodies == 2, "one request per prompt (%d)", bodies);
+    EXPECT(bodies == 2 && seen_first == 1 && seen_second == 1, "one request per prompt (%d)", bodies);
     free(log);
     cJSON_Delete(seed_vec);
     /* the endpoint fails (500): the run cannot go on */
@@ -480,6 +483,53 @@ static void test_tools(void) {
     dk_cfg_free(cfg);
 }
 
+
+/* ---- several runs at once (diff_agent's parallel runs): each thread has its own tools over one method ------- */
+
+typedef struct thread_job {
+    const dk_agent_method *m;
+    const char *want;   /* the golden logitlens_1 */
+    int mismatches;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    dk_agent_models models = {0};
+    dk_agent_run_tools rt;
+    dk_err err = {0};
+    dk_agent_method_tools(j->m, &models, &rt, &err);
+    dk_agent_tool *t = find_tool(&rt, "get_logitlens_details");
+    for (int i = 0; i < 50; i++) {
+        char *text = NULL;
+        dk_tool_status st = run_tool(t, "{\"dataset\": \"pretrain\", \"layer\": 0.5, \"positions\": [1, 0, 11, 1], "
+                                        "\"k\": 20}", &text, &err);
+        j->mismatches += st != DK_TOOL_OK || strcmp(text, j->want) != 0;
+        free(text);
+    }
+    dk_agent_run_tools_free(&rt);
+    return NULL;
+}
+
+static void test_threads(void) {
+    dk_err err = {0};
+    dk_cfg *cfg = make_cfg(OV1, "");
+    dk_agent_method *m = open_method(DK_AGENT_ADL, cfg, "agent/adl_demo", &err);
+    if (!EXPECT(m != NULL, "open: %s", err.msg)) return;
+    thread_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){.m = m, .want = gold("logitlens_1")};
+        pthread_create(&th[i], NULL, thread_main, &jobs[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += jobs[i].mismatches;
+    }
+    EXPECT(bad == 0, "4 threads x 50 calls on one method: %d outputs differ from the seed's", bad);
+    dk_agent_method_close(m);
+    dk_cfg_free(cfg);
+}
 
 /* ---- the ADL agent's whole run, against the seed's ADLAgent.run (tools/make_agent_golden.py, adl_transcript) ---- */
 
@@ -611,6 +661,7 @@ int main(int argc, char **argv) {
     test_overviews();
     test_incomplete_results();
     test_tools();
+    test_threads();
     test_adl_transcript();
     remove_prompts_dir();
     cJSON_Delete(golden);
