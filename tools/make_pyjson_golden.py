@@ -23,7 +23,7 @@ nprng = np.random.default_rng(15)
 strings = [
     "", "plain", "it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\there", "new\nline\r\n",
     "\x01\x08\x0c\x1b\x1f\x7f", "\x80\x85\x9f\xa0\xad\xff", "caf\u00e9 na\u00efve", "\u2028\u2029\u200b\u200e",
-    "\ue000 private", "\u4e2d\u6587 \u65e5\u672c\u8a9e", "emoji \U0001F600 \U0001F9EA", "\U00010348 gothic",
+    "\ue000 private", "\u0378\ufffe unassigned", "\u4e2d\u6587 \u65e5\u672c\u8a9e", "emoji \U0001F600 \U0001F9EA", "\U00010348 gothic",
     "\ufeffbom", "\u0301combining", "\u00a0nbsp", "\\u0041 not an escape", "FINAL(description: \"x\")",
     "CALL(ask_model: {\"prompts\": [\"a\"]})", "mixed '\"\\\n\t\u00e9\U0001F600",
 ]

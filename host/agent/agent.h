@@ -107,7 +107,8 @@ typedef struct dk_agent_result {
     dk_agent_outcome outcome;
     char *description;              /* FINAL's text; NULL otherwise */
     cJSON *messages;                /* the transcript: [{"role","content"[,"cache_control"]}] */
-    int64_t agent_llm_calls_used;
+    int64_t agent_llm_calls_used;   /* calls answered (TOKENS_EXHAUSTED: the one that went over included; its
+                                     * tokens are counted, its text is not in the transcript, as in the seed) */
     int64_t agent_prompt_tokens, agent_completion_tokens, agent_total_tokens;
     int64_t model_interactions_used;
     dk_err err;                     /* outcome FAILED (or EXHAUSTED: what ran out) */
