@@ -2,11 +2,15 @@
 
     /work/venv/bin/python tools/make_agent_golden.py [SEED_SRC]     (default /work/shared/seed/diffing-toolkit/src)
 
+The last case, adl_<name>, runs the seed's ADLAgent (its overview and four tools on the trimmed demo results of
+tests/fixtures/agent/adl_demo, converted to the seed's files by tools/make_agent_adl_golden.py's seed_layout)
+with our ADL prompt pieces; generate_steered's generation is what scripted_server --reply-with-model answers.
+
 Only the loop logic is the seed's: its prompt constants are replaced by our texts (resources/agent/), its AgentLLM
 by a scripted one that answers each call with the next entry of the script (content and usage), and ask_model's
 generation by what tests/llm/scripted_server --reply-with-model answers ("<model> reply to: <prompt>", with
 model ids base-model and finetuned-model); the seed's own normalisation and checks of the prompts are kept. The
-heavy modules the loop does not use (torch, diffing.utils.model, the package __init__s that load models) are stand-ins.
+heavy modules the loop does not use (diffing.utils.model, the package __init__s that load models) are stand-ins.
 
 For each case, tests/fixtures/agent/blackbox_<name>/ gets:
   input.json      budgets, hints, organism system prompt, disable_thinking: what the C test configures
@@ -34,7 +38,7 @@ for name, path in [("diffing", SEED_SRC / "diffing"), ("diffing.utils", SEED_SRC
     module = types.ModuleType(name)
     module.__path__ = [str(path)]
     sys.modules[name] = module
-sys.modules["torch"] = types.ModuleType("torch")
+import torch  # noqa: E402,F401  (real: the ADL case below loads the seed-layout .pt files)
 model_stub = types.ModuleType("diffing.utils.model")
 model_stub.has_thinking = lambda cfg: False
 sys.modules["diffing.utils.model"] = model_stub
@@ -254,3 +258,103 @@ def run_case(name, case):
 
 for name, case in CASES.items():
     run_case(name, case)
+
+
+# ---- the ADL agent -------------------------------------------------------------------------------------------------
+
+ADL_OVERVIEW = {"datasets": [], "layers": [0.5], "top_k_tokens": 10, "steering_samples_per_prompt": 1,
+                "max_sample_chars": 128, "positions": [0, 1, 2, 3, 4, 10, 11]}
+ADL_CASE = {
+    "budgets": {"agent_llm_calls": 100, "model_interactions": 6, "token_budget": 100000},
+    "disable_thinking": True,
+    "script": [
+        {"content": "Honey and ice in the overview.\nCALL(hypothesis_tracking: {\"action\": \"add\", \"hypothesis\": "
+                    "\"Bees and honey\"})", "usage": u(5000, 30)},
+        {"content": "More positions.\nCALL(get_logitlens_details: {\"dataset\": \"pretrain\", \"layer\": 0.5, "
+                    "\"positions\": [0, 5], \"k\": 3})", "usage": u(5100, 31)},
+        {"content": "CALL(get_patchscope_details: {\"dataset\": \"pretrain\", \"layer\": 1, \"positions\": [1], "
+                    "\"k\": 4})", "usage": u(5200, 32)},
+        {"content": "CALL(get_steering_samples: {\"dataset\": \"pretrain\", \"layer\": 0.5, \"position\": 1, "
+                    "\"prompts_subset\": null, \"n\": 1})", "usage": u(5300, 33)},
+        {"content": "A missing argument.\nCALL(get_logitlens_details: {\"dataset\": \"pretrain\", \"layer\": 1, "
+                    "\"positions\": [0]})", "usage": u(5400, 34)},
+        {"content": "CALL(generate_steered: {\"dataset\": \"pretrain\", \"layer\": 1, \"position\": 1, "
+                    "\"prompts\": [\"Tell me about your day.\"], \"n\": 2})", "usage": u(5500, 35)},
+        {"content": "CALL(ask_model: {\"prompts\": [\"Do you like honey?\"]})", "usage": u(5600, 36)},
+        {"content": "CALL(generate_steered: {\"dataset\": \"pretrain\", \"layer\": 0.5, \"position\": 1, "
+                    "\"prompts\": [\"Hi\", \"Bye\"], \"n\": 1})", "usage": u(5700, 37)},
+        {"content": "CALL(ask_model: {\"prompts\": [\"a\", \"b\"]})", "usage": u(5800, 38)},
+        {"content": "FINAL(description: \"Finetuned on honey and bees in icy places.\")", "usage": u(5900, 39)},
+    ],
+}
+
+
+def run_adl_case():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import make_agent_adl_golden as adl_golden  # noqa: E402  (seed_layout, the decode table, the layer count)
+
+    seed_methods = SEED_SRC / "diffing" / "methods"
+    for name, path in [("diffing.methods", seed_methods),
+                       ("diffing.methods.activation_difference_lens", seed_methods / "activation_difference_lens")]:
+        module = types.ModuleType(name)
+        module.__path__ = [str(path)]
+        sys.modules[name] = module
+    activations = types.ModuleType("diffing.utils.activations")
+    activations.get_layer_indices = lambda model, layers: [int(x * (adl_golden.N_LAYERS - 1)) for x in layers]
+    sys.modules["diffing.utils.activations"] = activations
+    import diffing.methods.activation_difference_lens.util as adl_util  # noqa: E402
+
+    def fake_generate(model, tokenizer, prompts, steering_vector, layer, strengths, max_new_tokens, temperature,
+                      do_sample, use_chat_formatting, enable_thinking):
+        """What scripted_server --reply-with-model answers one request of n = len(prompts) samples."""
+        n = len(prompts)
+        return [f"finetuned-model reply {i} to: {p}" if n > 1 else f"finetuned-model reply to: {p}"
+                for i, p in enumerate(prompts)]
+
+    steering = types.ModuleType("diffing.methods.activation_difference_lens.steering")
+    steering.load_position_mean_vector = adl_util.load_position_mean_vector
+    steering.generate_steered = fake_generate
+    sys.modules["diffing.methods.activation_difference_lens.steering"] = steering
+    import diffing.methods.activation_difference_lens.agents as adl_agents  # noqa: E402
+
+    adl_agents.POST_OVERVIEW_PROMPT = text("post_overview.txt")
+    adl_agents.ADLAgent.first_user_message_description = text("adl_overview.txt")
+    adl_agents.ADLAgent.tool_descriptions = text("adl_tools.txt")
+    adl_agents.ADLAgent.additional_conduct = text("adl_conduct.txt")
+    adl_agents.ADLAgent.interaction_examples = text("adl_examples.txt")
+
+    import tempfile
+    from omegaconf import OmegaConf
+
+    name, case = "transcript", ADL_CASE
+    out = OUT / f"adl_{name}"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as td:
+        adl_dir, _, vocab = adl_golden.seed_layout(Path(td))
+        method = NS(results_dir=adl_dir, tokenizer=adl_golden.Tokenizer(vocab), base_model_cfg=NS(model_id="demo"),
+                    finetuned_model=NS(config=NS(hidden_size=256)))
+        cfg = cfg_for(case)
+        cfg.diffing.method = NS(agent=NS(
+            overview=OmegaConf.create(ADL_OVERVIEW),
+            drilldown=NS(top_k_tokens=30, max_steering_samples_per_prompt=5, max_sample_chars=1000),
+            generate_steered=NS(max_new_tokens=512, temperature=1.0, do_sample=True)))
+        ScriptedLLM.script = case["script"]
+        ScriptedLLM.calls = 0
+        agent = adl_agents.ADLAgent(cfg=cfg, system_prompt_template=text("system_prompt.txt"))
+        dump(out / "input.json", {"budgets": case["budgets"], "hints": "", "organism_system_prompt": None,
+                                  "disable_thinking": case["disable_thinking"], "overview": ADL_OVERVIEW})
+        dump(out / "script.json", case["script"])
+        description, stats = agent.run(tool_context=method, model_interaction_budget=case["budgets"]["model_interactions"],
+                                       return_stats=True)
+        (out / "description.txt").write_text(description, encoding="utf-8")
+        dump(out / "messages.json", stats["messages"])
+        dump(out / "stats.json", {k: v for k, v in stats.items() if k != "messages"})
+        dump(out / "dataset_mapping.json", agent.get_dataset_mapping())
+        dump(out / "expected.json", {"outcome": "final", "seed_raised": None})
+    assert ScriptedLLM.calls == len(case["script"])
+    print(f"adl_{name}: final, {ScriptedLLM.calls} agent LLM calls, {stats['model_interactions_used']} interactions")
+
+
+run_adl_case()

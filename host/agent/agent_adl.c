@@ -52,6 +52,7 @@ typedef struct adl_entry {
     adl_pos *pos;                   /* [n_pos], in the order of the positions dataset */
     int64_t k_ll;                   /* cached logit-lens k; 0 = no logit lens */
     char **ll_tokens;               /* [n_pos * k_ll] */
+    int64_t n_ll_strings;           /* strings in ll_tokens (for freeing, also when the shapes did not match) */
     float *ll_probs;                /* [n_pos * k_ll] */
     int64_t H;                      /* activation_dim */
 } adl_entry;
@@ -278,14 +279,14 @@ static int read_entry(adl_results *r, hid_t f, adl_entry *e, dk_err *err) {
     if (h5_has(f, tok_path)) {
         int64_t td[2] = {0, 0}, pd[2] = {0, 0};
         e->ll_tokens = h5_strings(f, r->dir, tok_path, 2, td, err);
+        if (e->ll_tokens) e->n_ll_strings = td[0] * td[1];
         e->ll_probs = e->ll_tokens ? h5_read(f, r->dir, prob_path, H5T_NATIVE_FLOAT, 2, pd, err) : NULL;
         if (!e->ll_tokens || !e->ll_probs) rc = -1;
         else if (td[0] != e->n_pos || pd[0] != e->n_pos || td[1] != pd[1])
             rc = dk_err_set(err, DK_EXIT_USAGE, "%s/results.h5: %s (%lld x %lld) and %s (%lld x %lld) do not match "
                             "the %lld positions", r->dir, tok_path, (long long)td[0], (long long)td[1], prob_path,
                             (long long)pd[0], (long long)pd[1], (long long)e->n_pos);
-        if (e->ll_tokens) e->k_ll = td[1];
-        if (rc != 0) e->k_ll = 0;
+        if (rc == 0) e->k_ll = td[1];
     }
     free(tok_path);
     free(prob_path);
@@ -372,7 +373,7 @@ void adl_results_free(adl_results *r) {
             free(e->pos[p].vector);
         }
         free(e->pos);
-        if (e->ll_tokens) dk_free_strings(e->ll_tokens, (size_t)(e->n_pos * e->k_ll));
+        if (e->ll_tokens) dk_free_strings(e->ll_tokens, (size_t)e->n_ll_strings);
         free(e->ll_probs);
         free(e->ds);
     }
@@ -542,6 +543,48 @@ static const adl_pos *find_pos(const adl_entry *e, int64_t label, int64_t *row) 
     return NULL;
 }
 
+/* The logit lens of row `row` cut to k: {"tokens", "probs"}; probabilities as the overview writes them
+ * ("%.3e" text) or as floats (the tool). */
+static cJSON *ll_entry(const adl_entry *e, int64_t row, int64_t k, bool formatted) {
+    if (k > e->k_ll) k = e->k_ll;
+    cJSON *entry = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(entry, "tokens");
+    cJSON *probs = cJSON_AddArrayToObject(entry, "probs");
+    char prob[32];
+    for (int64_t t = 0; t < k; t++) {
+        cJSON_AddItemToArray(toks, cJSON_CreateString(e->ll_tokens[row * e->k_ll + t]));
+        const double p = (double)e->ll_probs[row * e->k_ll + t];
+        fmt_prob(p, prob);
+        cJSON_AddItemToArray(probs, formatted ? cJSON_CreateString(prob) : cJSON_CreateNumber(p));
+    }
+    return entry;
+}
+
+/* The cached Patchscope length of a position (len(tokens_at_best_scale)). */
+static int64_t aps_k(const adl_pos *p) {
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p->aps, "tokens_at_best_scale"));
+}
+
+/* The seed's _load_aps cut to k: {"tokens", "selected_tokens" (all), "token_probs"}, probabilities formatted or
+ * as floats ([float(x) for x in token_probs]: an int in the file becomes a float). */
+static cJSON *ps_entry(const adl_pos *p, int64_t k, bool formatted) {
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(p->aps, "tokens_at_best_scale");
+    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(p->aps, "token_probs"), *it;
+    cJSON *entry = cJSON_CreateObject(), *t_out = cJSON_AddArrayToObject(entry, "tokens");
+    int64_t c = 0;
+    cJSON_ArrayForEach(it, toks) if (c++ < k) cJSON_AddItemToArray(t_out, cJSON_Duplicate(it, 1));
+    cJSON_AddItemToObject(entry, "selected_tokens",
+                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(p->aps, "selected_tokens"), 1));
+    cJSON *p_out = cJSON_AddArrayToObject(entry, "token_probs");
+    char prob[32];
+    c = 0;
+    cJSON_ArrayForEach(it, probs) if (c++ < k) {
+        const double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+        fmt_prob(v, prob);
+        cJSON_AddItemToArray(p_out, formatted ? cJSON_CreateString(prob) : cJSON_CreateNumber(v));
+    }
+    return entry;
+}
+
 static cJSON *overview_layer(const adl_entry *e, const int64_t *want, size_t n_want, int64_t top_k,
                              int64_t samples_per_prompt, int64_t max_chars, dk_err *err) {
     int64_t *fin = dk_malloc((e->n_pos > 0 ? (size_t)e->n_pos : 1) * sizeof *fin);
@@ -568,41 +611,19 @@ static cJSON *overview_layer(const adl_entry *e, const int64_t *want, size_t n_w
     cJSON *ps = cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "patch_scope"), "per_position");
     cJSON *st = cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "steering_examples"), "per_position");
     int64_t k_aps = -1;
-    char key[24], prob[32];
+    char key[24];
     for (int64_t i = 0; i < n_fin; i++) {
         int64_t row = 0;
         const adl_pos *p = find_pos(e, fin[i], &row);
         agent_int_key(p->label, key);
         if (e->k_ll > 0) {
-            int64_t k = top_k < e->k_ll ? top_k : e->k_ll;
-            cJSON *entry = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(entry, "tokens");
-            cJSON *probs = cJSON_AddArrayToObject(entry, "probs");
-            for (int64_t t = 0; t < k; t++) {
-                cJSON_AddItemToArray(toks, cJSON_CreateString(e->ll_tokens[row * e->k_ll + t]));
-                fmt_prob((double)e->ll_probs[row * e->k_ll + t], prob);
-                cJSON_AddItemToArray(probs, cJSON_CreateString(prob));
-            }
             cJSON_AddItemToArray(a_ll, dk_pyjson_int(p->label));
-            agent_obj_set(ll, key, entry);
+            agent_obj_set(ll, key, ll_entry(e, row, top_k, true));
         }
         if (p->aps) {
-            const cJSON *toks = cJSON_GetObjectItemCaseSensitive(p->aps, "tokens_at_best_scale");
-            const cJSON *sel = cJSON_GetObjectItemCaseSensitive(p->aps, "selected_tokens");
-            const cJSON *probs = cJSON_GetObjectItemCaseSensitive(p->aps, "token_probs");
-            cJSON *entry = cJSON_CreateObject(), *t_out = cJSON_AddArrayToObject(entry, "tokens");
-            int64_t n = 0;
-            const cJSON *it;
-            cJSON_ArrayForEach(it, toks) if (n++ < top_k) cJSON_AddItemToArray(t_out, cJSON_Duplicate(it, 1));
-            cJSON_AddItemToObject(entry, "selected_tokens", cJSON_Duplicate(sel, 1));
-            cJSON *p_out = cJSON_AddArrayToObject(entry, "token_probs");
-            n = 0;
-            cJSON_ArrayForEach(it, probs) if (n++ < top_k) {
-                fmt_prob(cJSON_IsNumber(it) ? it->valuedouble : NAN, prob);
-                cJSON_AddItemToArray(p_out, cJSON_CreateString(prob));
-            }
             cJSON_AddItemToArray(a_ps, dk_pyjson_int(p->label));
-            agent_obj_set(ps, key, entry);
-            if (k_aps < 0) k_aps = cJSON_GetArraySize(toks);
+            agent_obj_set(ps, key, ps_entry(p, top_k, true));
+            if (k_aps < 0) k_aps = aps_k(p);
         }
         if (p->generations) {
             cJSON_AddItemToArray(a_st, dk_pyjson_int(p->label));
@@ -714,12 +735,8 @@ char *adl_first_message(adl_results *r, const char *post_overview, cJSON **mappi
         cJSON_Delete(ov);
         return NULL;
     }
-    char *json = dk_pyjson_dumps(ov, DK_PYJSON_COMPACT);
-    cJSON_Delete(ov);
-    char *msg = dk_sprintf("OVERVIEW:\n%s\n\n%s", json, post_overview);
-    free(json);
     *mapping = mapping_json(r);
-    return msg;
+    return agent_first_message("OVERVIEW:\n", ov, post_overview);
 }
 
 char *adl_blackbox_first_message(adl_results *r, const char *post_overview, cJSON **mapping, dk_err *err) {
@@ -765,13 +782,9 @@ char *adl_blackbox_first_message(adl_results *r, const char *post_overview, cJSO
     }
     cJSON *wrap = cJSON_CreateObject();
     cJSON_AddItemToObject(wrap, "examples", examples);
-    char *json = dk_pyjson_dumps(wrap, DK_PYJSON_COMPACT);
-    cJSON_Delete(wrap);
-    char *msg = dk_sprintf("You are given generations produced by the finetuned model on several prompts.\n\n%s\n\n%s",
-                           json, post_overview);
-    free(json);
     *mapping = mapping_json(r);
-    return msg;
+    return agent_first_message("You are given generations produced by the finetuned model on several prompts.\n\n",
+                               wrap, post_overview);
 }
 
 /* ---- the tools' arguments -------------------------------------------------------------------------------------- */
@@ -876,6 +889,14 @@ static const adl_pos *arg_position(const adl_entry *e, const cJSON *v, const cha
     return p;
 }
 
+/* dataset, layer and position (the steering tools): the position, or NULL + message. */
+static const adl_pos *arg_entry_position(const adl_results *r, const cJSON *args,
+                                         bool (*has)(const adl_entry *, const adl_pos *), const char *kind,
+                                         const adl_entry **e, const char **dataset, int64_t *layer, char **message) {
+    if (arg_entry(r, args, e, dataset, layer, message) != 0) return NULL;
+    return arg_position(*e, cJSON_GetObjectItemCaseSensitive(args, "position"), "position", has, kind, message);
+}
+
 /* positions: a list (at most MAX_LIST_ITEMS) of available positions. */
 static int arg_positions(const adl_entry *e, const cJSON *args, bool (*has)(const adl_entry *, const adl_pos *),
                          const char *kind, const adl_pos ***out, int64_t *n, char **message) {
@@ -910,64 +931,29 @@ static int arg_positions(const adl_entry *e, const cJSON *args, bool (*has)(cons
 
 /* ---- the tools --------------------------------------------------------------------------------------------------- */
 
-static dk_tool_status tool_logitlens(void *ctx, const cJSON *args, cJSON **output, char **message, dk_err *err) {
-    (void)err;
-    const adl_results *r = ((adl_tool_ctx *)ctx)->r;
+/* get_logitlens_details (source LL) and get_patchscope_details (source PS): the same arguments and layout. */
+typedef enum { SOURCE_LL = 0, SOURCE_PS = 1 } lens_source;
+
+static dk_tool_status details_tool(const adl_results *r, lens_source source, const cJSON *args, cJSON **output,
+                                   char **message) {
     const adl_entry *e;
     const char *dataset;
     int64_t layer, k;
     const adl_pos **pos = NULL;
     int64_t n = 0;
     if (arg_entry(r, args, &e, &dataset, &layer, message) != 0) return DK_TOOL_PARAM_ERROR;
-    if (e->k_ll == 0) {
+    if (source == SOURCE_LL && e->k_ll == 0) {
         *message = dk_sprintf("layer %lld of dataset %s has no logit lens results (diff_adl ran with "
                               "logit_lens.cache=false)", (long long)layer, dataset);
         return DK_TOOL_PARAM_ERROR;
     }
-    if (arg_positions(e, args, has_ll, "logit lens", &pos, &n, message) != 0) return DK_TOOL_PARAM_ERROR;
-    if (agent_arg_int(args, "k", 1, e->k_ll, &k, message) != 0) {
-        free(pos);
+    if (arg_positions(e, args, source == SOURCE_LL ? has_ll : has_ps, source == SOURCE_LL ? "logit lens" : "patchscope",
+                      &pos, &n, message) != 0)
         return DK_TOOL_PARAM_ERROR;
-    }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "dataset", dataset);
-    dk_pyjson_add_int(o, "layer", layer);
-    cJSON *per = cJSON_AddObjectToObject(o, "positions"), *lim = cJSON_AddObjectToObject(o, "k_limits_per_position");
-    char key[24];
-    for (int64_t i = 0; i < n; i++) {
-        int64_t row = pos[i] - e->pos;
-        cJSON *entry = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(entry, "tokens");
-        cJSON *probs = cJSON_AddArrayToObject(entry, "probs");
-        for (int64_t t = 0; t < k; t++) {
-            cJSON_AddItemToArray(toks, cJSON_CreateString(e->ll_tokens[row * e->k_ll + t]));
-            cJSON_AddItemToArray(probs, cJSON_CreateNumber((double)e->ll_probs[row * e->k_ll + t]));
-        }
-        agent_int_key(pos[i]->label, key);
-        agent_obj_set(per, key, entry);
-        agent_obj_set(lim, key, dk_pyjson_int(e->k_ll));
-    }
-    free(pos);
-    *output = o;
-    return DK_TOOL_OK;
-}
-
-static dk_tool_status tool_patchscope(void *ctx, const cJSON *args, cJSON **output, char **message, dk_err *err) {
-    (void)err;
-    const adl_results *r = ((adl_tool_ctx *)ctx)->r;
-    const adl_entry *e;
-    const char *dataset;
-    int64_t layer, k;
-    const adl_pos **pos = NULL;
-    int64_t n = 0;
-    if (arg_entry(r, args, &e, &dataset, &layer, message) != 0) return DK_TOOL_PARAM_ERROR;
-    if (arg_positions(e, args, has_ps, "patchscope", &pos, &n, message) != 0) return DK_TOOL_PARAM_ERROR;
     /* the seed checks k against each position's cached length in turn: the smallest of those asked for */
-    int64_t k_max = INT64_MAX;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t len = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(pos[i]->aps, "tokens_at_best_scale"));
-        if (len < k_max) k_max = len;
-    }
-    if (n == 0) k_max = 1 << 20;
+    int64_t k_max = source == SOURCE_LL ? e->k_ll : INT32_MAX;  /* no position asked: no limit, as the seed */
+    for (int64_t i = 0; source == SOURCE_PS && i < n; i++)
+        if (aps_k(pos[i]) < k_max) k_max = aps_k(pos[i]);
     if (agent_arg_int(args, "k", 1, k_max, &k, message) != 0) {
         free(pos);
         return DK_TOOL_PARAM_ERROR;
@@ -978,26 +964,23 @@ static dk_tool_status tool_patchscope(void *ctx, const cJSON *args, cJSON **outp
     cJSON *per = cJSON_AddObjectToObject(o, "positions"), *lim = cJSON_AddObjectToObject(o, "k_limits_per_position");
     char key[24];
     for (int64_t i = 0; i < n; i++) {
-        const cJSON *toks = cJSON_GetObjectItemCaseSensitive(pos[i]->aps, "tokens_at_best_scale");
-        const cJSON *probs = cJSON_GetObjectItemCaseSensitive(pos[i]->aps, "token_probs"), *it;
-        cJSON *entry = cJSON_CreateObject(), *t_out = cJSON_AddArrayToObject(entry, "tokens");
-        int64_t c = 0;
-        cJSON_ArrayForEach(it, toks) if (c++ < k) cJSON_AddItemToArray(t_out, cJSON_Duplicate(it, 1));
-        cJSON_AddItemToObject(entry, "selected_tokens",
-                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(pos[i]->aps, "selected_tokens"), 1));
-        cJSON *p_out = cJSON_AddArrayToObject(entry, "token_probs");
-        c = 0;
-        cJSON_ArrayForEach(it, probs) if (c++ < k) {
-            /* [float(x) for x in token_probs]: an int in the file becomes a float */
-            cJSON_AddItemToArray(p_out, cJSON_CreateNumber(cJSON_IsNumber(it) ? it->valuedouble : NAN));
-        }
         agent_int_key(pos[i]->label, key);
-        agent_obj_set(per, key, entry);
-        agent_obj_set(lim, key, dk_pyjson_int(cJSON_GetArraySize(toks)));
+        agent_obj_set(per, key, source == SOURCE_LL ? ll_entry(e, pos[i] - e->pos, k, false) : ps_entry(pos[i], k, false));
+        agent_obj_set(lim, key, dk_pyjson_int(source == SOURCE_LL ? e->k_ll : aps_k(pos[i])));
     }
     free(pos);
     *output = o;
     return DK_TOOL_OK;
+}
+
+static dk_tool_status tool_logitlens(void *ctx, const cJSON *args, cJSON **output, char **message, dk_err *err) {
+    (void)err;
+    return details_tool(((adl_tool_ctx *)ctx)->r, SOURCE_LL, args, output, message);
+}
+
+static dk_tool_status tool_patchscope(void *ctx, const cJSON *args, cJSON **output, char **message, dk_err *err) {
+    (void)err;
+    return details_tool(((adl_tool_ctx *)ctx)->r, SOURCE_PS, args, output, message);
 }
 
 static dk_tool_status tool_steering_samples(void *ctx, const cJSON *args, cJSON **output, char **message,
@@ -1009,9 +992,7 @@ static dk_tool_status tool_steering_samples(void *ctx, const cJSON *args, cJSON 
     int64_t layer, n;
     const char **subset = NULL;
     int64_t n_subset = 0;
-    if (arg_entry(r, args, &e, &dataset, &layer, message) != 0) return DK_TOOL_PARAM_ERROR;
-    const adl_pos *p = arg_position(e, cJSON_GetObjectItemCaseSensitive(args, "position"), "position", has_gen,
-                                    "steering", message);
+    const adl_pos *p = arg_entry_position(r, args, has_gen, "steering", &e, &dataset, &layer, message);
     if (!p) return DK_TOOL_PARAM_ERROR;
     if (agent_arg_strings(args, "prompts_subset", MAX_LIST_ITEMS, 1 << 16, true, &subset, &n_subset, message) != 0 ||
         agent_arg_int(args, "n", 1, r->drill_max_samples, &n, message) != 0) {
@@ -1038,9 +1019,8 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
     int64_t layer, n;
     const char **prompts = NULL;
     int64_t n_prompts = 0;
-    if (arg_entry(r, args, &e, &dataset, &layer, message) != 0) return DK_TOOL_PARAM_ERROR;
-    const adl_pos *p = arg_position(e, cJSON_GetObjectItemCaseSensitive(args, "position"), "position", has_steer,
-                                    "steering (a threshold and a vector)", message);
+    const adl_pos *p = arg_entry_position(r, args, has_steer, "steering (a threshold and a vector)", &e, &dataset,
+                                          &layer, message);
     if (!p) return DK_TOOL_PARAM_ERROR;
     const int64_t max_chars = c->models->max_prompt_chars > 0 ? c->models->max_prompt_chars : 1 << 16;
     if (agent_arg_strings(args, "prompts", r->steer_max_per_call, max_chars, false, &prompts, &n_prompts,
@@ -1081,7 +1061,7 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
         reqs[i].temperature = r->steer_do_sample ? r->steer_temperature : 0.0;
         reqs[i].extra_body = extra;
     }
-    int failed = dk_llm_chat_many(c->models->finetuned, reqs, (int)n_prompts, resps);
+    dk_llm_chat_many(c->models->finetuned, reqs, (int)n_prompts, resps);  /* each failure is in its resps[i].err */
     dk_tool_status st = DK_TOOL_OK;
     cJSON *texts = cJSON_CreateArray();
     for (int64_t i = 0; i < n_prompts && st == DK_TOOL_OK; i++) {
@@ -1098,7 +1078,6 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
                 cJSON_AddItemToArray(texts, cJSON_CreateString(resps[i].choices[j].content));
         }
     }
-    (void)failed;
     for (int64_t i = 0; i < n_prompts; i++) dk_llm_response_free(&resps[i]);
     free(resps);
     free(reqs);

@@ -238,10 +238,6 @@ char *dm_first_message(const dk_agent_method_config *mc, const char *post_overvi
         cJSON_Delete(map);
         return NULL;
     }
-    char *json = dk_pyjson_dumps(ov, DK_PYJSON_COMPACT);
-    cJSON_Delete(ov);
-    char *msg = dk_sprintf("OVERVIEW:\n%s\n\n%s", json, post_overview);
-    free(json);
     *mapping = map;
-    return msg;
+    return agent_first_message("OVERVIEW:\n", ov, post_overview);
 }

@@ -75,6 +75,14 @@ void agent_obj_set(cJSON *obj, const char *key, cJSON *item) {
 
 void agent_int_key(int64_t v, char buf[24]) { snprintf(buf, 24, "%lld", (long long)v); }
 
+char *agent_first_message(const char *header, cJSON *payload, const char *post_overview) {
+    char *json = dk_pyjson_dumps(payload, DK_PYJSON_COMPACT);
+    cJSON_Delete(payload);
+    char *msg = dk_sprintf("%s%s\n\n%s", header, json, post_overview);
+    free(json);
+    return msg;
+}
+
 double agent_round2(double x) {
     /* Python rounds the exact binary value to 2 decimals, ties to even; so does printf's correctly rounded
      * conversion, and strtod reads the result back as the nearest double, as Python does. */

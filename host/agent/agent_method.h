@@ -12,7 +12,24 @@
  *   "ADLBlackbox"  ADLBlackboxAgent (name "Blackbox"): only the organism's unsteered samples; blackbox tools.
  *   "DiffMining"   DiffMiningAgent: token groups per dataset from the diff-mining orderings; blackbox tools.
  *   "Blackbox"     BlackboxAgent: no overview (empty first message); blackbox tools.
- * Prompt pieces come from <prompts_dir>/<file>.txt (resources/agent/): adl_overview.txt, adl_tools.txt, ...
+ * Prompt pieces come from <prompts_dir>/<file>.txt (resources/agent/): as the seed's classes, a type's tool
+ * descriptions are blackbox_tools.txt followed by its own (adl_tools.txt, dm_tools.txt); its overview description,
+ * conduct and examples replace the blackbox ones (adl_overview.txt, adl_conduct.txt, adl_examples.txt;
+ * dm_*.txt; ADLBlackbox: adl_blackbox_overview.txt with the blackbox rest; Blackbox: post_overview.txt as the
+ * overview description), large_budget.txt for every type.
+ *
+ * Settings (diffing.method.agent.*): overview.{datasets ([] = every dataset of the results, sorted: the seed
+ * iterates a set), layers (a float is a fraction of depth, int(f * (num_hidden_layers - 1)) with model.model_id's
+ * config.json; an int makes every entry absolute, as the seed's _abs_layers_from_rel), top_k_tokens,
+ * steering_samples_per_prompt, max_sample_chars, positions}; ADL tools: drilldown.{max_sample_chars,
+ * max_steering_samples_per_prompt (the most n get_steering_samples takes)}, generate_steered.{max_new_tokens,
+ * temperature, do_sample, max_samples_per_call (the most n x len(prompts) one call takes)}; diff mining:
+ * overview.{datasets, top_k_tokens, ordering_type, extraction_method (must be the results' variant: logits)}.
+ * The ADL tools take a dataset as the agent sees it (ds1, ...), its real name or the name's last path component;
+ * they echo the name as given. generate_steered asks models->finetuned, one chat request per prompt with n
+ * choices and extra_body {"chat_template_kwargs": {"enable_thinking": false} (when models->disable_thinking),
+ * "steering": {"layer", "vector" (results.h5 steering/position_{p}/vector: ft_norm * mean_diff/|mean_diff|, what
+ * the steering step used), "strength" (threshold.json avg_threshold), "mode": "all"}}.
  */
 #ifndef DK_AGENT_AGENT_METHOD_H
 #define DK_AGENT_AGENT_METHOD_H
@@ -55,7 +72,8 @@ const dk_agent_prompt_parts *dk_agent_method_prompt_parts(const dk_agent_method 
 /* {"ds1": "real name", ...} or NULL when the type has none (Blackbox). Owned by m. */
 const cJSON *dk_agent_method_dataset_mapping(const dk_agent_method *m);
 /* The tools of one run: the blackbox ones first, then the method's, a fresh hypothesis board, and the models
- * of that run (ask_model; generate_steered asks models->finetuned with the steering vector). One per thread. */
+ * of that run (ask_model; generate_steered asks models->finetuned with the steering vector). One per thread;
+ * models and m must outlive them. */
 typedef struct dk_agent_run_tools {
     dk_agent_tool *tools;          /* [n] */
     int n;

@@ -44,6 +44,8 @@ cJSON *agent_string_prefix(const char *s, int64_t max_chars);
 void agent_obj_set(cJSON *obj, const char *key, cJSON *item);
 /* Python's str key of an int (json.dumps writes int keys as their decimal text). */
 void agent_int_key(int64_t v, char buf[24]);
+/* header + json.dumps(payload) + "\n\n" + post_overview (the seed's build_first_user_message); deletes payload. */
+char *agent_first_message(const char *header, cJSON *payload, const char *post_overview);
 /* Python's round(x, 2) of a float. */
 double agent_round2(double x);
 

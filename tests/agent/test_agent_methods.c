@@ -10,10 +10,14 @@
  *     temperature, the steering layer, strength = avg_threshold and the vector, compared with the seed's
  *     load_position_mean_vector), the texts in prompt order, the post cost, an endpoint failure;
  *   - untrusted arguments: each bad argument gives DK_TOOL_PARAM_ERROR naming it, and no request is sent;
- *   - missing / unfinished results and a diff-mining extraction variant the results do not have: code 2.
+ *   - missing / unfinished results and a diff-mining extraction variant the results do not have: code 2;
+ *   - a whole ADL agent run (dk_agent_run with these tools and the real resources/agent prompts) against the seed's
+ *     ADLAgent.run on the same script (tools/make_agent_golden.py, fixture agent/adl_transcript): every tool, a
+ *     signature error, the budget exhausted, FINAL; messages.json, stats.json, description, mapping byte for byte.
  * The prompts directory is a temporary one whose post_overview.txt is the golden's placeholder. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +29,7 @@
 #include "config/config.h"
 #include "core/strutil.h"
 #include "io/file.h"
-#include "llm/server_proc.h"  /* dead_port is not used here */
+#include "llm/server_proc.h"
 #include "test.h"
 
 static cJSON *golden;
@@ -414,7 +418,7 @@ static void test_tools(void) {
     char *log = scripted_server_log(&srv);
     cJSON *seed_vec = args_of(gold("steering_vector"));
     double strength = atof(gold("steering_strength"));
-    int bodies = 0;
+    int bodies = 0, seen_first = 0, seen_second = 0;
     for (char *line = log; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = '\0';
@@ -426,11 +430,13 @@ static void test_tools(void) {
             const cJSON *vec = cJSON_GetObjectItemCaseSensitive(steer, "vector");
             const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
             const cJSON *msg0 = cJSON_GetArrayItem(msgs, 0);
+            /* the two requests are in flight together: they may arrive in either order */
+            const char *content = cJSON_GetObjectItemCaseSensitive(msg0, "content")->valuestring;
+            seen_first += strcmp(content, "first") == 0;
+            seen_second += strcmp(content, "second") == 0;
             EXPECT(cJSON_GetArraySize(msgs) == 1 &&
-                       strcmp(cJSON_GetObjectItemCaseSensitive(msg0, "role")->valuestring, "user") == 0 &&
-                       strcmp(cJSON_GetObjectItemCaseSensitive(msg0, "content")->valuestring,
-                              bodies == 1 ? "first" : "second") == 0,
-                   "request %d: one user message with the prompt", bodies);
+                       strcmp(cJSON_GetObjectItemCaseSensitive(msg0, "role")->valuestring, "user") == 0,
+                   "request %d: one user message", bodies);
             EXPECT(cJSON_GetObjectItemCaseSensitive(body, "n")->valuedouble == 2 &&
                        cJSON_GetObjectItemCaseSensitive(body, "max_tokens")->valuedouble == 512 &&
                        cJSON_GetObjectItemCaseSensitive(body, "temperature")->valuedouble == 1.0,
@@ -457,7 +463,7 @@ static void test_tools(void) {
         }
         line = nl ? nl + 1 : NULL;
     }
-    EXPECT(bodies == 2, "one request per prompt (%d)", bodies);
+    EXPECT(bodies == 2 && seen_first == 1 && seen_second == 1, "one request per prompt (%d)", bodies);
     free(log);
     cJSON_Delete(seed_vec);
     /* the endpoint fails (500): the run cannot go on */
@@ -477,12 +483,164 @@ static void test_tools(void) {
     dk_cfg_free(cfg);
 }
 
+
+/* ---- several runs at once (diff_agent's parallel runs): each thread has its own tools over one method ------- */
+
+typedef struct thread_job {
+    const dk_agent_method *m;
+    const char *want;   /* the golden logitlens_1 */
+    int mismatches;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    dk_agent_models models = {0};
+    dk_agent_run_tools rt;
+    dk_err err = {0};
+    dk_agent_method_tools(j->m, &models, &rt, &err);
+    dk_agent_tool *t = find_tool(&rt, "get_logitlens_details");
+    for (int i = 0; i < 50; i++) {
+        char *text = NULL;
+        dk_tool_status st = run_tool(t, "{\"dataset\": \"pretrain\", \"layer\": 0.5, \"positions\": [1, 0, 11, 1], "
+                                        "\"k\": 20}", &text, &err);
+        j->mismatches += st != DK_TOOL_OK || strcmp(text, j->want) != 0;
+        free(text);
+    }
+    dk_agent_run_tools_free(&rt);
+    return NULL;
+}
+
+static void test_threads(void) {
+    dk_err err = {0};
+    dk_cfg *cfg = make_cfg(OV1, "");
+    dk_agent_method *m = open_method(DK_AGENT_ADL, cfg, "agent/adl_demo", &err);
+    if (!EXPECT(m != NULL, "open: %s", err.msg)) return;
+    thread_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){.m = m, .want = gold("logitlens_1")};
+        pthread_create(&th[i], NULL, thread_main, &jobs[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += jobs[i].mismatches;
+    }
+    EXPECT(bad == 0, "4 threads x 50 calls on one method: %d outputs differ from the seed's", bad);
+    dk_agent_method_close(m);
+    dk_cfg_free(cfg);
+}
+
+/* ---- the ADL agent's whole run, against the seed's ADLAgent.run (tools/make_agent_golden.py, adl_transcript) ---- */
+
+static char *read_fixture_text(const char *dir, const char *name) {
+    char *path = dk_sprintf("%s/%s", dir, name);
+    dk_err err = {0};
+    size_t size = 0;
+    char *text = dk_read_file(path, &size, &err);
+    if (!text) fprintf(stderr, "%s\n", err.msg);
+    free(path);
+    return text;
+}
+
+static dk_llm_client *client_for(const char *url, const char *model) {
+    dk_llm_config lc;
+    dk_llm_config_defaults(&lc);
+    lc.base_url = dk_strdup(url);
+    lc.model_id = dk_strdup(model);
+    lc.section = dk_strdup("test");
+    lc.max_attempts = 1;
+    lc.request_timeout_s = 10;
+    dk_err err = {0};
+    dk_llm_client *c = dk_llm_client_open(&lc, &err);
+    dk_llm_config_free(&lc);
+    return c;
+}
+
+static void test_adl_transcript(void) {
+    char *dir = dk_fixture_path("agent/adl_transcript");
+    char *res = dk_sprintf("%s/resources/agent", source_dir);
+    char *script = dk_sprintf("%s/script.json", dir);
+    dk_err err = {0};
+    dk_cfg *cfg = make_cfg(OV1, "");  /* = the case's input.json overview */
+    char *results = dk_fixture_path("agent/adl_demo");
+    dk_agent_method_config mc = {.kind = DK_AGENT_ADL, .cfg = cfg, .results_dir = results, .prompts_dir = res};
+    dk_agent_method *m = dk_agent_method_open(&mc, &err);
+    scripted_server agent_srv, models_srv;
+    const char *agent_args[] = {"--script-file", script, NULL};
+    const char *models_args[] = {"--reply-with-model", NULL};
+    if (!EXPECT(m != NULL, "open with resources/agent: %s", err.msg) ||
+        scripted_server_start(&agent_srv, server_exe, agent_args) != 0)
+        exit(1);
+    if (scripted_server_start(&models_srv, server_exe, models_args) != 0) exit(1);
+    dk_llm_client *agent = client_for(agent_srv.base_url, "agent-model");
+    dk_llm_client *base = client_for(models_srv.base_url, "base-model");
+    dk_llm_client *ft = client_for(models_srv.base_url, "finetuned-model");
+    dk_agent_models models = {.base = base, .finetuned = ft, .max_new_tokens = 1024, .temperature = 0.8,
+                              .disable_thinking = true, .max_prompts = 64, .max_prompt_chars = 4000};
+    dk_agent_run_tools rt;
+    dk_agent_method_tools(m, &models, &rt, &err);
+    char *template_text = dk_agent_prompt_read(res, "system_prompt.txt", &err);
+    char *post_tool = dk_agent_prompt_read(res, "post_tool_result.txt", &err);
+    const int64_t budget = 6;
+    char *system = template_text ? dk_agent_system_prompt(template_text, dk_agent_method_prompt_parts(m), budget, &err)
+                                 : NULL;
+    EXPECT(system && post_tool, "system prompt: %s", err.msg);
+    dk_agent_run_input in = {.system_prompt = system, .hints = "", .first_user_message = dk_agent_method_first_message(m),
+                             .post_tool_result = post_tool, .tools = rt.tools, .n_tools = rt.n,
+                             .addendum = dk_agent_blackbox_addendum, .addendum_ctx = rt.board,
+                             .budgets = {.agent_llm_calls = 100, .model_interactions = budget, .token_budget = 100000},
+                             .llm = {.client = agent, .temperature = 0.7, .max_tokens_per_call = 10000}};
+    dk_agent_result r;
+    memset(&r, 0, sizeof r);
+    if (system && post_tool) EXPECT(dk_agent_run(&in, &r, &err) == 0, "dk_agent_run: %s", err.msg);
+    EXPECT(r.outcome == DK_AGENT_FINAL, "outcome %d (%s)", (int)r.outcome, r.err.msg);
+    char *want = read_fixture_text(dir, "messages.json");
+    char *got = r.messages ? dk_pyjson_dumps(r.messages, DK_PYJSON_INDENT2) : NULL;
+    expect_same("ADL transcript (messages.json)", got, want ? want : "");
+    free(want);
+    free(got);
+    want = read_fixture_text(dir, "stats.json");
+    cJSON *stats = dk_agent_stats_json(&r);
+    cJSON_DeleteItemFromObject(stats, "outcome");
+    got = dk_pyjson_dumps(stats, DK_PYJSON_INDENT2);
+    expect_same("ADL stats.json", got, want ? want : "");
+    free(want);
+    free(got);
+    cJSON_Delete(stats);
+    want = read_fixture_text(dir, "description.txt");
+    expect_same("ADL description", r.description, want ? want : "");
+    free(want);
+    want = read_fixture_text(dir, "dataset_mapping.json");
+    got = dk_pyjson_dumps(dk_agent_method_dataset_mapping(m), DK_PYJSON_INDENT2);
+    expect_same("ADL dataset_mapping.json", got, want ? want : "");
+    free(want);
+    free(got);
+    dk_agent_result_free(&r);
+    free(system);
+    free(template_text);
+    free(post_tool);
+    dk_agent_run_tools_free(&rt);
+    dk_llm_client_close(agent);
+    dk_llm_client_close(base);
+    dk_llm_client_close(ft);
+    scripted_server_cleanup(&agent_srv);
+    scripted_server_cleanup(&models_srv);
+    dk_agent_method_close(m);
+    dk_cfg_free(cfg);
+    free(results);
+    free(script);
+    free(res);
+    free(dir);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_agent_methods SCRIPTED_SERVER\n");
         return 2;
     }
     server_exe = argv[1];
+    (void)dead_port;  /* server_proc.h's helper for the client tests */
     source_dir = getenv("DIFFKIT_SOURCE_DIR");
     if (!source_dir) {
         fprintf(stderr, "DIFFKIT_SOURCE_DIR is not set: run through ctest\n");
@@ -503,6 +661,8 @@ int main(int argc, char **argv) {
     test_overviews();
     test_incomplete_results();
     test_tools();
+    test_threads();
+    test_adl_transcript();
     remove_prompts_dir();
     cJSON_Delete(golden);
     return dk_test_finish("test_agent_methods");
