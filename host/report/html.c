@@ -51,24 +51,38 @@ void rp_esc(dk_strbuf *b, const char *s) {
     if (s) rp_esc_n(b, s, strlen(s));
 }
 
+/* %.4g, with NaN and infinities spelled the same way on every libc */
+static void shown(dk_strbuf *b, double v) {
+    if (isnan(v)) dk_strbuf_append(b, "NaN");
+    else if (isinf(v)) dk_strbuf_append(b, v > 0 ? "Infinity" : "-Infinity");
+    else dk_strbuf_printf(b, "%.4g", v);
+}
+
 static void num_attrs(dk_strbuf *b, const char *file, const char *path, int64_t index, double value) {
     dk_strbuf_append(b, " data-h5=\"");
     rp_esc(b, file);
     dk_strbuf_append(b, ":");
     rp_esc(b, path);
-    dk_strbuf_printf(b, "\" data-index=\"%lld\" data-value=\"%.17g\"", (long long)index, value);
+    dk_strbuf_printf(b, "\" data-index=\"%lld\" data-value=\"", (long long)index);
+    if (isfinite(value)) dk_strbuf_printf(b, "%.17g", value);
+    else shown(b, value);
+    dk_strbuf_append(b, "\"");
 }
 
 void rp_num(dk_strbuf *b, const char *file, const char *path, int64_t index, double value) {
     dk_strbuf_append(b, "<span class=\"num\"");
     num_attrs(b, file, path, index, value);
-    dk_strbuf_printf(b, ">%.4g</span>", value);
+    dk_strbuf_append(b, ">");
+    shown(b, value);
+    dk_strbuf_append(b, "</span>");
 }
 
 void rp_td_num(dk_strbuf *b, const char *file, const char *path, int64_t index, double value) {
     dk_strbuf_append(b, "<td class=\"num\"");
     num_attrs(b, file, path, index, value);
-    dk_strbuf_printf(b, ">%.4g</td>", value);
+    dk_strbuf_append(b, ">");
+    shown(b, value);
+    dk_strbuf_append(b, "</td>");
 }
 
 void rp_src(dk_strbuf *b, const char *file, const char *path) {

@@ -28,19 +28,20 @@ static void json_cell(dk_strbuf *b, const cJSON *v) {
     dk_strbuf_append(b, "</td>");
 }
 
-/* The method's results folder holding `folder` (or agent/<folder>): the agent writes under the method's own. */
-static char *run_group_dir(const rp_ctx *c, const char *method, const char *folder) {
+/* <method results>/rel or <method results>/agent/rel, where <method results> is the method's folder or one of its
+ * run folders (diff_mining/seed42_top100): the agent writes under the method's own results. NULL when absent. */
+static char *find_in_method(const rp_ctx *c, const char *method, const char *rel) {
     const char *adl_root = c->o->adl_results_dir ? c->o->adl_results_dir : c->o->results_dir;
     char *base = strcmp(method, "activation_difference_lens") == 0 ? dk_path_join(adl_root, method)
                                                                    : dk_path_join(c->o->results_dir, method);
     size_t n_sub = 0;
     char **subs = dk_list_dir(base, NULL, false, &n_sub);
     char *found = NULL;
-    for (size_t i = 0; i <= n_sub && !found; i++) {     /* the folder itself, then its run folders (diff_mining) */
+    for (size_t i = 0; i <= n_sub && !found; i++) {
         char *dir = i == 0 ? dk_strdup(base) : dk_path_join(base, subs[i - 1]);
-        char *a = dk_path_join(dir, folder), *agent = dk_path_join(dir, "agent"), *b = dk_path_join(agent, folder);
-        if (dk_is_dir(a)) found = dk_strdup(a);
-        else if (dk_is_dir(b)) found = dk_strdup(b);
+        char *a = dk_path_join(dir, rel), *agent = dk_path_join(dir, "agent"), *b = dk_path_join(agent, rel);
+        if (dk_is_dir(a) || dk_is_file(a)) found = dk_strdup(a);
+        else if (dk_is_dir(b) || dk_is_file(b)) found = dk_strdup(b);
         free(a), free(agent), free(b), free(dir);
     }
     dk_free_strings(subs, n_sub);
@@ -73,7 +74,7 @@ static void runs(rp_ctx *c, dk_strbuf *b, const cJSON *row) {
     const char *method = str_of(row, "method"), *folder = str_of(row, "folder");
     const cJSON *planned = cJSON_GetObjectItemCaseSensitive(row, "runs_planned");
     if (!method || !folder || !cJSON_IsNumber(planned)) return;
-    char *group = run_group_dir(c, method, folder);
+    char *group = find_in_method(c, method, folder);
     dk_strbuf_append(b, "<h4>");
     rp_esc(b, str_of(row, "agent"));
     dk_strbuf_append(b, " on ");
@@ -202,19 +203,28 @@ rp_state rp_section_agent(rp_ctx *c, dk_strbuf *b) {
     cJSON_ArrayForEach(row, rows) {
         const char *overview = str_of(row, "overview_only"), *method = str_of(row, "method");
         if (overview && method) {
-            char *rel = dk_sprintf("agent/%s", overview);
-            char *dir = run_group_dir(c, method, ".");
-            char *p = dir ? dk_path_join(dir, rel) : NULL;
+            char *p = find_in_method(c, method, overview);
             cJSON *msgs = p && dk_is_file(p) ? rp_json_file(p, NULL) : NULL;
             if (cJSON_IsArray(msgs)) {
                 char *title = dk_sprintf("What the %s would be sent first (%s)", str_of(row, "agent"), overview);
                 messages_block(b, msgs, title);
                 free(title);
             }
+            else {
+                rp_problem(b, "%s of %s is not there or not a JSON list of messages", overview, method);
+                c->problems++;
+            }
             cJSON_Delete(msgs);
-            free(rel), free(dir), free(p);
+            free(p);
         } else if (!str_of(row, "missing")) {
-            runs(c, b, row);
+            const char *organism = str_of(row, "organism");
+            if (!organism || strcmp(organism, c->o->organism) == 0) runs(c, b, row);
+            else {
+                dk_strbuf_append(b, "<p class=\"note\">The runs of ");
+                rp_esc(b, organism);
+                dk_strbuf_append(b, " (a null control: a pair with no finetune) are in that organism's results "
+                                    "folder; its row above summarises them.</p>\n");
+            }
         }
     }
     cJSON_Delete(rows);
