@@ -101,7 +101,9 @@ int main(int argc, char **argv) {
     }
     LOG_INFO("diff_report: %d method section(s) shown, %d missing, %d with unreadable or incomplete results",
              out.sections_shown, out.sections_missing, out.sections_bad);
-    printf("headline: %s\nreport: %s\n", out.headline, out.path);
+    char *abs = realpath(out.path, NULL); /* the path a browser opens, wherever the caller is */
+    printf("headline: %s\nreport: %s\n", out.headline, abs ? abs : out.path);
+    free(abs);
     rp_outcome_free(&out);
     dk_tokenizer_free(tok);
     free(suffix), free(adl_dir);

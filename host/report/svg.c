@@ -59,7 +59,7 @@ static void axes(dk_strbuf *b, const rp_plot *p, range xr, range yr, bool x_tick
         dk_strbuf_printf(b, "<path class=\"tick\" d=\"M%d %.1f h-5\"/><path class=\"grid\" d=\"M%d %.1f H%d\"/>"
                          "<text class=\"tl\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", LEFT, y, LEFT, y, W - RIGHT,
                          LEFT - 8, y + 4);
-        if (p->log_y) dk_strbuf_printf(b, "1e%g", shown);
+        if (p->log_y) dk_strbuf_printf(b, "%.3g", pow(10, shown));
         else dk_strbuf_printf(b, "%.3g", shown);
         dk_strbuf_append(b, "</text>\n");
     }
