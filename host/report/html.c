@@ -98,12 +98,7 @@ void rp_src(dk_strbuf *b, const char *file, const char *path) {
 }
 
 static void para(dk_strbuf *b, const char *cls, const char *fmt, va_list ap) {
-    va_list ap2;
-    va_copy(ap2, ap);
-    int len = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    char *text = dk_malloc((size_t)(len > 0 ? len : 0) + 1);
-    vsnprintf(text, (size_t)(len > 0 ? len : 0) + 1, fmt, ap);
+    char *text = dk_vsprintf(fmt, ap);
     dk_strbuf_printf(b, "<p class=\"%s\">", cls);
     rp_esc(b, text);
     dk_strbuf_append(b, "</p>\n");

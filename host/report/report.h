@@ -70,6 +70,15 @@ void rp_stats_table(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, size_t n, const cha
 int rp_h5_histogram(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *group, const char *title, const char *x_label,
                     bool log_y);
 
+/* A histogram of the finite values of a (read from file:path) in `bins` equal bins over their range. */
+void rp_values_histogram(dk_strbuf *b, const rp_h5 *f, const char *path, const rp_array *a, const char *title,
+                         const char *x_label, const char *y_label, bool log_y, int bins);
+/* A column of generated samples (the first `max` strings of a JSON list) under a bold title, for side-by-side views. */
+void rp_samples(dk_strbuf *b, const char *title, const cJSON *samples, int max);
+/* Opens the table row of one generations.jsonl record: its prompt, then the side-by-side cell the caller fills with
+ * rp_samples and closes with "</div></td></tr>". */
+void rp_prompt_row(dk_strbuf *b, const cJSON *record);
+
 /* The sections. Each writes its body for complete results (the file is open). */
 void rp_section_adl(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *method_dir);
 void rp_section_kl(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *method_dir);

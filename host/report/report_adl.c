@@ -223,21 +223,6 @@ static void patchscope(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *meth
     dk_free_strings(pos_names, n_pos);
 }
 
-static void sample_list(dk_strbuf *b, const char *title, const cJSON *samples) {
-    dk_strbuf_append(b, "<div><b>");
-    rp_esc(b, title);
-    dk_strbuf_append(b, "</b>");
-    int i = 0;
-    const cJSON *s;
-    cJSON_ArrayForEach(s, samples) {
-        if (!cJSON_IsString(s) || i++ >= SAMPLES_SHOWN) continue;
-        dk_strbuf_append(b, "<pre>");
-        rp_esc(b, s->valuestring);
-        dk_strbuf_append(b, "</pre>");
-    }
-    dk_strbuf_append(b, "</div>");
-}
-
 static void steering(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *method_dir, const char *layer, const char *ds) {
     char *g = dk_sprintf("/%s/%s/steering", layer, ds);
     size_t n_pos = 0;
@@ -294,12 +279,9 @@ static void steering(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *method
             dk_strbuf_append(b, "<table class=\"steer\"><thead><tr><th>prompt</th><th>samples</th></tr></thead><tbody>\n");
             const cJSON *rec;
             cJSON_ArrayForEach(rec, gens) {
-                const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(rec, "prompt");
-                dk_strbuf_append(b, "<tr><td>");
-                rp_esc(b, cJSON_IsString(prompt) ? prompt->valuestring : "?");
-                dk_strbuf_append(b, "</td><td><div class=\"side\">");
-                sample_list(b, "steered", cJSON_GetObjectItemCaseSensitive(rec, "steered_samples"));
-                sample_list(b, "unsteered", cJSON_GetObjectItemCaseSensitive(rec, "unsteered_samples"));
+                rp_prompt_row(b, rec);
+                rp_samples(b, "steered", cJSON_GetObjectItemCaseSensitive(rec, "steered_samples"), SAMPLES_SHOWN);
+                rp_samples(b, "unsteered", cJSON_GetObjectItemCaseSensitive(rec, "unsteered_samples"), SAMPLES_SHOWN);
                 dk_strbuf_append(b, "</div></td></tr>\n");
             }
             dk_strbuf_append(b, "</tbody></table>\n<p class=\"from\">from ");

@@ -11,21 +11,6 @@
 
 enum { SAMPLES_SHOWN = 2 };
 
-static void column(dk_strbuf *b, const char *title, const cJSON *samples) {
-    dk_strbuf_append(b, "<div><b>");
-    rp_esc(b, title);
-    dk_strbuf_append(b, "</b>");
-    int i = 0;
-    const cJSON *s;
-    cJSON_ArrayForEach(s, samples) {
-        if (!cJSON_IsString(s) || i++ >= SAMPLES_SHOWN) continue;
-        dk_strbuf_append(b, "<pre>");
-        rp_esc(b, s->valuestring);
-        dk_strbuf_append(b, "</pre>");
-    }
-    dk_strbuf_append(b, "</div>");
-}
-
 void rp_section_amplification(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *method_dir) {
     char *rel = dk_sprintf("%s/completions/generations.jsonl", method_dir);
     char *path = dk_path_join(c->o->results_dir, rel);
@@ -42,19 +27,16 @@ void rp_section_amplification(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const cha
         dk_strbuf_append(b, "<table class=\"amp\"><thead><tr><th>prompt</th><th>samples</th></tr></thead><tbody>\n");
         const cJSON *rec;
         cJSON_ArrayForEach(rec, gens) {
-            const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(rec, "prompt");
-            dk_strbuf_append(b, "<tr><td>");
-            rp_esc(b, cJSON_IsString(prompt) ? prompt->valuestring : "?");
-            dk_strbuf_append(b, "</td><td><div class=\"side\">");
-            column(b, "base", cJSON_GetObjectItemCaseSensitive(rec, "base_samples"));
-            column(b, "organism", cJSON_GetObjectItemCaseSensitive(rec, "ft_samples"));
+            rp_prompt_row(b, rec);
+            rp_samples(b, "base", cJSON_GetObjectItemCaseSensitive(rec, "base_samples"), SAMPLES_SHOWN);
+            rp_samples(b, "organism", cJSON_GetObjectItemCaseSensitive(rec, "ft_samples"), SAMPLES_SHOWN);
             static const char *const GROUPS[][2] = {{"amplified_samples", "amplified "},
                                                     {"logit_amplified_samples", "logit-amplified "}};
             for (int g = 0; g < 2; g++) {
                 const cJSON *variants = cJSON_GetObjectItemCaseSensitive(rec, GROUPS[g][0]), *v;
                 cJSON_ArrayForEach(v, variants) {
                     char *title = dk_sprintf("%s%s", GROUPS[g][1], v->string ? v->string : "?");
-                    column(b, title, v);
+                    rp_samples(b, title, v, SAMPLES_SHOWN);
                     free(title);
                 }
             }

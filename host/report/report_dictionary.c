@@ -56,31 +56,10 @@ static void curves(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *run) {
     free(p_dead);
 }
 
-/* A histogram of a latent_stats column computed here (finite values only). */
+/* A histogram of a latent_stats column. */
 static void column_histogram(dk_strbuf *b, const rp_h5 *f, const char *path, const char *title, const char *x_label) {
     rp_array a = {0};
-    if (rp_h5_read(f, path, &a, NULL) != 0) return;
-    double lo = INFINITY, hi = -INFINITY;
-    for (int64_t i = 0; i < a.n; i++)
-        if (isfinite(a.v[i])) lo = fmin(lo, a.v[i]), hi = fmax(hi, a.v[i]);
-    if (lo <= hi) {
-        if (lo == hi) hi = lo + 1;
-        double edges[HIST_BINS + 1], counts[HIST_BINS] = {0};
-        for (int i = 0; i <= HIST_BINS; i++) edges[i] = lo + (hi - lo) * i / HIST_BINS;
-        int64_t finite = 0;
-        for (int64_t i = 0; i < a.n; i++) {
-            if (!isfinite(a.v[i])) continue;
-            int bin = (int)((a.v[i] - lo) / (hi - lo) * HIST_BINS);
-            counts[bin < 0 ? 0 : bin >= HIST_BINS ? HIST_BINS - 1 : bin] += 1;
-            finite++;
-        }
-        rp_plot p = {.title = title, .x_label = x_label, .y_label = "latents"};
-        dk_strbuf_append(b, "<figure>");
-        rp_svg_histogram(b, &p, edges, counts, HIST_BINS);
-        dk_strbuf_append(b, "<figcaption>");
-        rp_src(b, f->rel, path);
-        dk_strbuf_printf(b, " (%lld of %lld latents finite)</figcaption></figure>\n", (long long)finite, (long long)a.n);
-    }
+    if (rp_h5_read(f, path, &a, NULL) == 0) rp_values_histogram(b, f, path, &a, title, x_label, "latents", false, HIST_BINS);
     rp_array_free(&a);
 }
 

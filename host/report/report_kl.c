@@ -14,28 +14,6 @@ enum { KL_BINS = 60 };
 
 static const char *const STAT_ATTRS[] = {"mean", "std", "median", "min", "max", "percentile_25", "percentile_75"};
 
-/* A histogram of values computed here (KL_BINS equal bins over [min, max], log y), tagged with its source. */
-static void value_histogram(dk_strbuf *b, const rp_h5 *f, const char *path, const rp_array *a, const char *title,
-                            const char *x_label) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (int64_t i = 0; i < a->n; i++)
-        if (isfinite(a->v[i])) lo = fmin(lo, a->v[i]), hi = fmax(hi, a->v[i]);
-    if (!(lo < hi)) hi = lo + 1;
-    double edges[KL_BINS + 1], counts[KL_BINS] = {0};
-    for (int i = 0; i <= KL_BINS; i++) edges[i] = lo + (hi - lo) * i / KL_BINS;
-    for (int64_t i = 0; i < a->n; i++) {
-        if (!isfinite(a->v[i])) continue;
-        int bin = (int)((a->v[i] - lo) / (hi - lo) * KL_BINS);
-        counts[bin < 0 ? 0 : bin >= KL_BINS ? KL_BINS - 1 : bin] += 1;
-    }
-    rp_plot p = {.title = title, .x_label = x_label, .y_label = "tokens", .log_y = true};
-    dk_strbuf_append(b, "<figure>");
-    rp_svg_histogram(b, &p, edges, counts, KL_BINS);
-    dk_strbuf_append(b, "<figcaption>");
-    rp_src(b, f->rel, path);
-    dk_strbuf_printf(b, " (%lld values in %d bins)</figcaption></figure>\n", (long long)a->n, KL_BINS);
-}
-
 typedef struct ranked { char *name; double mean; } ranked;
 
 static int by_mean_desc(const void *a, const void *b) {
@@ -69,7 +47,7 @@ void rp_section_kl(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *method_d
             rp_view_failed(c, b, "the per-token KL histogram", &err);
         } else {
             char *title = dk_sprintf("Per-token KL(finetuned || base), %s", top[i]);
-            value_histogram(b, f, p_kl, &kl, title, "KL (nats)");
+            rp_values_histogram(b, f, p_kl, &kl, title, "KL (nats)", "tokens", true, KL_BINS);
             free(title);
         }
         rp_array_free(&kl);

@@ -14,13 +14,9 @@
 enum { WINDOW = 64 };  /* tokens shown per max-activating example */
 
 void rp_headline(rp_ctx *c, const char *fmt, ...) {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int len = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    char *text = dk_malloc((size_t)(len > 0 ? len : 0) + 1);
-    vsnprintf(text, (size_t)(len > 0 ? len : 0) + 1, fmt, ap);
+    char *text = dk_vsprintf(fmt, ap);
     va_end(ap);
     dk_strbuf_append(&c->headline_html, "<li>");
     rp_esc(&c->headline_html, text);
@@ -180,4 +176,51 @@ int rp_h5_histogram(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *group, 
     rp_array_free(&counts), rp_array_free(&edges);
     free(p_counts), free(p_edges);
     return rc;
+}
+
+void rp_values_histogram(dk_strbuf *b, const rp_h5 *f, const char *path, const rp_array *a, const char *title,
+                         const char *x_label, const char *y_label, bool log_y, int bins) {
+    double lo = INFINITY, hi = -INFINITY;
+    int64_t finite = 0;
+    for (int64_t i = 0; i < a->n; i++)
+        if (isfinite(a->v[i])) lo = fmin(lo, a->v[i]), hi = fmax(hi, a->v[i]), finite++;
+    if (!finite) return;
+    if (!(lo < hi)) hi = lo + 1;
+    double *edges = dk_calloc((size_t)bins + 1, sizeof *edges), *counts = dk_calloc((size_t)bins, sizeof *counts);
+    for (int i = 0; i <= bins; i++) edges[i] = lo + (hi - lo) * i / bins;
+    for (int64_t i = 0; i < a->n; i++) {
+        if (!isfinite(a->v[i])) continue;
+        int bin = (int)((a->v[i] - lo) / (hi - lo) * bins);
+        counts[bin < 0 ? 0 : bin >= bins ? bins - 1 : bin] += 1;
+    }
+    rp_plot p = {.title = title, .x_label = x_label, .y_label = y_label, .log_y = log_y};
+    dk_strbuf_append(b, "<figure>");
+    rp_svg_histogram(b, &p, edges, counts, (size_t)bins);
+    dk_strbuf_append(b, "<figcaption>");
+    rp_src(b, f->rel, path);
+    dk_strbuf_printf(b, " (%lld finite of %lld values, %d bins)</figcaption></figure>\n", (long long)finite,
+                     (long long)a->n, bins);
+    free(edges), free(counts);
+}
+
+void rp_samples(dk_strbuf *b, const char *title, const cJSON *samples, int max) {
+    dk_strbuf_append(b, "<div><b>");
+    rp_esc(b, title);
+    dk_strbuf_append(b, "</b>");
+    int i = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, samples) {
+        if (!cJSON_IsString(s) || i++ >= max) continue;
+        dk_strbuf_append(b, "<pre>");
+        rp_esc(b, s->valuestring);
+        dk_strbuf_append(b, "</pre>");
+    }
+    dk_strbuf_append(b, "</div>");
+}
+
+void rp_prompt_row(dk_strbuf *b, const cJSON *record) {
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(record, "prompt");
+    dk_strbuf_append(b, "<tr><td>");
+    rp_esc(b, cJSON_IsString(prompt) ? prompt->valuestring : "?");
+    dk_strbuf_append(b, "</td><td><div class=\"side\">");
 }
