@@ -20,6 +20,7 @@ void rp_section_activation_analysis(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, con
     size_t n_top = 0;
     char **top = rp_h5_children(f, "/", &n_top);
     bool any = false;
+    dk_strbuf ranking = {0};
     for (size_t li = 0; li < n_top; li++) {
         if (!dk_str_starts_with(top[li], "layer_")) continue;
         size_t n_ds = 0;
@@ -31,6 +32,11 @@ void rp_section_activation_analysis(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, con
                 continue;
             }
             any = true;
+            double mean;
+            char *nd = dk_sprintf("%s/norm_diff", stats);
+            if (rp_h5_attr(f, nd, "mean", &mean, NULL) == 0)
+                dk_strbuf_printf(&ranking, "%s%s %s %.4g", ranking.len ? ", " : "", top[li], dss[di], mean);
+            free(nd);
             dk_strbuf_printf(b, "<h3>%s, dataset ", top[li]);
             rp_esc(b, dss[di]);
             dk_strbuf_append(b, "</h3>\n");
@@ -50,6 +56,8 @@ void rp_section_activation_analysis(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, con
         }
         dk_free_strings(dss, n_ds);
     }
+    if (ranking.len) rp_headline(c, "Activation analysis: mean ||finetuned - base|| per token: %s", ranking.data);
+    dk_strbuf_free(&ranking);
     if (!any) {
         rp_problem(b, "%s has no layer_*/<dataset>/statistics: nothing to show", f->rel);
         c->problems++;

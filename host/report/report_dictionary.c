@@ -63,15 +63,44 @@ static void column_histogram(dk_strbuf *b, const rp_h5 *f, const char *path, con
     rp_array_free(&a);
 }
 
-/* The summary's top_latents of this layer, or the first latents when the summary has none. */
-static int64_t *picked_latents(const rp_h5 *f, const char *layer, int64_t n_latents, size_t *n_out, char **by) {
+/* The layer's entry of the run's summary (/summary/json), or NULL; the caller deletes the whole summary (*root). */
+static const cJSON *layer_summary(const rp_h5 *f, const char *layer, cJSON **root) {
     int64_t n_s = 0;
     char **s = rp_h5_strings(f, "/summary/json", &n_s, NULL);
-    cJSON *sum = s && n_s == 1 ? cJSON_Parse(s[0]) : NULL;
+    *root = s && n_s == 1 ? cJSON_Parse(s[0]) : NULL;
     for (int64_t i = 0; s && i < n_s; i++) free(s[i]);
     free(s);
-    const cJSON *lay = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "layers"),
-                                                        layer + strlen("layer_"));
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(*root, "layers"), layer + strlen("layer_"));
+}
+
+/* The validation metrics and latent classes the job summarised (numbers of the JSON summary, not of datasets). */
+static void validation(dk_strbuf *b, const rp_h5 *f, const char *layer) {
+    cJSON *root = NULL;
+    const cJSON *lay = layer_summary(f, layer, &root);
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(lay, "validation"), *tags = cJSON_GetObjectItemCaseSensitive(lay, "latent_tags");
+    if (cJSON_IsObject(val) || cJSON_IsObject(tags)) {
+        dk_strbuf_append(b, "<h4>Validation (whole validation split) and latent classes</h4>\n<table class=\"stats\">"
+                            "<thead><tr><th>metric</th><th>value</th></tr></thead><tbody>\n");
+        const cJSON *groups[] = {val, tags}, *v;
+        for (int g = 0; g < 2; g++)
+            cJSON_ArrayForEach(v, groups[g]) {
+                if (!cJSON_IsNumber(v)) continue;
+                dk_strbuf_append(b, "<tr><td>");
+                rp_esc(b, g ? "latents tagged " : "");
+                rp_esc(b, v->string);
+                dk_strbuf_printf(b, "</td><td class=\"num\">%.4g</td></tr>\n", v->valuedouble);
+            }
+        dk_strbuf_append(b, "</tbody></table>\n<p class=\"from\">from ");
+        rp_src(b, f->rel, "/summary/json");
+        dk_strbuf_append(b, "</p>\n");
+    }
+    cJSON_Delete(root);
+}
+
+/* The summary's top_latents of this layer, or the first latents when the summary has none. */
+static int64_t *picked_latents(const rp_h5 *f, const char *layer, int64_t n_latents, size_t *n_out, char **by) {
+    cJSON *sum = NULL;
+    const cJSON *lay = layer_summary(f, layer, &sum);
     const cJSON *top = cJSON_GetObjectItemCaseSensitive(lay, "top_latents");
     const cJSON *top_by = cJSON_GetObjectItemCaseSensitive(lay, "top_latents_by");
     int64_t *out = dk_calloc(LATENTS_TABLED, sizeof *out);
@@ -181,6 +210,7 @@ void rp_section_dictionary(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *
                 rp_esc(b, runs[r]);
                 dk_strbuf_append(b, "</h3>\n");
                 curves(c, b, f, run);
+                validation(b, f, top[li]);
                 latent_table(c, b, f, run, top[li], crosscoder);
             }
             free(tr), free(run);
