@@ -51,10 +51,11 @@ void rp_esc(dk_strbuf *b, const char *s) {
     if (s) rp_esc_n(b, s, strlen(s));
 }
 
-/* %.4g, with NaN and infinities spelled the same way on every libc */
+/* %.4g (whole numbers in full), with NaN and infinities spelled the same way on every libc */
 static void shown(dk_strbuf *b, double v) {
     if (isnan(v)) dk_strbuf_append(b, "NaN");
     else if (isinf(v)) dk_strbuf_append(b, v > 0 ? "Infinity" : "-Infinity");
+    else if (v == floor(v) && fabs(v) < 1e15) dk_strbuf_printf(b, "%.0f", v);
     else dk_strbuf_printf(b, "%.4g", v);
 }
 

@@ -6,7 +6,8 @@
  * A tagged number:  <span class="num" data-h5="kl/results.h5:/pretrain/per_token_statistics@mean"
  *                    data-index="0" data-value="0.0123456789">0.01235</span>
  * data-h5 is "<file relative to the results folder>:<dataset path>" ("@attr" for an attribute), data-index the
- * flat (row-major) element index, data-value the value with 17 significant digits. */
+ * flat (row-major) element index, data-value the value with 17 significant digits; the text shows it to 4
+ * (%.4g), whole numbers in full, NaN and infinities as NaN, Infinity, -Infinity. */
 #ifndef DK_REPORT_HTML_H
 #define DK_REPORT_HTML_H
 

@@ -125,6 +125,7 @@ int main(int argc, char **argv) {
         double truth = h5_value(dir, tag, colon + 1, index);
         char expect_shown[64];
         if (isnan(truth)) snprintf(expect_shown, sizeof expect_shown, "NaN");  /* a stored NaN (e.g. a latent's beta) */
+        else if (truth == floor(truth) && fabs(truth) < 1e15) snprintf(expect_shown, sizeof expect_shown, "%.0f", truth);
         else snprintf(expect_shown, sizeof expect_shown, "%.4g", truth);
         bool same = (isnan(truth) && isnan(value) && h5_exists(dir, tag, colon + 1)) || truth == value;
         if (!same || strcmp(shown, expect_shown) != 0) {
