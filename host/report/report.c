@@ -260,6 +260,9 @@ int rp_write_report(const rp_options *o, rp_outcome *out, dk_err *err) {
         rp_esc(&doc, o->organism_description);
         dk_strbuf_append(&doc, " (for comparison; the findings below come from the results only)</p>\n");
     }
+    if (!o->tok)
+        rp_note(&doc, "The model's tokenizer was not found (%s): tokens of the examples are shown as #id.",
+                o->tok_why && o->tok_why[0] ? o->tok_why : "none given");
     dk_strbuf_append(&doc, "<section id=\"headline\"><h2>Headline</h2><ul>\n");
     if (c.headline_html.len) dk_strbuf_append(&doc, c.headline_html.data);
     else dk_strbuf_append(&doc, "<li>No method has complete results yet: nothing was found.</li>\n");
