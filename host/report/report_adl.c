@@ -68,6 +68,8 @@ static void lens_table(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *meth
     dk_strbuf_append(b, "<table class=\"lens\"><thead><tr><th>position</th><th>top tokens (probability)</th>"
                         "<th>relevant</th></tr></thead><tbody>\n");
     dk_strbuf headline_tokens = {0};
+    int headline_relevant = -1;  /* of the headline's tokens, those the relevance grader marked; -1: not graded */
+    char headline_grader[64] = "";
     for (int64_t p = 0; p < P && p < n_positions; p++) {
         int64_t label = (int64_t)positions->v[p];
         cJSON *rel = rel_variant ? relevance(c, method_dir, layer, ds, label, rel_variant, "logitlens") : NULL;
@@ -75,8 +77,13 @@ static void lens_table(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *meth
         for (int64_t j = 0; j < k && j < TOKENS_SHOWN; j++) {
             token_chip(b, tokens[p * k + j], rel ? label_of(rel, tokens[p * k + j]) : NULL, f->rel, p_prob, p * k + j,
                        probs.v[p * k + j]);
-            if (headline && label == 0 && j < 5)
+            if (headline && label == 0 && j < 5) {
                 dk_strbuf_printf(&headline_tokens, "%s'%s'", j ? ", " : "", tokens[p * k + j]);
+                const char *l = rel ? label_of(rel, tokens[p * k + j]) : NULL;
+                if (rel) headline_relevant = (headline_relevant < 0 ? 0 : headline_relevant) + (l && strcmp(l, "RELEVANT") == 0);
+                const cJSON *grader = cJSON_GetObjectItemCaseSensitive(rel, "grader");
+                if (cJSON_IsString(grader)) snprintf(headline_grader, sizeof headline_grader, "%s", grader->valuestring);
+            }
         }
         dk_strbuf_append(b, "</td><td>");
         if (rel) {
@@ -99,9 +106,14 @@ static void lens_table(rp_ctx *c, dk_strbuf *b, const rp_h5 *f, const char *meth
     dk_strbuf_append(b, "</tbody></table>\n<p class=\"from\">");
     rp_src(b, f->rel, p_tok);
     dk_strbuf_append(b, "</p>\n");
-    if (headline && headline_tokens.len)
-        rp_headline(c, "ADL: the logit lens of the mean activation difference (%s, %s) at position 0 reads %s", layer, ds,
-                    headline_tokens.data);
+    if (headline && headline_tokens.len) {
+        char graded[192] = "";
+        if (headline_relevant >= 0)
+            snprintf(graded, sizeof graded, " (%d of them relevant to the organism's data by the %s relevance grader)",
+                     headline_relevant, headline_grader[0] ? headline_grader : "?");
+        rp_headline(c, "ADL: the logit lens of the mean activation difference (%s, %s) at position 0 reads %s%s", layer,
+                    ds, headline_tokens.data, graded);
+    }
     dk_strbuf_free(&headline_tokens);
 done:
     for (int64_t i = 0; tokens && i < n_tok; i++) free(tokens[i]);
