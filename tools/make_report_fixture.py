@@ -10,7 +10,7 @@ what the report reads is kept, and big arrays are cut:
   - activation analysis: statistics, 4 histograms, the mean_norm_diff tables (cut as above).
   - PCA: the variance ratios; component 0's tables (cut).
   - SAE / crosscoder: training curves, the first 32 latents' statistics (the summary's top_latents kept where
-    they fall among them), max-act tables of those latents (cut).
+    they fall among them), max-act tables of the first 2 the report picks (cut).
   - diff mining: the orderings' first 20 tokens.
   - amplification: results.h5 as is, 2 prompts of generations.jsonl.
 
@@ -173,9 +173,7 @@ def adl(src_dir, dst_dir):
         for p in walk(s, "/model_norms"):
             if isinstance(s[p], h5py.Dataset):
                 copy_ds(s, o, p)
-    for rel in json.load(open(f"{src_dir}/{m}/dataset_mapping.json")) and [
-            "dataset_mapping.json", "summary.json"]:
-        shutil.copy(f"{src_dir}/{m}/{rel}", f"{dst_dir}/{m}/{rel}")
+    shutil.copy(f"{src_dir}/{m}/dataset_mapping.json", f"{dst_dir}/{m}/dataset_mapping.json")
     for root, _, files in os.walk(f"{src_dir}/{m}"):
         for name in files:
             rel = os.path.relpath(os.path.join(root, name), f"{src_dir}/{m}")
@@ -247,12 +245,12 @@ def dictionary(src_dir, dst_dir, m):
                     copy_ds(s, o, f"{g}/latent_stats/{c}", s[f"{g}/latent_stats/{c}"][:LATENTS])
                 lay = summary["layers"][layer[len("layer_"):]]
                 lay["top_latents"] = [t for t in lay.get("top_latents", []) if t["latent"] < LATENTS]
-                # the latents whose examples the report shows: the first 3 picked (the first latents when none is left)
-                picked = [t["latent"] for t in lay["top_latents"][:3]] or list(range(LATENTS))
+                # examples of the first 2 latents the report picks (the first latents when no top latent is left)
+                picked = [t["latent"] for t in lay["top_latents"][:2]] or list(range(LATENTS))
                 for latent in picked:
                     for ds in s[g + "/max_act"]:
                         p = f"{g}/max_act/{ds}/latent_{latent}"
-                        if p in s and sum(1 for x in picked if f"{g}/max_act/{ds}/latent_{x}" in o) < 3:
+                        if p in s and sum(1 for x in picked if f"{g}/max_act/{ds}/latent_{x}" in o) < 2:
                             copy_table(s, o, p)
         del o["summary/json"]
         o.create_dataset("summary/json", data=json.dumps(summary), dtype=STR)
