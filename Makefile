@@ -16,7 +16,7 @@ GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 DEB_PACKAGES := build-essential cmake ninja-build pkg-config git ca-certificates \
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools libyaml-dev libcjson-dev libonig-dev \
   libutf8proc-dev libopenblas-dev liblapacke-dev zlib1g-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev clang python3 \
-  python3-h5py python3-numpy
+  python3-h5py python3-numpy chromium
 
 .PHONY: deps build configure test demo bench gpu-check asan-test clean
 

@@ -150,15 +150,21 @@ char *dk_strndup(const char *s, size_t n) {
     return p;
 }
 
-char *dk_sprintf(const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
+char *dk_vsprintf(const char *fmt, va_list ap) {
+    va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
     CHECK(n >= 0, "bad format string '%s'", fmt);
     char *p = dk_malloc((size_t)n + 1);
-    vsnprintf(p, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    return p;
+}
+
+char *dk_sprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = dk_vsprintf(fmt, ap);
+    va_end(ap);
     return p;
 }

@@ -77,5 +77,6 @@ char *dk_strdup(const char *s);
 char *dk_strndup(const char *s, size_t n);
 /* asprintf that ends the job on failure. */
 char *dk_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *dk_vsprintf(const char *fmt, va_list ap);  /* the same with a va_list (ap is used up) */
 
 #endif
