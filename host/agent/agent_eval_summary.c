@@ -75,7 +75,26 @@ int dk_agent_eval_write_summary(const dk_cfg *cfg, const cJSON *rows, dk_err *er
     const char *dir = dk_cfg_str(cfg, "diffing.results_dir");
     if (dk_mkdirs(dir, err) != 0) return -1;
     char *json_path = dk_path_join(dir, "agent_summary.json"), *md_path = dk_path_join(dir, "agent_summary.md");
-    char *json = dk_pyjson_dumps(rows, DK_PYJSON_INDENT2), *md = markdown(rows);
+    /* the rows of (organism, method) pairs this run did not evaluate stay (diff_agent diffing/method=X updates X's) */
+    cJSON *all = cJSON_Duplicate(rows, 1);
+    size_t n_old = 0;
+    dk_err rerr = {0};
+    char *old_text = dk_is_file(json_path) ? dk_read_file(json_path, &n_old, &rerr) : NULL;
+    cJSON *old = old_text ? cJSON_ParseWithLength(old_text, n_old) : NULL;
+    const cJSON *previous = cJSON_IsArray(old) ? old : NULL, *prev;
+    cJSON_ArrayForEach(prev, previous) {
+        const char *org = str_of(prev, "organism"), *method = str_of(prev, "method");
+        bool evaluated = false;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, rows) evaluated |= org && method && str_of(r, "organism") && str_of(r, "method") &&
+                                               strcmp(org, str_of(r, "organism")) == 0 &&
+                                               strcmp(method, str_of(r, "method")) == 0;
+        if (!evaluated && org && method) cJSON_AddItemToArray(all, cJSON_Duplicate(prev, 1));
+    }
+    cJSON_Delete(old);
+    free(old_text);
+    char *json = dk_pyjson_dumps(all, DK_PYJSON_INDENT2), *md = markdown(all);
+    cJSON_Delete(all);
     int rc = 0;
     const char *paths[2] = {json_path, md_path}, *texts[2] = {json, md};
     for (int i = 0; i < 2 && rc == 0; i++) {

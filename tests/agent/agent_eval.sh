@@ -78,6 +78,16 @@ overview)
   grep -q '\\"pretrain\\"' "$f" && fail "the real dataset name leaked into the overview"
   grep -q '"overview_only": "ADL_first_messages.json"' "$OUT/diffing_results/demo/demo_glacier_honey/agent_summary.json" ||
     fail "the summary does not say overview only"
+  # the DiffMining agent on the diff-mining fixture, alone: its overview, and the ADL row stays in the summary
+  DM=$OUT/diffing_results/demo/demo_glacier_honey/diff_mining/seed42_top100
+  mkdir -p "$(dirname "$DM")" && cp -r "$FIX/dm_demo" "$DM"
+  "$BIN/diff_agent" "${COMMON[@]}" "diffing.evaluation.methods=[diff_mining]" diffing.evaluation.agent.llm.base_url=null \
+    > "$WORK/log2" 2>&1 || { cat "$WORK/log2"; fail "diff_agent (diff_mining) without an LLM did not exit 0"; }
+  grep -q '"content": "OVERVIEW:\\n{\\"datasets\\": {\\"ds1\\": {\\"token_groups\\"' "$DM/agent/DiffMining_first_messages.json" ||
+    fail "no DiffMining overview"
+  S=$OUT/diffing_results/demo/demo_glacier_honey/agent_summary.json
+  grep -q '"overview_only": "DiffMining_first_messages.json"' "$S" && grep -q '"overview_only": "ADL_first_messages.json"' "$S" ||
+    fail "the summary lost the rows of the method not evaluated this time"
   ;;
 loop)
   cat > "$WORK/script.json" <<'EOF'
