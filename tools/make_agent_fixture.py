@@ -8,7 +8,8 @@ the demo's are megabytes, the tests need a few hundred KB. Only what the agent r
   ADL (layer_1/pretrain): positions 0..11 of results.h5's positions, logit_lens/mean_diff/{top_tokens,top_probs},
   mean_diff (for the golden's steering vector), the steering vector of position 1, activation_dim; the JSON files
   auto_patch_scope_pos_{0,1}.json (the agent's fields; the grader's long texts dropped), steering/position_1/
-  {threshold.json, generations.jsonl (first 6 prompts, samples as written)}, model_norms_pretrain.json.
+  {threshold.json, generations.jsonl (first 6 prompts, samples as written, and one constructed record: the first
+  prompt with the second record's samples)}, model_norms_pretrain.json.
   Diff mining (seed42_top100): run_metadata.json, every ordering folder's metadata.json, orderings.json and
   ordering files with the first 40 tokens, and an empty results.h5 (the agent only checks that it exists).
 
@@ -71,6 +72,12 @@ def adl(src, dst):
                {k: thr[k] for k in ("thresholds", "avg_threshold", "grader")})
     with open(os.path.join(lsrc, sdir, "generations.jsonl"), encoding="utf-8") as f:
         lines = f.read().splitlines()[:SAMPLE_PROMPTS]
+    # One constructed record: the first prompt again with the second record's samples, so that the tools' `n`
+    # (samples per prompt, counted over records) has something to count; the seed's reader allows several
+    # records per prompt.
+    extra = json.loads(lines[1])
+    extra["prompt"] = json.loads(lines[0])["prompt"]
+    lines.append(json.dumps(extra, ensure_ascii=False))
     with open(os.path.join(ldst, sdir, "generations.jsonl"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     shutil.copy(os.path.join(src, "model_norms_pretrain.json"), dst)

@@ -14,7 +14,8 @@
  *   auto_patch_scope_pos_{p}.pt              layer_{L}/{ds}/auto_patch_scope_pos_{p}.json
  *   mean_pos_{p}.pt (which positions exist)  layer_{L}/{ds}/positions
  *   steering/position_{p}/ files             the same files; the vector ft_norm · mean_diff/‖mean_diff‖ that the
- *                                            steering step used is results.h5 layer_{L}/{ds}/steering/position_{p}/vector
+ *                                            steering step used: results.h5
+ *                                            layer_{L}/{ds}/steering/position_{p}/vector
  * Layers: an int is absolute, a float a fraction of depth, int(f · (num_hidden_layers − 1)) with the model's
  * config.json (the seed's get_layer_indices; model.model_id). Datasets configured as [] are discovered from the
  * results in sorted order (the seed iterates a Python set, whose order is arbitrary). */
@@ -30,7 +31,6 @@
 #include "core/strutil.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
-#include "io/json_value.h"
 
 enum { MAX_LIST_ITEMS = 256 };      /* the longest positions / prompts list a tool call may carry */
 
@@ -839,7 +839,8 @@ static int arg_entry(const adl_results *r, const cJSON *args, const adl_entry **
             if (strcmp(r->entries[i].ds, dir) == 0)
                 dk_strbuf_printf(&b, "%s%lld", b.len ? ", " : "", (long long)r->entries[i].layer);
         *message = dk_sprintf("layer %s (layer %lld) has no results for dataset %s: available layers: %s",
-                              agent_arg_show(l, show, sizeof show), (long long)*abs_layer, d->valuestring, b.data ? b.data : "(none)");
+                              agent_arg_show(l, show, sizeof show), (long long)*abs_layer, d->valuestring,
+                              b.data ? b.data : "(none)");
         dk_strbuf_free(&b);
         return -1;
     }
@@ -965,7 +966,8 @@ static dk_tool_status details_tool(const adl_results *r, lens_source source, con
     char key[24];
     for (int64_t i = 0; i < n; i++) {
         agent_int_key(pos[i]->label, key);
-        agent_obj_set(per, key, source == SOURCE_LL ? ll_entry(e, pos[i] - e->pos, k, false) : ps_entry(pos[i], k, false));
+        agent_obj_set(per, key,
+                      source == SOURCE_LL ? ll_entry(e, pos[i] - e->pos, k, false) : ps_entry(pos[i], k, false));
         agent_obj_set(lim, key, dk_pyjson_int(source == SOURCE_LL ? e->k_ll : aps_k(pos[i])));
     }
     free(pos);
@@ -1070,7 +1072,8 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
                        dk_llm_client_url(c->models->finetuned), resps[i].err.msg);
             st = DK_TOOL_FAILED;
         } else if (resps[i].n_choices != n) {
-            dk_err_set(err, DK_EXIT_RUNTIME, "generate_steered: the organism's endpoint %s sent %d samples for n = %lld",
+            dk_err_set(err, DK_EXIT_RUNTIME,
+                       "generate_steered: the organism's endpoint %s sent %d samples for n = %lld",
                        dk_llm_client_url(c->models->finetuned), resps[i].n_choices, (long long)n);
             st = DK_TOOL_FAILED;
         } else {

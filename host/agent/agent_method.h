@@ -40,7 +40,12 @@
 #include "config/config.h"
 #include "core/error.h"
 
-typedef enum { DK_AGENT_ADL = 0, DK_AGENT_ADL_BLACKBOX = 1, DK_AGENT_DIFF_MINING = 2, DK_AGENT_BLACKBOX = 3 } dk_agent_kind;
+typedef enum {
+    DK_AGENT_ADL = 0,
+    DK_AGENT_ADL_BLACKBOX = 1,
+    DK_AGENT_DIFF_MINING = 2,
+    DK_AGENT_BLACKBOX = 3,
+} dk_agent_kind;
 
 /* "ADL" -> DK_AGENT_ADL, ...; -1 + err listing the names. */
 int dk_agent_kind_parse(const char *name, dk_agent_kind *out, dk_err *err);
