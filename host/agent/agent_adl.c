@@ -1097,16 +1097,23 @@ static dk_tool_status tool_generate_steered(void *ctx, const cJSON *args, cJSON 
     return DK_TOOL_OK;
 }
 
-/* the seed's ADLAgent.get_pre_tool_cost / get_post_tool_cost for generate_steered */
+/* generate_steered's cost: n samples per prompt. The seed charges 1 before the call and n·|prompts| − 1 after it
+ * (ADLAgent.get_pre_tool_cost / get_post_tool_cost), so a call larger than the remaining budget runs and the
+ * seed then asserts (the run crashes). Here the whole n·|prompts| is charged before (when the arguments have that
+ * shape; else 1, as the seed), so such a call is answered MODEL_INTERACTION_BUDGET_EXHAUSTED before any model
+ * runs; every call the seed completes is charged the same total. */
 static int64_t steered_pre_cost(void *ctx, const cJSON *args) {
-    (void)ctx, (void)args;
-    return 1;
+    (void)ctx;
+    const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(args, "prompts"), *n = cJSON_GetObjectItemCaseSensitive(args, "n");
+    if (!cJSON_IsArray(prompts) || !cJSON_IsNumber(n) || !dk_pyjson_is_int(n) || n->valuedouble < 1) return 1;
+    const int64_t total = (int64_t)cJSON_GetArraySize(prompts) * (int64_t)n->valuedouble;
+    return total >= 1 ? total : 1;
 }
 
+/* a successful call returns exactly n·|prompts| texts, all charged before */
 static int64_t steered_post_cost(void *ctx, const cJSON *output) {
-    (void)ctx;
-    int64_t n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(output, "texts"));
-    return n >= 1 ? n - 1 : 0;
+    (void)ctx, (void)output;
+    return 0;
 }
 
 static const char *const PARAMS_DETAILS[] = {"dataset", "layer", "positions", "k"};

@@ -95,7 +95,7 @@ loop)
   "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020}},
  {"content": "Ask both.\nCALL(ask_model: {\"prompts\": [\"Where does honey come from?\", \"What colour is honey?\"]})",
   "usage": {"prompt_tokens": 1100, "completion_tokens": 30, "total_tokens": 1130}},
- {"content": "Too many now.\nCALL(ask_model: {\"prompts\": [\"a\", \"b\"]})",
+ {"content": "Too many now.\nCALL(generate_steered: {\"dataset\": \"ds1\", \"layer\": 1, \"position\": 1, \"prompts\": [\"a\"], \"n\": 2})",
   "usage": {"prompt_tokens": 1200, "completion_tokens": 10, "total_tokens": 1210}},
  {"content": "Peek at a file.\nCALL(get_steering_samples: {\"dataset\": \"../../../etc\", \"layer\": 1, \"position\": 1, \"prompts_subset\": null, \"n\": 1})",
   "usage": {"prompt_tokens": 1250, "completion_tokens": 10, "total_tokens": 1260}},
@@ -127,6 +127,8 @@ EOF
   # ask_model went to both models, each prompt once: "<model> reply to: <prompt>"
   grep -q 'demo reply to: Where does honey come from?' "$G/run0/messages.json" || fail "the base model's answer is missing"
   grep -q 'demo_glacier_honey reply to: What colour is honey?' "$G/run0/messages.json" || fail "the organism's answer is missing"
+  # generate_steered n=2 with 1 interaction left: refused before any model runs (the seed charges 1 first, runs it,
+  # then asserts on the overspent budget)
   grep -q 'MODEL_INTERACTION_BUDGET_EXHAUSTED' "$G/run0/messages.json" || fail "the budget was not enforced before the tool"
   grep -q 'TOOL_PARAMETER_ERROR' "$G/run0/messages.json" || fail "a path-like dataset was not refused"
   grep -q 'FORMAT_ERROR' "$G/run1/messages.json" || fail "run1's grammar error was not answered"
@@ -135,7 +137,9 @@ EOF
   grep -q '"model_interactions_used": 2' "$G/run0/stats.json" || fail "run0 used other than 2 model interactions"
   grep -q '"agent_completion_tokens": 110' "$G/run0/stats.json" || fail "run0's completion tokens are not summed from usage"
   grep -q '"agent_llm_calls_used": 5' "$G/run0/stats.json" || fail "run0's agent calls"
-  grep -q '"score": 4' "$G/run0/hypothesis_grade_openai_gpt-5-mini_0.json" || fail "grade 0 of run0"
+  # run0's two grades were asked at once: 4 and 3 in either order
+  [ "$(cat "$G"/run0/hypothesis_grade_openai_gpt-5-mini_[01].json | grep -o '"score": [0-9]' | sort | tr -d '\n')" = \
+    '"score": 3"score": 4' ] || fail "run0's grades are not 3 and 4"
   S=$OUT/diffing_results/demo/demo_glacier_honey/agent_summary
   grep -q '| demo_glacier_honey | activation_difference_lens | ADL | 3 | 2/2 (2 graded) |' "$S.md" || { cat "$S.md"; fail "summary row"; }
   # the grades: run0 4 and 3 (3.5), run1 the rule's last step again: 3 and 3 -> mean 3.25

@@ -401,7 +401,8 @@ static void test_tools(void) {
     dk_agent_tool *gs = find_tool(&rt, "generate_steered");
     cJSON *gargs = args_of("{\"dataset\": \"ds1\", \"layer\": 0.5, \"position\": 1, \"prompts\": [\"first\", \"second\"], "
                            "\"n\": 2}");
-    EXPECT(gs->pre_cost(gs->ctx, gargs) == 1, "pre cost 1");
+    /* charged whole before the call (n x |prompts|; the seed: 1 before, the rest after, overspending then asserting) */
+    EXPECT(gs->pre_cost(gs->ctx, gargs) == 4, "pre cost n x |prompts| = 4");
     cJSON *out = NULL;
     char *message = NULL;
     dk_err_clear(&err);
@@ -411,7 +412,7 @@ static void test_tools(void) {
     expect_same("generate_steered texts",
                 got, "{\"texts\": [\"reply 0 to: first\", \"reply 1 to: first\", \"reply 0 to: second\", "
                      "\"reply 1 to: second\"]}");
-    EXPECT(out && gs->post_cost(gs->ctx, out) == 3, "post cost n_texts - 1 = 3");
+    EXPECT(out && gs->post_cost(gs->ctx, out) == 0, "post cost 0 (all charged before)");
     free(got);
     cJSON_Delete(out);
     /* the request bodies */
