@@ -13,8 +13,12 @@ the demo's are megabytes, the tests need a few hundred KB. Only what the agent r
   Diff mining (seed42_top100): run_metadata.json, every ordering folder's metadata.json, orderings.json and
   ordering files with the first 40 tokens, and an empty results.h5 (the agent only checks that it exists).
 
-Usage: /work/venv/bin/python tools/make_agent_fixture.py [DEMO_RESULTS_DIR] [OUT_DIR]
+  The null pair (adl_null): demo_null's ADL results (the base against itself), the same trimming, no patchscope or
+  steering (diff_adl writes none for a zero difference).
+
+Usage: /work/venv/bin/python tools/make_agent_fixture.py [DEMO_RESULTS_DIR] [OUT_DIR] [NULL_RESULTS_DIR]
   defaults: diffkit_output/diffing_results/demo/demo_glacier_honey  tests/fixtures/agent
+            diffkit_output/diffing_results/demo/demo_null
 """
 import json
 import os
@@ -112,11 +116,40 @@ def dm(src, dst):
                 write_json(os.path.join(dst, folder, ds, entry["ordering_id"] + ".json"), o)
 
 
+def adl_null(src, dst):
+    """The null pair's ADL results (organism demo_null: the base against itself; tests/agent/agent_eval.sh null):
+    the difference is zero, so diff_adl wrote no patchscope or steering for it; the logit lens (uniform) is kept."""
+    src = os.path.join(src, "activation_difference_lens")
+    dst = os.path.join(dst, "adl_null")
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    g = "layer_1/pretrain"
+    vstr = h5py.string_dtype(encoding="utf-8")
+    with h5py.File(os.path.join(src, "results.h5"), "r") as fi, h5py.File(os.path.join(dst, "results.h5"), "w") as fo:
+        fo.attrs["method"] = fi.attrs["method"]
+        gi, go = fi[g], fo.create_group(g)
+        for a in ("activation_dim", "count"):
+            go.attrs[a] = gi.attrs[a]
+        assert not np.any(gi["mean_diff"][...]), "not a null pair: the mean difference is not zero"
+        go["positions"] = gi["positions"][:P_KEEP]
+        go["mean_diff"] = gi["mean_diff"][:P_KEEP]
+        ll = go.create_group("logit_lens/mean_diff")
+        ll["top_probs"] = gi["logit_lens/mean_diff/top_probs"][:P_KEEP]
+        ll["top_ids"] = gi["logit_lens/mean_diff/top_ids"][:P_KEEP]
+        toks = gi["logit_lens/mean_diff/top_tokens"].asstr()[:P_KEEP]
+        ll.create_dataset("top_tokens", data=np.array(toks, dtype=object), dtype=vstr)
+        fo.create_dataset("summary/json", data=json.dumps({"note": "trimmed fixture"}), dtype=vstr)
+    shutil.copy(os.path.join(src, "model_norms_pretrain.json"), dst)
+
+
 def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "diffkit_output/diffing_results/demo/demo_glacier_honey"
     dst = sys.argv[2] if len(sys.argv) > 2 else "tests/fixtures/agent"
+    null_src = sys.argv[3] if len(sys.argv) > 3 else "diffkit_output/diffing_results/demo/demo_null"
     adl(src, dst)
     dm(src, dst)
+    if os.path.isdir(null_src):  # made by: diff_preprocess / diff_adl organism=demo_null (README "The agent")
+        adl_null(null_src, dst)
 
 
 if __name__ == "__main__":
