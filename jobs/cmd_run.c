@@ -1,0 +1,322 @@
+/* cmd_run.c — `diffkit run [--dry-run] [overrides...]`: the whole pipeline as one command.
+ *
+ * Why it exists: a researcher wants one command from a model and an organism to a finding. The stages stay
+ * separate executables (host/pipeline/run_plan.h picks them from pipeline.mode and pipeline.methods); this
+ * command runs them in order as child processes, the output streamed, each under `mpirun -n pipeline.ranks` when
+ * ranks > 1 and the stage runs on ranks. Before a stage runs, `STAGE --check` (same arguments, one process, no
+ * model loaded) says whether its complete results for these inputs already exist: exit 0 skips it, 3 runs it.
+ * A stage whose executable is not built is reported missing (the run ends with exit 1, the others still run); a
+ * stage that fails stops the chain with its exit code, naming the stage and the command that reruns it alone.
+ * --dry-run prints the plan (what would run, what is skipped and why) and runs nothing. */
+#include "commands.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config/job_args.h"
+#include "core/error.h"
+#include "core/strutil.h"
+#include "core/timer.h"
+#include "pipeline/run_plan.h"
+
+extern char **environ;
+
+static const char *USAGE =
+    "Runs the pipeline's stages in order, as the configuration selects them:\n"
+    "    diff_preprocess -> the methods (pipeline.methods) -> diff_agent -> diff_report\n"
+    "pipeline.mode: full (all), preprocessing, diffing (methods, report), evaluation (agent, report),\n"
+    "no_evaluation (preprocess, methods, report); preprocessing runs when a chosen method reads activation\n"
+    "stores. diffing/method=NAME runs that method alone. A stage whose complete results for these inputs exist\n"
+    "is skipped (each stage's --check says so without loading a model). Settings of one stage go in\n"
+    "pipeline.stage_args.<executable> (a list of key=value); the overrides given here go to every stage.\n"
+    "pipeline.ranks=N (N > 1) starts the stages that run on ranks with `mpirun -n N pipeline.mpirun_args...`.\n"
+    "The stage executables are those beside this diffkit, or in $DIFFKIT_BIN.\n"
+    "  --dry-run   print the plan: which stages run, which are skipped or missing, and why; run nothing\n"
+    "Exit: 0 all selected stages done or skipped; a failed stage's code; 1 when a stage is not built; 2 config.\n"
+    "Example: diffkit run model=demo organism=demo_glacier_honey pipeline.mode=no_evaluation";
+
+/* ---- child processes ------------------------------------------------------------------------------------ */
+
+static char *bin_dir(void) {
+    const char *env = getenv("DIFFKIT_BIN");
+    if (env && *env) return dk_strdup(env);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return dk_strdup(".");
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = 0;
+    return dk_strdup(self);
+}
+
+/* argv as a shell command a person can paste: arguments quoted when they hold anything but safe characters. */
+static char *command_text(char *const *argv) {
+    dk_strbuf b = {0};
+    for (int i = 0; argv[i]; i++) {
+        const char *a = argv[i];
+        bool plain = *a != 0;
+        for (const char *c = a; *c; c++)
+            plain &= (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                     strchr("-_./=:,@+%", *c) != NULL;
+        if (i) dk_strbuf_append(&b, " ");
+        if (plain) {
+            dk_strbuf_append(&b, a);
+            continue;
+        }
+        dk_strbuf_append(&b, "'");
+        for (const char *c = a; *c; c++) {
+            if (*c == '\'') dk_strbuf_append(&b, "'\\''");
+            else dk_strbuf_printf(&b, "%c", *c);
+        }
+        dk_strbuf_append(&b, "'");
+    }
+    return b.data ? b.data : dk_strdup("");
+}
+
+/* Runs argv to the end. out_fd / err_fd >= 0 take the child's stdout / stderr (else inherited). Returns the exit
+ * code, 128 + signal when killed, or -1 when it could not start (errno-style message in why). */
+static int run_child(char *const *argv, int out_fd, int err_fd, char *why, size_t cap) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (out_fd >= 0) posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+    if (err_fd >= 0) posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        snprintf(why, cap, "cannot start %s: %s", argv[0], strerror(rc));
+        return -1;
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            snprintf(why, cap, "waiting for %s: %s", argv[0], strerror(errno));
+            return -1;
+        }
+    if (WIFSIGNALED(status)) {
+        snprintf(why, cap, "killed by signal %d", WTERMSIG(status));
+        return 128 + WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
+}
+
+/* Runs argv with stdout and stderr captured into malloc'ed texts. */
+static int run_captured(char *const *argv, char **out, char **errs, char *why, size_t cap) {
+    FILE *o = tmpfile(), *e = tmpfile();
+    CHECK(o && e, "cannot create a temporary file for a stage's check output: %s", strerror(errno));
+    int code = run_child(argv, fileno(o), fileno(e), why, cap);
+    FILE *files[2] = {o, e};
+    char **texts[2] = {out, errs};
+    for (int i = 0; i < 2; i++) {
+        long size = (fseek(files[i], 0, SEEK_END), ftell(files[i]));
+        rewind(files[i]);
+        *texts[i] = dk_calloc((size_t)(size > 0 ? size : 0) + 1, 1);
+        if (size > 0 && fread(*texts[i], 1, (size_t)size, files[i]) != (size_t)size) (*texts[i])[0] = 0;
+        fclose(files[i]);
+    }
+    return code;
+}
+
+static void trim_end(char *s) {
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = 0;
+}
+
+/* ---- one stage ----------------------------------------------------------------------------------------------- */
+
+typedef enum { ST_NOT_BUILT, ST_SKIPPED, ST_RAN, ST_WOULD_RUN, ST_FAILED } stage_status;
+
+typedef struct run_ctx {
+    const dk_run_plan *plan;
+    const char *bin;
+    const char *config_dir;
+    const char **overrides;    /* (n_overrides) the user's, passed to every stage */
+    size_t n_overrides;
+} run_ctx;
+
+/* The stage's argv: [mpirun -n N args...] BIN/job [--check] --config-dir DIR stage_args... overrides... */
+static char **stage_argv(const run_ctx *c, const dk_stage *s, bool check) {
+    const dk_run_plan *p = c->plan;
+    const bool mpi = s->mpi && p->ranks > 1 && !check;
+    size_t n = 0, cap = 8 + p->n_mpirun_args + s->n_args + c->n_overrides;
+    char **argv = dk_calloc(cap, sizeof *argv);
+    if (mpi) {
+        argv[n++] = dk_strdup("mpirun");
+        argv[n++] = dk_strdup("-n");
+        argv[n++] = dk_sprintf("%lld", (long long)p->ranks);
+        for (size_t i = 0; i < p->n_mpirun_args; i++) argv[n++] = dk_strdup(p->mpirun_args[i]);
+    }
+    argv[n++] = dk_sprintf("%s/%s", c->bin, s->job);
+    if (check) argv[n++] = dk_strdup("--check");
+    argv[n++] = dk_strdup("--config-dir");
+    argv[n++] = dk_strdup(c->config_dir);
+    for (size_t i = 0; i < s->n_args; i++) argv[n++] = dk_strdup(s->args[i]);
+    for (size_t i = 0; i < c->n_overrides; i++) argv[n++] = dk_strdup(c->overrides[i]);
+    argv[n] = NULL;
+    return argv;
+}
+
+static void free_argv(char **argv) {
+    for (int i = 0; argv[i]; i++) free(argv[i]);
+    free(argv);
+}
+
+/* Whether the stage's executable offers --check (its --help mentions it). The method jobs and diff_preprocess do;
+ * a stage without it decides for itself whether its results are reusable, so it always runs. */
+static bool offers_check(const char *exe) {
+    char *argv[] = {(char *)exe, "--help", NULL}, *out = NULL, *errs = NULL, why[256];
+    int code = run_captured(argv, &out, &errs, why, sizeof why);
+    bool yes = code == 0 && strstr(out, "--check") != NULL;
+    free(out);
+    free(errs);
+    return yes;
+}
+
+static bool is_executable(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* ---- the command --------------------------------------------------------------------------------------------- */
+
+int cmd_run(int argc, char **argv) {
+    const bool dry_run = dk_job_take_flag(&argc, argv, "--dry-run");
+    dk_cfg *cfg = dk_job_config("diffkit run", USAGE, argc, argv); /* --help, --print-config, config errors: exit */
+    dk_job_args args;
+    dk_err err = {0};
+    if (dk_job_args_parse(argc, argv, &args, &err) != 0) dk_die(&err);
+    dk_run_plan plan;
+    if (dk_run_plan_make(cfg, &plan, &err) != 0) dk_die(&err);
+    char *bin = bin_dir();
+    run_ctx c = {.plan = &plan, .bin = bin, .config_dir = cfg->config_dir, .overrides = args.overrides,
+                 .n_overrides = args.n_overrides};
+    const size_t n = plan.n_stages;
+    printf("diffkit run: pipeline.mode=%s, %zu stage(s); executables in %s", plan.mode, n, bin);
+    if (plan.ranks > 1) printf("; stages that run on ranks: mpirun -n %lld", (long long)plan.ranks);
+    printf("\n");
+    if (plan.why_no_preprocess) printf("  preprocess: not needed (%s)\n", plan.why_no_preprocess);
+    if (plan.ranks > 1 && geteuid() == 0 && !getenv("OMPI_ALLOW_RUN_AS_ROOT")) {
+        /* Open MPI refuses to start as root unless told; containers often run as root */
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        printf("  running as root: OMPI_ALLOW_RUN_AS_ROOT=1 set for mpirun\n");
+    }
+
+    stage_status *status = dk_calloc(n ? n : 1, sizeof *status);
+    double *seconds = dk_calloc(n ? n : 1, sizeof *seconds);
+    int exit_code = 0, not_built = 0;
+    bool earlier_runs = false; /* --dry-run: a stage before this one would run (its outputs may feed this one) */
+    const double t_all = dk_time_now();
+    for (size_t i = 0; i < n && exit_code == 0; i++) {
+        const dk_stage *s = &plan.stages[i];
+        char *exe = dk_sprintf("%s/%s", bin, s->job);
+        char label[160];
+        snprintf(label, sizeof label, "[%zu/%zu] %s (%s)", i + 1, n, s->name, s->job);
+        if (!is_executable(exe)) {
+            printf("%s: missing: %s is not built%s\n", label, exe,
+                   s->kind == DK_STAGE_AGENT || s->kind == DK_STAGE_REPORT ? " (this checkout has no such job yet)"
+                                                                          : " (make build)");
+            status[i] = ST_NOT_BUILT;
+            not_built++;
+            free(exe);
+            continue;
+        }
+        const double t0 = dk_time_now();
+        bool must_run = true;
+        char why[512];
+        if (offers_check(exe)) {
+            char **cargv = stage_argv(&c, s, true), *out = NULL, *errs = NULL;
+            int code = run_captured(cargv, &out, &errs, why, sizeof why);
+            trim_end(out);
+            trim_end(errs);
+            const char *verdict = strrchr(out, '\n') ? strrchr(out, '\n') + 1 : out;
+            if (code == DK_EXIT_OK) {
+                must_run = false;
+                printf("%s: skipped: %s\n", label, verdict);
+            } else if (code == DK_EXIT_MUST_RUN) {
+                printf("%s: %s: %s\n", label, dry_run ? "would run" : "runs", verdict);
+            } else if (dry_run && earlier_runs && s->kind == DK_STAGE_METHOD && s->reads_stores) {
+                printf("%s: would run after the stages before it (its check cannot tell yet: %s)\n", label,
+                       errs[0] ? errs : why);
+            } else {
+                char *cmd = command_text(cargv);
+                if (out[0]) printf("%s\n", out);
+                if (errs[0]) fprintf(stderr, "%s\n", errs);
+                if (code < 0)
+                    fprintf(stderr, "diffkit run: stage %s: its check could not run (%s): %s\n", s->name, why, cmd);
+                else
+                    fprintf(stderr, "diffkit run: stage %s: its check failed (exit %d): %s\n", s->name, code, cmd);
+                free(cmd);
+                exit_code = code > 0 ? code : DK_EXIT_RUNTIME;
+                status[i] = ST_FAILED;
+            }
+            free(out);
+            free(errs);
+            free_argv(cargv);
+        } else {
+            printf("%s: %s: %s offers no --check (it decides itself what to reuse)\n", label,
+                   dry_run ? "would run" : "runs", s->job);
+        }
+        if (exit_code != 0) {
+            free(exe);
+            break;
+        }
+        if (!must_run) {
+            status[i] = ST_SKIPPED;
+        } else if (dry_run) {
+            status[i] = ST_WOULD_RUN;
+            earlier_runs = true;
+        } else {
+            char **rargv = stage_argv(&c, s, false);
+            char *cmd = command_text(rargv);
+            printf("== %s: %s\n", label, cmd);
+            int code = run_child(rargv, -1, -1, why, sizeof why);
+            if (code != 0) {
+                char how[600];
+                if (code < 0 || code > 128) snprintf(how, sizeof how, "%s", why);
+                else snprintf(how, sizeof how, "exit %d", code);
+                fprintf(stderr, "diffkit run: stage %s failed (%s) after %.1f s. Rerun it alone with:\n    %s\n"
+                        "or rerun diffkit run with the same arguments: the finished stages are skipped.\n", s->name,
+                        how, dk_time_now() - t0, cmd);
+                exit_code = code > 0 ? code : DK_EXIT_RUNTIME;
+                status[i] = ST_FAILED;
+            } else {
+                status[i] = ST_RAN;
+            }
+            free(cmd);
+            free_argv(rargv);
+        }
+        seconds[i] = dk_time_now() - t0;
+        free(exe);
+    }
+    if (!dry_run) {
+        static const char *const NAMES[] = {"missing (not built)", "skipped", "ran", "would run", "FAILED"};
+        printf("diffkit run: summary (%.1f s in all; a skipped stage's time is its check)\n", dk_time_now() - t_all);
+        for (size_t i = 0; i < n; i++) {
+            printf("  %-28s %-20s %7.1f s\n", plan.stages[i].name, NAMES[status[i]], seconds[i]);
+            if (status[i] == ST_FAILED) break;
+        }
+    }
+    if (exit_code == 0 && not_built > 0) {
+        fprintf(stderr, "diffkit run: incomplete: %d selected stage(s) are not built (listed as missing above)\n",
+                not_built);
+        exit_code = DK_EXIT_RUNTIME;
+    }
+    free(status);
+    free(seconds);
+    free(bin);
+    dk_run_plan_free(&plan);
+    dk_job_args_free(&args);
+    dk_cfg_free(cfg);
+    return exit_code;
+}
