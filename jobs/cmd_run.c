@@ -12,11 +12,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +25,7 @@
 #include "core/error.h"
 #include "core/strutil.h"
 #include "core/timer.h"
+#include "io/file.h"
 #include "pipeline/run_plan.h"
 
 extern char **environ;
@@ -47,14 +48,7 @@ static const char *USAGE =
 
 static char *bin_dir(void) {
     const char *env = getenv("DIFFKIT_BIN");
-    if (env && *env) return dk_strdup(env);
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return dk_strdup(".");
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    if (slash) *slash = 0;
-    return dk_strdup(self);
+    return env && *env ? dk_strdup(env) : dk_exe_dir();
 }
 
 /* argv as a shell command a person can paste: arguments quoted when they hold anything but safe characters. */
@@ -82,8 +76,9 @@ static char *command_text(char *const *argv) {
 }
 
 /* Runs argv to the end. out_fd / err_fd >= 0 take the child's stdout / stderr (else inherited). Returns the exit
- * code, 128 + signal when killed, or -1 when it could not start (errno-style message in why). */
-static int run_child(char *const *argv, int out_fd, int err_fd, char *why, size_t cap) {
+ * code, 128 + signal when killed, or -1 when it could not start (errno-style message in why). *cpu_s (may be
+ * NULL): the CPU seconds (user + system) the child and its own children used. */
+static int run_child(char *const *argv, int out_fd, int err_fd, char **envp, double *cpu_s, char *why, size_t cap) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     if (out_fd >= 0) posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
@@ -91,18 +86,22 @@ static int run_child(char *const *argv, int out_fd, int err_fd, char *why, size_
     fflush(stdout);
     fflush(stderr);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp ? envp : environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         snprintf(why, cap, "cannot start %s: %s", argv[0], strerror(rc));
         return -1;
     }
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
+    struct rusage ru = {0};
+    while (wait4(pid, &status, 0, &ru) < 0)
         if (errno != EINTR) {
             snprintf(why, cap, "waiting for %s: %s", argv[0], strerror(errno));
             return -1;
         }
+    if (cpu_s)
+        *cpu_s = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+                 1e-6 * (double)ru.ru_stime.tv_usec;
     if (WIFSIGNALED(status)) {
         snprintf(why, cap, "killed by signal %d", WTERMSIG(status));
         return 128 + WTERMSIG(status);
@@ -110,11 +109,24 @@ static int run_child(char *const *argv, int out_fd, int err_fd, char *why, size_
     return WEXITSTATUS(status);
 }
 
-/* Runs argv with stdout and stderr captured into malloc'ed texts. */
+/* The environment of the checks: this one, plus OMPI_MCA_ess_singleton_isolated=1 (unless set): a check is one
+ * process that spawns nothing, and Open MPI then starts it without its runtime daemon (0.3 s instead of 1 s). */
+static char **check_environment(void) {
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = dk_calloc(n + 2, sizeof *env);
+    memcpy(env, environ, n * sizeof *env);
+    if (!getenv("OMPI_MCA_ess_singleton_isolated")) env[n] = "OMPI_MCA_ess_singleton_isolated=1";
+    return env;
+}
+
+/* Runs argv with stdout and stderr captured into malloc'ed texts, in the checks' environment. */
 static int run_captured(char *const *argv, char **out, char **errs, char *why, size_t cap) {
     FILE *o = tmpfile(), *e = tmpfile();
     CHECK(o && e, "cannot create a temporary file for a stage's check output: %s", strerror(errno));
-    int code = run_child(argv, fileno(o), fileno(e), why, cap);
+    char **env = check_environment();
+    int code = run_child(argv, fileno(o), fileno(e), env, NULL, why, cap);
+    free(env);
     FILE *files[2] = {o, e};
     char **texts[2] = {out, errs};
     for (int i = 0; i < 2; i++) {
@@ -171,9 +183,10 @@ static void free_argv(char **argv) {
     free(argv);
 }
 
-/* Whether the stage's executable offers --check (its --help mentions it). The method jobs and diff_preprocess do;
- * a stage without it decides for itself whether its results are reusable, so it always runs. */
-static bool offers_check(const char *exe) {
+/* Whether the stage's executable offers --check. diff_preprocess and the method jobs do; for the others (agent,
+ * report) its --help says. A stage without it decides for itself whether its results are reusable: it always runs. */
+static bool offers_check(const dk_stage *s, const char *exe) {
+    if (s->kind == DK_STAGE_PREPROCESS || s->kind == DK_STAGE_METHOD) return true;
     char *argv[] = {(char *)exe, "--help", NULL}, *out = NULL, *errs = NULL, why[256];
     int code = run_captured(argv, &out, &errs, why, sizeof why);
     bool yes = code == 0 && strstr(out, "--check") != NULL;
@@ -213,7 +226,7 @@ int cmd_run(int argc, char **argv) {
     }
 
     stage_status *status = dk_calloc(n ? n : 1, sizeof *status);
-    double *seconds = dk_calloc(n ? n : 1, sizeof *seconds);
+    double *seconds = dk_calloc(n ? n : 1, sizeof *seconds), *cpu = dk_calloc(n ? n : 1, sizeof *cpu);
     int exit_code = 0, not_built = 0;
     bool earlier_runs = false; /* --dry-run: a stage before this one would run (its outputs may feed this one) */
     const double t_all = dk_time_now();
@@ -234,7 +247,7 @@ int cmd_run(int argc, char **argv) {
         const double t0 = dk_time_now();
         bool must_run = true;
         char why[512];
-        if (offers_check(exe)) {
+        if (offers_check(s, exe)) {
             char **cargv = stage_argv(&c, s, true), *out = NULL, *errs = NULL;
             int code = run_captured(cargv, &out, &errs, why, sizeof why);
             trim_end(out);
@@ -246,8 +259,9 @@ int cmd_run(int argc, char **argv) {
             } else if (code == DK_EXIT_MUST_RUN) {
                 printf("%s: %s: %s\n", label, dry_run ? "would run" : "runs", verdict);
             } else if (dry_run && earlier_runs && s->kind == DK_STAGE_METHOD && s->reads_stores) {
-                printf("%s: would run after the stages before it (its check cannot tell yet: %s)\n", label,
-                       errs[0] ? errs : why);
+                const char *msg = strstr(errs, "error: ") ? strstr(errs, "error: ") + 7 : errs;
+                printf("%s: would run after the stages above (its check cannot tell before they have run: %s)\n",
+                       label, msg);
             } else {
                 char *cmd = command_text(cargv);
                 if (out[0]) printf("%s\n", out);
@@ -280,10 +294,12 @@ int cmd_run(int argc, char **argv) {
             char **rargv = stage_argv(&c, s, false);
             char *cmd = command_text(rargv);
             printf("== %s: %s\n", label, cmd);
-            int code = run_child(rargv, -1, -1, why, sizeof why);
+            why[0] = 0;
+            int code = run_child(rargv, -1, -1, NULL, &cpu[i], why, sizeof why);
             if (code != 0) {
                 char how[600];
-                if (code < 0 || code > 128) snprintf(how, sizeof how, "%s", why);
+                if (code < 0 || why[0]) snprintf(how, sizeof how, "%s", why);  /* could not start, or a signal */
+                else if (code > 128) snprintf(how, sizeof how, "exit %d: a process was killed by signal %d", code, code - 128);
                 else snprintf(how, sizeof how, "exit %d", code);
                 fprintf(stderr, "diffkit run: stage %s failed (%s) after %.1f s. Rerun it alone with:\n    %s\n"
                         "or rerun diffkit run with the same arguments: the finished stages are skipped.\n", s->name,
@@ -302,8 +318,11 @@ int cmd_run(int argc, char **argv) {
     if (!dry_run) {
         static const char *const NAMES[] = {"missing (not built)", "skipped", "ran", "would run", "FAILED"};
         printf("diffkit run: summary (%.1f s in all; a skipped stage's time is its check)\n", dk_time_now() - t_all);
+        printf("  %-28s %-20s %9s %9s\n", "stage", "", "wall", "CPU");
         for (size_t i = 0; i < n; i++) {
-            printf("  %-28s %-20s %7.1f s\n", plan.stages[i].name, NAMES[status[i]], seconds[i]);
+            printf("  %-28s %-20s %7.1f s", plan.stages[i].name, NAMES[status[i]], seconds[i]);
+            if (status[i] == ST_RAN) printf(" %7.1f s", cpu[i]);
+            printf("\n");
             if (status[i] == ST_FAILED) break;
         }
     }
@@ -314,6 +333,7 @@ int cmd_run(int argc, char **argv) {
     }
     free(status);
     free(seconds);
+    free(cpu);
     free(bin);
     dk_run_plan_free(&plan);
     dk_job_args_free(&args);

@@ -399,6 +399,31 @@ static void check_store(const dk_dist *d, const settings *s, const dk_store_layo
                  : "; the job refuses to replace it unless preprocessing.overwrite=true");
 }
 
+/* The closing report: totals over ranks; forward, narrowing and I/O as the slowest rank saw them; the writer
+ * thread's time (narrowing + HDF5) hidden behind the forwards, summed over ranks. Collective. */
+static void report_totals(const dk_dist *d, const job_totals *jt, const char *compute, const char *store_dir,
+                          double t0) {
+    int64_t tokens = dk_dist_sum_i64(d, jt->mine.tokens), bytes = dk_dist_sum_i64(d, jt->mine.bytes);
+    double compute_s = dk_dist_max_f64(d, jt->mine.compute_s), io = dk_dist_max_f64(d, jt->mine.io_s);
+    double narrow_s = dk_dist_max_f64(d, jt->mine.narrow_s);
+    double writer_mine = jt->mine.narrow_s + jt->mine.io_s;
+    double hidden_mine = writer_mine * dk_pp_hidden_share(writer_mine, jt->mine.wait_s), hidden = 0, writer_all = 0;
+    MPI_Allreduce(&hidden_mine, &hidden, 1, MPI_DOUBLE, MPI_SUM, d->comm);
+    MPI_Allreduce(&writer_mine, &writer_all, 1, MPI_DOUBLE, MPI_SUM, d->comm);
+    double wall = dk_time_now() - t0;
+    char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
+    double busy = compute_s + narrow_s + io > 0 ? compute_s + narrow_s + io : 1;
+    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); forward "
+             "%.0f%%, narrowing %.0f%%, I/O %.0f%% (%.2fs / %.2fs / %.2fs), %.0f%% of the narrowing and I/O hidden "
+             "behind the forward; %s written (%s/s)",
+             compute, (int)jt->stores_written, (int)jt->stores_reused, dk_format_count(b1, (double)tokens),
+             dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
+             100 * compute_s / busy, 100 * narrow_s / busy, 100 * io / busy, compute_s, narrow_s, io,
+             writer_all > 0 ? 100 * hidden / writer_all : 0,
+             dk_format_bytes(b4, (double)bytes), dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
+    LOG_INFO("stores under %s", store_dir);
+}
+
 int main(int argc, char **argv) {
     dk_dist d;
     dk_dist_init(&argc, &argv, &d);
@@ -600,51 +625,25 @@ int main(int argc, char **argv) {
         }
     }
 
+    int exit_code = DK_EXIT_OK;
     if (check_mode) {
-        const bool all_complete = tally.n_pending == 0;
-        if (d.rank == 0 && all_complete)
+        exit_code = tally.n_pending == 0 ? DK_EXIT_OK : DK_EXIT_MUST_RUN;
+        if (d.rank == 0 && exit_code == DK_EXIT_OK)
             printf("diff_preprocess: complete: the %d stores under %s are complete with the same plan fingerprints\n",
                    tally.n_stores, s.store_dir);
         else if (d.rank == 0)
             printf("diff_preprocess: must run: %d of %d stores to make or finish (the first: %s)\n", tally.n_pending,
                    tally.n_stores, tally.first);
         fflush(stdout);
-        if (hc_loaded) dk_hf_config_free(&hc);
-        if (tok) dk_tokenizer_free(tok);
-        free(base_name);
-        free(ft_name);
-        for (int i = 0; i < n_datasets; i++) free(datasets[i].splits);
-        free_settings(&s);
-        dk_cfg_free(cfg);
-        dk_dist_finalize(&d);
-        return all_complete ? DK_EXIT_OK : DK_EXIT_MUST_RUN;
+    } else {
+        report_totals(&d, &jt, compute, s.store_dir, t0);
     }
-    /* report: totals over ranks; forward, narrowing and I/O as the slowest rank saw them; the writer thread's
-     * time (narrowing + HDF5) hidden behind the forwards, summed over ranks */
-    int64_t tokens = dk_dist_sum_i64(&d, jt.mine.tokens), bytes = dk_dist_sum_i64(&d, jt.mine.bytes);
-    double compute_s = dk_dist_max_f64(&d, jt.mine.compute_s), io = dk_dist_max_f64(&d, jt.mine.io_s);
-    double narrow_s = dk_dist_max_f64(&d, jt.mine.narrow_s);
-    double writer_mine = jt.mine.narrow_s + jt.mine.io_s;
-    double hidden_mine = writer_mine * dk_pp_hidden_share(writer_mine, jt.mine.wait_s), hidden = 0, writer_all = 0;
-    MPI_Allreduce(&hidden_mine, &hidden, 1, MPI_DOUBLE, MPI_SUM, d.comm);
-    MPI_Allreduce(&writer_mine, &writer_all, 1, MPI_DOUBLE, MPI_SUM, d.comm);
-    double wall = dk_time_now() - t0;
-    char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
-    double busy = compute_s + narrow_s + io > 0 ? compute_s + narrow_s + io : 1;
-    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); forward "
-             "%.0f%%, narrowing %.0f%%, I/O %.0f%% (%.2fs / %.2fs / %.2fs), %.0f%% of the narrowing and I/O hidden "
-             "behind the forward; %s written (%s/s)",
-             compute, (int)jt.stores_written, (int)jt.stores_reused, dk_format_count(b1, (double)tokens),
-             dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
-             100 * compute_s / busy, 100 * narrow_s / busy, 100 * io / busy, compute_s, narrow_s, io,
-             writer_all > 0 ? 100 * hidden / writer_all : 0,
-             dk_format_bytes(b4, (double)bytes), dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
-    LOG_INFO("stores under %s", s.store_dir);
     if (ft_be_open) dk_backend_close(&ft_be);
     if (base_be_open) dk_backend_close(&base_be);
     if (ft_open && s.m.ft_is_adapter) dk_lora_free(&adapter);
     if (ft_open && !s.m.ft_is_adapter) dk_model_close(&full_ft);
     if (base_open) dk_model_close(&base);
+    if (hc_loaded) dk_hf_config_free(&hc);
     if (tok) dk_tokenizer_free(tok);
     free(base_name);
     free(ft_name);
@@ -652,5 +651,5 @@ int main(int argc, char **argv) {
     free_settings(&s);
     dk_cfg_free(cfg);
     dk_dist_finalize(&d);
-    return 0;
+    return exit_code;
 }
