@@ -200,6 +200,72 @@ static bool is_executable(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
+/* Asks the stage whether complete results for its inputs exist (`STAGE --check`, see the file comment) and prints
+ * the verdict. *skip: they do. Returns 0, or the exit code that stops the chain (its check failed). earlier_runs
+ * (--dry-run): a stage above would run first, so a method that reads stores may not find them yet. */
+static int check_stage(const run_ctx *c, const dk_stage *s, const char *exe, const char *label, bool dry_run,
+                       bool earlier_runs, bool *skip) {
+    *skip = false;
+    if (!offers_check(s, exe)) {
+        printf("%s: %s: %s offers no --check (it decides itself what to reuse)\n", label,
+               dry_run ? "would run" : "runs", s->job);
+        return 0;
+    }
+    char **cargv = stage_argv(c, s, true), *out = NULL, *errs = NULL, why[512] = "";
+    const int code = run_captured(cargv, &out, &errs, why, sizeof why);
+    trim_end(out);
+    trim_end(errs);
+    const char *verdict = strrchr(out, '\n') ? strrchr(out, '\n') + 1 : out;
+    int rc = 0;
+    if (code == DK_EXIT_OK) {
+        *skip = true;
+        printf("%s: skipped: %s\n", label, verdict);
+    } else if (code == DK_EXIT_MUST_RUN) {
+        printf("%s: %s: %s\n", label, dry_run ? "would run" : "runs", verdict);
+    } else if (dry_run && earlier_runs && s->kind == DK_STAGE_METHOD && s->reads_stores) {
+        const char *msg = strstr(errs, "error: ") ? strstr(errs, "error: ") + 7 : errs;
+        printf("%s: would run after the stages above (its check cannot tell before they have run: %s)\n", label, msg);
+    } else {
+        char *cmd = command_text(cargv);
+        if (out[0]) printf("%s\n", out);
+        if (errs[0]) fprintf(stderr, "%s\n", errs);
+        if (code < 0)
+            fprintf(stderr, "diffkit run: stage %s: its check could not run (%s): %s\n", s->name, why, cmd);
+        else
+            fprintf(stderr, "diffkit run: stage %s: its check failed (exit %d): %s\n", s->name, code, cmd);
+        free(cmd);
+        rc = code > 0 ? code : DK_EXIT_RUNTIME;
+    }
+    free(out);
+    free(errs);
+    free_argv(cargv);
+    return rc;
+}
+
+/* Runs the stage, its output streamed. Returns 0, or its exit code (named with the command that reruns it). */
+static int run_stage(const run_ctx *c, const dk_stage *s, const char *label, double *cpu_s) {
+    char **argv = stage_argv(c, s, false);
+    char *cmd = command_text(argv), why[512] = "";
+    printf("== %s: %s\n", label, cmd);
+    const double t0 = dk_time_now();
+    const int code = run_child(argv, -1, -1, NULL, cpu_s, why, sizeof why);
+    if (code != 0) {
+        char how[600];
+        if (code < 0 || why[0]) /* could not start, or killed by a signal */
+            snprintf(how, sizeof how, "%s", why);
+        else if (code > 128)
+            snprintf(how, sizeof how, "exit %d: a process was killed by signal %d", code, code - 128);
+        else
+            snprintf(how, sizeof how, "exit %d", code);
+        fprintf(stderr, "diffkit run: stage %s failed (%s) after %.1f s. Rerun it alone with:\n    %s\n"
+                "or rerun diffkit run with the same arguments: the finished stages are skipped.\n", s->name, how,
+                dk_time_now() - t0, cmd);
+    }
+    free(cmd);
+    free_argv(argv);
+    return code == 0 ? 0 : code > 0 ? code : DK_EXIT_RUNTIME;
+}
+
 /* ---- the command --------------------------------------------------------------------------------------------- */
 
 int cmd_run(int argc, char **argv) {
@@ -245,75 +311,23 @@ int cmd_run(int argc, char **argv) {
             continue;
         }
         const double t0 = dk_time_now();
-        bool must_run = true;
-        char why[512];
-        if (offers_check(s, exe)) {
-            char **cargv = stage_argv(&c, s, true), *out = NULL, *errs = NULL;
-            int code = run_captured(cargv, &out, &errs, why, sizeof why);
-            trim_end(out);
-            trim_end(errs);
-            const char *verdict = strrchr(out, '\n') ? strrchr(out, '\n') + 1 : out;
-            if (code == DK_EXIT_OK) {
-                must_run = false;
-                printf("%s: skipped: %s\n", label, verdict);
-            } else if (code == DK_EXIT_MUST_RUN) {
-                printf("%s: %s: %s\n", label, dry_run ? "would run" : "runs", verdict);
-            } else if (dry_run && earlier_runs && s->kind == DK_STAGE_METHOD && s->reads_stores) {
-                const char *msg = strstr(errs, "error: ") ? strstr(errs, "error: ") + 7 : errs;
-                printf("%s: would run after the stages above (its check cannot tell before they have run: %s)\n",
-                       label, msg);
-            } else {
-                char *cmd = command_text(cargv);
-                if (out[0]) printf("%s\n", out);
-                if (errs[0]) fprintf(stderr, "%s\n", errs);
-                if (code < 0)
-                    fprintf(stderr, "diffkit run: stage %s: its check could not run (%s): %s\n", s->name, why, cmd);
-                else
-                    fprintf(stderr, "diffkit run: stage %s: its check failed (exit %d): %s\n", s->name, code, cmd);
-                free(cmd);
-                exit_code = code > 0 ? code : DK_EXIT_RUNTIME;
-                status[i] = ST_FAILED;
-            }
-            free(out);
-            free(errs);
-            free_argv(cargv);
-        } else {
-            printf("%s: %s: %s offers no --check (it decides itself what to reuse)\n", label,
-                   dry_run ? "would run" : "runs", s->job);
-        }
+        bool skip = false;
+        exit_code = check_stage(&c, s, exe, label, dry_run, earlier_runs, &skip);
+        free(exe);
         if (exit_code != 0) {
-            free(exe);
+            status[i] = ST_FAILED;
             break;
         }
-        if (!must_run) {
+        if (skip) {
             status[i] = ST_SKIPPED;
         } else if (dry_run) {
             status[i] = ST_WOULD_RUN;
             earlier_runs = true;
         } else {
-            char **rargv = stage_argv(&c, s, false);
-            char *cmd = command_text(rargv);
-            printf("== %s: %s\n", label, cmd);
-            why[0] = 0;
-            int code = run_child(rargv, -1, -1, NULL, &cpu[i], why, sizeof why);
-            if (code != 0) {
-                char how[600];
-                if (code < 0 || why[0]) snprintf(how, sizeof how, "%s", why);  /* could not start, or a signal */
-                else if (code > 128) snprintf(how, sizeof how, "exit %d: a process was killed by signal %d", code, code - 128);
-                else snprintf(how, sizeof how, "exit %d", code);
-                fprintf(stderr, "diffkit run: stage %s failed (%s) after %.1f s. Rerun it alone with:\n    %s\n"
-                        "or rerun diffkit run with the same arguments: the finished stages are skipped.\n", s->name,
-                        how, dk_time_now() - t0, cmd);
-                exit_code = code > 0 ? code : DK_EXIT_RUNTIME;
-                status[i] = ST_FAILED;
-            } else {
-                status[i] = ST_RAN;
-            }
-            free(cmd);
-            free_argv(rargv);
+            exit_code = run_stage(&c, s, label, &cpu[i]);
+            status[i] = exit_code == 0 ? ST_RAN : ST_FAILED;
         }
         seconds[i] = dk_time_now() - t0;
-        free(exe);
     }
     if (!dry_run) {
         static const char *const NAMES[] = {"missing (not built)", "skipped", "ran", "would run", "FAILED"};
