@@ -38,7 +38,8 @@ static const char *USAGE =
     "stores. diffing/method=NAME runs that method alone. A stage whose complete results for these inputs exist\n"
     "is skipped (each stage's --check says so without loading a model). Settings of one stage go in\n"
     "pipeline.stage_args.<executable> (a list of key=value); the overrides given here go to every stage.\n"
-    "pipeline.ranks=N (N > 1) starts the stages that run on ranks with `mpirun -n N pipeline.mpirun_args...`.\n"
+    "pipeline.ranks=N (N > 1) starts the stages that run on ranks with `mpirun -n N pipeline.mpirun_args...`\n"
+    "(infrastructure.launcher=srun: `srun -n N`, inside a SLURM allocation).\n"
     "The stage executables are those beside this diffkit, or in $DIFFKIT_BIN.\n"
     "  --dry-run   print the plan: which stages run, which are skipped or missing, and why; run nothing\n"
     "Exit: 0 all selected stages done or skipped; a failed stage's code; 1 when a stage is not built; 2 config.\n"
@@ -156,17 +157,19 @@ typedef struct run_ctx {
     size_t n_overrides;
 } run_ctx;
 
-/* The stage's argv: [mpirun -n N args...] BIN/job [--check] --config-dir DIR stage_args... overrides... */
+/* The stage's argv: [mpirun -n N mpirun_args... | srun -n N] BIN/job [--check] --config-dir DIR stage_args...
+ * overrides... */
 static char **stage_argv(const run_ctx *c, const dk_stage *s, bool check) {
     const dk_run_plan *p = c->plan;
     const bool mpi = s->mpi && p->ranks > 1 && !check;
     size_t n = 0, cap = 8 + p->n_mpirun_args + s->n_args + c->n_overrides;
     char **argv = dk_calloc(cap, sizeof *argv);
-    if (mpi) {
-        argv[n++] = dk_strdup("mpirun");
+    if (mpi) { /* srun: inside an allocation, which says the rest */
+        argv[n++] = dk_strdup(p->launcher);
         argv[n++] = dk_strdup("-n");
         argv[n++] = dk_sprintf("%lld", (long long)p->ranks);
-        for (size_t i = 0; i < p->n_mpirun_args; i++) argv[n++] = dk_strdup(p->mpirun_args[i]);
+        for (size_t i = 0; strcmp(p->launcher, "mpirun") == 0 && i < p->n_mpirun_args; i++)
+            argv[n++] = dk_strdup(p->mpirun_args[i]);
     }
     argv[n++] = dk_sprintf("%s/%s", c->bin, s->job);
     if (check) argv[n++] = dk_strdup("--check");
@@ -281,10 +284,10 @@ int cmd_run(int argc, char **argv) {
                  .n_overrides = args.n_overrides};
     const size_t n = plan.n_stages;
     printf("diffkit run: pipeline.mode=%s, %zu stage(s); executables in %s", plan.mode, n, bin);
-    if (plan.ranks > 1) printf("; stages that run on ranks: mpirun -n %lld", (long long)plan.ranks);
+    if (plan.ranks > 1) printf("; stages that run on ranks: %s -n %lld", plan.launcher, (long long)plan.ranks);
     printf("\n");
     if (plan.why_no_preprocess) printf("  preprocess: not needed (%s)\n", plan.why_no_preprocess);
-    if (plan.ranks > 1 && geteuid() == 0 && !getenv("OMPI_ALLOW_RUN_AS_ROOT")) {
+    if (plan.ranks > 1 && strcmp(plan.launcher, "mpirun") == 0 && geteuid() == 0 && !getenv("OMPI_ALLOW_RUN_AS_ROOT")) {
         /* Open MPI refuses to start as root unless told; containers often run as root */
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);

@@ -89,7 +89,8 @@ static int add_methods(const dk_cfg *cfg, dk_run_plan *p, dk_err *err) {
     if (n == 0) {
         free(names);
         return dk_err_set(err, DK_EXIT_USAGE, "pipeline.methods is empty: list the methods to run (names of "
-                          "configs/diffing/method/*.yaml, e.g. [kl, diff_mining]), or choose one with diffing/method=NAME");
+                          "configs/diffing/method/*.yaml, e.g. [kl, diff_mining]), or choose one with "
+                          "diffing/method=NAME");
     }
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -122,14 +123,24 @@ int dk_run_plan_make(const dk_cfg *cfg, dk_run_plan *plan, dk_err *err) {
         rc = dk_err_set(err, DK_EXIT_USAGE, "pipeline.ranks = %lld: must be at least 1 (1 runs each stage directly, N "
                         "under `mpirun -n N`)", (long long)p->ranks);
     if (rc == 0) rc = string_list(cfg, "pipeline.mpirun_args", &p->mpirun_args, &p->n_mpirun_args, err);
-    if (rc != 0) return -1;
+    p->launcher = "mpirun";
+    if (rc == 0 && dk_cfg_has(cfg, "infrastructure.launcher"))
+        rc = dk_cfg_try_str(cfg, "infrastructure.launcher", false, &p->launcher, err);
+    if (rc == 0 && strcmp(p->launcher, "mpirun") != 0 && strcmp(p->launcher, "srun") != 0)
+        rc = dk_err_set(err, DK_EXIT_USAGE, "infrastructure.launcher = %s: diffkit run starts ranks with mpirun or "
+                        "srun", p->launcher);
+    if (rc != 0) {
+        free(p->mpirun_args);
+        p->mpirun_args = NULL;
+        return -1;
+    }
     const char *mode = p->mode;
     const bool full = strcmp(mode, "full") == 0, pre = strcmp(mode, "preprocessing") == 0;
     const bool diffing = strcmp(mode, "diffing") == 0, eval = strcmp(mode, "evaluation") == 0;
     const bool no_eval = strcmp(mode, "no_evaluation") == 0;
     if (!full && !pre && !diffing && !eval && !no_eval)
-        return dk_err_set(err, DK_EXIT_USAGE, "pipeline.mode = %s: expected full, preprocessing, diffing, evaluation or "
-                          "no_evaluation", mode);
+        return dk_err_set(err, DK_EXIT_USAGE, "pipeline.mode = %s: expected full, preprocessing, diffing, evaluation "
+                          "or no_evaluation", mode);
     if (pre) {
         add(p, DK_STAGE_PREPROCESS, "preprocess", "diff_preprocess", true, false);
     } else {
@@ -145,7 +156,8 @@ int dk_run_plan_make(const dk_cfg *cfg, dk_run_plan *plan, dk_err *err) {
             add(p, DK_STAGE_PREPROCESS, "preprocess", "diff_preprocess", true, false);
         else if (full || no_eval)
             p->why_no_preprocess = "none of the methods reads activation stores";
-        for (size_t i = 0; i < methods.n_stages; i++) *add(p, DK_STAGE_METHOD, "", "", false, false) = methods.stages[i];
+        for (size_t i = 0; i < methods.n_stages; i++)
+            *add(p, DK_STAGE_METHOD, "", "", false, false) = methods.stages[i];
         free(methods.stages);
         if (full || eval) add(p, DK_STAGE_AGENT, "agent", "diff_agent", false, false);
         add(p, DK_STAGE_REPORT, "report", "diff_report", false, false);
@@ -165,7 +177,8 @@ int dk_run_plan_make(const dk_cfg *cfg, dk_run_plan *plan, dk_err *err) {
             dk_run_plan_free(p);
             return dk_err_set(err, DK_EXIT_USAGE, "pipeline.stage_args.%s: no such stage; the stages are "
                               "diff_preprocess, diff_kl, diff_mining, diff_adl, diff_amplification, "
-                              "diff_activation_analysis, diff_pca, diff_sae, diff_crosscoder, diff_agent, diff_report", job);
+                              "diff_activation_analysis, diff_pca, diff_sae, diff_crosscoder, diff_agent, diff_report",
+                              job);
         }
         char *key = dk_sprintf("pipeline.stage_args.%s", job);
         const char **args = NULL;

@@ -42,7 +42,8 @@ typedef struct dk_run_plan {
     dk_stage *stages;          /* (n_stages) in run order */
     size_t n_stages;
     const char *why_no_preprocess;  /* full / no_evaluation without preprocess: why (else NULL) */
-    int64_t ranks;             /* pipeline.ranks: 1 runs each stage directly, N > 1 under `mpirun -n N` */
+    int64_t ranks;             /* pipeline.ranks: 1 runs each stage directly, N > 1 under `LAUNCHER -n N` */
+    const char *launcher;      /* infrastructure.launcher: mpirun (default) or srun (inside a SLURM allocation) */
     const char **mpirun_args;  /* (n_mpirun_args) pipeline.mpirun_args, given to mpirun before the executable */
     size_t n_mpirun_args;
 } dk_run_plan;

@@ -85,6 +85,18 @@ dk pipeline.ranks=2 "pipeline.methods=[kl,weight_amplification]"; rc=$?
 grep -q "== \[2/5\] kl (diff_kl): mpirun -n 2 --oversubscribe .*/diff_kl " "$tmp/out.log" || bad "ranks=2: no mpirun line for kl"
 rm -f "$STATE"/*.done
 
+# infrastructure.launcher=srun (inside an allocation): `srun -n N`, no mpirun options (srun: a stand-in that runs
+# the command N times)
+mkdir -p "$tmp/path"
+printf '#!/usr/bin/env bash\necho "srun $*" >> "$LOG"\nn=$2; shift 2\nfor i in $(seq "$n"); do "$@" || exit; done\n' > "$tmp/path/srun"
+chmod +x "$tmp/path/srun"
+PATH="$tmp/path:$PATH" dk pipeline.ranks=2 infrastructure.launcher=srun "pipeline.methods=[kl]"; rc=$?
+[ $rc -eq 0 ] || bad "srun: exit $rc"
+grep -q "^srun -n 2 .*/diff_kl --config-dir" "$LOG" || bad "srun: no 'srun -n 2 .../diff_kl' ($(grep srun "$LOG"))"
+[ "$(grep -c '^diff_kl ' "$LOG")" -eq 2 ] || bad "srun: diff_kl did not run twice"
+grep -q -- "--oversubscribe" "$LOG" && bad "srun got mpirun's options"
+rm -f "$STATE"/*.done
+
 # a stage that fails stops the chain with its exit code
 FAIL_diff_mining=5 dk; rc=$?
 [ $rc -eq 5 ] || bad "a stage exiting 5 gave diffkit run exit $rc"
