@@ -20,6 +20,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_undertrained(int argc, char **argv);
 #ifndef DIFFKIT_ENGINE_ONLY
 int cmd_serve(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 #endif
 
 #endif

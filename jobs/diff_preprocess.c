@@ -46,6 +46,7 @@
 #include "io/store_lock.h"
 #include "model/backend.h"
 #include "model/forward.h"
+#include "model/hf_config.h"
 #include "pipeline/model_ids.h"
 #include "pipeline/pp_dataset.h"
 #include "pipeline/pp_plan.h"
@@ -56,7 +57,9 @@ static const char *USAGE =
     "preprocessing.layers for the chat, pretraining and organism datasets into HDF5 stores under\n"
     "preprocessing.activation_store_dir (layout: docs/formats.md). Run one rank per device:\n"
     "    mpirun -n 2 diff_preprocess organism=NAME model=NAME [key=value ...]\n"
-    "A rerun of the same command resumes an interrupted run; complete stores are reused.\n";
+    "A rerun of the same command resumes an interrupted run; complete stores are reused.\n"
+    "--check: say whether every store is complete for these settings, loading no model (the data is read and\n"
+    "tokenized to compute the plan fingerprints): exit 0 (all complete), 3 (the job must run), 2 (config error).\n";
 
 /* Everything the job reads from the configuration, resolved once. */
 typedef struct settings {
@@ -372,9 +375,60 @@ static int do_store_locked(const dk_dist *d, const settings *s, dk_store_layout 
     return 0;
 }
 
+/* --check: the verdict for one store, as do_store would find it (no lock taken, nothing changed). Counts the
+ * stores that are not complete with this fingerprint and keeps the first one's reason. */
+typedef struct check_tally {
+    int n_stores, n_pending;
+    char first[1200];
+} check_tally;
+
+static void check_store(const dk_dist *d, const settings *s, const dk_store_layout *layout, const char *path,
+                        check_tally *t) {
+    if (d->rank != 0) return;
+    t->n_stores++;
+    uint64_t found = 0;
+    char why[1024] = "";
+    const dk_store_state state = dk_store_probe(path, layout->fingerprint, &found, why, sizeof why);
+    if (state == DK_STORE_COMPLETE || t->n_pending++ > 0) return;
+    if (state == DK_STORE_ABSENT)
+        snprintf(t->first, sizeof t->first, "%s does not exist", path);
+    else if (state == DK_STORE_PARTIAL)
+        snprintf(t->first, sizeof t->first, "%s.partial is unfinished (a rerun resumes it)", path);
+    else
+        snprintf(t->first, sizeof t->first, "%s%s", why, s->overwrite ? " (preprocessing.overwrite=true replaces it)"
+                 : "; the job refuses to replace it unless preprocessing.overwrite=true");
+}
+
+/* The closing report: totals over ranks; forward, narrowing and I/O as the slowest rank saw them; the writer
+ * thread's time (narrowing + HDF5) hidden behind the forwards, summed over ranks. Collective. */
+static void report_totals(const dk_dist *d, const job_totals *jt, const char *compute, const char *store_dir,
+                          double t0) {
+    int64_t tokens = dk_dist_sum_i64(d, jt->mine.tokens), bytes = dk_dist_sum_i64(d, jt->mine.bytes);
+    double compute_s = dk_dist_max_f64(d, jt->mine.compute_s), io = dk_dist_max_f64(d, jt->mine.io_s);
+    double narrow_s = dk_dist_max_f64(d, jt->mine.narrow_s);
+    double writer_mine = jt->mine.narrow_s + jt->mine.io_s;
+    double hidden_mine = writer_mine * dk_pp_hidden_share(writer_mine, jt->mine.wait_s), hidden = 0, writer_all = 0;
+    MPI_Allreduce(&hidden_mine, &hidden, 1, MPI_DOUBLE, MPI_SUM, d->comm);
+    MPI_Allreduce(&writer_mine, &writer_all, 1, MPI_DOUBLE, MPI_SUM, d->comm);
+    double wall = dk_time_now() - t0;
+    char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
+    double busy = compute_s + narrow_s + io > 0 ? compute_s + narrow_s + io : 1;
+    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); forward "
+             "%.0f%%, narrowing %.0f%%, I/O %.0f%% (%.2fs / %.2fs / %.2fs), %.0f%% of the narrowing and I/O hidden "
+             "behind the forward; %s written (%s/s)",
+             compute, (int)jt->stores_written, (int)jt->stores_reused, dk_format_count(b1, (double)tokens),
+             dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
+             100 * compute_s / busy, 100 * narrow_s / busy, 100 * io / busy, compute_s, narrow_s, io,
+             writer_all > 0 ? 100 * hidden / writer_all : 0,
+             dk_format_bytes(b4, (double)bytes), dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
+    LOG_INFO("stores under %s", store_dir);
+}
+
 int main(int argc, char **argv) {
     dk_dist d;
     dk_dist_init(&argc, &argv, &d);
+    const bool check_mode = dk_job_take_flag(&argc, argv, "--check");
+    if (check_mode && dk_log_get_level() == DK_LOG_INFO) dk_log_set_level(DK_LOG_WARN); /* the verdict alone */
     dk_stdout_check_at_exit("diff_preprocess"); /* also: past a file-size limit a write fails (EFBIG), no kill */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* HDF5 errors are reported by H5_CHECK and our messages */
     double t0 = dk_time_now();
@@ -404,11 +458,17 @@ int main(int argc, char **argv) {
     hooks.kill_after_rounds = getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS") ? atoi(getenv("DIFFKIT_TEST_KILL_AFTER_ROUNDS")) : 0;
     hooks.hold_writes = getenv("DIFFKIT_TEST_HOLD_WRITES") && strcmp(getenv("DIFFKIT_TEST_HOLD_WRITES"), "1") == 0;
 
-    /* models: opened once, on first use; the adapter rides on the base mapping */
+    /* models: opened once, on first use; the adapter rides on the base mapping. --check reads config.json only. */
     dk_model base = {0}, full_ft = {0};
     dk_lora_adapter adapter = {0};
     bool base_open = false, ft_open = false;
-    if (dk_model_open(s.m.base_dir, &base, &err) == 0) {
+    dk_hf_config hc = {0};
+    bool hc_loaded = false;
+    if (check_mode) {
+        char *config_json = dk_path_join(s.m.base_dir, "config.json");
+        hc_loaded = dk_hf_config_load(config_json, &hc, &err) == 0;
+        free(config_json);
+    } else if (dk_model_open(s.m.base_dir, &base, &err) == 0) {
         base_open = true;
         if (s.threads > 0) base.n_threads = s.threads;
         if (s.architecture && strcmp(s.architecture, base.cfg.architecture) != 0)
@@ -430,14 +490,17 @@ int main(int argc, char **argv) {
     /* where the forward runs: one backend per model (the adapter rides on the base's), one GPU per rank */
     dk_backend base_be = {0}, ft_be = {0};
     bool base_be_open = false, ft_be_open = false;
-    int n_gpus = dk_backend_cuda_device_count();
+    int n_gpus = check_mode ? 0 : dk_backend_cuda_device_count();
     dk_backend_options bopt = {.device = s.device, .cuda_device = n_gpus > 0 ? d.local_rank % n_gpus : 0};
-    if (dk_backend_open(&base_be, &base, &bopt, &err) == 0) {
+    const char *compute = NULL;
+    if (check_mode) {
+        dk_backend_compute_planned(s.device, &compute, &err);
+    } else if (dk_backend_open(&base_be, &base, &bopt, &err) == 0) {
         base_be_open = true;
         if (!s.m.base_only && !s.m.ft_is_adapter) ft_be_open = dk_backend_open(&ft_be, &full_ft, &bopt, &err) == 0;
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
-    const char *compute = dk_backend_compute_name(&base_be);
+    if (!check_mode) compute = dk_backend_compute_name(&base_be);
     /* device=auto resolves per node: every rank must compute the same way, or one store would mix both */
     int mode = base_be.device == DK_DEVICE_CUDA ? 1 + (int)base_be.cuda_fp32 : 0, lo = 0, hi = 0;
     MPI_Allreduce(&mode, &lo, 1, MPI_INT, MPI_MIN, d.comm);
@@ -452,7 +515,8 @@ int main(int argc, char **argv) {
         LOG_INFO("diff_preprocess: device cuda (%s): %d GPU(s) on rank 0's node, %d rank(s) there%s", compute,
                  n_gpus, d.local_nranks, share > 1 ? "; several ranks share a GPU (run one rank per GPU)" : "");
     }
-    int64_t L = base.cfg.num_hidden_layers, H = base.cfg.hidden_size;
+    const dk_hf_config *mc = check_mode ? &hc : &base.cfg;
+    const int64_t L = mc->num_hidden_layers, H = mc->hidden_size, V = mc->vocab_size;
     int64_t layers[DK_STORE_MAX_LAYERS];
     int n_layers = 0;
     for (int64_t i = 0; i < s.layers_spec_n; i++) {
@@ -467,16 +531,18 @@ int main(int argc, char **argv) {
         if (!dup) layers[n_layers++] = l;
     }
     if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
-    if (base.cfg.max_position_embeddings > 0 && s.context_len > base.cfg.max_position_embeddings)
+    if (mc->max_position_embeddings > 0 && s.context_len > mc->max_position_embeddings && !check_mode)
         LOG_WARN("preprocessing.context_len=%lld is longer than the context of %s (max_position_embeddings %lld): "
                  "positions past it are outside what the model was trained on", (long long)s.context_len, s.m.base_id,
-                 (long long)base.cfg.max_position_embeddings);
+                 (long long)mc->max_position_embeddings);
     char layer_list[256] = "";
     for (int i = 0; i < n_layers; i++) {
         size_t u = strlen(layer_list);
         snprintf(layer_list + u, sizeof layer_list - u, "%s%lld", i ? "," : "", (long long)layers[i]);
     }
-    if (s.m.base_only)
+    if (check_mode)
+        ;
+    else if (s.m.base_only)
         LOG_INFO("diff_preprocess: %d rank(s); base %s alone (no organism); layers [%s] of %lld; d_model %lld",
                  d.nranks, s.m.base_id, layer_list, (long long)L, (long long)H);
     else
@@ -485,6 +551,7 @@ int main(int argc, char **argv) {
                  (long long)H);
 
     job_totals jt = {0};
+    check_tally tally = {0}; /* --check */
     char *base_name = dk_store_model_name(s.m.base_id, NULL);
     char *ft_name = s.m.base_only ? NULL : dk_store_model_name(s.m.base_id, s.m.ft_id);
     for (int di = 0; di < n_datasets; di++) {
@@ -502,10 +569,10 @@ int main(int argc, char **argv) {
                         break;
                     }
             for (int64_t i = 0; i < t.n_tokens && !dk_err_is_set(&err); i++)
-                if (t.ids[i] < 0 || t.ids[i] >= base.cfg.vocab_size)
+                if (t.ids[i] < 0 || t.ids[i] >= V)
                     dk_err_set(&err, DK_EXIT_USAGE, "%s: token id %d is outside the vocabulary of %s (%lld): the "
                                "tokenizer %s does not belong to this model", path, t.ids[i], s.m.base_id,
-                               (long long)base.cfg.vocab_size, s.m.tokenizer_path);
+                               (long long)V, s.m.tokenizer_path);
             if (dk_dist_agree(&d, &err) != 0) dk_dist_exit(&d, &err);
             dk_pp_plan plan;
             dk_pp_plan_make(&t, s.batch_size, &plan);
@@ -545,7 +612,9 @@ int main(int argc, char **argv) {
                 snprintf(label, sizeof label, "%s/%s/%s", model_name, name, split);
                 dk_backend *be = is_base || s.m.ft_is_adapter ? &base_be : &ft_be;
                 const dk_lora_adapter *a = !is_base && s.m.ft_is_adapter ? &adapter : NULL;
-                if (do_store(&d, &s, &layout, &plan, &t, be, a, store, label, is_base, &hooks, &jt, &err) != 0)
+                if (check_mode)
+                    check_store(&d, &s, &layout, store, &tally);
+                else if (do_store(&d, &s, &layout, &plan, &t, be, a, store, label, is_base, &hooks, &jt, &err) != 0)
                     dk_dist_exit(&d, &err);
                 free(store);
             }
@@ -557,32 +626,25 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* report: totals over ranks; forward, narrowing and I/O as the slowest rank saw them; the writer thread's
-     * time (narrowing + HDF5) hidden behind the forwards, summed over ranks */
-    int64_t tokens = dk_dist_sum_i64(&d, jt.mine.tokens), bytes = dk_dist_sum_i64(&d, jt.mine.bytes);
-    double compute_s = dk_dist_max_f64(&d, jt.mine.compute_s), io = dk_dist_max_f64(&d, jt.mine.io_s);
-    double narrow_s = dk_dist_max_f64(&d, jt.mine.narrow_s);
-    double writer_mine = jt.mine.narrow_s + jt.mine.io_s;
-    double hidden_mine = writer_mine * dk_pp_hidden_share(writer_mine, jt.mine.wait_s), hidden = 0, writer_all = 0;
-    MPI_Allreduce(&hidden_mine, &hidden, 1, MPI_DOUBLE, MPI_SUM, d.comm);
-    MPI_Allreduce(&writer_mine, &writer_all, 1, MPI_DOUBLE, MPI_SUM, d.comm);
-    double wall = dk_time_now() - t0;
-    char b1[DK_FMT_BUF], b2[DK_FMT_BUF], b3[DK_FMT_BUF], b4[DK_FMT_BUF], b5[DK_FMT_BUF];
-    double busy = compute_s + narrow_s + io > 0 ? compute_s + narrow_s + io : 1;
-    LOG_INFO("diff_preprocess done (%s): %d stores written, %d reused; %s tokens in %s (%s tokens/s); forward "
-             "%.0f%%, narrowing %.0f%%, I/O %.0f%% (%.2fs / %.2fs / %.2fs), %.0f%% of the narrowing and I/O hidden "
-             "behind the forward; %s written (%s/s)",
-             compute, (int)jt.stores_written, (int)jt.stores_reused, dk_format_count(b1, (double)tokens),
-             dk_format_duration(b2, wall), dk_format_count(b3, wall > 0 ? (double)tokens / wall : 0),
-             100 * compute_s / busy, 100 * narrow_s / busy, 100 * io / busy, compute_s, narrow_s, io,
-             writer_all > 0 ? 100 * hidden / writer_all : 0,
-             dk_format_bytes(b4, (double)bytes), dk_format_bytes(b5, io > 0 ? (double)bytes / io : 0));
-    LOG_INFO("stores under %s", s.store_dir);
+    int exit_code = DK_EXIT_OK;
+    if (check_mode) {
+        exit_code = tally.n_pending == 0 ? DK_EXIT_OK : DK_EXIT_MUST_RUN;
+        if (d.rank == 0 && exit_code == DK_EXIT_OK)
+            printf("diff_preprocess: complete: the %d stores under %s are complete with the same plan fingerprints\n",
+                   tally.n_stores, s.store_dir);
+        else if (d.rank == 0)
+            printf("diff_preprocess: must run: %d of %d stores to make or finish (the first: %s)\n", tally.n_pending,
+                   tally.n_stores, tally.first);
+        fflush(stdout);
+    } else {
+        report_totals(&d, &jt, compute, s.store_dir, t0);
+    }
     if (ft_be_open) dk_backend_close(&ft_be);
     if (base_be_open) dk_backend_close(&base_be);
     if (ft_open && s.m.ft_is_adapter) dk_lora_free(&adapter);
     if (ft_open && !s.m.ft_is_adapter) dk_model_close(&full_ft);
     if (base_open) dk_model_close(&base);
+    if (hc_loaded) dk_hf_config_free(&hc);
     if (tok) dk_tokenizer_free(tok);
     free(base_name);
     free(ft_name);
@@ -590,5 +652,5 @@ int main(int argc, char **argv) {
     free_settings(&s);
     dk_cfg_free(cfg);
     dk_dist_finalize(&d);
-    return 0;
+    return exit_code;
 }

@@ -23,6 +23,7 @@ static const dk_command commands[] = {
     {"generate", cmd_generate, "generate text with a KV cache: diffkit generate --model PATH --prompt TEXT [--chat] [--temperature T]"},
     {"undertrained", cmd_undertrained, "token ids the model has likely never trained (JSON): diffkit undertrained --model PATH"},
 #ifndef DIFFKIT_ENGINE_ONLY
+    {"run", cmd_run, "the pipeline, stage by stage, skipping finished ones: diffkit run [--dry-run] [key=value ...]"},
     {"serve", cmd_serve, "an OpenAI-compatible HTTP server over the models: diffkit serve [--host H] [--port P] [key=value ...]"},
 #endif
 };

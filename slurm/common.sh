@@ -27,6 +27,28 @@ dk_require() {
   fi
 }
 
+# dk_slurm KEY OVERRIDES...: infrastructure.slurm.KEY of the configuration (an empty line for null).
+dk_slurm() {
+  local key=$1; shift
+  "$DIFFKIT_BIN/diffkit" config --get "infrastructure.slurm.$key" infrastructure=slurm "$@"
+}
+
+# dk_stage_opts STAGE OVERRIDES...: the sbatch options of one stage (preprocess | method | agent | report), one per
+# line, from infrastructure.slurm.*: partition and account when set, the node shape for preprocessing (one rank per
+# GPU), the stage's time limit (time_STAGE). They override the #SBATCH defaults written in each script.
+dk_stage_opts() {
+  local stage=$1 v; shift
+  v=$(dk_slurm partition "$@"); if [ -n "$v" ]; then echo "--partition=$v"; fi
+  v=$(dk_slurm account "$@"); if [ -n "$v" ]; then echo "--account=$v"; fi
+  if [ "$stage" = preprocess ]; then
+    echo "--nodes=$(dk_slurm nodes "$@")"
+    echo "--ntasks-per-node=$(dk_slurm ntasks_per_node "$@")"
+    echo "--gpus-per-node=$(dk_slurm gpus_per_node "$@")"
+    echo "--cpus-per-task=$(dk_slurm cpus_per_task "$@")"
+  fi
+  echo "--time=$(dk_slurm "time_$stage" "$@")"
+}
+
 # dk_record_run DIR ARGS...: what ran, for provenance (git commit, job, environment, resolved config).
 dk_record_run() {
   local dir=$1; shift

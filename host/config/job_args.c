@@ -19,6 +19,18 @@ const char *dk_default_config_dir(void) {
     return DIFFKIT_DEFAULT_CONFIG_DIR;
 }
 
+bool dk_job_take_flag(int *argc, char **argv, const char *flag) {
+    bool found = false;
+    int n = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], flag) == 0) found = true;
+        else argv[n++] = argv[i];
+    }
+    for (int i = n; i < *argc; i++) argv[i] = NULL;
+    *argc = n;
+    return found;
+}
+
 int dk_job_args_parse(int argc, char **argv, dk_job_args *out, dk_err *err) {
     memset(out, 0, sizeof *out);
     out->config_dir = dk_default_config_dir();

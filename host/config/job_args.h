@@ -18,6 +18,10 @@ typedef struct dk_job_args {
     size_t n_overrides;
 } dk_job_args;
 
+/* Removes every `flag` (e.g. "--check") from argv, shifting the rest down; true when there was one. For the
+ * options one job adds to the shared command line (before dk_job_config sees it). */
+bool dk_job_take_flag(int *argc, char **argv, const char *flag);
+
 /* 0, or -1 with err (code 2) for an unknown --option or a missing option value. Free with dk_job_args_free. */
 int dk_job_args_parse(int argc, char **argv, dk_job_args *out, dk_err *err);
 void dk_job_args_free(dk_job_args *args);

@@ -19,7 +19,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum { DK_EXIT_OK = 0, DK_EXIT_RUNTIME = 1, DK_EXIT_USAGE = 2 };
+/* DK_EXIT_MUST_RUN: a stage's `--check` (the pipeline's reuse check, README "diffkit run") found no complete
+ * results for its inputs: the stage must run. --check exits 0 when they exist, 2 on configuration errors. */
+enum { DK_EXIT_OK = 0, DK_EXIT_RUNTIME = 1, DK_EXIT_USAGE = 2, DK_EXIT_MUST_RUN = 3 };
 
 typedef struct dk_err {
     int code;        /* 0 = no error; else the process exit code this error deserves */

@@ -5,11 +5,13 @@
 #include "core/strutil.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* The raw bytes of a file (NUL-terminated, not counted). NULL with err on failure. */
@@ -156,4 +158,14 @@ int dk_mkdirs(const char *path, dk_err *err) {
     else if (!dk_is_dir(p)) rc = dk_err_set(err, DK_EXIT_RUNTIME, "cannot create folder %s: a file of that name exists", p);
     free(p);
     return rc;
+}
+
+char *dk_exe_dir(void) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return dk_strdup(".");
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = 0;
+    return dk_strdup(self);
 }

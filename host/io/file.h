@@ -17,6 +17,9 @@ char *dk_read_file(const char *path, size_t *size, dk_err *err);
 char *dk_path_join(const char *a, const char *b);
 bool dk_is_dir(const char *path);
 bool dk_is_file(const char *path);
+/* The folder of the running executable (/proc/self/exe), malloc'ed; "." when it cannot be read. Finds the
+ * executables built beside this one (diffkit run's stages). */
+char *dk_exe_dir(void);
 /* Sorted names of the entries of `dir` (no "." or ".."), those ending in `suffix` if not NULL, with the
  * suffix removed when strip_suffix. *count set; NULL and *count = 0 when the folder cannot be read.
  * Free with dk_free_strings (core/strutil.h). */

@@ -63,7 +63,7 @@ static int read_undertrained(dk_method_job *job, adl_state *st, dk_err *err) {
     cJSON *root = dk_json_parse_one(text, size, why, sizeof why);
     free(text);
     const cJSON *ids = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "token_ids") : root;
-    const int64_t V = dk_model_pair_model(&job->pair, true)->cfg.vocab_size;
+    const int64_t V = job->pair.ft_vocab_size; /* from config.json: prepare runs before the models load */
     int rc = 0;
     if (!cJSON_IsArray(ids)) {
         rc = dk_err_set(err, DK_EXIT_USAGE, "diffing.method.logit_lens.undertrained_list = %s: expected a JSON array "
@@ -211,7 +211,7 @@ static int adl_prepare(dk_method_job *job, dk_err *err) {
         dk_cfg_try_bool(cfg, "diffing.method.logit_lens.cache", &st->lens, err) != 0 ||
         positive(cfg, "diffing.method.logit_lens.k", 1, &st->k, err) != 0)
         return -1;
-    const int64_t V = dk_model_pair_model(&job->pair, true)->cfg.vocab_size;
+    const int64_t V = job->pair.ft_vocab_size; /* from config.json: prepare runs before the models load */
     if (st->k > V)
         return dk_err_set(err, DK_EXIT_USAGE, "diffing.method.logit_lens.k = %lld: the vocabulary has %lld tokens",
                           (long long)st->k, (long long)V);

@@ -215,8 +215,7 @@ static int read_settings(dm_state *st, const dk_method_job *job, dk_err *err) {
 static int compared_vocab(dm_state *st, const dk_method_job *job, dk_err *err) {
     bool drop_new = false;
     if (dk_cfg_try_bool(job->cfg, KEY "drop_new_tokens", &drop_new, err) != 0) return -1;
-    const int64_t vb = dk_model_pair_model(&job->pair, false)->cfg.vocab_size;
-    const int64_t vf = dk_model_pair_model(&job->pair, true)->cfg.vocab_size;
+    const int64_t vb = job->pair.vocab_size, vf = job->pair.ft_vocab_size; /* config.json: prepare runs before the models load */
     if (vb != vf && !drop_new)
         return dk_err_set(err, DK_EXIT_USAGE, "the base model has %lld logits and the finetuned model %lld: set "
                           KEY "drop_new_tokens=true to compare the first %lld", (long long)vb, (long long)vf,

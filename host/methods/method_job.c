@@ -218,9 +218,33 @@ static void check(dk_method_job *job, dk_err *err) {
     if (dk_dist_agree(&job->d, err) != 0) dk_dist_exit(&job->d, err);
 }
 
+/* --check: the results' state for these inputs, printed as one line; exits 0 (complete, same inputs) or 3 (the
+ * job must run). Nothing is loaded but the tokenizer, nothing written, no lock taken. */
+static int check_only(dk_method_job *job) {
+    char why[1200];
+    const dk_results_state state = dk_results_look(job->results_dir, job->inputs.data ? job->inputs.data : "", why,
+                                                   sizeof why);
+    const bool reuse = state == DK_RESULTS_SAME && !job->overwrite;
+    if (job->d.rank == 0) {
+        if (reuse)
+            printf("%s: complete: %s\n", job->spec->job, why);
+        else if (state == DK_RESULTS_SAME)
+            printf("%s: must run: %s, but diffing.method.overwrite=true recomputes it\n", job->spec->job, why);
+        else if (state == DK_RESULTS_OTHER)
+            printf("%s: must run: %s; the job refuses to replace them unless diffing.method.overwrite=true\n",
+                   job->spec->job, why);
+        else
+            printf("%s: must run: %s\n", job->spec->job, why);
+        fflush(stdout);
+    }
+    return reuse ? DK_EXIT_OK : DK_EXIT_MUST_RUN;
+}
+
 int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
     dk_method_job job = {.spec = spec};
     dk_dist_init(&argc, &argv, &job.d);
+    const bool check_mode = dk_job_take_flag(&argc, argv, "--check");
+    if (check_mode && dk_log_get_level() == DK_LOG_INFO) dk_log_set_level(DK_LOG_WARN); /* one line: the verdict */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* HDF5 failures are reported by our messages */
     for (int i = 1; i < argc; i++) /* --help / --print-config: rank 0 prints, the others leave quietly */
         if ((strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--print-config") == 0) &&
@@ -231,25 +255,45 @@ int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
     if (job.d.rank == 0) dk_stdout_check_at_exit(spec->job);
     double t0 = dk_time_now();
     char *choice = dk_sprintf("diffing/method=%s", spec->method);
-    job.cfg = dk_job_config_for(spec->job, spec->usage, choice, argc, argv);
+    char *usage = dk_sprintf("%s\n--check: say whether complete results for these inputs exist, loading no model: "
+                             "exit 0 (they do: the job\nwould reuse them), 3 (it must run), 2 (configuration error).",
+                             spec->usage);
+    job.cfg = dk_job_config_for(spec->job, usage, choice, argc, argv);
+    free(usage);
     free(choice);
     dk_err err = {0};
     if (read_common(&job, &err) == 0) dk_model_pair_resolve(&job.pair, job.cfg, &err);
     check(&job, &err);
     const bool models = spec->wants_models ? spec->wants_models(job.cfg) : spec->needs_models;
-    job.models_open = models;
-    if (models) {
+    /* the results depend on how the forwards compute: from the open backend, or (--check) as it would open */
+    const char *compute = NULL;
+    job.models_open = models && !check_mode;
+    if (job.models_open) {
         if (dk_model_pair_open(&job.pair, &job.d, job.device, job.threads, &err) != 0) dk_dist_exit(&job.d, &err);
         job.tok = job.pair.tok;
+        compute = dk_model_pair_compute(&job.pair);
     } else {
-        job.tok = dk_tokenizer_load(job.pair.tokenizer_path, &err);
+        if (models) dk_backend_compute_planned(job.device, &compute, &err);
+        if (!dk_err_is_set(&err)) dk_model_pair_load_tokenizer(&job.pair, &err);
+        job.tok = job.pair.tok;
         check(&job, &err);
     }
     dk_strbuf_printf(&job.inputs, "method: %s\n", spec->method);
-    dk_model_pair_inputs(&job.pair, &job.inputs);
+    dk_model_pair_inputs(&job.pair, compute, &job.inputs);
     settings_input(&job);
     spec->prepare(&job, &err);
     check(&job, &err);
+    if (check_mode) {
+        const int code = check_only(&job);
+        if (spec->free_state) spec->free_state(&job);
+        if (job.tok) dk_tokenizer_free(job.tok);
+        dk_model_pair_close(&job.pair);
+        dk_strbuf_free(&job.inputs);
+        free(job.results_dir);
+        dk_cfg_free(job.cfg);
+        dk_dist_finalize(&job.d);
+        return code;
+    }
 
     bool reused = false;
     char *config_yaml = dk_cfg_dump(job.cfg);
@@ -276,7 +320,7 @@ int dk_method_main(const dk_method_spec *spec, int argc, char **argv) {
                  models ? dk_model_pair_compute(&job.pair) : "from the stores");
     }
     if (spec->free_state) spec->free_state(&job);
-    if (!models && job.tok) dk_tokenizer_free(job.tok);
+    if (!job.models_open && job.tok) dk_tokenizer_free(job.tok);
     dk_model_pair_close(&job.pair);
     dk_strbuf_free(&job.inputs);
     free(job.results_dir);

@@ -35,14 +35,29 @@ int dk_model_pair_resolve(dk_model_pair *p, const dk_cfg *cfg, dk_err *err) {
     if (crc != 0) return -1;
     p->n_layers = hc.num_hidden_layers;
     p->d_model = hc.hidden_size;
-    p->vocab_size = hc.vocab_size;
+    p->vocab_size = p->ft_vocab_size = hc.vocab_size;
     dk_hf_config_free(&hc);
+    if (!p->ft_is_adapter) { /* a full finetune has its own config.json (its vocabulary may have grown) */
+        config_json = dk_path_join(p->ft_dir, "config.json");
+        crc = dk_hf_config_load(config_json, &hc, err);
+        free(config_json);
+        if (crc != 0) return -1;
+        p->ft_vocab_size = hc.vocab_size;
+        dk_hf_config_free(&hc);
+    }
 
     /* what identifies the finetuned weights in a results fingerprint */
     char *weights = dk_path_join(p->ft_dir, p->ft_is_adapter ? "adapter_model.safetensors" : "config.json");
     rc = dk_hash_file_hex(weights, p->adapter_hash, err);
     free(weights);
     return rc;
+}
+
+int dk_model_pair_load_tokenizer(dk_model_pair *p, dk_err *err) {
+    p->tok = dk_tokenizer_load(p->tokenizer_path, err);
+    if (p->tok && dk_tokenizer_config_json(p->tok))
+        p->bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(p->tok));
+    return p->tok ? 0 : -1;
 }
 
 int dk_model_pair_open(dk_model_pair *p, const dk_dist *d, dk_device device, int threads, dk_err *err) {
@@ -58,11 +73,7 @@ int dk_model_pair_open(dk_model_pair *p, const dk_dist *d, dk_device device, int
             dk_model_weights_check_same_shapes(&p->base.w, &p->full_ft.w, err);
         }
     }
-    if (!dk_err_is_set(err)) {
-        p->tok = dk_tokenizer_load(p->tokenizer_path, err);
-        if (p->tok && dk_tokenizer_config_json(p->tok))
-            p->bos_token = dk_chat_config_bos_token(dk_tokenizer_config_json(p->tok));
-    }
+    if (!dk_err_is_set(err)) dk_model_pair_load_tokenizer(p, err);
     if (!dk_err_is_set(err)) {
         int n_gpus = dk_backend_cuda_device_count();
         dk_backend_options bopt = {.device = device, .cuda_device = n_gpus > 0 ? d->local_rank % n_gpus : 0};
@@ -127,10 +138,9 @@ int dk_model_pair_forward(dk_model_pair *p, bool finetuned, const dk_batch *batc
 
 const char *dk_model_pair_compute(const dk_model_pair *p) { return dk_backend_compute_name(&p->base_be); }
 
-void dk_model_pair_inputs(const dk_model_pair *p, dk_strbuf *out) {
+void dk_model_pair_inputs(const dk_model_pair *p, const char *compute, dk_strbuf *out) {
     dk_strbuf_printf(out, "base: %s @ %s\n", p->base_id, p->base_snapshot);
     dk_strbuf_printf(out, "finetuned: %s %s (%s)\n", p->ft_is_adapter ? "adapter" : "model", p->ft_id, p->adapter_hash);
     dk_strbuf_printf(out, "tokenizer: %s\n", p->tokenizer_hash);
-    if (p->is_open && strcmp(dk_model_pair_compute(p), "cpu-fp32") != 0)
-        dk_strbuf_printf(out, "compute: %s\n", dk_model_pair_compute(p));
+    if (compute && strcmp(compute, "cpu-fp32") != 0) dk_strbuf_printf(out, "compute: %s\n", compute);
 }

@@ -33,6 +33,7 @@ typedef struct dk_model_pair {
     char tokenizer_hash[32];                     /* "fnv1a64:<hex>" of tokenizer.json */
     char adapter_hash[32];                       /* of adapter_model.safetensors, or of the full model's config.json */
     int64_t n_layers, d_model, vocab_size;       /* of the base model (its config.json) */
+    int64_t ft_vocab_size;                       /* of the finetuned model (the base's for an adapter) */
     /* opened */
     bool is_open;
     dk_model base, full_ft;                      /* full_ft only for a full finetune */
@@ -49,6 +50,8 @@ int dk_model_pair_resolve(dk_model_pair *p, const dk_cfg *cfg, dk_err *err);
  * way on every rank). 0, or -1 with err. */
 int dk_model_pair_open(dk_model_pair *p, const dk_dist *d, dk_device device, int threads, dk_err *err);
 void dk_model_pair_close(dk_model_pair *p);
+/* The tokenizer alone (p->tok, p->bos_token), as dk_model_pair_open loads it, for jobs that run no model. */
+int dk_model_pair_load_tokenizer(dk_model_pair *p, dk_err *err);
 
 /* The model, adapter (NULL for the base and for a full finetune) and backend of one side. */
 const dk_model *dk_model_pair_model(const dk_model_pair *p, bool finetuned);
@@ -60,7 +63,8 @@ int dk_model_pair_forward(dk_model_pair *p, bool finetuned, const dk_batch *batc
 /* "cpu-fp32", "cuda-bf16", ...: how the forwards compute (enters fingerprints when not cpu-fp32). */
 const char *dk_model_pair_compute(const dk_model_pair *p);
 
-/* Appends "base=..., finetuned=..., tokenizer=..." lines describing both models to a fingerprint text. */
-void dk_model_pair_inputs(const dk_model_pair *p, dk_strbuf *out);
+/* Appends "base=..., finetuned=..., tokenizer=..." lines describing both models to a fingerprint text, and
+ * "compute: ..." when the forwards run (compute non-NULL) other than "cpu-fp32". */
+void dk_model_pair_inputs(const dk_model_pair *p, const char *compute, dk_strbuf *out);
 
 #endif

@@ -227,6 +227,51 @@ static int remove_old(const char *dir, const char *path, dk_err *err) {
     return 0;
 }
 
+/* The fingerprint and inputs text of an existing results file (NULL when unreadable or absent). */
+static void read_old(const char *path, char **old_fp, char **old_inputs) {
+    hid_t f = -1;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    *old_fp = f >= 0 ? read_string(f, "fingerprint", true) : NULL;
+    *old_inputs = f >= 0 ? read_string(f, "inputs", false) : NULL;
+    if (f >= 0) H5Fclose(f);
+}
+
+static void fingerprint_hex(const char *inputs, char out[17]) {
+    snprintf(out, 17, "%016llx", (unsigned long long)dk_fnv1a(DK_FNV_OFFSET, inputs, strlen(inputs)));
+}
+
+dk_results_state dk_results_look(const char *dir, const char *inputs, char *why, size_t cap) {
+    char *path = dk_path_join(dir, "results.h5"), *partial = dk_sprintf("%s.partial", path);
+    char want[17];
+    fingerprint_hex(inputs, want);
+    dk_results_state state;
+    if (!dk_is_file(path)) {
+        state = dk_is_file(partial) ? DK_RESULTS_UNFINISHED : DK_RESULTS_ABSENT;
+        snprintf(why, cap, state == DK_RESULTS_UNFINISHED ? "%s is unfinished (an interrupted run left %s)"
+                                                          : "%s does not exist", path, partial);
+    } else {
+        char *old_fp = NULL, *old_inputs = NULL;
+        read_old(path, &old_fp, &old_inputs);
+        if (old_fp && strcmp(old_fp, want) == 0) {
+            state = DK_RESULTS_SAME;
+            snprintf(why, cap, "%s is complete with the same inputs (fingerprint %s)", path, want);
+        } else {
+            state = DK_RESULTS_OTHER;
+            char diff[800];
+            if (old_fp)
+                first_difference(old_inputs, inputs, diff, sizeof diff);
+            else
+                snprintf(diff, sizeof diff, "it is not a readable diffkit results file");
+            snprintf(why, cap, "%s holds results of other inputs (%s)", path, diff);
+        }
+        free(old_fp);
+        free(old_inputs);
+    }
+    free(path);
+    free(partial);
+    return state;
+}
+
 /* Writer: what is at r->path decides; *reused when complete with the same fingerprint. */
 static int probe(dk_results *r, const char *inputs, bool overwrite, bool *reused, dk_err *err) {
     *reused = false;
@@ -236,11 +281,8 @@ static int probe(dk_results *r, const char *inputs, bool overwrite, bool *reused
             return dk_err_set(err, DK_EXIT_RUNTIME, "cannot remove %s: %s", r->partial, strerror(errno));
     }
     if (!dk_is_file(r->path)) return 0;
-    hid_t f = -1;
-    H5E_BEGIN_TRY { f = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-    char *old_fp = f >= 0 ? read_string(f, "fingerprint", true) : NULL;
-    char *old_inputs = f >= 0 ? read_string(f, "inputs", false) : NULL;
-    if (f >= 0) H5Fclose(f);
+    char *old_fp = NULL, *old_inputs = NULL;
+    read_old(r->path, &old_fp, &old_inputs);
     int rc = 0;
     const bool same = old_fp && strcmp(old_fp, r->fingerprint_hex) == 0;
     if (same && !overwrite) {
@@ -311,7 +353,7 @@ int dk_results_begin(dk_results *r, const dk_dist *d, const char *dir, const cha
     r->path = dk_path_join(dir, "results.h5");
     r->partial = dk_sprintf("%s.partial", r->path);
     r->fingerprint = dk_fnv1a(DK_FNV_OFFSET, inputs, strlen(inputs));
-    snprintf(r->fingerprint_hex, sizeof r->fingerprint_hex, "%016llx", (unsigned long long)r->fingerprint);
+    fingerprint_hex(inputs, r->fingerprint_hex);
     int flag = 0;
     if (r->writer && dk_mkdirs(dir, err) == 0 && dk_store_lock_take(&r->lock, r->path, err) == 0) {
         bool is_reused = false;

@@ -21,6 +21,7 @@
 #define DK_METHODS_RESULTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -52,6 +53,12 @@ typedef struct dk_results {
  * opened and the caller is done (dk_results_end releases the lock). Collective; 0, or -1 with err agreed. */
 int dk_results_begin(dk_results *r, const dk_dist *d, const char *dir, const char *method, const char *inputs,
                      const char *config_yaml, bool overwrite, bool *reused, dk_err *err);
+
+/* What <dir>/results.h5 holds for these inputs, looked at without its lock and without changing anything (the
+ * pipeline's reuse check, `diff_<method> --check`): absent, unfinished (only a .partial), complete with the same
+ * fingerprint, or holding other inputs. why gets one sentence naming the file (and the first differing input). */
+typedef enum { DK_RESULTS_ABSENT, DK_RESULTS_UNFINISHED, DK_RESULTS_SAME, DK_RESULTS_OTHER } dk_results_state;
+dk_results_state dk_results_look(const char *dir, const char *inputs, char *why, size_t cap);
 
 /* Datasets: rank dims (row-major), data on the writer. The path's groups are created as needed. */
 void dk_results_f32(dk_results *r, const char *path, int rank, const int64_t *dims, const float *data);

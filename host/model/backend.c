@@ -28,18 +28,44 @@ bool dk_backend_cuda_usable(void) {
 #endif
 }
 
+#ifdef DIFFKIT_HAVE_CUDA
+/* The GPU precision asked for: the option, or DIFFKIT_CUDA_FP32=1. */
+static bool want_cuda_fp32(const dk_backend_options *opt) {
+    const char *env = getenv("DIFFKIT_CUDA_FP32");
+    return (opt && opt->cuda_fp32) || (env && strcmp(env, "1") == 0);
+}
+#endif
+
+static dk_device resolve_device(dk_device want) {
+    return want == DK_DEVICE_AUTO ? (dk_backend_cuda_usable() ? DK_DEVICE_CUDA : DK_DEVICE_CPU) : want;
+}
+
+int dk_backend_compute_planned(dk_device device, const char **out, dk_err *err) {
+    const dk_device d = resolve_device(device);
+    if (d == DK_DEVICE_CPU) {
+        *out = "cpu-fp32";
+        return 0;
+    }
+#ifdef DIFFKIT_HAVE_CUDA
+    *out = want_cuda_fp32(NULL) ? "cuda-fp32" : "cuda-bf16";
+    return 0;
+#else
+    *out = NULL;
+    return dk_err_set(err, DK_EXIT_USAGE, "device cuda: this diffkit was built without CUDA (rebuild with nvcc "
+                      "installed, or DIFFKIT_CUDA=ON); use device=cpu or auto");
+#endif
+}
+
 int dk_backend_open(dk_backend *be, const dk_model *m, const dk_backend_options *opt, dk_err *err) {
     memset(be, 0, sizeof *be);
     be->model = m;
-    dk_device want = opt ? opt->device : DK_DEVICE_AUTO;
-    if (want == DK_DEVICE_AUTO) want = dk_backend_cuda_usable() ? DK_DEVICE_CUDA : DK_DEVICE_CPU;
+    const dk_device want = resolve_device(opt ? opt->device : DK_DEVICE_AUTO);
     if (want == DK_DEVICE_CPU) {
         be->device = DK_DEVICE_CPU;
         return 0;
     }
 #ifdef DIFFKIT_HAVE_CUDA
-    const char *env = getenv("DIFFKIT_CUDA_FP32");
-    const bool fp32 = (opt && opt->cuda_fp32) || (env && strcmp(env, "1") == 0);
+    const bool fp32 = want_cuda_fp32(opt);
     dk_cuda_forward *f = NULL;
     if (dk_cuda_select_device(opt ? opt->cuda_device : 0, err) != 0) return -1;
     if (dk_cuda_forward_open(m, fp32 ? DK_CUDA_F32 : DK_CUDA_BF16, &f, err) != 0) return -1;

@@ -85,6 +85,10 @@ int dk_backend_kl_rows(dk_backend *base, const dk_lora_adapter *base_adapter, dk
 
 /* What computes the activations, as stores record it: "cpu-fp32" (the reference), "cuda-bf16" or "cuda-fp32". */
 const char *dk_backend_compute_name(const dk_backend *be);
+/* The name dk_backend_compute_name would give a backend opened on `device` (auto resolved as dk_backend_open
+ * does, DIFFKIT_CUDA_FP32 read), without opening one: for reuse checks that must not load weights. 0, or -1 with
+ * err (device cuda in a build without CUDA). */
+int dk_backend_compute_planned(dk_device device, const char **out, dk_err *err);
 /* How many GPUs this build can use (0 without CUDA or without a device). */
 int dk_backend_cuda_device_count(void);
 /* On the GPU: sizes the activation arena up front for batches of up to max_tokens tokens and max_seqs
