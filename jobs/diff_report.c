@@ -5,9 +5,12 @@
  * A light job: the configuration, the results reader and the tokenizer (to show token ids as text); no model
  * code, no activation store. The last two lines it prints are the headline and "report: <path>", which
  * `diffkit run` and `make demo` pass on. */
+#define _GNU_SOURCE
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <hdf5.h>
 
@@ -27,7 +30,9 @@ static const char USAGE[] =
     "examples; diff mining tokens; amplification generations; the agent's descriptions, grades and transcripts.\n"
     "Methods without results are listed with the command that makes them; partial or corrupt results are named\n"
     "and not shown. Output: ${diffing.results_dir}/report/index.html (open it in a browser; no network needed).\n"
-    "Example: diff_report model=demo organism=demo_glacier_honey dataset=demo";
+    "Example: diff_report model=demo organism=demo_glacier_honey dataset=demo\n"
+    "--check: exit 0 when the report is newer than every result (nothing to do), 3 when it must be written, with\n"
+    "one line saying why (diffkit run asks before running the stage).";
 
 /* The organism must have a finetuned model for this base model and variant, or there is nothing to report on. */
 static int check_organism(const dk_cfg *cfg, const char *model, const char *organism, const char *variant, dk_err *err) {
@@ -55,9 +60,48 @@ static int check_organism(const dk_cfg *cfg, const char *model, const char *orga
     return 0;
 }
 
+/* --check: the newest file under the results folder, the report's own folder left out */
+static double newest_input;
+static const char *report_dir_of_walk;
+static int note_mtime(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)ftw;
+    if (type == FTW_D && strcmp(path, report_dir_of_walk) == 0) return FTW_SKIP_SUBTREE;
+    if (type == FTW_F) {
+        const double t = (double)st->st_mtim.tv_sec + 1e-9 * (double)st->st_mtim.tv_nsec;
+        if (t > newest_input) newest_input = t;
+    }
+    return FTW_CONTINUE;
+}
+
+/* Exit 0 when report/index.html is newer than every file under the results folder (nothing changed since it was
+ * written), 3 when the report must be written; one line saying why (diffkit run's reuse check). */
+static int check_report(const char *results_dir) {
+    char *report_dir = dk_sprintf("%s/report", results_dir), *index = dk_sprintf("%s/index.html", report_dir);
+    struct stat st;
+    int code = DK_EXIT_MUST_RUN;
+    if (stat(index, &st) != 0) {
+        printf("must run (no %s yet)\n", index);
+    } else {
+        newest_input = 0;
+        report_dir_of_walk = report_dir;
+        nftw(results_dir, note_mtime, 16, FTW_PHYS | FTW_ACTIONRETVAL);
+        const double t = (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec;
+        if (t >= newest_input) {
+            printf("complete (%s is newer than every result under %s)\n", index, results_dir);
+            code = DK_EXIT_OK;
+        } else {
+            printf("must run (results under %s changed after %s was written)\n", results_dir, index);
+        }
+    }
+    free(index);
+    free(report_dir);
+    return code;
+}
+
 int main(int argc, char **argv) {
     dk_stdout_check_at_exit("diff_report");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* HDF5 failures are reported by our messages */
+    const bool check_mode = dk_job_take_flag(&argc, argv, "--check");
     dk_cfg *cfg = dk_job_config("diff_report", USAGE, argc, argv); /* --help, --print-config, errors: exits */
     dk_err err = {0};
     const char *model = dk_cfg_str(cfg, "model.name");
@@ -66,6 +110,11 @@ int main(int argc, char **argv) {
     if (!variant) variant = "default";
     if (check_organism(cfg, model, organism, variant, &err) != 0) dk_die(&err);
     const char *results_dir = dk_cfg_str(cfg, "diffing.results_dir");
+    if (check_mode) {
+        const int code = check_report(results_dir);
+        dk_cfg_free(cfg);
+        return code;
+    }
     char *adl_dir = strcmp(variant, "default") != 0 ? dk_sprintf("%s_%s", results_dir, variant) : NULL;
 
     /* the tokenizer, to show token ids as text (optional: without it ids are shown) */

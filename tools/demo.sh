@@ -61,6 +61,13 @@ if [ -x "$build/tests/dict_meaning_check" ]; then  # latents peaking on glacier-
   done
 fi
 
+summary=$results_dir/agent_summary.md
+if [ -f "$summary" ]; then
+  echo "agent (diff_agent; ${results_dir}/agent_summary.md):"
+  sed 's/^/  /' "$summary"
+  grep -h "no LLM configured for the agent" "$log" | head -1 | sed 's/^\[[^]]*\] /  /' | cut -c1-240 || true
+fi
+
 # ---- the report: its path and headline, as diff_report printed them ----------------------------------------
 echo
 report=$(sed -n 's/^report: //p' "$log" | tail -1)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -747,4 +748,151 @@ out:
     free(plan.results_dir);
     dk_eval_settings_free(&s);
     return rc;
+}
+
+/* ---- diff_agent --check ------------------------------------------------------------------------------------- */
+
+/* The modification time of path (seconds with nanoseconds), or -1 when it does not exist. */
+static double mtime_of(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    return (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec;
+}
+
+/* The grader id the evaluation would use (as evaluate() decides it), or NULL when grading is off. */
+static char *current_grader_id(const dk_cfg *cfg, const dk_eval_settings *s) {
+    if (!s->grader_enabled) return NULL;
+    if (strcmp(s->grader_mode, "offline") == 0) return dk_strdup("offline");
+    dk_llm_config lc = {0};
+    dk_err e = {0};
+    char *id = NULL, why[2048];
+    if (dk_llm_config_read(cfg, "llm", &lc, &e) == 0) {
+        free(lc.model_id);
+        lc.model_id = dk_strdup(s->grader_model);
+        dk_llm_client *g = try_open(&lc, why, sizeof why);
+        id = g ? dk_eval_llm_id(s->grader_model) : strcmp(s->grader_mode, "auto") == 0 ? dk_strdup("offline") : NULL;
+        dk_llm_client_close(g);
+    }
+    dk_llm_config_free(&lc);
+    return id;
+}
+
+int dk_agent_eval_check(const dk_cfg *cfg, const char *method, const dk_agent_eval_env *env, char *why, size_t cap) {
+    (void)env;
+    dk_eval_settings s;
+    dk_err err = {0};
+    method_plan plan = {0};
+    dk_agent_method *methods[2] = {0};
+    char *results_h5 = NULL, *summary = NULL, *grader = NULL, *llm_id = NULL;
+    int must = 1;
+    if (dk_eval_settings_read(cfg, &s, &err) != 0) {
+        snprintf(why, cap, "must run (its settings: %s)", err.msg);
+        return 1;
+    }
+    if (plan_method(cfg, method, &s, &plan, &err) != 0) {
+        snprintf(why, cap, "must run (%s)", err.msg);
+        goto out;
+    }
+    results_h5 = dk_path_join(plan.results_dir, "results.h5");
+    summary = dk_path_join(dk_cfg_str(cfg, "diffing.results_dir"), "agent_summary.json");
+    const double t_results = mtime_of(results_h5), t_summary = mtime_of(summary);
+    if (t_results < 0) {
+        snprintf(why, cap, "must run (no results in %s: it reports them missing)", plan.results_dir);
+        goto out;
+    }
+    if (s.null_organism) {
+        snprintf(why, cap, "must run (a null control is configured: the evaluation decides what to reuse)");
+        goto out;
+    }
+    if (t_summary < t_results) {
+        snprintf(why, cap, "must run (%s is %s)", summary, t_summary < 0 ? "missing" : "older than the results");
+        goto out;
+    }
+    for (int k = 0; k < plan.n_kinds; k++) {
+        dk_agent_method_config mc = {.kind = plan.kinds[k], .cfg = cfg, .results_dir = plan.results_dir,
+                                     .prompts_dir = s.prompts_dir};
+        if (!(methods[k] = dk_agent_method_open(&mc, &err))) {
+            snprintf(why, cap, "must run (%s)", err.msg);
+            goto out;
+        }
+    }
+    dk_llm_config lc = {0};
+    char probe_why[2048];
+    dk_llm_client *probe = NULL;
+    if (s.agent_base_url && dk_llm_config_read(cfg, "diffing.evaluation.agent.llm", &lc, &err) == 0)
+        probe = try_open(&lc, probe_why, sizeof probe_why);
+    dk_llm_config_free(&lc);
+    const bool have_llm = probe != NULL;
+    dk_llm_client_close(probe);
+    char *agent_dir = dk_path_join(plan.results_dir, "agent");
+    int n_done = 0;
+    if (!have_llm) { /* overview only: the first-messages files */
+        for (int k = 0; k < plan.n_kinds; k++) {
+            char *name = dk_sprintf("%s_first_messages.json", dk_agent_method_name(methods[k]));
+            char *path = dk_path_join(agent_dir, name);
+            const bool fresh = mtime_of(path) >= t_results;
+            if (!fresh) snprintf(why, cap, "must run (no agent LLM; %s is missing or older than the results)", path);
+            free(name);
+            free(path);
+            if (!fresh) {
+                free(agent_dir);
+                goto out;
+            }
+        }
+        snprintf(why, cap, "complete (no agent LLM configured: the first messages are up to date)");
+        must = 0;
+        free(agent_dir);
+        goto out;
+    }
+    if (s.overwrite) {
+        snprintf(why, cap, "must run (diffing.evaluation.overwrite=true: every agent run is redone)");
+        free(agent_dir);
+        goto out;
+    }
+    grader = current_grader_id(cfg, &s);
+    if (s.grader_enabled && !grader) {
+        snprintf(why, cap, "must run (the grader's endpoint cannot be used: the evaluation says why)");
+        free(agent_dir);
+        goto out;
+    }
+    char cfg_hash[33];
+    dk_eval_cfg_hash(cfg, cfg_hash);
+    llm_id = dk_eval_llm_id(s.agent_model);
+    for (int k = 0; k < plan.n_kinds; k++) {
+        const int64_t *budgets = k == 0 ? s.budgets : s.baseline_budgets;
+        const size_t nb = k == 0 ? s.n_budgets : s.n_baseline_budgets;
+        for (size_t b = 0; b < nb; b++) {
+            char *gname = dk_eval_run_group_name(dk_agent_method_name(methods[k]), cfg_hash, llm_id, budgets[b], s.hints);
+            char *group = dk_path_join(agent_dir, gname);
+            free(gname);
+            for (int i = 0; i < s.num_repeat; i++) {
+                char run[32];
+                snprintf(run, sizeof run, "run%d", i);
+                char *run_dir = dk_path_join(group, run), *desc = dk_path_join(run_dir, "description.txt");
+                const bool done = mtime_of(desc) >= t_results && (!grader || grades_present(run_dir, grader, s.grader_repeat));
+                if (!done) snprintf(why, cap, "must run (%s is not finished%s)", run_dir, grader ? " and graded" : "");
+                free(desc);
+                free(run_dir);
+                if (!done) {
+                    free(group);
+                    free(agent_dir);
+                    goto out;
+                }
+                n_done++;
+            }
+            free(group);
+        }
+    }
+    snprintf(why, cap, "complete (%d agent runs finished and graded, overwrite=false)", n_done);
+    must = 0;
+    free(agent_dir);
+out:
+    for (int k = 0; k < 2; k++) dk_agent_method_close(methods[k]);
+    free(plan.results_dir);
+    free(results_h5);
+    free(summary);
+    free(grader);
+    free(llm_id);
+    dk_eval_settings_free(&s);
+    return must;
 }

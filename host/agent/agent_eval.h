@@ -38,6 +38,12 @@ typedef struct dk_agent_eval_env {
 int dk_agent_eval_method(const dk_cfg *cfg, const char *method, const dk_agent_eval_env *env, cJSON *rows,
                          dk_err *err);
 
+/* diff_agent --check (diffkit run asks before running the stage): 0 when every output `method`'s evaluation
+ * would write is there and newer than the method's results (no agent LLM: the first-messages files; with one:
+ * overwrite=false and every run finished and graded by the current grader), else 1; why says which, in one line.
+ * A configured null control is not looked into: it answers 1 (the evaluation decides what to reuse). */
+int dk_agent_eval_check(const dk_cfg *cfg, const char *method, const dk_agent_eval_env *env, char *why, size_t cap);
+
 /* Stops the `diffkit serve` an evaluation started (at the end of diff_agent; safe when none was started). */
 void dk_agent_eval_shutdown(void);
 
