@@ -71,6 +71,10 @@ fi
 # ---- the report: its path and headline, as diff_report printed them ----------------------------------------
 echo
 report=$(sed -n 's/^report: //p' "$log" | tail -1)
+if [ -z "$report" ] && [ -x "$bin/diff_report" ]; then  # a rerun skipped the report (up to date): its headline again
+  "$bin/diff_report" "${args[@]}" > "$build/demo_report.log" 2>&1 && log=$build/demo_report.log
+  report=$(sed -n 's/^report: //p' "$log" | tail -1)
+fi
 if [ -n "$report" ]; then
   grep -h -i -E "^(headline|finding)" "$log" | tail -3
   echo "report: $report"
