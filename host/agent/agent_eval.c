@@ -74,13 +74,10 @@ static size_t n_server_models;
 
 static char *diffkit_exe(const dk_agent_eval_env *env) {
     if (env->diffkit_exe) return dk_strdup(env->diffkit_exe);
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return dk_strdup("diffkit");
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    if (slash) *slash = 0;
-    return dk_path_join(self, "diffkit");
+    char *dir = dk_exe_dir();
+    char *exe = dir ? dk_path_join(dir, "diffkit") : dk_strdup("diffkit");
+    free(dir);
+    return exe;
 }
 
 static bool served(const char *model) {
