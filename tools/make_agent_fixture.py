@@ -40,6 +40,17 @@ def write_json(path, obj):
         f.write("\n")
 
 
+def copy_lens(gi, go):
+    """The first P_KEEP positions of a dataset group: positions, mean_diff and the difference's logit lens."""
+    go["positions"] = gi["positions"][:P_KEEP]
+    go["mean_diff"] = gi["mean_diff"][:P_KEEP]
+    ll = go.create_group("logit_lens/mean_diff")
+    ll["top_probs"] = gi["logit_lens/mean_diff/top_probs"][:P_KEEP]
+    ll["top_ids"] = gi["logit_lens/mean_diff/top_ids"][:P_KEEP]
+    toks = gi["logit_lens/mean_diff/top_tokens"].asstr()[:P_KEEP]
+    ll.create_dataset("top_tokens", data=np.array(toks, dtype=object), dtype=h5py.string_dtype(encoding="utf-8"))
+
+
 def adl(src, dst):
     src = os.path.join(src, "activation_difference_lens")
     dst = os.path.join(dst, "adl_demo")
@@ -52,13 +63,7 @@ def adl(src, dst):
         gi, go = fi[g], fo.create_group(g)
         for a in ("activation_dim", "count"):
             go.attrs[a] = gi.attrs[a]
-        go["positions"] = gi["positions"][:P_KEEP]
-        go["mean_diff"] = gi["mean_diff"][:P_KEEP]
-        ll = go.create_group("logit_lens/mean_diff")
-        ll["top_probs"] = gi["logit_lens/mean_diff/top_probs"][:P_KEEP]
-        ll["top_ids"] = gi["logit_lens/mean_diff/top_ids"][:P_KEEP]
-        toks = gi["logit_lens/mean_diff/top_tokens"].asstr()[:P_KEEP]
-        ll.create_dataset("top_tokens", data=np.array(toks, dtype=object), dtype=vstr)
+        copy_lens(gi, go)
         sp = go.create_group("steering/position_1")
         sp.attrs["avg_threshold"] = gi["steering/position_1"].attrs["avg_threshold"]
         sp["vector"] = gi["steering/position_1/vector"][...]
@@ -131,13 +136,7 @@ def adl_null(src, dst):
         for a in ("activation_dim", "count"):
             go.attrs[a] = gi.attrs[a]
         assert not np.any(gi["mean_diff"][...]), "not a null pair: the mean difference is not zero"
-        go["positions"] = gi["positions"][:P_KEEP]
-        go["mean_diff"] = gi["mean_diff"][:P_KEEP]
-        ll = go.create_group("logit_lens/mean_diff")
-        ll["top_probs"] = gi["logit_lens/mean_diff/top_probs"][:P_KEEP]
-        ll["top_ids"] = gi["logit_lens/mean_diff/top_ids"][:P_KEEP]
-        toks = gi["logit_lens/mean_diff/top_tokens"].asstr()[:P_KEEP]
-        ll.create_dataset("top_tokens", data=np.array(toks, dtype=object), dtype=vstr)
+        copy_lens(gi, go)
         fo.create_dataset("summary/json", data=json.dumps({"note": "trimmed fixture"}), dtype=vstr)
     shutil.copy(os.path.join(src, "model_norms_pretrain.json"), dst)
 
