@@ -51,9 +51,11 @@ def copy_lens(gi, go):
     ll.create_dataset("top_tokens", data=np.array(toks, dtype=object), dtype=h5py.string_dtype(encoding="utf-8"))
 
 
-def adl(src, dst):
+def adl(src, dst, null=False):
+    """The ADL fixture (adl_demo); null=True: the null pair's (adl_null: organism demo_null, the base against itself:
+    the difference is zero, so diff_adl wrote no patchscope or steering for it; the uniform logit lens is kept)."""
     src = os.path.join(src, "activation_difference_lens")
-    dst = os.path.join(dst, "adl_demo")
+    dst = os.path.join(dst, "adl_null" if null else "adl_demo")
     shutil.rmtree(dst, ignore_errors=True)
     os.makedirs(dst)
     g = "layer_1/pretrain"
@@ -63,11 +65,17 @@ def adl(src, dst):
         gi, go = fi[g], fo.create_group(g)
         for a in ("activation_dim", "count"):
             go.attrs[a] = gi.attrs[a]
+        if null:
+            assert not np.any(gi["mean_diff"][...]), "not a null pair: the mean difference is not zero"
         copy_lens(gi, go)
-        sp = go.create_group("steering/position_1")
-        sp.attrs["avg_threshold"] = gi["steering/position_1"].attrs["avg_threshold"]
-        sp["vector"] = gi["steering/position_1/vector"][...]
+        if not null:
+            sp = go.create_group("steering/position_1")
+            sp.attrs["avg_threshold"] = gi["steering/position_1"].attrs["avg_threshold"]
+            sp["vector"] = gi["steering/position_1/vector"][...]
         fo.create_dataset("summary/json", data=json.dumps({"note": "trimmed fixture"}), dtype=vstr)
+    if null:
+        shutil.copy(os.path.join(src, "model_norms_pretrain.json"), dst)
+        return
     lsrc, ldst = os.path.join(src, g), os.path.join(dst, g)
     for p in (0, 1):
         rec = json.load(open(os.path.join(lsrc, f"auto_patch_scope_pos_{p}.json"), encoding="utf-8"))
@@ -121,26 +129,6 @@ def dm(src, dst):
                 write_json(os.path.join(dst, folder, ds, entry["ordering_id"] + ".json"), o)
 
 
-def adl_null(src, dst):
-    """The null pair's ADL results (organism demo_null: the base against itself; tests/agent/agent_eval.sh null):
-    the difference is zero, so diff_adl wrote no patchscope or steering for it; the logit lens (uniform) is kept."""
-    src = os.path.join(src, "activation_difference_lens")
-    dst = os.path.join(dst, "adl_null")
-    shutil.rmtree(dst, ignore_errors=True)
-    os.makedirs(dst)
-    g = "layer_1/pretrain"
-    vstr = h5py.string_dtype(encoding="utf-8")
-    with h5py.File(os.path.join(src, "results.h5"), "r") as fi, h5py.File(os.path.join(dst, "results.h5"), "w") as fo:
-        fo.attrs["method"] = fi.attrs["method"]
-        gi, go = fi[g], fo.create_group(g)
-        for a in ("activation_dim", "count"):
-            go.attrs[a] = gi.attrs[a]
-        assert not np.any(gi["mean_diff"][...]), "not a null pair: the mean difference is not zero"
-        copy_lens(gi, go)
-        fo.create_dataset("summary/json", data=json.dumps({"note": "trimmed fixture"}), dtype=vstr)
-    shutil.copy(os.path.join(src, "model_norms_pretrain.json"), dst)
-
-
 def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "diffkit_output/diffing_results/demo/demo_glacier_honey"
     dst = sys.argv[2] if len(sys.argv) > 2 else "tests/fixtures/agent"
@@ -148,7 +136,7 @@ def main():
     adl(src, dst)
     dm(src, dst)
     if os.path.isdir(null_src):  # made by: diff_preprocess / diff_adl organism=demo_null (README "The agent")
-        adl_null(null_src, dst)
+        adl(null_src, dst, null=True)
 
 
 if __name__ == "__main__":
